@@ -1,0 +1,70 @@
+# tally - build, run and test.
+#
+#   make                 build ./build/tallyd
+#   make run             install what is missing, build, start tallyd on the embedded default
+#   make test            install, build, run every suite (plain and under ASan+UBSan)
+#   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
+#   make bench           benchmarks (see bench/)
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC = cc
+endif
+
+ifdef SANITIZE
+BUILD ?= build-asan
+OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+OPT = -O2 -g
+endif
+
+CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+          -Wno-missing-field-initializers -Isrc $(OPT)
+LDFLAGS += $(OPT)
+LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lpthread
+
+SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
+                 src/service/*.c src/http/*.c) src/config.c
+OBJ = $(SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit e2e check-suite clean bench
+all: $(BUILD)/tallyd
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/tallyd: $(OBJ) $(BUILD)/src/main.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(OBJ) $(LDFLAGS) $(LIBS) -lcmocka
+
+-include $(OBJ:.o=.d) $(BUILD)/src/main.d
+
+deps:
+	@scripts/deps.sh build
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(BUILD)/tallyd
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+e2e: $(BUILD)/tallyd
+	TALLYD=$(CURDIR)/$(BUILD)/tallyd python3 -m pytest -q tests/e2e
+
+# One build's whole suite: unit tests, then the binary over HTTP.
+check-suite: unit e2e
+
+test: deps
+	@$(MAKE) --no-print-directory check-suite
+	@$(MAKE) --no-print-directory SANITIZE=1 check-suite
+
+clean:
+	rm -rf build build-asan

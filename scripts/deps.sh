@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tally needs to build and test, only when missing.
+# Usage: scripts/deps.sh [build|services]
+set -euo pipefail
+
+build_pkgs=(gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev libcmocka-dev
+            libhiredis-dev libmariadb-dev librdkafka-dev python3)
+service_pkgs=(mariadb-server redis-server)
+
+case "${1:-build}" in
+  build) want=("${build_pkgs[@]}") ;;
+  services) want=("${service_pkgs[@]}") ;;
+  bench) want=(wrk gnuplot-nox) ;;
+  *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-build}" = build ] && ! python3 -c 'import pytest' 2>/dev/null; then
+  echo "deps: installing pytest"
+  python3 -m pip install -q pytest 2>/dev/null || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pytest >/dev/null
+  }
+fi
+exit 0

@@ -1,0 +1,32 @@
+/*
+ * bus.c - choosing a bus adapter by URL.
+ */
+#include "bus/bus.h"
+
+#include <string.h>
+
+#include "bus/local.h"
+#include "util/error.h"
+#include "util/strbuf.h"
+#include "util/banned.h"
+
+int bus_check_url(const char *url, char **err)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    if (strcmp(url, "local") == 0)
+        return 0;
+    strbuf_addf(&sb, "invalid --bus '%s': expected local", url);
+    *err = strbuf_detach(&sb, NULL);
+    return TALLY_EINVAL;
+}
+
+int bus_open(const char *url, size_t queue_max, struct bus **out, char **err)
+{
+    int rc = bus_check_url(url, err);
+
+    if (rc)
+        return rc;
+    *out = bus_local_new(queue_max);
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * config.h - tallyd's settings, from flags and TALLY_* environment variables.
+ */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stddef.h>
+
+/* Owned by main; the strings point into argv/environ or static defaults. */
+struct config {
+    const char *listen; /* HOST:PORT as given */
+    char host[64];
+    int port;
+    const char *store;
+    const char *cache;
+    const char *bus;
+    size_t batch;
+    int flush_ms;
+    int threads;
+    size_t queue_max;
+};
+
+enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
+
+/*
+ * Fills cfg from defaults, then the environment, then argv (a flag wins).
+ * On CONFIG_EXIT_USAGE, one line naming the bad value has been printed on
+ * stderr; on CONFIG_EXIT_OK, --help or --version has been printed.
+ */
+enum config_result config_parse(struct config *cfg, int argc, char **argv);
+
+#endif

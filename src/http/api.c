@@ -1,0 +1,642 @@
+/*
+ * api.c - routes, validation and responses of the v1 API.
+ *
+ * DESIGN: a route is a path pattern of literal segments and ":name"
+ * captures, with a handler per method. A path that has the shape of a
+ * route but a malformed value (/v1/items/Bad/7) is a 400, not a 404:
+ * the client named a real resource type with a bad identifier. A path
+ * of the right shape with an unsupported method is a 405 with Allow.
+ * Statuses for tally's error codes come from one table, status_of().
+ */
+#include "http/api.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/json.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/banned.h"
+
+#define MAX_CAPTURES 4
+#define MAX_SEGMENTS 8
+#define MAX_PARAMS   8
+
+/* A slice of the request (path segment or query value), not NUL-terminated. */
+struct slice {
+    const char *p;
+    size_t len;
+};
+
+/* One request being handled; lives on the stack of api_handle(). */
+struct ctx {
+    struct interactive *svc;
+    const struct api_request *req;
+    struct api_response *res;
+    struct slice cap[MAX_CAPTURES];
+    struct {
+        char key[16];
+        char *value; /* decoded, heap; freed by api_handle */
+    } params[MAX_PARAMS];
+    int nparams;
+};
+
+typedef void handler_fn(struct ctx *c);
+
+struct route {
+    const char *name;
+    const char *pattern;
+    handler_fn *on[API_OTHER]; /* indexed by method; NULL: not allowed */
+    const char *allow;
+};
+
+/* ---------------------------------------------------------------- errors */
+
+static void fail(struct ctx *c, int status, const char *code, const char *message)
+{
+    c->res->status = status;
+    strbuf_reset(&c->res->body);
+    json_add_error(&c->res->body, code, message);
+}
+
+static void invalid(struct ctx *c, const char *message)
+{
+    fail(c, 400, "invalid_argument", message);
+}
+
+/* The one table from tally's error codes to HTTP. */
+static void fail_err(struct ctx *c, int err)
+{
+    switch (err) {
+    case TALLY_EINVAL: invalid(c, "invalid argument"); break;
+    case TALLY_EUNAVAIL:
+    case TALLY_EFULL:
+    case TALLY_ECLOSED: fail(c, 503, "unavailable", tally_strerror(err)); break;
+    default: fail(c, 500, "internal", tally_strerror(err)); break;
+    }
+}
+
+/* ------------------------------------------------------- parameters */
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes [p, p+len) (and '+' as space) into a new string, or NULL if malformed. */
+static char *url_decode(const char *p, size_t len)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '%') {
+            int hi = i + 2 < len ? hexval(p[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(p[i + 2]) : -1;
+
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) { /* truncated, not hex, or NUL */
+                strbuf_release(&sb);
+                return NULL;
+            }
+            strbuf_addch(&sb, (char)(hi * 16 + lo));
+            i += 2;
+        } else {
+            strbuf_addch(&sb, p[i] == '+' ? ' ' : p[i]);
+        }
+    }
+    return strbuf_detach(&sb, NULL);
+}
+
+/* Splits the query into params; unknown keys are kept and ignored later. */
+static int parse_query(struct ctx *c)
+{
+    const char *q = c->req->query;
+
+    while (q && *q) {
+        const char *end = strchr(q, '&'), *eq;
+        size_t len = end ? (size_t)(end - q) : strlen(q);
+
+        eq = memchr(q, '=', len);
+        if (len > 0) {
+            size_t klen = eq ? (size_t)(eq - q) : len;
+            char *value;
+
+            if (c->nparams == MAX_PARAMS || klen >= sizeof(c->params[0].key))
+                return TALLY_EINVAL;
+            value = eq ? url_decode(eq + 1, len - klen - 1) : url_decode("", 0);
+            if (!value)
+                return TALLY_EINVAL;
+            memcpy(c->params[c->nparams].key, q, klen);
+            c->params[c->nparams].key[klen] = '\0';
+            c->params[c->nparams].value = value;
+            c->nparams++;
+        }
+        q = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+static const char *param(struct ctx *c, const char *key)
+{
+    for (int i = 0; i < c->nparams; i++)
+        if (strcmp(c->params[i].key, key) == 0)
+            return c->params[i].value;
+    return NULL;
+}
+
+static bool cap_biz(struct ctx *c, int i, char out[ITEM_BIZ_MAX + 1])
+{
+    if (item_parse_biz(c->cap[i].p, c->cap[i].len, out) == 0)
+        return true;
+    invalid(c, "biz must match ^[a-z][a-z0-9_]{0,31}$");
+    return false;
+}
+
+static bool cap_id(struct ctx *c, int i, const char *what, int64_t *out)
+{
+    if (item_parse_id(c->cap[i].p, c->cap[i].len, out) == 0)
+        return true;
+    struct strbuf msg = STRBUF_INIT;
+    strbuf_addf(&msg, "%s must be an integer in 1..9223372036854775807", what);
+    invalid(c, msg.buf);
+    strbuf_release(&msg);
+    return false;
+}
+
+/* An optional id-like query parameter; *out is left alone when absent. */
+static bool param_id(struct ctx *c, const char *key, int64_t *out)
+{
+    const char *v = param(c, key);
+
+    if (!v || item_parse_id(v, strlen(v), out) == 0)
+        return true;
+    struct strbuf msg = STRBUF_INIT;
+    strbuf_addf(&msg, "%s must be an integer in 1..9223372036854775807", key);
+    invalid(c, msg.buf);
+    strbuf_release(&msg);
+    return false;
+}
+
+static bool param_limit(struct ctx *c, size_t dflt, size_t *out)
+{
+    const char *v = param(c, "limit");
+    int64_t n;
+
+    *out = dflt;
+    if (!v)
+        return true;
+    if (item_parse_id(v, strlen(v), &n) == 0 && n <= INTERACTIVE_MAX_LIMIT) {
+        *out = (size_t)n;
+        return true;
+    }
+    invalid(c, "limit must be an integer in 1..100");
+    return false;
+}
+
+/* Cursors are "TIME.ID", as handed out in next_cursor. */
+static bool param_cursor(struct ctx *c, struct list_cursor *out)
+{
+    const char *v = param(c, "cursor"), *dot;
+    struct list_cursor start = LIST_CURSOR_START;
+
+    *out = start;
+    if (!v)
+        return true;
+    dot = strchr(v, '.');
+    if (dot && item_parse_id(v, (size_t)(dot - v), &out->time) == 0 &&
+        item_parse_id(dot + 1, strlen(dot + 1), &out->id) == 0)
+        return true;
+    invalid(c, "cursor is not one that this API handed out");
+    return false;
+}
+
+/* ------------------------------------------------------- responses */
+
+static void reply_state(struct ctx *c, const struct item_state *st)
+{
+    c->res->status = 200;
+    json_add_state(&c->res->body, st);
+}
+
+static void reply_states(struct ctx *c, const struct item_state *st, size_t n)
+{
+    struct strbuf *b = &c->res->body;
+
+    c->res->status = 200;
+    strbuf_addstr(b, "{\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strbuf_addch(b, ',');
+        json_add_state(b, &st[i]);
+    }
+    strbuf_addstr(b, "]}");
+}
+
+static void reply_list(struct ctx *c, const struct list_entry *e, size_t n,
+                       const struct list_cursor *next, bool more)
+{
+    struct strbuf *b = &c->res->body;
+
+    c->res->status = 200;
+    strbuf_addstr(b, "{\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strbuf_addch(b, ',');
+        json_add_list_entry(b, &e[i]);
+    }
+    strbuf_addstr(b, "],\"next_cursor\":");
+    if (more)
+        strbuf_addf(b, "\"%lld.%lld\"}", (long long)next->time, (long long)next->id);
+    else
+        strbuf_addstr(b, "null}");
+}
+
+/* ------------------------------------------------------- handlers */
+
+static void h_health(struct ctx *c)
+{
+    if (interactive_health(c->svc) == 0) {
+        c->res->status = 200;
+        strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
+    } else {
+        fail(c, 503, "unavailable", "the store does not answer");
+    }
+}
+
+static void h_metrics(struct ctx *c)
+{
+    c->res->status = 200;
+    c->res->content_type = "text/plain; version=0.0.4";
+    metrics_render(&c->res->body);
+}
+
+/* GET /v1/items/{biz}/{id} */
+static void h_get_item(struct ctx *c)
+{
+    struct item it;
+    struct item_state st;
+    int64_t uid = 0;
+    int err;
+
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid))
+        return;
+    if ((err = interactive_get(c->svc, &it, 1, uid, &st))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_state(c, &st);
+}
+
+/* GET /v1/items/{biz}?ids=1,2,3 */
+static void h_get_items(struct ctx *c)
+{
+    struct item items[INTERACTIVE_MAX_IDS];
+    struct item_state st[INTERACTIVE_MAX_IDS];
+    char biz[ITEM_BIZ_MAX + 1];
+    const char *ids = param(c, "ids");
+    int64_t uid = 0;
+    size_t n = 0;
+    int err;
+
+    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid))
+        return;
+    if (!ids) {
+        invalid(c, "ids is required: 1 to 100 comma-separated ids");
+        return;
+    }
+    for (const char *p = ids;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        if (n == INTERACTIVE_MAX_IDS || item_parse_id(p, len, &items[n].id)) {
+            invalid(c, "ids must be 1 to 100 comma-separated integers in 1..9223372036854775807");
+            return;
+        }
+        memcpy(items[n].biz, biz, sizeof(biz));
+        n++;
+        if (!end)
+            break;
+        p = end;
+    }
+    if ((err = interactive_get(c->svc, items, n, uid, st))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_states(c, st, n);
+}
+
+/* The body of POST .../reads: empty, or {"uid":U}. */
+static bool read_body_uid(struct ctx *c, int64_t *uid)
+{
+    const char *b = c->req->body;
+    size_t len = c->req->body_len;
+    json_error_t jerr;
+    json_t *root, *v;
+    const char *key;
+    bool ok = false;
+
+    while (len > 0 && (*b == ' ' || *b == '\t' || *b == '\r' || *b == '\n'))
+        b++, len--;
+    if (len == 0)
+        return true;
+    root = json_loadb(b, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        invalid(c, "body is not valid JSON");
+        return false;
+    }
+    if (!json_is_object(root)) {
+        invalid(c, "body must be a JSON object");
+        goto out;
+    }
+    json_object_foreach(root, key, v)
+    {
+        if (strcmp(key, "uid") != 0) {
+            invalid(c, "body may only have the field uid");
+            goto out;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < 1) {
+            invalid(c, "uid must be an integer in 1..9223372036854775807");
+            goto out;
+        }
+        *uid = json_integer_value(v);
+    }
+    ok = true;
+out:
+    json_decref(root);
+    return ok;
+}
+
+/* POST /v1/items/{biz}/{id}/reads */
+static void h_read(struct ctx *c)
+{
+    struct item it;
+    int64_t uid = 0;
+    int err;
+
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid))
+        return;
+    if ((err = interactive_read(c->svc, &it, uid))) {
+        fail_err(c, err);
+        return;
+    }
+    c->res->status = 202;
+    strbuf_addstr(&c->res->body, "{\"accepted\":true}");
+}
+
+/* {PUT,DELETE} /v1/users/{uid}/likes/{biz}/{id} */
+static void like(struct ctx *c, bool on)
+{
+    struct item it;
+    struct item_state st;
+    int64_t uid;
+    int err;
+
+    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, it.biz) || !cap_id(c, 2, "id", &it.id))
+        return;
+    if ((err = interactive_like(c->svc, uid, &it, on, &st))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_state(c, &st);
+}
+
+static void h_like(struct ctx *c)
+{
+    like(c, true);
+}
+
+static void h_unlike(struct ctx *c)
+{
+    like(c, false);
+}
+
+/* GET /v1/users/{uid}/likes/{biz} */
+static void h_list_likes(struct ctx *c)
+{
+    struct list_entry e[INTERACTIVE_MAX_LIMIT + 1];
+    struct list_cursor cur;
+    char biz[ITEM_BIZ_MAX + 1];
+    int64_t uid;
+    size_t limit, n;
+    bool more;
+    int err;
+
+    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, biz) || !param_limit(c, 20, &limit) ||
+        !param_cursor(c, &cur))
+        return;
+    if ((err = interactive_list_likes(c->svc, uid, biz, limit, &cur, e, &n, &more))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_list(c, e, n, &cur, more);
+}
+
+/* {PUT,DELETE} /v1/users/{uid}/collections/{cid}/items/{biz}/{id} */
+static void collect(struct ctx *c, bool on)
+{
+    struct item it;
+    struct item_state st;
+    int64_t uid, cid;
+    int err;
+
+    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !cap_biz(c, 2, it.biz) ||
+        !cap_id(c, 3, "id", &it.id))
+        return;
+    if ((err = interactive_collect(c->svc, uid, cid, &it, on, &st))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_state(c, &st);
+}
+
+static void h_collect(struct ctx *c)
+{
+    collect(c, true);
+}
+
+static void h_uncollect(struct ctx *c)
+{
+    collect(c, false);
+}
+
+/* GET /v1/users/{uid}/collections/{cid}/items */
+static void h_list_collection(struct ctx *c)
+{
+    struct list_entry e[INTERACTIVE_MAX_LIMIT + 1];
+    struct list_cursor cur;
+    int64_t uid, cid;
+    size_t limit, n;
+    bool more;
+    int err;
+
+    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !param_limit(c, 20, &limit) ||
+        !param_cursor(c, &cur))
+        return;
+    if ((err = interactive_list_collection(c->svc, uid, cid, limit, &cur, e, &n, &more))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_list(c, e, n, &cur, more);
+}
+
+/* GET /v1/top/{biz}?by=F */
+static void h_top(struct ctx *c)
+{
+    struct item_state st[INTERACTIVE_MAX_LIMIT];
+    char biz[ITEM_BIZ_MAX + 1];
+    const char *by = param(c, "by");
+    enum count_field field;
+    size_t limit, n;
+    int err;
+
+    if (!cap_biz(c, 0, biz) || !param_limit(c, 10, &limit))
+        return;
+    if (!by || count_field_parse(by, &field)) {
+        invalid(c, "by must be one of like_cnt, read_cnt, collect_cnt");
+        return;
+    }
+    if ((err = interactive_top(c->svc, biz, field, limit, st, &n))) {
+        fail_err(c, err);
+        return;
+    }
+    reply_states(c, st, n);
+}
+
+/* ------------------------------------------------------- routing */
+
+static const struct route routes[] = {
+    {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD"},
+    {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD"},
+    {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD"},
+    {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD"},
+    {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST"},
+    {"like",
+     "v1/users/:uid/likes/:biz/:id",
+     {[API_PUT] = h_like, [API_DELETE] = h_unlike},
+     "PUT, DELETE"},
+    {"list_likes", "v1/users/:uid/likes/:biz", {[API_GET] = h_list_likes}, "GET, HEAD"},
+    {"collect",
+     "v1/users/:uid/collections/:cid/items/:biz/:id",
+     {[API_PUT] = h_collect, [API_DELETE] = h_uncollect},
+     "PUT, DELETE"},
+    {"list_collection",
+     "v1/users/:uid/collections/:cid/items",
+     {[API_GET] = h_list_collection},
+     "GET, HEAD"},
+    {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD"},
+};
+#define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
+
+int api_route_count(void)
+{
+    return NROUTES + 1;
+}
+
+const char *api_route_name(int route)
+{
+    return route >= 0 && route < NROUTES ? routes[route].name : "unmatched";
+}
+
+/* Splits "/a/b/c" into segments; false when there are too many or one is empty. */
+static bool split_path(const char *path, struct slice *seg, int *nseg)
+{
+    const char *p = path;
+
+    *nseg = 0;
+    if (*p != '/')
+        return false;
+    while (*p == '/') {
+        const char *start = ++p;
+        while (*p && *p != '/')
+            p++;
+        if (p == start || *nseg == MAX_SEGMENTS)
+            return false;
+        seg[(*nseg)++] = (struct slice){start, (size_t)(p - start)};
+    }
+    return *p == '\0';
+}
+
+/* Matches segments against a pattern, capturing ":name" segments into c->cap. */
+static bool match(const char *pattern, const struct slice *seg, int nseg, struct ctx *c)
+{
+    const char *p = pattern;
+    int i = 0, ncap = 0;
+
+    while (*p) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+
+        if (i == nseg)
+            return false;
+        if (*p == ':')
+            c->cap[ncap++] = seg[i];
+        else if (len != seg[i].len || memcmp(p, seg[i].p, len) != 0)
+            return false;
+        i++;
+        p += len;
+        if (*p == '/')
+            p++;
+    }
+    return i == nseg;
+}
+
+void api_response_init(struct api_response *res)
+{
+    res->status = 500;
+    strbuf_init(&res->body, 0);
+    res->content_type = "application/json";
+    res->allow = NULL;
+    res->route = NROUTES;
+}
+
+void api_response_release(struct api_response *res)
+{
+    strbuf_release(&res->body);
+}
+
+void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
+{
+    struct ctx c = {.svc = svc, .req = req, .res = res};
+    struct slice seg[MAX_SEGMENTS];
+    enum api_method m = req->method == API_HEAD ? API_GET : req->method;
+    int nseg, r;
+
+    res->route = NROUTES;
+    if (!split_path(req->path, seg, &nseg)) {
+        fail(&c, 404, "not_found", "no such route");
+        return;
+    }
+    for (r = 0; r < NROUTES; r++)
+        if (match(routes[r].pattern, seg, nseg, &c))
+            break;
+    if (r == NROUTES) {
+        fail(&c, 404, "not_found", "no such route");
+        return;
+    }
+    res->route = r;
+    if (m == API_OTHER || !routes[r].on[m]) {
+        res->allow = routes[r].allow;
+        {
+            fail(&c, 405, "method_not_allowed", "method not allowed on this path");
+            return;
+        }
+    }
+    if (req->body_len > API_MAX_BODY) {
+        fail(&c, 413, "payload_too_large", "request body is over 64 KiB");
+        return;
+    }
+    if (parse_query(&c))
+        invalid(&c, "malformed query string");
+    else
+        routes[r].on[m](&c);
+    for (int i = 0; i < c.nparams; i++)
+        free(c.params[i].value);
+}

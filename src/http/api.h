@@ -1,0 +1,49 @@
+/*
+ * api.h - the v1 HTTP API, independent of the server library.
+ *
+ * server.c turns each libevent request into a struct api_request and sends
+ * back the struct api_response; everything about routes, validation, JSON
+ * and status codes lives behind api_handle(). Keeping the library out of
+ * this file lets the unit tests and the fuzz target drive the whole API
+ * without sockets.
+ */
+#ifndef TALLY_HTTP_API_H
+#define TALLY_HTTP_API_H
+
+#include <stddef.h>
+
+#include "service/interactive.h"
+#include "util/strbuf.h"
+
+#define API_MAX_BODY (64 * 1024)
+
+enum api_method { API_GET, API_HEAD, API_POST, API_PUT, API_DELETE, API_OTHER };
+
+/* Borrowed from the caller for the duration of api_handle(). */
+struct api_request {
+    enum api_method method;
+    const char *path;  /* decoded by nobody: raw, without the query */
+    const char *query; /* raw, without '?'; NULL when absent */
+    const char *body;
+    size_t body_len;
+};
+
+/* Filled by api_handle(); release body with api_response_release(). */
+struct api_response {
+    int status;
+    struct strbuf body;
+    const char *content_type;
+    const char *allow; /* for 405: the methods the path takes */
+    int route;         /* index for metrics; see api_route_name() */
+};
+
+void api_response_init(struct api_response *res);
+void api_response_release(struct api_response *res);
+
+void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res);
+
+/* Number of routes and a stable name for each ("unmatched" for 404s). */
+int api_route_count(void);
+const char *api_route_name(int route);
+
+#endif

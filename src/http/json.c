@@ -1,0 +1,69 @@
+/*
+ * json.c - see json.h.
+ */
+#include "http/json.h"
+
+#include "util/banned.h"
+
+void json_add_string(struct strbuf *sb, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    strbuf_addch(sb, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': strbuf_add(sb, "\\\"", 2); break;
+        case '\\': strbuf_add(sb, "\\\\", 2); break;
+        case '\n': strbuf_add(sb, "\\n", 2); break;
+        case '\r': strbuf_add(sb, "\\r", 2); break;
+        case '\t': strbuf_add(sb, "\\t", 2); break;
+        default:
+            if (*p < 0x20) {
+                char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+                strbuf_add(sb, esc, sizeof(esc));
+            } else {
+                strbuf_addch(sb, (char)*p);
+            }
+        }
+    }
+    strbuf_addch(sb, '"');
+}
+
+static void add_item(struct strbuf *sb, const struct item *it)
+{
+    /* biz is validated to [a-z0-9_], so it needs no escaping. */
+    strbuf_addstr(sb, "{\"biz\":\"");
+    strbuf_addstr(sb, it->biz);
+    strbuf_addstr(sb, "\",\"id\":");
+    strbuf_add_i64(sb, it->id);
+}
+
+void json_add_state(struct strbuf *sb, const struct item_state *st)
+{
+    add_item(sb, &st->item);
+    strbuf_addstr(sb, ",\"read_cnt\":");
+    strbuf_add_i64(sb, st->counts.read_cnt);
+    strbuf_addstr(sb, ",\"like_cnt\":");
+    strbuf_add_i64(sb, st->counts.like_cnt);
+    strbuf_addstr(sb, ",\"collect_cnt\":");
+    strbuf_add_i64(sb, st->counts.collect_cnt);
+    strbuf_addstr(sb, st->liked ? ",\"liked\":true" : ",\"liked\":false");
+    strbuf_addstr(sb, st->collected ? ",\"collected\":true}" : ",\"collected\":false}");
+}
+
+void json_add_list_entry(struct strbuf *sb, const struct list_entry *e)
+{
+    add_item(sb, &e->item);
+    strbuf_addstr(sb, ",\"ctime\":");
+    strbuf_add_i64(sb, e->ctime);
+    strbuf_addch(sb, '}');
+}
+
+void json_add_error(struct strbuf *sb, const char *code, const char *message)
+{
+    strbuf_addstr(sb, "{\"error\":{\"code\":");
+    json_add_string(sb, code);
+    strbuf_addstr(sb, ",\"message\":");
+    json_add_string(sb, message);
+    strbuf_addstr(sb, "}}");
+}

@@ -1,0 +1,72 @@
+/*
+ * item.h - tally's value types and the validation of identifiers.
+ *
+ * These sit at the bottom of the layering so that adapters (store, cache,
+ * bus), the service layer and the HTTP layer all speak the same types
+ * without any of them importing upward. Everything here is plain data:
+ * copy it freely; nothing owns heap memory.
+ */
+#ifndef TALLY_MODEL_ITEM_H
+#define TALLY_MODEL_ITEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ITEM_BIZ_MAX 32 /* ^[a-z][a-z0-9_]{0,31}$ */
+
+/* One countable thing: (biz, id). */
+struct item {
+    char biz[ITEM_BIZ_MAX + 1];
+    int64_t id;
+};
+
+/* The three counters of an item. */
+struct counts {
+    int64_t read_cnt;
+    int64_t like_cnt;
+    int64_t collect_cnt;
+};
+
+/* An item's counters plus what one user did to it. */
+struct item_state {
+    struct item item;
+    struct counts counts;
+    bool liked;
+    bool collected;
+};
+
+/* The counter fields, in the order of struct counts (for top lists and caches). */
+enum count_field { FIELD_READ_CNT, FIELD_LIKE_CNT, FIELD_COLLECT_CNT, FIELD_COUNT };
+extern const char *const count_field_names[FIELD_COUNT];
+
+/*
+ * One read, as carried by the bus. partition/offset say where it came from
+ * (-1/-1 on the local bus) so the consumer can store offsets with the counts.
+ */
+struct read_event {
+    struct item item;
+    int64_t uid; /* 0: anonymous */
+    int64_t ts;  /* ms since the epoch; 0: unknown */
+    int32_t partition;
+    int64_t offset;
+};
+
+/* An entry of a user's like or collection list. */
+struct list_entry {
+    struct item item;
+    int64_t ctime;     /* when the like/collection became active, ms */
+    int64_t cursor_id; /* store row id, the tie-breaker of the list cursor */
+};
+
+/* Parsers for identifiers from outside. All return 0 or TALLY_EINVAL. */
+int item_parse_biz(const char *s, size_t len, char out[ITEM_BIZ_MAX + 1]);
+/* Decimal digits only, 1..INT64_MAX: the rule for id, uid and cid. */
+int item_parse_id(const char *s, size_t len, int64_t *out);
+bool item_id_valid(int64_t v);
+int count_field_parse(const char *s, enum count_field *out);
+
+int64_t counts_get(const struct counts *c, enum count_field f);
+int item_cmp(const struct item *a, const struct item *b);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * interactive.c - see interactive.h.
+ */
+#include "service/interactive.h"
+
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/xmalloc.h"
+#include "util/banned.h"
+
+void interactive_init(struct interactive *svc, struct store *store, struct cache *cache,
+                      struct bus *bus)
+{
+    svc->store = store;
+    svc->cache = cache;
+    svc->bus = bus;
+    svc->m_published =
+        metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
+    svc->m_rejected =
+        metrics_counter("tally_read_events_rejected_total",
+                        "Read events refused because the bus was full or closed.", "");
+    svc->m_cache_errors = metrics_counter(
+        "tally_cache_errors_total", "Cache calls that failed (the store answered instead).", "");
+}
+
+static void cache_failed(struct interactive *svc, int err)
+{
+    if (err) {
+        metric_add(svc->m_cache_errors, 1);
+        LOG_ONCE(LOG_WARN, "cache: %s; serving from the store", tally_strerror(err));
+    }
+}
+
+/* Counts from the cache where it has them, from the store (then filled) elsewhere. */
+static int get_counts(struct interactive *svc, const struct item *items, size_t n,
+                      struct counts *out)
+{
+    struct item miss[INTERACTIVE_MAX_IDS];
+    struct counts got[INTERACTIVE_MAX_IDS];
+    bool hit[INTERACTIVE_MAX_IDS];
+    size_t nmiss = 0, j = 0;
+    int rc;
+
+    TALLY_ASSERT(n <= INTERACTIVE_MAX_IDS);
+    cache_failed(svc, cache_get(svc->cache, items, n, out, hit));
+    for (size_t i = 0; i < n; i++)
+        if (!hit[i])
+            miss[nmiss++] = items[i];
+    if (nmiss == 0)
+        return 0;
+    if ((rc = store_counts(svc->store, miss, nmiss, got)))
+        return rc;
+    cache_failed(svc, cache_fill(svc->cache, miss, nmiss, got));
+    for (size_t i = 0; i < n; i++)
+        if (!hit[i])
+            out[i] = got[j++];
+    return 0;
+}
+
+int interactive_get(struct interactive *svc, const struct item *items, size_t n, int64_t uid,
+                    struct item_state *out)
+{
+    struct counts counts[INTERACTIVE_MAX_IDS];
+    bool liked[INTERACTIVE_MAX_IDS], collected[INTERACTIVE_MAX_IDS];
+    int rc;
+
+    if ((rc = get_counts(svc, items, n, counts)))
+        return rc;
+    memset(liked, 0, sizeof(liked));
+    memset(collected, 0, sizeof(collected));
+    if (uid && (rc = store_flags(svc->store, uid, items, n, liked, collected)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        out[i].item = items[i];
+        out[i].counts = counts[i];
+        out[i].liked = liked[i];
+        out[i].collected = collected[i];
+    }
+    return 0;
+}
+
+/* Completes a state after a write: the counts came from the write's transaction. */
+static int finish_write(struct interactive *svc, int64_t uid, const struct item *it,
+                        const struct counts *counts, const struct counts *delta, bool changed,
+                        struct item_state *out)
+{
+    if (changed)
+        cache_failed(svc, cache_incr(svc->cache, it, 1, delta));
+    out->item = *it;
+    out->counts = *counts;
+    return store_flags(svc->store, uid, it, 1, &out->liked, &out->collected);
+}
+
+int interactive_like(struct interactive *svc, int64_t uid, const struct item *it, bool on,
+                     struct item_state *out)
+{
+    struct counts counts, delta = {.like_cnt = on ? 1 : -1};
+    bool changed;
+    int rc = store_set_like(svc->store, uid, it, on, clock_now_ms(), &changed, &counts);
+
+    if (rc)
+        return rc;
+    return finish_write(svc, uid, it, &counts, &delta, changed, out);
+}
+
+int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const struct item *it,
+                        bool on, struct item_state *out)
+{
+    struct counts counts, delta = {.collect_cnt = on ? 1 : -1};
+    bool changed;
+    int rc = store_set_collect(svc->store, uid, cid, it, on, clock_now_ms(), &changed, &counts);
+
+    if (rc)
+        return rc;
+    return finish_write(svc, uid, it, &counts, &delta, changed, out);
+}
+
+int interactive_read(struct interactive *svc, const struct item *it, int64_t uid)
+{
+    struct read_event ev = {
+        .item = *it, .uid = uid, .ts = clock_now_ms(), .partition = -1, .offset = -1};
+    int rc = bus_publish(svc->bus, &ev);
+
+    metric_add(rc ? svc->m_rejected : svc->m_published, 1);
+    return rc;
+}
+
+/* Trims a page fetched with limit + 1 rows and moves the cursor past it. */
+static void page(struct list_cursor *cursor, const struct list_entry *out, size_t limit, size_t *n,
+                 bool *more)
+{
+    *more = *n > limit;
+    if (*more)
+        *n = limit;
+    if (*n > 0) {
+        cursor->time = out[*n - 1].ctime;
+        cursor->id = out[*n - 1].cursor_id;
+    }
+}
+
+int interactive_list_likes(struct interactive *svc, int64_t uid, const char *biz, size_t limit,
+                           struct list_cursor *cursor, struct list_entry *out, size_t *n,
+                           bool *more)
+{
+    int rc = store_list_likes(svc->store, uid, biz, cursor, limit + 1, out, n);
+
+    if (rc == 0)
+        page(cursor, out, limit, n, more);
+    return rc;
+}
+
+int interactive_list_collection(struct interactive *svc, int64_t uid, int64_t cid, size_t limit,
+                                struct list_cursor *cursor, struct list_entry *out, size_t *n,
+                                bool *more)
+{
+    int rc = store_list_collection(svc->store, uid, cid, cursor, limit + 1, out, n);
+
+    if (rc == 0)
+        page(cursor, out, limit, n, more);
+    return rc;
+}
+
+int interactive_top(struct interactive *svc, const char *biz, enum count_field by, size_t limit,
+                    struct item_state *out, size_t *n)
+{
+    return store_top(svc->store, biz, by, limit, out, n);
+}
+
+int interactive_health(struct interactive *svc)
+{
+    return store_ping(svc->store);
+}

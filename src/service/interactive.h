@@ -1,0 +1,65 @@
+/*
+ * interactive.h - the domain rules of tally: likes, collections, reads and
+ * the queries over them.
+ *
+ * The service combines the three ports. The store decides every count (a
+ * count moves only on a real transition, in the row's transaction); the
+ * cache is consulted for counters and told about committed changes; reads
+ * are published on the bus and counted later by service/readcount.c.
+ * liked/collected always come from the store: they must be exact right
+ * after the user's own change.
+ *
+ * Arguments are already validated by the caller (ids >= 1, biz well formed,
+ * 1 <= n <= INTERACTIVE_MAX_IDS). All functions are thread-safe.
+ */
+#ifndef TALLY_INTERACTIVE_H
+#define TALLY_INTERACTIVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/bus.h"
+#include "cache/cache.h"
+#include "model/item.h"
+#include "store/store.h"
+
+#define INTERACTIVE_MAX_IDS   100
+#define INTERACTIVE_MAX_LIMIT 100
+
+/* Borrows the three ports; they must outlive it. Owned by main. */
+struct interactive {
+    struct store *store;
+    struct cache *cache;
+    struct bus *bus;
+    struct metric *m_published, *m_rejected, *m_cache_errors;
+};
+
+void interactive_init(struct interactive *svc, struct store *store, struct cache *cache,
+                      struct bus *bus);
+
+/* States of n items of one biz for uid (0: nobody), in the order given. */
+int interactive_get(struct interactive *svc, const struct item *items, size_t n, int64_t uid,
+                    struct item_state *out);
+int interactive_like(struct interactive *svc, int64_t uid, const struct item *it, bool on,
+                     struct item_state *out);
+int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const struct item *it,
+                        bool on, struct item_state *out);
+/* Queues one read; TALLY_EFULL when the bus cannot take it now. */
+int interactive_read(struct interactive *svc, const struct item *it, int64_t uid);
+/*
+ * One page of a list: up to limit entries after *cursor, newest first.
+ * *cursor is updated to the next page's start; *more says whether it exists.
+ * out must hold limit + 1 entries.
+ */
+int interactive_list_likes(struct interactive *svc, int64_t uid, const char *biz, size_t limit,
+                           struct list_cursor *cursor, struct list_entry *out, size_t *n,
+                           bool *more);
+int interactive_list_collection(struct interactive *svc, int64_t uid, int64_t cid, size_t limit,
+                                struct list_cursor *cursor, struct list_entry *out, size_t *n,
+                                bool *more);
+int interactive_top(struct interactive *svc, const char *biz, enum count_field by, size_t limit,
+                    struct item_state *out, size_t *n);
+int interactive_health(struct interactive *svc);
+
+#endif

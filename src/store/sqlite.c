@@ -1,0 +1,768 @@
+/*
+ * sqlite.c - the embedded store: SQLite in WAL mode.
+ *
+ * DESIGN
+ *   One writer, concurrent readers. SQLite allows one write transaction at a
+ *   time per database, so instead of letting threads collide on SQLITE_BUSY
+ *   the adapter keeps exactly one writer connection behind a mutex, and a
+ *   small pool of reader connections that WAL lets run beside the writer.
+ *   Each connection prepares every statement once, at open, and keeps it.
+ *
+ *   Transitions are detected from what the write did, not from a read
+ *   before it: the like upsert only updates a row whose status is 0, so
+ *   sqlite3_changes() is 1 exactly when a like became active. Collections
+ *   read the row first (under the writer lock, which makes that safe)
+ *   because a move between collections changes the row but not the count.
+ *
+ *   The schema is versioned with PRAGMA user_version: migrations[i] takes
+ *   the database from version i to i + 1, each in its own transaction.
+ */
+#include "store/sqlite.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+#include "util/log.h"
+#include "util/strbuf.h"
+#include "util/xmalloc.h"
+#include "util/banned.h"
+
+#define READERS      4
+#define UPSERT_CHUNK 256 /* rows per multi-row read upsert */
+
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE interactive ("
+    "  id INTEGER PRIMARY KEY,"
+    "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL,"
+    "  read_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  like_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  collect_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  ctime INTEGER NOT NULL, utime INTEGER NOT NULL,"
+    "  UNIQUE (biz, biz_id));"
+    "CREATE INDEX interactive_top_read ON interactive (biz, read_cnt DESC, biz_id);"
+    "CREATE INDEX interactive_top_like ON interactive (biz, like_cnt DESC, biz_id);"
+    "CREATE INDEX interactive_top_collect ON interactive (biz, collect_cnt DESC, biz_id);"
+    "CREATE TABLE user_like ("
+    "  id INTEGER PRIMARY KEY,"
+    "  uid INTEGER NOT NULL, biz TEXT NOT NULL, biz_id INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  ctime INTEGER NOT NULL, utime INTEGER NOT NULL,"
+    "  UNIQUE (uid, biz, biz_id));"
+    "CREATE INDEX user_like_list ON user_like (uid, biz, status, utime DESC, id DESC);"
+    "CREATE TABLE user_collection ("
+    "  id INTEGER PRIMARY KEY,"
+    "  uid INTEGER NOT NULL, cid INTEGER NOT NULL,"
+    "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  ctime INTEGER NOT NULL, utime INTEGER NOT NULL,"
+    "  UNIQUE (uid, biz, biz_id));"
+    "CREATE INDEX user_collection_list"
+    "  ON user_collection (uid, cid, status, utime DESC, id DESC);"
+    "CREATE TABLE read_offsets ("
+    "  topic TEXT NOT NULL, part INTEGER NOT NULL,"
+    "  next_offset INTEGER NOT NULL, utime INTEGER NOT NULL,"
+    "  PRIMARY KEY (topic, part)) WITHOUT ROWID;",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt {
+    S_BEGIN,
+    S_BEGIN_WRITE,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_COUNTS,
+    S_LIKED,
+    S_COLLECTED,
+    S_LIKE_ON,
+    S_LIKE_OFF,
+    S_BUMP,
+    S_COLLECT_PUT,
+    S_COLLECT_OFF,
+    S_LIST_LIKES,
+    S_LIST_COLLECTION,
+    S_TOP_READ,
+    S_TOP_LIKE,
+    S_TOP_COLLECT,
+    S_OFFSET_GET,
+    S_OFFSET_CAS,
+    S_OFFSET_NEW,
+    S_PING,
+    S_UPSERT_CHUNK,
+    STMT_COUNT
+};
+
+#define READ_ROW "(?,?,?,0,0,?,?)"
+#define READ_UPSERT_HEAD \
+    "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime) VALUES "
+#define READ_UPSERT_TAIL                                                                \
+    " ON CONFLICT (biz, biz_id) DO UPDATE SET read_cnt = read_cnt + excluded.read_cnt," \
+    " utime = excluded.utime"
+#define TOP_SQL(col)                                                  \
+    "SELECT biz_id, read_cnt, like_cnt, collect_cnt FROM interactive" \
+    " WHERE biz = ?1 ORDER BY " col " DESC, biz_id ASC LIMIT ?2"
+
+static const char *const stmt_sql[STMT_COUNT - 1] = {
+    [S_BEGIN] = "BEGIN",
+    [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_COUNTS] = "SELECT read_cnt, like_cnt, collect_cnt FROM interactive"
+                 " WHERE biz = ?1 AND biz_id = ?2",
+    [S_LIKED] = "SELECT status FROM user_like WHERE uid = ?1 AND biz = ?2 AND biz_id = ?3",
+    [S_COLLECTED] = "SELECT status, cid FROM user_collection"
+                    " WHERE uid = ?1 AND biz = ?2 AND biz_id = ?3",
+    [S_LIKE_ON] = "INSERT INTO user_like (uid, biz, biz_id, status, ctime, utime)"
+                  " VALUES (?1, ?2, ?3, 1, ?4, ?4)"
+                  " ON CONFLICT (uid, biz, biz_id) DO UPDATE SET status = 1, utime = ?4"
+                  " WHERE status = 0",
+    [S_LIKE_OFF] = "UPDATE user_like SET status = 0, utime = ?4"
+                   " WHERE uid = ?1 AND biz = ?2 AND biz_id = ?3 AND status = 1",
+    [S_BUMP] =
+        "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
+        " VALUES (?1, ?2, 0, ?3, ?4, ?5, ?5)"
+        " ON CONFLICT (biz, biz_id) DO UPDATE SET like_cnt = like_cnt + ?3,"
+        " collect_cnt = collect_cnt + ?4, utime = ?5",
+    [S_COLLECT_PUT] = "INSERT INTO user_collection (uid, cid, biz, biz_id, status, ctime, utime)"
+                      " VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)"
+                      " ON CONFLICT (uid, biz, biz_id) DO UPDATE SET cid = ?2, status = 1,"
+                      " utime = ?5",
+    [S_COLLECT_OFF] = "UPDATE user_collection SET status = 0, utime = ?5"
+                      " WHERE uid = ?1 AND cid = ?2 AND biz = ?3 AND biz_id = ?4"
+                      " AND status = 1",
+    [S_LIST_LIKES] = "SELECT id, biz, biz_id, utime FROM user_like"
+                     " WHERE uid = ?1 AND biz = ?2 AND status = 1 AND (utime, id) < (?3, ?4)"
+                     " ORDER BY utime DESC, id DESC LIMIT ?5",
+    [S_LIST_COLLECTION] = "SELECT id, biz, biz_id, utime FROM user_collection"
+                          " WHERE uid = ?1 AND cid = ?2 AND status = 1"
+                          " AND (utime, id) < (?3, ?4)"
+                          " ORDER BY utime DESC, id DESC LIMIT ?5",
+    [S_TOP_READ] = TOP_SQL("read_cnt"),
+    [S_TOP_LIKE] = TOP_SQL("like_cnt"),
+    [S_TOP_COLLECT] = TOP_SQL("collect_cnt"),
+    [S_OFFSET_GET] = "SELECT next_offset FROM read_offsets WHERE topic = ?1 AND part = ?2",
+    [S_OFFSET_CAS] = "UPDATE read_offsets SET next_offset = ?3, utime = ?5"
+                     " WHERE topic = ?1 AND part = ?2 AND next_offset = ?4",
+    [S_OFFSET_NEW] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
+                     " VALUES (?1, ?2, ?3, ?5) ON CONFLICT DO NOTHING",
+    [S_PING] = "PRAGMA user_version",
+};
+
+/* One connection and its prepared statements. Used by one thread at a time:
+ * the writer under sqlite_store.write_lock, a reader while checked out of the pool. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+    struct conn *next_free;
+};
+
+/* Shared by all threads; the locks below say who may touch which connection. */
+struct sqlite_store {
+    struct store base;
+    char *path;
+    pthread_mutex_t write_lock; /* owns writer */
+    struct conn writer;
+    pthread_mutex_t pool_lock; /* owns free_readers */
+    pthread_cond_t pool_cond;
+    struct conn readers[READERS];
+    struct conn *free_readers;
+};
+
+/* The one place SQLite's result codes become tally's. */
+static int map_err(sqlite3 *db, int rc, const char *what)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW: return 0;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_NOMEM:
+        log_warn("sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return TALLY_EUNAVAIL;
+    default:
+        log_error("sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return TALLY_EINTERNAL;
+    }
+}
+
+static sqlite3_stmt *stmt(struct conn *c, enum stmt which)
+{
+    sqlite3_stmt *st = c->stmt[which];
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+/* Runs a statement that returns no rows (or whose rows are ignored). */
+static int exec_stmt(struct conn *c, sqlite3_stmt *st)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    rc = map_err(c->db, rc, sqlite3_sql(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int run(struct conn *c, enum stmt which)
+{
+    return exec_stmt(c, stmt(c, which));
+}
+
+static void bind_item(sqlite3_stmt *st, int at, const struct item *it)
+{
+    sqlite3_bind_text(st, at, it->biz, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, at + 1, it->id);
+}
+
+static void conn_close(struct conn *c)
+{
+    for (int i = 0; i < STMT_COUNT; i++)
+        sqlite3_finalize(c->stmt[i]);
+    sqlite3_close(c->db);
+    memset(c, 0, sizeof(*c));
+}
+
+static int exec_sql(sqlite3 *db, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+
+    if (rc != SQLITE_OK) {
+        log_error("sqlite: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return map_err(NULL, rc, "exec");
+    }
+    return 0;
+}
+
+static int migrate(sqlite3 *db)
+{
+    sqlite3_stmt *st;
+    int version = 0, rc;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+        return map_err(db, sqlite3_errcode(db), "user_version");
+    if (sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version > SCHEMA_VERSION) {
+        log_error("sqlite: database schema version %d is newer than this tallyd (%d)", version,
+                  SCHEMA_VERSION);
+        return TALLY_EINTERNAL;
+    }
+    for (; version < SCHEMA_VERSION; version++) {
+        struct strbuf sql = STRBUF_INIT;
+
+        strbuf_addf(&sql, "BEGIN IMMEDIATE; %s; PRAGMA user_version = %d; COMMIT;",
+                    migrations[version], version + 1);
+        rc = exec_sql(db, sql.buf);
+        strbuf_release(&sql);
+        if (rc) {
+            exec_sql(db, "ROLLBACK");
+            return rc;
+        }
+        log_info("sqlite: schema migrated to version %d", version + 1);
+    }
+    return 0;
+}
+
+static int conn_open(struct conn *c, const char *path, bool writer)
+{
+    static const char *upsert_chunk;
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    rc = sqlite3_open_v2(path, &c->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = map_err(c->db, rc, path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    if (writer) {
+        if ((rc = exec_sql(c->db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")))
+            goto fail;
+        if ((rc = migrate(c->db)))
+            goto fail;
+    }
+    if (!upsert_chunk) {
+        /* Built once; read-only afterwards. Opening is single-threaded. */
+        static struct strbuf sb = STRBUF_INIT;
+        strbuf_addstr(&sb, READ_UPSERT_HEAD);
+        for (int i = 0; i < UPSERT_CHUNK; i++)
+            strbuf_addstr(&sb, i ? "," READ_ROW : READ_ROW);
+        strbuf_addstr(&sb, READ_UPSERT_TAIL);
+        upsert_chunk = sb.buf;
+    }
+    for (int i = 0; i < STMT_COUNT; i++) {
+        const char *sql = i == S_UPSERT_CHUNK ? upsert_chunk : stmt_sql[i];
+        rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            rc = map_err(c->db, rc, "prepare");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    conn_close(c);
+    return rc;
+}
+
+static struct conn *reader_get(struct sqlite_store *s)
+{
+    struct conn *c;
+
+    pthread_mutex_lock(&s->pool_lock);
+    while (!s->free_readers)
+        pthread_cond_wait(&s->pool_cond, &s->pool_lock);
+    c = s->free_readers;
+    s->free_readers = c->next_free;
+    pthread_mutex_unlock(&s->pool_lock);
+    return c;
+}
+
+static void reader_put(struct sqlite_store *s, struct conn *c)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    c->next_free = s->free_readers;
+    s->free_readers = c;
+    pthread_cond_signal(&s->pool_cond);
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+static struct conn *writer_get(struct sqlite_store *s)
+{
+    pthread_mutex_lock(&s->write_lock);
+    return &s->writer;
+}
+
+static void writer_put(struct sqlite_store *s)
+{
+    pthread_mutex_unlock(&s->write_lock);
+}
+
+/* Ends a transaction: COMMIT when rc is 0, else ROLLBACK. Returns the final rc. */
+static int finish(struct conn *c, int rc)
+{
+    if (rc == 0) {
+        rc = run(c, S_COMMIT);
+        if (rc == 0)
+            return 0;
+    }
+    if (!sqlite3_get_autocommit(c->db))
+        run(c, S_ROLLBACK);
+    return rc;
+}
+
+static int read_counts(struct conn *c, const struct item *it, struct counts *out)
+{
+    sqlite3_stmt *st = stmt(c, S_COUNTS);
+    int rc;
+
+    bind_item(st, 1, it);
+    memset(out, 0, sizeof(*out));
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        out->read_cnt = sqlite3_column_int64(st, 0);
+        out->like_cnt = sqlite3_column_int64(st, 1);
+        out->collect_cnt = sqlite3_column_int64(st, 2);
+    }
+    rc = map_err(c->db, rc, "counts");
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Status (and cid) of uid's row for it; status 0 when there is no row. */
+static int read_status(struct conn *c, enum stmt which, int64_t uid, const struct item *it,
+                       int *status, int64_t *cid)
+{
+    sqlite3_stmt *st = stmt(c, which);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, uid);
+    bind_item(st, 2, it);
+    *status = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *status = sqlite3_column_int(st, 0);
+        if (cid)
+            *cid = sqlite3_column_int64(st, 1);
+    }
+    rc = map_err(c->db, rc, "status");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sqlite_counts(struct store *base, const struct item *items, size_t n, struct counts *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    int rc = n > 1 ? run(c, S_BEGIN) : 0; /* one snapshot for the whole batch */
+
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = read_counts(c, &items[i], &out[i]);
+    if (n > 1)
+        rc = finish(c, rc);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_flags(struct store *base, int64_t uid, const struct item *items, size_t n,
+                        bool *liked, bool *collected)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    int rc = run(c, S_BEGIN), status;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = read_status(c, S_LIKED, uid, &items[i], &status, NULL);
+        liked[i] = status == 1;
+        if (rc == 0)
+            rc = read_status(c, S_COLLECTED, uid, &items[i], &status, NULL);
+        collected[i] = status == 1;
+    }
+    rc = finish(c, rc);
+    reader_put(s, c);
+    return rc;
+}
+
+static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dcollect,
+                int64_t now_ms)
+{
+    sqlite3_stmt *st = stmt(c, S_BUMP);
+
+    bind_item(st, 1, it);
+    sqlite3_bind_int64(st, 3, dlike);
+    sqlite3_bind_int64(st, 4, dcollect);
+    sqlite3_bind_int64(st, 5, now_ms);
+    return exec_stmt(c, st);
+}
+
+static int sqlite_set_like(struct store *base, int64_t uid, const struct item *it, bool on,
+                           int64_t now_ms, bool *changed, struct counts *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    sqlite3_stmt *st;
+    int rc;
+
+    *changed = false;
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    st = stmt(c, on ? S_LIKE_ON : S_LIKE_OFF);
+    sqlite3_bind_int64(st, 1, uid);
+    bind_item(st, 2, it);
+    sqlite3_bind_int64(st, 4, now_ms);
+    if ((rc = exec_stmt(c, st)))
+        goto out;
+    *changed = sqlite3_changes(c->db) == 1;
+    if (*changed && (rc = bump(c, it, on ? 1 : -1, 0, now_ms)))
+        goto out;
+    rc = read_counts(c, it, out);
+out:
+    rc = finish(c, rc);
+    if (rc)
+        *changed = false;
+    writer_put(s);
+    return rc;
+}
+
+static int sqlite_set_collect(struct store *base, int64_t uid, int64_t cid, const struct item *it,
+                              bool on, int64_t now_ms, bool *changed, struct counts *out)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    sqlite3_stmt *st;
+    int64_t cur_cid = 0;
+    int rc, status;
+
+    *changed = false;
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    if ((rc = read_status(c, S_COLLECTED, uid, it, &status, &cur_cid)))
+        goto out;
+    if (on && !(status == 1 && cur_cid == cid)) {
+        st = stmt(c, S_COLLECT_PUT); /* insert, reactivate, or move */
+        *changed = status != 1;
+    } else if (!on && status == 1 && cur_cid == cid) {
+        st = stmt(c, S_COLLECT_OFF);
+        *changed = true;
+    } else {
+        st = NULL; /* already there, or not in cid: nothing to do */
+    }
+    if (st) {
+        sqlite3_bind_int64(st, 1, uid);
+        sqlite3_bind_int64(st, 2, cid);
+        bind_item(st, 3, it);
+        sqlite3_bind_int64(st, 5, now_ms);
+        if ((rc = exec_stmt(c, st)))
+            goto out;
+    }
+    if (*changed && (rc = bump(c, it, 0, on ? 1 : -1, now_ms)))
+        goto out;
+    rc = read_counts(c, it, out);
+out:
+    rc = finish(c, rc);
+    if (rc)
+        *changed = false;
+    writer_put(s);
+    return rc;
+}
+
+/* Steps a list query whose columns are (id, biz, biz_id, utime). */
+static int read_list(struct conn *c, sqlite3_stmt *st, struct list_entry *out, size_t *n)
+{
+    int rc;
+
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct list_entry *e = &out[(*n)++];
+        const unsigned char *biz = sqlite3_column_text(st, 1);
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+
+        TALLY_ASSERT(biz && len <= ITEM_BIZ_MAX);
+        memcpy(e->item.biz, biz, len);
+        e->item.biz[len] = '\0';
+        e->cursor_id = sqlite3_column_int64(st, 0);
+        e->item.id = sqlite3_column_int64(st, 2);
+        e->ctime = sqlite3_column_int64(st, 3);
+    }
+    rc = map_err(c->db, rc, "list");
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int sqlite_list_likes(struct store *base, int64_t uid, const char *biz,
+                             const struct list_cursor *after, size_t limit, struct list_entry *out,
+                             size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, S_LIST_LIKES);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_text(st, 2, biz, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, after->time);
+    sqlite3_bind_int64(st, 4, after->id);
+    sqlite3_bind_int64(st, 5, (int64_t)limit);
+    rc = read_list(c, st, out, n);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_list_collection(struct store *base, int64_t uid, int64_t cid,
+                                  const struct list_cursor *after, size_t limit,
+                                  struct list_entry *out, size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, S_LIST_COLLECTION);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, cid);
+    sqlite3_bind_int64(st, 3, after->time);
+    sqlite3_bind_int64(st, 4, after->id);
+    sqlite3_bind_int64(st, 5, (int64_t)limit);
+    rc = read_list(c, st, out, n);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_top(struct store *base, const char *biz, enum count_field by, size_t limit,
+                      struct item_state *out, size_t *n)
+{
+    static const enum stmt by_stmt[FIELD_COUNT] = {S_TOP_READ, S_TOP_LIKE, S_TOP_COLLECT};
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    int rc;
+
+    sqlite3_bind_text(st, 1, biz, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)limit);
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct item_state *e = &out[(*n)++];
+
+        memset(e, 0, sizeof(*e));
+        snprintf(e->item.biz, sizeof(e->item.biz), "%s", biz);
+        e->item.id = sqlite3_column_int64(st, 0);
+        e->counts.read_cnt = sqlite3_column_int64(st, 1);
+        e->counts.like_cnt = sqlite3_column_int64(st, 2);
+        e->counts.collect_cnt = sqlite3_column_int64(st, 3);
+    }
+    rc = map_err(c->db, rc, "top");
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+/* Upserts rows [0, n) of d with one statement. */
+static int upsert_reads(struct conn *c, const struct read_delta *d, size_t n, int64_t now_ms)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (n == UPSERT_CHUNK) {
+        st = stmt(c, S_UPSERT_CHUNK);
+    } else {
+        struct strbuf sql = STRBUF_INIT;
+
+        strbuf_addstr(&sql, READ_UPSERT_HEAD);
+        for (size_t i = 0; i < n; i++)
+            strbuf_addstr(&sql, i ? "," READ_ROW : READ_ROW);
+        strbuf_addstr(&sql, READ_UPSERT_TAIL);
+        rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st, NULL);
+        strbuf_release(&sql);
+        if (rc != SQLITE_OK)
+            return map_err(c->db, rc, "prepare read upsert");
+    }
+    for (size_t i = 0; i < n; i++) {
+        int at = (int)i * 5 + 1;
+        bind_item(st, at, &d[i].item);
+        sqlite3_bind_int64(st, at + 2, d[i].n);
+        sqlite3_bind_int64(st, at + 3, now_ms);
+        sqlite3_bind_int64(st, at + 4, now_ms);
+    }
+    rc = exec_stmt(c, st);
+    if (n != UPSERT_CHUNK)
+        sqlite3_finalize(st);
+    return rc;
+}
+
+static int move_offset(struct conn *c, const char *topic, const struct store_offset *o,
+                       int64_t now_ms)
+{
+    sqlite3_stmt *st = stmt(c, o->expect < 0 ? S_OFFSET_NEW : S_OFFSET_CAS);
+    int rc;
+
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, o->partition);
+    sqlite3_bind_int64(st, 3, o->next);
+    sqlite3_bind_int64(st, 4, o->expect);
+    sqlite3_bind_int64(st, 5, now_ms);
+    if ((rc = exec_stmt(c, st)))
+        return rc;
+    return sqlite3_changes(c->db) == 1 ? 0 : TALLY_ESTALE;
+}
+
+static int sqlite_apply_reads(struct store *base, const struct read_delta *d, size_t n,
+                              const char *topic, const struct store_offset *offs, size_t noffs,
+                              int64_t now_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    int rc;
+
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    for (size_t i = 0; i < noffs && rc == 0; i++)
+        rc = move_offset(c, topic, &offs[i], now_ms);
+    for (size_t done = 0; done < n && rc == 0; done += UPSERT_CHUNK) {
+        size_t k = n - done < UPSERT_CHUNK ? n - done : UPSERT_CHUNK;
+        rc = upsert_reads(c, d + done, k, now_ms);
+    }
+out:
+    rc = finish(c, rc);
+    writer_put(s);
+    return rc;
+}
+
+static int sqlite_load_offset(struct store *base, const char *topic, int32_t partition,
+                              int64_t *next)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, S_OFFSET_GET);
+    int rc;
+
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, partition);
+    *next = -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *next = sqlite3_column_int64(st, 0);
+    rc = map_err(c->db, rc, "load offset");
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_ping(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    int rc = run(c, S_PING);
+
+    reader_put(s, c);
+    return rc;
+}
+
+static void sqlite_free(struct store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+
+    for (int i = 0; i < READERS; i++)
+        conn_close(&s->readers[i]);
+    conn_close(&s->writer);
+    pthread_mutex_destroy(&s->write_lock);
+    pthread_mutex_destroy(&s->pool_lock);
+    pthread_cond_destroy(&s->pool_cond);
+    free(s->path);
+    free(s);
+}
+
+static const struct store_ops sqlite_ops = {
+    .name = "sqlite",
+    .counts = sqlite_counts,
+    .flags = sqlite_flags,
+    .set_like = sqlite_set_like,
+    .set_collect = sqlite_set_collect,
+    .list_likes = sqlite_list_likes,
+    .list_collection = sqlite_list_collection,
+    .top = sqlite_top,
+    .apply_reads = sqlite_apply_reads,
+    .load_offset = sqlite_load_offset,
+    .ping = sqlite_ping,
+    .free = sqlite_free,
+};
+
+int store_sqlite_open(const char *path, struct store **out, char **err)
+{
+    struct sqlite_store *s = xcalloc(1, sizeof(*s));
+    struct strbuf msg = STRBUF_INIT;
+    int rc;
+
+    s->base.ops = &sqlite_ops;
+    s->path = xstrdup(path);
+    pthread_mutex_init(&s->write_lock, NULL);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_cond_init(&s->pool_cond, NULL);
+    if ((rc = conn_open(&s->writer, path, true)))
+        goto fail;
+    for (int i = 0; i < READERS; i++) {
+        if ((rc = conn_open(&s->readers[i], path, false)))
+            goto fail;
+        s->readers[i].next_free = s->free_readers;
+        s->free_readers = &s->readers[i];
+    }
+    *out = &s->base;
+    return 0;
+fail:
+    strbuf_addf(&msg, "cannot open sqlite store '%s': %s", path, tally_strerror(rc));
+    *err = strbuf_detach(&msg, NULL);
+    sqlite_free(&s->base);
+    return rc;
+}

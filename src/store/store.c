@@ -1,0 +1,40 @@
+/*
+ * store.c - choosing a store adapter by URL.
+ */
+#include "store/store.h"
+
+#include <string.h>
+
+#include "store/sqlite.h"
+#include "util/error.h"
+#include "util/strbuf.h"
+#include "util/banned.h"
+
+static const char *sqlite_path(const char *url)
+{
+    return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : NULL;
+}
+
+int store_check_url(const char *url, char **err)
+{
+    struct strbuf sb = STRBUF_INIT;
+    const char *path = sqlite_path(url);
+
+    if (path && *path)
+        return 0;
+    if (path)
+        strbuf_addf(&sb, "invalid --store '%s': sqlite: needs a file path", url);
+    else
+        strbuf_addf(&sb, "invalid --store '%s': expected sqlite:PATH", url);
+    *err = strbuf_detach(&sb, NULL);
+    return TALLY_EINVAL;
+}
+
+int store_open(const char *url, struct store **out, char **err)
+{
+    int rc = store_check_url(url, err);
+
+    if (rc)
+        return rc;
+    return store_sqlite_open(sqlite_path(url), out, err);
+}

@@ -1,0 +1,165 @@
+/*
+ * store.h - the store port: where counts and like/collection rows live.
+ *
+ * The store is the source of truth. Every adapter (sqlite.c, later others)
+ * embeds struct store as its first member and fills in a struct store_ops;
+ * callers use only the inline wrappers below, so the service layer never
+ * knows which database it talks to (the shape of Redis's ConnectionType or
+ * SQLite's sqlite3_io_methods).
+ *
+ * Contract every adapter keeps:
+ *   - A count moves only on a real transition (like 0->1, unlike 1->0,
+ *     first collection, uncollection), in the same transaction as the row.
+ *   - Rows are soft-deleted (status 0/1), never deleted.
+ *   - apply_reads applies all deltas and all offsets in one transaction, or
+ *     nothing; an offset whose expected value does not match makes the whole
+ *     call fail with TALLY_ESTALE.
+ *   - Every function may be called from any thread at the same time; the
+ *     adapter owns its connections and their locking.
+ *   - Errors: TALLY_EUNAVAIL when the database cannot be reached (callers
+ *     may retry), TALLY_EINTERNAL otherwise.
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/item.h"
+
+/* Position in a user's list: entries strictly older than (time, id). */
+struct list_cursor {
+    int64_t time;
+    int64_t id;
+};
+#define LIST_CURSOR_START    \
+    {                        \
+        INT64_MAX, INT64_MAX \
+    }
+
+/* A merged batch of reads for one item. */
+struct read_delta {
+    struct item item;
+    int64_t n;
+};
+
+/*
+ * Where a read consumer stands in one partition: the batch being applied
+ * started at `expect` (the stored value, or -1 when none is stored yet) and
+ * ends before `next`.
+ */
+struct store_offset {
+    int32_t partition;
+    int64_t expect;
+    int64_t next;
+};
+
+struct store;
+
+struct store_ops {
+    const char *name;
+    /* Counts of n items (zeros for an unknown item). */
+    int (*counts)(struct store *s, const struct item *items, size_t n, struct counts *out);
+    /* Whether uid likes / has collected each of n items. */
+    int (*flags)(struct store *s, int64_t uid, const struct item *items, size_t n, bool *liked,
+                 bool *collected);
+    /* Like (on) or unlike; *changed tells whether like_cnt moved; *out: counts after. */
+    int (*set_like)(struct store *s, int64_t uid, const struct item *it, bool on, int64_t now_ms,
+                    bool *changed, struct counts *out);
+    /* Put into collection cid (moving it from another one) or take out of cid. */
+    int (*set_collect)(struct store *s, int64_t uid, int64_t cid, const struct item *it, bool on,
+                       int64_t now_ms, bool *changed, struct counts *out);
+    /* Active likes of uid in biz, newest first, after cursor; up to limit entries. */
+    int (*list_likes)(struct store *s, int64_t uid, const char *biz,
+                      const struct list_cursor *after, size_t limit, struct list_entry *out,
+                      size_t *n);
+    int (*list_collection)(struct store *s, int64_t uid, int64_t cid,
+                           const struct list_cursor *after, size_t limit, struct list_entry *out,
+                           size_t *n);
+    /* Highest `by` first, ties by id ascending; liked/collected left false. */
+    int (*top)(struct store *s, const char *biz, enum count_field by, size_t limit,
+               struct item_state *out, size_t *n);
+    /* Add read deltas (sorted by item) and move offsets of topic, atomically. */
+    int (*apply_reads)(struct store *s, const struct read_delta *d, size_t n, const char *topic,
+                       const struct store_offset *offs, size_t noffs, int64_t now_ms);
+    /* The stored next offset of (topic, partition), -1 when none. */
+    int (*load_offset)(struct store *s, const char *topic, int32_t partition, int64_t *next);
+    /* Cheap round trip, for /healthz. */
+    int (*ping)(struct store *s);
+    void (*free)(struct store *s);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+/*
+ * Opens the store named by url ("sqlite:PATH"), creating or migrating its
+ * schema. On failure returns an error and writes one line into *err (caller
+ * frees). The caller frees the store with store_free().
+ */
+int store_open(const char *url, struct store **out, char **err);
+/* Whether url names a store adapter this build knows (checked before starting). */
+int store_check_url(const char *url, char **err);
+
+static inline int store_counts(struct store *s, const struct item *items, size_t n,
+                               struct counts *out)
+{
+    return s->ops->counts(s, items, n, out);
+}
+static inline int store_flags(struct store *s, int64_t uid, const struct item *items, size_t n,
+                              bool *liked, bool *collected)
+{
+    return s->ops->flags(s, uid, items, n, liked, collected);
+}
+static inline int store_set_like(struct store *s, int64_t uid, const struct item *it, bool on,
+                                 int64_t now_ms, bool *changed, struct counts *out)
+{
+    return s->ops->set_like(s, uid, it, on, now_ms, changed, out);
+}
+static inline int store_set_collect(struct store *s, int64_t uid, int64_t cid,
+                                    const struct item *it, bool on, int64_t now_ms, bool *changed,
+                                    struct counts *out)
+{
+    return s->ops->set_collect(s, uid, cid, it, on, now_ms, changed, out);
+}
+static inline int store_list_likes(struct store *s, int64_t uid, const char *biz,
+                                   const struct list_cursor *after, size_t limit,
+                                   struct list_entry *out, size_t *n)
+{
+    return s->ops->list_likes(s, uid, biz, after, limit, out, n);
+}
+static inline int store_list_collection(struct store *s, int64_t uid, int64_t cid,
+                                        const struct list_cursor *after, size_t limit,
+                                        struct list_entry *out, size_t *n)
+{
+    return s->ops->list_collection(s, uid, cid, after, limit, out, n);
+}
+static inline int store_top(struct store *s, const char *biz, enum count_field by, size_t limit,
+                            struct item_state *out, size_t *n)
+{
+    return s->ops->top(s, biz, by, limit, out, n);
+}
+static inline int store_apply_reads(struct store *s, const struct read_delta *d, size_t n,
+                                    const char *topic, const struct store_offset *offs,
+                                    size_t noffs, int64_t now_ms)
+{
+    return s->ops->apply_reads(s, d, n, topic, offs, noffs, now_ms);
+}
+static inline int store_load_offset(struct store *s, const char *topic, int32_t partition,
+                                    int64_t *next)
+{
+    return s->ops->load_offset(s, topic, partition, next);
+}
+static inline int store_ping(struct store *s)
+{
+    return s->ops->ping(s);
+}
+static inline void store_free(struct store *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * clock.h - the two clocks tally reads.
+ */
+#ifndef TALLY_CLOCK_H
+#define TALLY_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* Wall clock, milliseconds since the epoch: what the store records. */
+static inline int64_t clock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic clock, microseconds: for deadlines and latencies. */
+static inline int64_t clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * error.h - tally's error codes.
+ *
+ * Every fallible function returns 0 or one of these negative codes (the libuv
+ * convention); results travel through out-parameters. Adapters translate
+ * their library's errors into these in one place each, and the HTTP layer maps
+ * them to statuses in one table (http/handlers.c).
+ */
+#ifndef TALLY_ERROR_H
+#define TALLY_ERROR_H
+
+enum {
+    TALLY_OK = 0,
+    TALLY_EINVAL = -1,   /* input from outside is malformed */
+    TALLY_EUNAVAIL = -2, /* a server (store, cache, broker) cannot be reached */
+    TALLY_EFULL = -3,    /* a bounded queue is full; try again later */
+    TALLY_ECLOSED = -4,  /* the object is shutting down */
+    TALLY_ESTALE = -5,   /* an offset compare-and-set found someone else's offset */
+    TALLY_EINTERNAL = -6 /* a bug or a broken invariant in a dependency */
+};
+
+/* A static, human-readable name for an error code. */
+static inline const char *tally_strerror(int err)
+{
+    switch (err) {
+    case TALLY_OK: return "ok";
+    case TALLY_EINVAL: return "invalid argument";
+    case TALLY_EUNAVAIL: return "unavailable";
+    case TALLY_EFULL: return "queue full";
+    case TALLY_ECLOSED: return "closed";
+    case TALLY_ESTALE: return "stale offset";
+    default: return "internal error";
+    }
+}
+
+#endif
