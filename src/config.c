@@ -62,7 +62,7 @@ static int parse_listen(struct config *cfg, const char *s)
     const char *colon = strrchr(s, ':');
     const char *host = s;
     size_t hlen;
-    long long port;
+    int64_t port;
 
     if (!colon)
         return bad("--listen", s, "expected HOST:PORT");
@@ -71,12 +71,13 @@ static int parse_listen(struct config *cfg, const char *s)
         host++, hlen -= 2;
     if (hlen == 0 || hlen >= sizeof(cfg->host))
         return bad("--listen", s, "expected HOST:PORT");
-    if (!(colon[1] == '0' && colon[2] == '\0') &&
-        parse_number("--listen", colon + 1, 1, 65535, &port))
-        return -1;
+    if (strcmp(colon + 1, "0") == 0) /* any free port */
+        port = 0;
+    else if (item_parse_id(colon + 1, strlen(colon + 1), &port) || port > 65535)
+        return bad("--listen", s, "the port must be an integer in 0..65535");
     memcpy(cfg->host, host, hlen);
     cfg->host[hlen] = '\0';
-    cfg->port = colon[1] == '0' && colon[2] == '\0' ? 0 : (int)port;
+    cfg->port = (int)port;
     cfg->listen = s;
     return 0;
 }

@@ -1,0 +1,121 @@
+"""Start the real tallyd binary and speak HTTP to it.
+
+Used by the end-to-end tests: every test talks to a separate tallyd process
+over a real socket, exactly as a content site's backend would.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+BINARY = os.environ.get("TALLYD", os.path.join(os.path.dirname(__file__), "../../build/tallyd"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:200]!r}>"
+
+
+class Tallyd:
+    """One tallyd process. args are extra flags; store defaults to a file in tmp_path."""
+
+    def __init__(self, tmp_path, *args, env=None, store=None):
+        self.port = free_port()
+        self.store = store or f"sqlite:{tmp_path}/tally.db"
+        self.args = [BINARY, "--listen", f"127.0.0.1:{self.port}", "--store", self.store, *args]
+        self.env = dict(os.environ, **(env or {}))
+        self.log_path = os.path.join(str(tmp_path), f"tallyd-{self.port}.log")
+        self.proc = None
+        self._conn = None
+
+    def start(self, wait=True):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.log, stderr=self.log)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tallyd exited with {self.proc.returncode}: {self.output()}")
+            try:
+                if self.request("GET", "/healthz").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("tallyd did not become ready")
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops tallyd and returns its exit status."""
+        if self._conn:
+            self._conn.close()
+            self._conn = None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            self.log.close()
+        self.proc = None
+        return rc
+
+    def connect(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def request(self, method, path, body=None, headers=None, conn=None):
+        """One request on a kept-alive connection (or the one given)."""
+        own = conn is None
+        if own:
+            if self._conn is None:
+                self._conn = self.connect()
+            conn = self._conn
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+        except (http.client.HTTPException, OSError):
+            if own:
+                self._conn.close()
+                self._conn = None
+            raise
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data.decode())
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def metric(self, name):
+        """Sum of every series of a counter or gauge in /metrics."""
+        total = 0
+        for line in self.get("/metrics").body.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
