@@ -20,9 +20,9 @@ OPT = -O2 -g
 endif
 
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-          -Wno-missing-field-initializers -Isrc $(OPT)
+          -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
-LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lpthread
+LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lmariadb -lhiredis -lpthread
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c

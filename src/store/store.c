@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "store/mysql.h"
 #include "store/sqlite.h"
 #include "util/error.h"
 #include "util/strbuf.h"
@@ -22,10 +23,14 @@ int store_check_url(const char *url, char **err)
 
     if (path && *path)
         return 0;
+    if (strncmp(url, "mysql://", 8) == 0)
+        return store_mysql_check_url(url, err);
     if (path)
         strbuf_addf(&sb, "invalid --store '%s': sqlite: needs a file path", url);
     else
-        strbuf_addf(&sb, "invalid --store '%s': expected sqlite:PATH", url);
+        strbuf_addf(&sb,
+                    "invalid --store '%s': expected sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
+                    url);
     *err = strbuf_detach(&sb, NULL);
     return TALLY_EINVAL;
 }
@@ -36,5 +41,7 @@ int store_open(const char *url, struct store **out, char **err)
 
     if (rc)
         return rc;
+    if (strncmp(url, "mysql://", 8) == 0)
+        return store_mysql_open(url, out, err);
     return store_sqlite_open(sqlite_path(url), out, err);
 }

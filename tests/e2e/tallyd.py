@@ -4,6 +4,7 @@ Used by the end-to-end tests: every test talks to a separate tallyd process
 over a real socket, exactly as a content site's backend would.
 """
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -12,6 +13,65 @@ import subprocess
 import time
 
 BINARY = os.environ.get("TALLYD", os.path.join(os.path.dirname(__file__), "../../build/tallyd"))
+# Set by `make test` for the MariaDB + Redis run; unset means the embedded default.
+MYSQL = os.environ.get("TALLY_TEST_MYSQL")  # mysql://user:pass@host:port/db
+REDIS = os.environ.get("TALLY_TEST_REDIS")  # redis://host:port
+
+
+def mysql_cli_args(url, db=None):
+    """Arguments for the mariadb client from a mysql:// URL."""
+    rest = url[len("mysql://"):]
+    cred, rest = rest.rsplit("@", 1)
+    user, password = cred.split(":", 1)
+    hostport, dbname = rest.split("/", 1)
+    host, port = hostport.split(":")
+    return ["mariadb", "--no-defaults", "-h", host, "-P", port, f"-u{user}", f"-p{password}",
+            "--batch", "--skip-column-names", db or dbname.split("?")[0]]
+
+
+class Database:
+    """A fresh, empty store for one test: a SQLite file or a new MariaDB database."""
+
+    def __init__(self, tmp_path):
+        if MYSQL:
+            self.name = f"tally_t{os.getpid()}_{next(_seq)}"
+            base = MYSQL.rsplit("/", 1)[0]
+            self.url = f"{base}/{self.name}"
+            self.sql(f"DROP DATABASE IF EXISTS {self.name}; CREATE DATABASE {self.name}",
+                     db="mysql")
+        else:
+            self.path = f"{tmp_path}/tally.db"
+            self.url = f"sqlite:{self.path}"
+
+    def sql(self, query, params=(), db=None):
+        """Rows of a query, as tuples of strings/ints (params: ? placeholders, ints only)."""
+        for p in params:
+            query = query.replace("?", str(int(p)), 1)
+        if MYSQL:
+            out = subprocess.run(mysql_cli_args(self.url, db) + ["-e", query], check=True,
+                                 capture_output=True, text=True).stdout
+            return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t"))
+                    for line in out.splitlines()]
+        import sqlite3
+        con = sqlite3.connect(self.path)
+        try:
+            return con.execute(query).fetchall()
+        finally:
+            con.close()
+
+    def drop(self):
+        if MYSQL:
+            self.sql(f"DROP DATABASE IF EXISTS {self.name}", db="mysql")
+
+
+def flush_redis():
+    if REDIS:
+        host, port = REDIS[len("redis://"):].split("?")[0].split(":")
+        subprocess.run(["redis-cli", "-h", host, "-p", port, "FLUSHALL"], check=True,
+                       capture_output=True)
+
+
+_seq = itertools.count()
 
 
 def free_port():
@@ -37,10 +97,12 @@ class Response:
 class Tallyd:
     """One tallyd process. args are extra flags; store defaults to a file in tmp_path."""
 
-    def __init__(self, tmp_path, *args, env=None, store=None):
+    def __init__(self, tmp_path, *args, env=None, store=None, cache=None):
         self.port = free_port()
         self.store = store or f"sqlite:{tmp_path}/tally.db"
-        self.args = [BINARY, "--listen", f"127.0.0.1:{self.port}", "--store", self.store, *args]
+        self.cache = cache or REDIS or "none"
+        self.args = [BINARY, "--listen", f"127.0.0.1:{self.port}", "--store", self.store,
+                     "--cache", self.cache, *args]
         self.env = dict(os.environ, **(env or {}))
         self.log_path = os.path.join(str(tmp_path), f"tallyd-{self.port}.log")
         self.proc = None

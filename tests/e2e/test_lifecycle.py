@@ -1,7 +1,6 @@
 """Command line, concurrency invariants and stopping."""
 import random
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -44,7 +43,7 @@ def test_listen_failure_is_reported(tmp_path):
         assert first.stop() == 0
 
 
-def test_counts_equal_active_rows_after_concurrent_toggles(tallyd, tmp_path):
+def test_counts_equal_active_rows_after_concurrent_toggles(tallyd, db):
     """1,000 random like/unlike/collect/uncollect calls from 20 threads."""
     ops = []
     rng = random.Random(7)
@@ -76,45 +75,43 @@ def test_counts_equal_active_rows_after_concurrent_toggles(tallyd, tmp_path):
         t.join()
     assert failures == []
 
-    db = sqlite3.connect(f"{tmp_path}/tally.db")
     for item in range(1, 5):
-        (likes,) = db.execute("SELECT count(*) FROM user_like WHERE biz='article' AND biz_id=?"
-                              " AND status=1", (item,)).fetchone()
-        (colls,) = db.execute("SELECT count(*) FROM user_collection WHERE biz='article'"
-                              " AND biz_id=? AND status=1", (item,)).fetchone()
+        [(likes,)] = db.sql("SELECT count(*) FROM user_like WHERE biz='article' AND biz_id=?"
+                            " AND status=1", (item,))
+        [(colls,)] = db.sql("SELECT count(*) FROM user_collection WHERE biz='article'"
+                            " AND biz_id=? AND status=1", (item,))
         got = tallyd.get(f"/v1/items/article/{item}").json
         assert (got["like_cnt"], got["collect_cnt"]) == (likes, colls), item
         for uid in range(1, 6):
-            (liked,) = db.execute("SELECT count(*) FROM user_like WHERE uid=? AND biz_id=?"
-                                  " AND status=1", (uid, item)).fetchone()
+            [(liked,)] = db.sql("SELECT count(*) FROM user_like WHERE uid=? AND biz_id=?"
+                                " AND status=1", (uid, item))
             assert tallyd.get(f"/v1/items/article/{item}?uid={uid}").json["liked"] == bool(liked)
-    (negative,) = db.execute("SELECT count(*) FROM interactive WHERE like_cnt < 0"
-                             " OR collect_cnt < 0").fetchone()
+    [(negative,)] = db.sql("SELECT count(*) FROM interactive WHERE like_cnt < 0"
+                           " OR collect_cnt < 0")
     assert negative == 0
     # Soft delete: rows are never removed, so every (uid, item) touched is still there.
-    (rows,) = db.execute("SELECT count(*) FROM user_like").fetchone()
+    [(rows,)] = db.sql("SELECT count(*) FROM user_like")
     assert rows == len({p for m, p in ops if "/likes/" in p})
-    db.close()
 
 
-def test_graceful_stop_flushes_pending_reads(tmp_path):
+def test_graceful_stop_flushes_pending_reads(spawn):
     """With a 60 s flush window nothing is applied until the stop drains the bus."""
-    t = Tallyd(tmp_path, "--flush-ms", "60000", "--batch", "100000").start()
+    t = spawn("--flush-ms", "60000", "--batch", "100000").start()
     for i in range(500):
         assert t.request("POST", f"/v1/items/article/{i % 7 + 1}/reads").status == 202
     assert t.metric("tally_read_events_applied_total") == 0
     assert t.stop(signal.SIGINT) == 0
     assert "stopped cleanly" in t.output()
-    t2 = Tallyd(tmp_path).start()
+    t2 = spawn().start()
     total = sum(i["read_cnt"] for i in
                 t2.get("/v1/items/article?ids=1,2,3,4,5,6,7").json["items"])
     assert total == 500
     assert t2.stop() == 0
 
 
-def test_stop_finishes_requests_in_flight(tmp_path):
+def test_stop_finishes_requests_in_flight(spawn):
     """SIGTERM while 10 clients are busy: every request sent before it gets an answer."""
-    t = Tallyd(tmp_path).start()
+    t = spawn().start()
     answered, errors, stop = [0], [], threading.Event()
 
     def client(uid):
