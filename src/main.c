@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bus/bus.h"
 #include "cache/cache.h"
@@ -22,7 +23,23 @@
 #include "store/store.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/strbuf.h"
 #include "util/banned.h"
+
+/* scheme://user:secret@host... -> scheme://user:***@host..., for logs. */
+static void redact_password(struct strbuf *out, const char *url)
+{
+    const char *auth = strstr(url, "://"), *at, *colon;
+
+    if (auth && (at = strchr(auth + 3, '@')) &&
+        (colon = memchr(auth + 3, ':', (size_t)(at - auth - 3)))) {
+        strbuf_add(out, url, (size_t)(colon + 1 - url));
+        strbuf_addstr(out, "***");
+        strbuf_addstr(out, at);
+    } else {
+        strbuf_addstr(out, url);
+    }
+}
 
 static int fatal(char *err)
 {
@@ -40,6 +57,7 @@ int main(int argc, char **argv)
     struct readcount *rc = NULL;
     struct http_server *srv = NULL;
     struct interactive svc;
+    struct strbuf shown = STRBUF_INIT;
     sigset_t sigs;
     char *err = NULL;
     int sig, status = 1;
@@ -69,10 +87,12 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
+    redact_password(&shown, cfg.store);
     log_info("tallyd listening on %s port %d (store %s, cache %s, bus %s, batch %zu, "
              "flush %d ms)",
-             cfg.host, http_server_port(srv), cfg.store, cfg.cache, cfg.bus, cfg.batch,
+             cfg.host, http_server_port(srv), shown.buf, cfg.cache, cfg.bus, cfg.batch,
              cfg.flush_ms);
+    strbuf_release(&shown);
     sigwait(&sigs, &sig);
     log_info("tallyd: signal %d, stopping", sig);
     status = 0;

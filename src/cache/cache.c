@@ -5,6 +5,7 @@
  * the store, which is what the embedded default wants.
  */
 #include "cache/cache.h"
+#include "cache/redis.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,29 @@
 #include "util/banned.h"
 
 static int none_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
-                    bool *hit)
+                    bool *hit, cache_token *token)
 {
-    (void)c, (void)items, (void)out;
+    (void)c, (void)items, (void)out, (void)token;
     memset(hit, 0, n * sizeof(*hit));
     return 0;
 }
 
-static int none_write(struct cache *c, const struct item *items, size_t n,
-                      const struct counts *counts)
+static int none_fill(struct cache *c, const struct item *items, size_t n,
+                     const struct counts *counts, const cache_token *token)
 {
-    (void)c, (void)items, (void)n, (void)counts;
+    (void)c, (void)items, (void)n, (void)counts, (void)token;
+    return 0;
+}
+
+static int none_begin(struct cache *c, const struct item *items, size_t n)
+{
+    (void)c, (void)items, (void)n;
+    return 0;
+}
+
+static int none_end(struct cache *c, const struct item *items, size_t n, const struct counts *delta)
+{
+    (void)c, (void)items, (void)n, (void)delta;
     return 0;
 }
 
@@ -36,8 +49,9 @@ static void none_free(struct cache *c)
 static const struct cache_ops none_ops = {
     .name = "none",
     .get = none_get,
-    .fill = none_write,
-    .incr = none_write,
+    .fill = none_fill,
+    .begin = none_begin,
+    .end = none_end,
     .free = none_free,
 };
 
@@ -49,7 +63,9 @@ int cache_check_url(const char *url, char **err)
 
     if (strcmp(url, "none") == 0)
         return 0;
-    strbuf_addf(&sb, "invalid --cache '%s': expected none", url);
+    if (strncmp(url, "redis://", 8) == 0)
+        return cache_redis_check_url(url, err);
+    strbuf_addf(&sb, "invalid --cache '%s': expected none or redis://HOST:PORT", url);
     *err = strbuf_detach(&sb, NULL);
     return TALLY_EINVAL;
 }
@@ -60,6 +76,8 @@ int cache_open(const char *url, struct cache **out, char **err)
 
     if (rc)
         return rc;
+    if (strncmp(url, "redis://", 8) == 0)
+        return cache_redis_open(url, out, err);
     *out = &none_cache;
     return 0;
 }

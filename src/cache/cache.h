@@ -2,30 +2,49 @@
  * cache.h - the cache port: counters kept near the API, never a ledger.
  *
  * A cache holds copies of struct counts for hot items. Losing it loses
- * nothing: a miss reads the store and fills. Increments apply only to
- * entries that exist (an absent entry is filled from the store on the next
- * read), so a cache can never invent a count. Every function may be called
- * from any thread; a cache that cannot be reached reports misses and
- * TALLY_EUNAVAIL, and callers carry on from the store.
+ * nothing: a miss reads the store and fills. Every store write is bracketed
+ * by begin() and end(); end() increments only entries that exist (an absent
+ * entry is filled from the store on the next read), so a cache can never
+ * invent a count. Every function may be called from any thread; a cache
+ * that cannot be reached reports misses and TALLY_EUNAVAIL, and callers
+ * carry on from the store.
  */
 #ifndef TALLY_CACHE_H
 #define TALLY_CACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model/item.h"
 
 struct cache;
 
+/*
+ * A fill token: what a miss saw of the entry's write generation. A fill
+ * made with a token is refused when a write to the item began since, so a
+ * value read from the store while a write was committing never lands in
+ * the cache (see docs/architecture.md, "Cache staleness").
+ */
+typedef int64_t cache_token;
+#define CACHE_NO_FILL INT64_MIN /* the miss saw a write in flight: do not fill */
+
 struct cache_ops {
     const char *name;
-    /* hit[i] tells whether out[i] was filled from the cache. */
-    int (*get)(struct cache *c, const struct item *items, size_t n, struct counts *out, bool *hit);
-    /* Stores counts read from the store for n items. */
-    int (*fill)(struct cache *c, const struct item *items, size_t n, const struct counts *counts);
-    /* Adds delta to each cached item that exists; absent items stay absent. */
-    int (*incr)(struct cache *c, const struct item *items, size_t n, const struct counts *delta);
+    /* hit[i]: out[i] came from the cache; else token[i] is the fill token. */
+    int (*get)(struct cache *c, const struct item *items, size_t n, struct counts *out, bool *hit,
+               cache_token *token);
+    /* Stores counts read from the store after misses, unless a write intervened. */
+    int (*fill)(struct cache *c, const struct item *items, size_t n, const struct counts *counts,
+                const cache_token *token);
+    /* Announces writes to n items, before the store transaction. */
+    int (*begin)(struct cache *c, const struct item *items, size_t n);
+    /*
+     * Ends writes announced by begin(), after the store transaction: adds
+     * delta[i] to each cached entry (delta NULL: the write changed nothing).
+     * Entries that are not cached stay uncached.
+     */
+    int (*end)(struct cache *c, const struct item *items, size_t n, const struct counts *delta);
     void (*free)(struct cache *c);
 };
 
@@ -33,24 +52,28 @@ struct cache {
     const struct cache_ops *ops;
 };
 
-/* Opens the cache named by url ("none"). *err as for store_open. */
+/* Opens the cache named by url ("none" or redis://...). *err as for store_open. */
 int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 
 static inline int cache_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
-                            bool *hit)
+                            bool *hit, cache_token *token)
 {
-    return c->ops->get(c, items, n, out, hit);
+    return c->ops->get(c, items, n, out, hit, token);
 }
 static inline int cache_fill(struct cache *c, const struct item *items, size_t n,
-                             const struct counts *counts)
+                             const struct counts *counts, const cache_token *token)
 {
-    return c->ops->fill(c, items, n, counts);
+    return c->ops->fill(c, items, n, counts, token);
 }
-static inline int cache_incr(struct cache *c, const struct item *items, size_t n,
-                             const struct counts *delta)
+static inline int cache_begin(struct cache *c, const struct item *items, size_t n)
 {
-    return c->ops->incr(c, items, n, delta);
+    return c->ops->begin(c, items, n);
+}
+static inline int cache_end(struct cache *c, const struct item *items, size_t n,
+                            const struct counts *delta)
+{
+    return c->ops->end(c, items, n, delta);
 }
 static inline void cache_free(struct cache *c)
 {

@@ -41,20 +41,24 @@ static int get_counts(struct interactive *svc, const struct item *items, size_t 
 {
     struct item miss[INTERACTIVE_MAX_IDS];
     struct counts got[INTERACTIVE_MAX_IDS];
+    cache_token token[INTERACTIVE_MAX_IDS], miss_token[INTERACTIVE_MAX_IDS];
     bool hit[INTERACTIVE_MAX_IDS];
     size_t nmiss = 0, j = 0;
     int rc;
 
     TALLY_ASSERT(n <= INTERACTIVE_MAX_IDS);
-    cache_failed(svc, cache_get(svc->cache, items, n, out, hit));
-    for (size_t i = 0; i < n; i++)
-        if (!hit[i])
+    cache_failed(svc, cache_get(svc->cache, items, n, out, hit, token));
+    for (size_t i = 0; i < n; i++) {
+        if (!hit[i]) {
+            miss_token[nmiss] = token[i];
             miss[nmiss++] = items[i];
+        }
+    }
     if (nmiss == 0)
         return 0;
     if ((rc = store_counts(svc->store, miss, nmiss, got)))
         return rc;
-    cache_failed(svc, cache_fill(svc->cache, miss, nmiss, got));
+    cache_failed(svc, cache_fill(svc->cache, miss, nmiss, got, miss_token));
     for (size_t i = 0; i < n; i++)
         if (!hit[i])
             out[i] = got[j++];
@@ -85,11 +89,8 @@ int interactive_get(struct interactive *svc, const struct item *items, size_t n,
 
 /* Completes a state after a write: the counts came from the write's transaction. */
 static int finish_write(struct interactive *svc, int64_t uid, const struct item *it,
-                        const struct counts *counts, const struct counts *delta, bool changed,
-                        struct item_state *out)
+                        const struct counts *counts, struct item_state *out)
 {
-    if (changed)
-        cache_failed(svc, cache_incr(svc->cache, it, 1, delta));
     out->item = *it;
     out->counts = *counts;
     return store_flags(svc->store, uid, it, 1, &out->liked, &out->collected);
@@ -99,24 +100,26 @@ int interactive_like(struct interactive *svc, int64_t uid, const struct item *it
                      struct item_state *out)
 {
     struct counts counts, delta = {.like_cnt = on ? 1 : -1};
-    bool changed;
-    int rc = store_set_like(svc->store, uid, it, on, clock_now_ms(), &changed, &counts);
+    bool changed = false;
+    int rc;
 
-    if (rc)
-        return rc;
-    return finish_write(svc, uid, it, &counts, &delta, changed, out);
+    cache_failed(svc, cache_begin(svc->cache, it, 1));
+    rc = store_set_like(svc->store, uid, it, on, clock_now_ms(), &changed, &counts);
+    cache_failed(svc, cache_end(svc->cache, it, 1, changed ? &delta : NULL));
+    return rc ? rc : finish_write(svc, uid, it, &counts, out);
 }
 
 int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const struct item *it,
                         bool on, struct item_state *out)
 {
     struct counts counts, delta = {.collect_cnt = on ? 1 : -1};
-    bool changed;
-    int rc = store_set_collect(svc->store, uid, cid, it, on, clock_now_ms(), &changed, &counts);
+    bool changed = false;
+    int rc;
 
-    if (rc)
-        return rc;
-    return finish_write(svc, uid, it, &counts, &delta, changed, out);
+    cache_failed(svc, cache_begin(svc->cache, it, 1));
+    rc = store_set_collect(svc->store, uid, cid, it, on, clock_now_ms(), &changed, &counts);
+    cache_failed(svc, cache_end(svc->cache, it, 1, changed ? &delta : NULL));
+    return rc ? rc : finish_write(svc, uid, it, &counts, out);
 }
 
 int interactive_read(struct interactive *svc, const struct item *it, int64_t uid)

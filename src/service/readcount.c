@@ -106,6 +106,11 @@ static void apply(struct readcount *rc, size_t n)
     int64_t give_up_at = 0;
     int backoff = 50, err;
 
+    for (size_t i = 0; i < k; i++) {
+        rc->items[i] = rc->deltas[i].item;
+        rc->incr[i] = (struct counts){ .read_cnt = rc->deltas[i].n };
+    }
+    cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
     for (;;) {
         err = store_apply_reads(rc->store, rc->deltas, k, rc->bus->topic, offs, noffs,
                                 clock_now_ms());
@@ -115,32 +120,28 @@ static void apply(struct readcount *rc, size_t n)
         if (atomic_load(&rc->stopping)) {
             if (!give_up_at)
                 give_up_at = clock_mono_us() + (int64_t)rc->cfg.stop_wait_ms * 1000;
-            else if (clock_mono_us() >= give_up_at) {
-                log_error("readcount: store still %s at stop; %zu read events lost",
-                          tally_strerror(err), n);
-                metric_add(rc->m_lost, n);
-                return;
-            }
+            else if (clock_mono_us() >= give_up_at)
+                break;
         }
         LOG_ONCE(LOG_WARN, "readcount: store %s; retrying the batch until it succeeds",
                  tally_strerror(err));
         sleep_ms(backoff);
         backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
     }
+    cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL);
     if (err == TALLY_ESTALE) {
         /* Another consumer owns these partitions now and will apply them itself. */
-        log_warn("readcount: offsets moved by another consumer; batch of %zu dropped", n);
+        log_warn("readcount: offsets moved by another consumer; batch of %zu left to it", n);
         metric_add(rc->m_stale, n);
-        return;
+    } else if (err) {
+        log_error("readcount: store still %s at stop; %zu read events lost",
+                  tally_strerror(err), n);
+        metric_add(rc->m_lost, n);
+    } else {
+        metric_add(rc->m_applied, n);
+        metric_add(rc->m_batches, 1);
+        metric_observe(rc->m_batch_size, (double)n);
     }
-    metric_add(rc->m_applied, n);
-    metric_add(rc->m_batches, 1);
-    metric_observe(rc->m_batch_size, (double)n);
-    for (size_t i = 0; i < k; i++) {
-        rc->items[i] = rc->deltas[i].item;
-        rc->incr[i] = (struct counts){.read_cnt = rc->deltas[i].n};
-    }
-    cache_incr(rc->cache, rc->items, k, rc->incr);
 }
 
 static void *consumer_main(void *arg)
