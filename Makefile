@@ -2,7 +2,10 @@
 #
 #   make                 build ./build/tallyd
 #   make run             install what is missing, build, start tallyd on the embedded default
-#   make test            install, build, run every suite (plain and under ASan+UBSan)
+#   make test            install, start MariaDB + Redis, run every suite on both stores
+#                        (plain and under ASan+UBSan), stop the servers
+#   make services-up     start MariaDB (13306) and Redis (16379) under .services/
+#   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make bench           benchmarks (see bench/)
 
@@ -30,7 +33,7 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e check-suite clean bench
+.PHONY: all deps run test unit e2e clean bench services-up services-down
 all: $(BUILD)/tallyd
 
 $(BUILD)/%.o: %.c
@@ -57,14 +60,17 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 e2e: $(BUILD)/tallyd
-	TALLYD=$(CURDIR)/$(BUILD)/tallyd python3 -m pytest -q tests/e2e
+	TALLYD=$(CURDIR)/$(BUILD)/tallyd python3 -m pytest -q -p no:cacheprovider tests/e2e
 
-# One build's whole suite: unit tests, then the binary over HTTP.
-check-suite: unit e2e
+# Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
+test:
+	@scripts/test.sh
 
-test: deps
-	@$(MAKE) --no-print-directory check-suite
-	@$(MAKE) --no-print-directory SANITIZE=1 check-suite
+services-up:
+	@scripts/services.sh up
+
+services-down:
+	@scripts/services.sh down
 
 clean:
 	rm -rf build build-asan

@@ -2,9 +2,11 @@
 # Starts and stops the servers tally runs against, on loopback, with their data under
 # .services/ (git-ignored). Installs them from Debian when missing.
 #
-#   scripts/services.sh up     start MariaDB (13306) and Redis (16379); harmless when running
-#   scripts/services.sh down   stop what `up` started, by pid
-#   scripts/services.sh urls   print the URLs to pass to tallyd
+#   scripts/services.sh up [mysql|redis]     start MariaDB (13306) and Redis (16379), or one
+#                                            of them; harmless when running
+#   scripts/services.sh down [mysql|redis]   stop what `up` started, by pid
+#   scripts/services.sh kill redis|mysql     SIGKILL one server (for the fault tests)
+#   scripts/services.sh urls                 print the URLs to pass to tallyd
 #
 # Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT.
 set -euo pipefail
@@ -70,22 +72,36 @@ stop_pid() { # pidfile
   rm -f "$pidfile"
 }
 
+want() { [ -z "${2:-}" ] || [ "$2" = "$1" ]; }
+
 case "${1:-}" in
   up)
     scripts/deps.sh services
-    mysql_up
-    redis_up
+    if want mysql "${2:-}"; then mysql_up; fi
+    if want redis "${2:-}"; then redis_up; fi
     echo "services: MariaDB on 127.0.0.1:$mysql_port, Redis on 127.0.0.1:$redis_port"
     echo "  ./build/tallyd --store $mysql_url --cache $redis_url"
     ;;
   down)
-    stop_pid "$root/redis/redis.pid"
-    stop_pid "$root/mariadb/mariadbd.pid"
-    echo "services: stopped"
+    if want redis "${2:-}"; then stop_pid "$root/redis/redis.pid"; fi
+    if want mysql "${2:-}"; then stop_pid "$root/mariadb/mariadbd.pid"; fi
+    echo "services: stopped ${2:-all}"
+    ;;
+  kill)
+    case "${2:-}" in
+      redis) pidfile=$root/redis/redis.pid ;;
+      mysql) pidfile=$root/mariadb/mariadbd.pid ;;
+      *) echo "usage: scripts/services.sh kill redis|mysql" >&2; exit 2 ;;
+    esac
+    if alive "$pidfile"; then
+      pid=$(cat "$pidfile"); kill -9 "$pid"
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    fi
+    rm -f "$pidfile"
     ;;
   urls)
     echo "TALLY_TEST_MYSQL=$mysql_url"
     echo "TALLY_TEST_REDIS=$redis_url"
     ;;
-  *) echo "usage: scripts/services.sh up|down|urls" >&2; exit 2 ;;
+  *) echo "usage: scripts/services.sh up|down|kill|urls [mysql|redis]" >&2; exit 2 ;;
 esac
