@@ -25,7 +25,7 @@ endif
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
-LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lmariadb -lhiredis -lpthread
+LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c
@@ -34,7 +34,12 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit e2e clean bench services-up services-down
-all: $(BUILD)/tallyd
+all: $(BUILD)/tallyd $(BUILD)/tally-produce
+
+# A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
+$(BUILD)/tally-produce: tools/produce.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-shadow -o $@ $< $(LDFLAGS) -lrdkafka -lm
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -59,8 +64,8 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-e2e: $(BUILD)/tallyd
-	TALLYD=$(CURDIR)/$(BUILD)/tallyd python3 -m pytest -q -p no:cacheprovider tests/e2e
+e2e: $(BUILD)/tallyd $(BUILD)/tally-produce
+	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e
 
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:

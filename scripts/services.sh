@@ -2,20 +2,27 @@
 # Starts and stops the servers tally runs against, on loopback, with their data under
 # .services/ (git-ignored). Installs them from Debian when missing.
 #
-#   scripts/services.sh up [mysql|redis]     start MariaDB (13306) and Redis (16379), or one
-#                                            of them; harmless when running
-#   scripts/services.sh down [mysql|redis]   stop what `up` started, by pid
-#   scripts/services.sh kill redis|mysql     SIGKILL one server (for the fault tests)
+#   scripts/services.sh up [mysql|redis|kafka]    start MariaDB (13306), Redis (16379) and
+#                                                 Kafka (19092), or one of them; harmless
+#                                                 when running
+#   scripts/services.sh down [mysql|redis|kafka]  stop what `up` started, by pid
+#   scripts/services.sh kill redis|mysql|kafka    SIGKILL one server (for the fault tests)
 #   scripts/services.sh urls                 print the URLs to pass to tallyd
 #
-# Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT.
+# Kafka (19092, KRaft, single node) runs from Maven Central jars cached in .cache/kafka/libs:
+# the first `up` fetches them with Maven, later ones need no network.
+#
+# Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT, TALLY_KAFKA_PORT (and that port + 1 for the
+# Kafka controller).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.services
 mysql_port=${TALLY_MYSQL_PORT:-13306}
 redis_port=${TALLY_REDIS_PORT:-16379}
+kafka_port=${TALLY_KAFKA_PORT:-19092}
 mysql_url="mysql://tally:tally@127.0.0.1:$mysql_port/tally"
 redis_url="redis://127.0.0.1:$redis_port"
+kafka_url="kafka://127.0.0.1:$kafka_port/tally.reads?group=tally"
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -62,6 +69,31 @@ redis_up() {
   wait_for Redis 10 redis-cli -p "$redis_port" ping
 }
 
+kafka_up() {
+  local dir=$root/kafka libs=$PWD/.cache/kafka/libs
+  mkdir -p "$dir"
+  if alive "$dir/kafka.pid"; then return 0; fi
+  if [ ! -f "$libs/.complete" ]; then
+    echo "services: fetching the Kafka broker jars (once)"
+    rm -rf "$libs"
+    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs" \
+      >"$dir/maven.log" 2>&1 || { cat "$dir/maven.log" >&2; return 1; }
+    touch "$libs/.complete"
+  fi
+  sed -e "s|@PORT@|$kafka_port|g" -e "s|@CONTROLLER_PORT@|$((kafka_port + 1))|g" \
+      -e "s|@DATA@|$dir/data|g" scripts/kafka/server.properties >"$dir/server.properties"
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    java -cp "$libs/*" kafka.tools.StorageTool format --standalone \
+      -t "$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
+  fi
+  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$PWD/scripts/kafka/log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  echo $! >"$dir/kafka.pid"
+  make -s --no-print-directory build/tally-produce >/dev/null
+  wait_for Kafka 90 build/tally-produce "127.0.0.1:$kafka_port" --check
+}
+
 stop_pid() { # pidfile
   local pidfile=$1
   alive "$pidfile" || { rm -f "$pidfile"; return 0; }
@@ -77,12 +109,16 @@ want() { [ -z "${2:-}" ] || [ "$2" = "$1" ]; }
 case "${1:-}" in
   up)
     scripts/deps.sh services
+    scripts/deps.sh build
     if want mysql "${2:-}"; then mysql_up; fi
     if want redis "${2:-}"; then redis_up; fi
-    echo "services: MariaDB on 127.0.0.1:$mysql_port, Redis on 127.0.0.1:$redis_port"
-    echo "  ./build/tallyd --store $mysql_url --cache $redis_url"
+    if want kafka "${2:-}"; then kafka_up; fi
+    echo "services: MariaDB on 127.0.0.1:$mysql_port, Redis on 127.0.0.1:$redis_port," \
+         "Kafka on 127.0.0.1:$kafka_port"
+    echo "  ./build/tallyd --store $mysql_url --cache $redis_url --bus '$kafka_url'"
     ;;
   down)
+    if want kafka "${2:-}"; then stop_pid "$root/kafka/kafka.pid"; fi
     if want redis "${2:-}"; then stop_pid "$root/redis/redis.pid"; fi
     if want mysql "${2:-}"; then stop_pid "$root/mariadb/mariadbd.pid"; fi
     echo "services: stopped ${2:-all}"
@@ -91,7 +127,8 @@ case "${1:-}" in
     case "${2:-}" in
       redis) pidfile=$root/redis/redis.pid ;;
       mysql) pidfile=$root/mariadb/mariadbd.pid ;;
-      *) echo "usage: scripts/services.sh kill redis|mysql" >&2; exit 2 ;;
+      kafka) pidfile=$root/kafka/kafka.pid ;;
+      *) echo "usage: scripts/services.sh kill redis|mysql|kafka" >&2; exit 2 ;;
     esac
     if alive "$pidfile"; then
       pid=$(cat "$pidfile"); kill -9 "$pid"
@@ -102,6 +139,7 @@ case "${1:-}" in
   urls)
     echo "TALLY_TEST_MYSQL=$mysql_url"
     echo "TALLY_TEST_REDIS=$redis_url"
+    echo "TALLY_TEST_KAFKA=127.0.0.1:$kafka_port"
     ;;
-  *) echo "usage: scripts/services.sh up|down|kill|urls [mysql|redis]" >&2; exit 2 ;;
+  *) echo "usage: scripts/services.sh up|down|kill|urls [mysql|redis|kafka]" >&2; exit 2 ;;
 esac

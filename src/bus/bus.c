@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "bus/kafka.h"
 #include "bus/local.h"
 #include "util/error.h"
 #include "util/strbuf.h"
@@ -16,7 +17,10 @@ int bus_check_url(const char *url, char **err)
 
     if (strcmp(url, "local") == 0)
         return 0;
-    strbuf_addf(&sb, "invalid --bus '%s': expected local", url);
+    if (strncmp(url, "kafka://", 8) == 0)
+        return bus_kafka_check_url(url, err);
+    strbuf_addf(&sb, "invalid --bus '%s': expected local or kafka://HOST:PORT/TOPIC?group=NAME",
+                url);
     *err = strbuf_detach(&sb, NULL);
     return TALLY_EINVAL;
 }
@@ -27,6 +31,8 @@ int bus_open(const char *url, size_t queue_max, struct bus **out, char **err)
 
     if (rc)
         return rc;
+    if (strncmp(url, "kafka://", 8) == 0)
+        return bus_kafka_open(url, queue_max, out, err);
     *out = bus_local_new(queue_max);
     return 0;
 }

@@ -8,15 +8,30 @@
  * After close(), publish() refuses with TALLY_ECLOSED and poll() hands out
  * what is still queued, then returns TALLY_ECLOSED: a graceful stop loses
  * nothing that was accepted.
+ *
+ * Offsets (a bus whose events have partitions, i.e. Kafka): the consumer
+ * applies each batch together with, per partition, the offset range it
+ * covers, compare-and-set against the offset stored with the counts. The
+ * bus tells where each partition's next batch must start (expect), learns
+ * of each commit (committed), and on assignment or rewind starts every
+ * partition at the offset the store holds, read through the loader the
+ * consumer installs. poll() returns TALLY_ESTALE when partitions were
+ * taken away: the consumer drops what it holds uncommitted, since the new
+ * owner starts from the stored offsets.
  */
 #ifndef TALLY_BUS_H
 #define TALLY_BUS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model/item.h"
 
 struct bus;
+struct store_offset;
+
+/* Reads the next offset stored for (topic, partition); -1 when none. */
+typedef int bus_offset_loader(void *ctx, const char *topic, int32_t partition, int64_t *next);
 
 struct bus_ops {
     const char *name;
@@ -27,16 +42,27 @@ struct bus_ops {
      * once the bus is closed and empty.
      */
     int (*poll)(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n);
+    /* Where the next batch of partition must start: the stored offset, -1 if none. */
+    int64_t (*expect)(struct bus *b, int32_t partition);
+    /* The store took a batch ending at these offsets. */
+    void (*committed)(struct bus *b, const struct store_offset *offs, size_t n);
+    /* The store refused a batch's offsets: restart every partition from the store. */
+    void (*rewind)(struct bus *b);
     void (*close)(struct bus *b);
     void (*free)(struct bus *b);
 };
 
 struct bus {
     const struct bus_ops *ops;
-    const char *topic; /* where offsets are filed in the store; NULL: no offsets */
+    const char *topic;              /* where offsets are filed in the store; NULL: no offsets */
+    bus_offset_loader *load_offset; /* installed by the consumer before its first poll */
+    void *load_ctx;
 };
 
-/* Opens the bus named by url ("local"). queue_max bounds the events held in memory. */
+/*
+ * Opens the bus named by url ("local" or kafka://HOST:PORT/TOPIC?group=NAME).
+ * queue_max bounds the events held in memory (local ring, producer queue).
+ */
 int bus_open(const char *url, size_t queue_max, struct bus **out, char **err);
 int bus_check_url(const char *url, char **err);
 
@@ -48,6 +74,18 @@ static inline int bus_poll(struct bus *b, struct read_event *out, size_t max, in
                            size_t *n)
 {
     return b->ops->poll(b, out, max, timeout_ms, n);
+}
+static inline int64_t bus_expect(struct bus *b, int32_t partition)
+{
+    return b->ops->expect(b, partition);
+}
+static inline void bus_committed(struct bus *b, const struct store_offset *offs, size_t n)
+{
+    b->ops->committed(b, offs, n);
+}
+static inline void bus_rewind(struct bus *b)
+{
+    b->ops->rewind(b);
 }
 static inline void bus_close(struct bus *b)
 {

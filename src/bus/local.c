@@ -82,6 +82,23 @@ static int local_poll(struct bus *b, struct read_event *out, size_t max, int tim
     return rc;
 }
 
+/* Local events have no partitions, so there are no offsets to keep. */
+static int64_t local_expect(struct bus *b, int32_t partition)
+{
+    (void)b, (void)partition;
+    return -1;
+}
+
+static void local_committed(struct bus *b, const struct store_offset *offs, size_t n)
+{
+    (void)b, (void)offs, (void)n;
+}
+
+static void local_rewind(struct bus *b)
+{
+    (void)b;
+}
+
 static void local_close(struct bus *b)
 {
     struct local_bus *lb = (struct local_bus *)b;
@@ -106,6 +123,9 @@ static const struct bus_ops local_ops = {
     .name = "local",
     .publish = local_publish,
     .poll = local_poll,
+    .expect = local_expect,
+    .committed = local_committed,
+    .rewind = local_rewind,
     .close = local_close,
     .free = local_free,
 };

@@ -43,6 +43,9 @@ extern const char *const count_field_names[FIELD_COUNT];
 /*
  * One read, as carried by the bus. partition/offset say where it came from
  * (-1/-1 on the local bus) so the consumer can store offsets with the counts.
+ * A message that was not a valid read still takes its place in its
+ * partition, marked skip, so that its offset is stored and it is never
+ * consumed again; it counts for nothing.
  */
 struct read_event {
     struct item item;
@@ -50,6 +53,7 @@ struct read_event {
     int64_t ts;  /* ms since the epoch; 0: unknown */
     int32_t partition;
     int64_t offset;
+    bool skip;
 };
 
 /* An entry of a user's like or collection list. */

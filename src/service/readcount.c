@@ -53,6 +53,8 @@ size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
 
     qsort(ev, n, sizeof(*ev), event_cmp);
     for (size_t i = 0; i < n; i++) {
+        if (ev[i].skip)
+            continue;
         if (k > 0 && item_cmp(&out[k - 1].item, &ev[i].item) == 0) {
             out[k - 1].n++;
         } else {
@@ -64,8 +66,13 @@ size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
     return k;
 }
 
-/* The offset range each partition of the batch covers (before merging reorders it). */
-static size_t collect_offsets(const struct read_event *ev, size_t n, struct store_offset *offs)
+/*
+ * The offset range each partition of the batch covers (taken before merging
+ * reorders the events): from where the bus says the partition stands in the
+ * store, to just past the last event.
+ */
+static size_t collect_offsets(struct bus *bus, const struct read_event *ev, size_t n,
+                              struct store_offset *offs)
 {
     size_t k = 0;
 
@@ -79,14 +86,11 @@ static size_t collect_offsets(const struct read_event *ev, size_t n, struct stor
         if (j == k) {
             TALLY_ASSERT(k < MAX_PARTITIONS);
             offs[k].partition = ev[i].partition;
-            offs[k].expect = ev[i].offset;
+            offs[k].expect = bus_expect(bus, ev[i].partition);
             offs[k].next = ev[i].offset + 1;
             k++;
-        } else {
-            if (ev[i].offset < offs[j].expect)
-                offs[j].expect = ev[i].offset;
-            if (ev[i].offset + 1 > offs[j].next)
-                offs[j].next = ev[i].offset + 1;
+        } else if (ev[i].offset + 1 > offs[j].next) {
+            offs[j].next = ev[i].offset + 1;
         }
     }
     return k;
@@ -101,14 +105,14 @@ static void sleep_ms(int ms)
 static void apply(struct readcount *rc, size_t n)
 {
     struct store_offset offs[MAX_PARTITIONS];
-    size_t noffs = collect_offsets(rc->events, n, offs);
+    size_t noffs = collect_offsets(rc->bus, rc->events, n, offs);
     size_t k = readcount_merge(rc->events, n, rc->deltas);
     int64_t give_up_at = 0;
     int backoff = 50, err;
 
     for (size_t i = 0; i < k; i++) {
         rc->items[i] = rc->deltas[i].item;
-        rc->incr[i] = (struct counts){ .read_cnt = rc->deltas[i].n };
+        rc->incr[i] = (struct counts){.read_cnt = rc->deltas[i].n};
     }
     cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
     for (;;) {
@@ -130,15 +134,22 @@ static void apply(struct readcount *rc, size_t n)
     }
     cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL);
     if (err == TALLY_ESTALE) {
-        /* Another consumer owns these partitions now and will apply them itself. */
+        /* Another consumer moved these offsets: it counted the batch. Start again from
+         * what the store holds, for every partition still ours. */
         log_warn("readcount: offsets moved by another consumer; batch of %zu left to it", n);
         metric_add(rc->m_stale, n);
+        bus_rewind(rc->bus);
     } else if (err) {
-        log_error("readcount: store still %s at stop; %zu read events lost",
-                  tally_strerror(err), n);
+        log_error("readcount: store still %s at stop; %zu read events lost", tally_strerror(err),
+                  n);
         metric_add(rc->m_lost, n);
     } else {
-        metric_add(rc->m_applied, n);
+        size_t counted = 0;
+
+        for (size_t i = 0; i < k; i++)
+            counted += (size_t)rc->deltas[i].n;
+        bus_committed(rc->bus, offs, noffs);
+        metric_add(rc->m_applied, counted);
         metric_add(rc->m_batches, 1);
         metric_observe(rc->m_batch_size, (double)n);
     }
@@ -160,6 +171,12 @@ static void *consumer_main(void *arg)
             timeout = left > 0 ? (int)left : 0;
         }
         err = bus_poll(rc->bus, rc->events + n, rc->cfg.batch - n, timeout, &got);
+        if (err == TALLY_ESTALE) {
+            /* Partitions were taken away: their new owner starts from the stored offsets. */
+            metric_add(rc->m_stale, n + got);
+            n = 0;
+            continue;
+        }
         if (got > 0 && n == 0)
             deadline = clock_mono_us() + (int64_t)rc->cfg.flush_ms * 1000;
         n += got;
@@ -171,6 +188,12 @@ static void *consumer_main(void *arg)
             break;
     }
     return NULL;
+}
+
+static int load_offset(void *ctx, const char *topic, int32_t partition, int64_t *next)
+{
+    struct readcount *rc = ctx;
+    return store_load_offset(rc->store, topic, partition, next);
 }
 
 struct readcount *readcount_start(struct bus *bus, struct store *store, struct cache *cache,
@@ -197,10 +220,13 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
                           sizeof(sizes) / sizeof(sizes[0]));
     rc->m_failures = metrics_counter("tally_read_batch_failures_total",
                                      "Attempts to apply a read batch that the store refused.", "");
-    rc->m_stale = metrics_counter("tally_read_events_stale_total",
-                                  "Read events left to another consumer (offset moved).", "");
+    rc->m_stale = metrics_counter(
+        "tally_read_events_stale_total",
+        "Read events dropped uncommitted because their partition moved to another consumer.", "");
     rc->m_lost = metrics_counter("tally_read_events_lost_total",
                                  "Read events dropped at stop because the store was down.", "");
+    bus->load_offset = load_offset;
+    bus->load_ctx = rc;
     if (pthread_create(&rc->thread, NULL, consumer_main, rc) != 0) {
         log_error("readcount: cannot start the consumer thread");
         abort();

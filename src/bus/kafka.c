@@ -1,0 +1,619 @@
+/*
+ * kafka.c - read events on Apache Kafka (librdkafka).
+ *
+ * DESIGN
+ *   Producer: one idempotent producer shared by the HTTP threads
+ *   (librdkafka's handles are thread-safe). publish() only enqueues into
+ *   librdkafka's bounded local queue and returns; a full queue is
+ *   TALLY_EFULL (a 503 at the API), never a silent drop. A small thread
+ *   serves delivery reports and counts failures. Messages are keyed
+ *   "{biz}:{id}" so that one item's reads stay in one partition.
+ *
+ *   Consumer: a classic consumer group, used only by the read-count thread.
+ *   Offsets live in the store, in the same transaction as the counts; the
+ *   group's own committed offsets are written afterwards only as a courtesy
+ *   for monitoring tools and are never read. On assignment every partition
+ *   starts at the offset the store holds (the beginning when it holds
+ *   none), so a batch that was committed is never consumed again and one
+ *   that was not is consumed again. On revocation the events the consumer
+ *   holds uncommitted are dropped (poll returns TALLY_ESTALE): the next
+ *   owner starts from the stored offsets. A consumer that lost its
+ *   partitions without noticing (paused, partitioned) fails the store's
+ *   compare-and-set on its next batch and rewinds.
+ *
+ *   A message that is not a valid read is counted, logged once per kind,
+ *   and handed to the consumer marked skip, so its offset is stored with
+ *   the batch and it is never read again.
+ */
+#include "bus/kafka.h"
+
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/metrics.h"
+#include "util/strbuf.h"
+#include "util/xmalloc.h"
+#include "util/banned.h"
+
+#define MAX_PARTS 256
+
+enum skip_reason { SKIP_JSON, SKIP_ITEM, SKIP_FIELD, SKIP_COUNT };
+static const char *const skip_names[SKIP_COUNT] = {"invalid_json", "invalid_item", "invalid_field"};
+
+/* A partition this consumer holds: where its next batch must start. */
+struct part {
+    int32_t partition;
+    int64_t expect; /* the stored next offset, -1 when the store has none */
+    struct metric *lag;
+};
+
+/*
+ * The producer side is shared by the HTTP threads (librdkafka is
+ * thread-safe; `closed` is atomic). Everything under "consumer" is owned by
+ * the read-count thread, including the rebalance callback, which librdkafka
+ * runs inside that thread's poll.
+ */
+struct kafka_bus {
+    struct bus base;
+    char *brokers, *topic, *group;
+    int session_timeout_ms;
+    rd_kafka_t *producer;
+    pthread_t poller;
+    atomic_bool closed, stop_poller;
+    /* consumer */
+    rd_kafka_t *consumer; /* created on the first poll */
+    struct part parts[MAX_PARTS];
+    int nparts;
+    bool revoked; /* since the last poll returned */
+    struct metric *m_produced, *m_delivery_failed, *m_skipped[SKIP_COUNT], *m_rebalances;
+};
+
+/* ------------------------------------------------------------ message format */
+
+/* Logs the first message of each kind of error; the caller counts them all. */
+static int skip(enum skip_reason why, const char *detail)
+{
+    static atomic_flag logged[SKIP_COUNT] = {ATOMIC_FLAG_INIT, ATOMIC_FLAG_INIT, ATOMIC_FLAG_INIT};
+
+    if (!atomic_flag_test_and_set(&logged[why]))
+        log_warn("kafka: skipping a message that is not a valid read (%s: %s); further ones "
+                 "are counted in tally_read_events_skipped_total",
+                 skip_names[why], detail);
+    return -(int)why - 1;
+}
+
+int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr), *v;
+    int rc = 0;
+
+    if (!root)
+        return skip(SKIP_JSON, jerr.text);
+    if (!json_is_object(root)) {
+        rc = skip(SKIP_JSON, "not an object");
+        goto out;
+    }
+    v = json_object_get(root, "biz");
+    if (!json_is_string(v) ||
+        item_parse_biz(json_string_value(v), json_string_length(v), out->item.biz)) {
+        rc = skip(SKIP_ITEM, "biz");
+        goto out;
+    }
+    v = json_object_get(root, "id");
+    if (!json_is_integer(v) || !item_id_valid(json_integer_value(v))) {
+        rc = skip(SKIP_ITEM, "id");
+        goto out;
+    }
+    out->item.id = json_integer_value(v);
+    out->uid = 0;
+    out->ts = 0;
+    if ((v = json_object_get(root, "uid"))) {
+        if (!json_is_integer(v) || !item_id_valid(json_integer_value(v))) {
+            rc = skip(SKIP_FIELD, "uid");
+            goto out;
+        }
+        out->uid = json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "ts"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            rc = skip(SKIP_FIELD, "ts");
+            goto out;
+        }
+        out->ts = json_integer_value(v);
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+void bus_kafka_format(struct strbuf *value, const struct read_event *ev)
+{
+    strbuf_addstr(value, "{\"biz\":\"");
+    strbuf_addstr(value, ev->item.biz); /* validated: [a-z0-9_] */
+    strbuf_addstr(value, "\",\"id\":");
+    strbuf_add_i64(value, ev->item.id);
+    if (ev->uid) {
+        strbuf_addstr(value, ",\"uid\":");
+        strbuf_add_i64(value, ev->uid);
+    }
+    strbuf_addstr(value, ",\"ts\":");
+    strbuf_add_i64(value, ev->ts);
+    strbuf_addch(value, '}');
+}
+
+/* ------------------------------------------------------------ producer */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    struct kafka_bus *kb = opaque;
+
+    (void)rk;
+    if (m->err) {
+        metric_add(kb->m_delivery_failed, 1);
+        LOG_ONCE(LOG_ERROR,
+                 "kafka: a read event could not be delivered: %s (counted in "
+                 "tally_kafka_delivery_failures_total)",
+                 rd_kafka_err2str(m->err));
+    } else {
+        metric_add(kb->m_produced, 1);
+    }
+}
+
+static void *poller_main(void *arg)
+{
+    struct kafka_bus *kb = arg;
+
+    while (!atomic_load(&kb->stop_poller))
+        rd_kafka_poll(kb->producer, 100);
+    return NULL;
+}
+
+static int kafka_publish(struct bus *b, const struct read_event *ev)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+    struct strbuf key = STRBUF_INIT, value = STRBUF_INIT;
+    rd_kafka_resp_err_t err;
+
+    if (atomic_load(&kb->closed))
+        return TALLY_ECLOSED;
+    strbuf_addf(&key, "%s:%lld", ev->item.biz, (long long)ev->item.id);
+    bus_kafka_format(&value, ev);
+    err =
+        rd_kafka_producev(kb->producer, RD_KAFKA_V_TOPIC(kb->topic),
+                          RD_KAFKA_V_KEY(key.buf, key.len), RD_KAFKA_V_VALUE(value.buf, value.len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    strbuf_release(&key);
+    strbuf_release(&value);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return TALLY_EFULL;
+    if (err) {
+        LOG_ONCE(LOG_ERROR, "kafka: produce: %s", rd_kafka_err2str(err));
+        return TALLY_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ consumer */
+
+static struct part *part_of(struct kafka_bus *kb, int32_t partition)
+{
+    for (int i = 0; i < kb->nparts; i++)
+        if (kb->parts[i].partition == partition)
+            return &kb->parts[i];
+    return NULL;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The stored offset of a partition, waiting for the store if it is down. */
+static int64_t stored_offset(struct kafka_bus *kb, int32_t partition)
+{
+    int64_t next = -1;
+    int backoff = 50;
+
+    while (kb->base.load_offset(kb->base.load_ctx, kb->topic, partition, &next) != 0) {
+        LOG_ONCE(LOG_WARN, "kafka: cannot read stored offsets; waiting for the store");
+        if (atomic_load(&kb->closed))
+            return -1;
+        sleep_ms(backoff);
+        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
+    }
+    return next;
+}
+
+/* Starts each partition in list at its stored offset and remembers it. */
+static void start_at_stored(struct kafka_bus *kb, rd_kafka_topic_partition_list_t *list)
+{
+    kb->nparts = 0;
+    for (int i = 0; i < list->cnt && kb->nparts < MAX_PARTS; i++) {
+        rd_kafka_topic_partition_t *tp = &list->elems[i];
+        struct part *p = &kb->parts[kb->nparts++];
+        struct strbuf labels = STRBUF_INIT;
+
+        p->partition = tp->partition;
+        p->expect = stored_offset(kb, tp->partition);
+        tp->offset = p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
+        strbuf_addf(&labels, "topic=\"%s\",partition=\"%d\"", kb->topic, (int)tp->partition);
+        p->lag =
+            metrics_gauge("tally_kafka_consumer_lag",
+                          "Messages in a partition not yet consumed by this tallyd.", labels.buf);
+        strbuf_release(&labels);
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    struct kafka_bus *kb = opaque;
+
+    metric_add(kb->m_rebalances, 1);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        start_at_stored(kb, list);
+        log_info("kafka: assigned %d partition(s) of %s", list->cnt, kb->topic);
+        rd_kafka_assign(rk, list);
+    } else {
+        for (int i = 0; i < kb->nparts; i++)
+            metric_set(kb->parts[i].lag, 0);
+        kb->nparts = 0;
+        kb->revoked = true;
+        log_info("kafka: partitions of %s revoked", kb->topic);
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static bool set(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+    char errstr[256];
+
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
+        return true;
+    log_error("kafka: %s=%s: %s", key, value, errstr);
+    return false;
+}
+
+static int start_consumer(struct kafka_bus *kb)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *topics;
+    char errstr[256], timeout[16];
+    bool ok;
+
+    snprintf(timeout, sizeof(timeout), "%d", kb->session_timeout_ms);
+    rd_kafka_conf_set_opaque(conf, kb);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    ok = set(conf, "bootstrap.servers", kb->brokers) && set(conf, "group.id", kb->group) &&
+         set(conf, "enable.auto.commit", "false") &&
+         set(conf, "enable.auto.offset.store", "false") &&
+         set(conf, "auto.offset.reset", "earliest") && set(conf, "session.timeout.ms", timeout) &&
+         set(conf, "heartbeat.interval.ms", kb->session_timeout_ms >= 3000 ? "1000" : "300") &&
+         set(conf, "partition.assignment.strategy", "range") &&
+         set(conf, "fetch.wait.max.ms", "50") && set(conf, "log_level", "4");
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return TALLY_EINTERNAL;
+    }
+    kb->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!kb->consumer) {
+        log_error("kafka: consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return TALLY_EINTERNAL;
+    }
+    rd_kafka_poll_set_consumer(kb->consumer);
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, kb->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(kb->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    return 0;
+}
+
+static void update_lag(struct kafka_bus *kb)
+{
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kb->nparts);
+
+    for (int i = 0; i < kb->nparts; i++)
+        rd_kafka_topic_partition_list_add(list, kb->topic, kb->parts[i].partition);
+    if (kb->nparts && rd_kafka_position(kb->consumer, list) == 0) {
+        for (int i = 0; i < list->cnt; i++) {
+            int64_t lo, hi, pos = list->elems[i].offset;
+            struct part *p = part_of(kb, list->elems[i].partition);
+
+            if (p && pos >= 0 &&
+                rd_kafka_get_watermark_offsets(kb->consumer, kb->topic, p->partition, &lo, &hi) ==
+                    0)
+                metric_set(p->lag, hi > pos ? hi - pos : 0);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Turns one message into out (marked skip when it is not a valid read). */
+static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, struct read_event *out)
+{
+    int why;
+
+    memset(out, 0, sizeof(*out));
+    out->partition = m->partition;
+    out->offset = m->offset;
+    why = bus_kafka_parse(m->payload ? m->payload : "", m->len, out);
+    if (why) {
+        out->skip = true;
+        metric_add(kb->m_skipped[-why - 1], 1);
+    }
+}
+
+static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+    int64_t deadline = mono_us() + (int64_t)timeout_ms * 1000;
+    int rc = 0;
+
+    *n = 0;
+    if (atomic_load(&kb->closed))
+        return TALLY_ECLOSED;
+    if (!kb->consumer && (rc = start_consumer(kb)))
+        return rc;
+    kb->revoked = false;
+    while (*n < max) {
+        /* Wait for the first message; after it, take only what is already here. */
+        int64_t left = *n ? 0 : (deadline - mono_us()) / 1000;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(kb->consumer, left > 0 ? (int)left : 0);
+
+        if (kb->revoked) {
+            if (m)
+                rd_kafka_message_destroy(m);
+            rc = TALLY_ESTALE;
+            break;
+        }
+        if (!m) {
+            if (*n || mono_us() >= deadline || atomic_load(&kb->closed))
+                break;
+            continue;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                LOG_ONCE(LOG_WARN, "kafka: consumer: %s", rd_kafka_message_errstr(m));
+        } else if (part_of(kb, m->partition)) { /* else: left from a revoked assignment */
+            take_message(kb, m, &out[(*n)++]);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    update_lag(kb);
+    return rc;
+}
+
+static int64_t kafka_expect(struct bus *b, int32_t partition)
+{
+    struct part *p = part_of((struct kafka_bus *)b, partition);
+    return p ? p->expect : -1;
+}
+
+static void kafka_committed(struct bus *b, const struct store_offset *offs, size_t n)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)n);
+
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = part_of(kb, offs[i].partition);
+        if (p)
+            p->expect = offs[i].next;
+        rd_kafka_topic_partition_list_add(list, kb->topic, offs[i].partition)->offset =
+            offs[i].next;
+    }
+    /* Advisory only (monitoring tools read it); tally resumes from the store. */
+    if (n)
+        rd_kafka_commit(kb->consumer, list, 1);
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void kafka_rewind(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kb->nparts);
+    rd_kafka_error_t *err;
+
+    for (int i = 0; i < kb->nparts; i++) {
+        struct part *p = &kb->parts[i];
+
+        p->expect = stored_offset(kb, p->partition);
+        rd_kafka_topic_partition_list_add(list, kb->topic, p->partition)->offset =
+            p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    if (kb->nparts && (err = rd_kafka_seek_partitions(kb->consumer, list, 5000))) {
+        log_warn("kafka: rewind: %s", rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+}
+
+static void kafka_close(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+    rd_kafka_resp_err_t err;
+
+    if (atomic_exchange(&kb->closed, true))
+        return;
+    err = rd_kafka_flush(kb->producer, 30000);
+    if (err)
+        log_error("kafka: %d read events still undelivered at stop: %s",
+                  rd_kafka_outq_len(kb->producer), rd_kafka_err2str(err));
+}
+
+static void kafka_free(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+
+    kafka_close(b);
+    if (kb->consumer) {
+        rd_kafka_consumer_close(kb->consumer);
+        rd_kafka_destroy(kb->consumer);
+    }
+    atomic_store(&kb->stop_poller, true);
+    pthread_join(kb->poller, NULL);
+    rd_kafka_destroy(kb->producer);
+    free(kb->brokers);
+    free(kb->topic);
+    free(kb->group);
+    free(kb);
+}
+
+static const struct bus_ops kafka_ops = {
+    .name = "kafka",
+    .publish = kafka_publish,
+    .poll = kafka_poll,
+    .expect = kafka_expect,
+    .committed = kafka_committed,
+    .rewind = kafka_rewind,
+    .close = kafka_close,
+    .free = kafka_free,
+};
+
+/* ------------------------------------------------------------ open */
+
+/* kafka://HOST:PORT[,HOST:PORT]/[TOPIC][?group=G&session_timeout_ms=N] */
+static const char *parse_url(const char *url, char **brokers, char **topic, char **group,
+                             int *session_ms)
+{
+    const char *p = url + strlen("kafka://"), *slash = strchr(p, '/'), *q;
+    int64_t v;
+
+    *brokers = *topic = *group = NULL;
+    *session_ms = 6000;
+    if (!slash || slash == p)
+        return "expected kafka://HOST:PORT/TOPIC?group=NAME";
+    for (const char *c = p; c < slash; c++)
+        if (!(c[0] == '.' || c[0] == ':' || c[0] == ',' || c[0] == '-' ||
+              (c[0] >= '0' && c[0] <= '9') || (c[0] >= 'a' && c[0] <= 'z') ||
+              (c[0] >= 'A' && c[0] <= 'Z')))
+            return "malformed broker list";
+    q = strchr(slash, '?');
+    *brokers = xstrndup(p, (size_t)(slash - p));
+    *topic = xstrndup(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
+    if (!**topic) {
+        free(*topic);
+        *topic = xstrdup("tally.reads");
+    }
+    for (const char *c = *topic; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-') ||
+            strlen(*topic) > 249)
+            return "a topic is up to 249 of [a-zA-Z0-9._-]";
+    while (q && *q) {
+        const char *opt = q + 1, *eq = strchr(opt, '='), *end;
+
+        q = strchr(opt, '&');
+        end = q ? q : opt + strlen(opt);
+        if (!eq || eq > end || eq + 1 == end)
+            return "options are group=NAME and session_timeout_ms=N";
+        if ((size_t)(eq - opt) == 5 && strncmp(opt, "group", 5) == 0) {
+            free(*group);
+            *group = xstrndup(eq + 1, (size_t)(end - eq - 1));
+        } else if ((size_t)(eq - opt) == 18 && strncmp(opt, "session_timeout_ms", 18) == 0 &&
+                   item_parse_id(eq + 1, (size_t)(end - eq - 1), &v) == 0 && v >= 1000 &&
+                   v <= 300000) {
+            *session_ms = (int)v;
+        } else {
+            return "options are group=NAME and session_timeout_ms=N (1000..300000)";
+        }
+    }
+    if (!*group)
+        *group = xstrdup("tally");
+    return NULL;
+}
+
+int bus_kafka_check_url(const char *url, char **err)
+{
+    char *brokers, *topic, *group;
+    int session_ms;
+    const char *why = parse_url(url, &brokers, &topic, &group, &session_ms);
+
+    free(brokers);
+    free(topic);
+    free(group);
+    if (!why)
+        return 0;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_addf(&sb, "invalid --bus '%s': %s", url, why);
+    *err = strbuf_detach(&sb, NULL);
+    return TALLY_EINVAL;
+}
+
+int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **err)
+{
+    struct kafka_bus *kb;
+    rd_kafka_conf_t *conf;
+    char errstr[256], queue[24];
+    int rc;
+
+    if ((rc = bus_kafka_check_url(url, err)))
+        return rc;
+    kb = xcalloc(1, sizeof(*kb));
+    kb->base.ops = &kafka_ops;
+    parse_url(url, &kb->brokers, &kb->topic, &kb->group, &kb->session_timeout_ms);
+    kb->base.topic = kb->topic;
+    kb->m_produced = metrics_counter("tally_kafka_messages_delivered_total",
+                                     "Read events the broker acknowledged.", "");
+    kb->m_delivery_failed = metrics_counter("tally_kafka_delivery_failures_total",
+                                            "Read events the broker never acknowledged.", "");
+    kb->m_rebalances = metrics_counter("tally_kafka_rebalances_total",
+                                       "Partition assignments and revocations seen.", "");
+    for (int i = 0; i < SKIP_COUNT; i++) {
+        struct strbuf labels = STRBUF_INIT;
+        strbuf_addf(&labels, "reason=\"%s\"", skip_names[i]);
+        kb->m_skipped[i] =
+            metrics_counter("tally_read_events_skipped_total",
+                            "Messages on the topic that were not valid reads.", labels.buf);
+        strbuf_release(&labels);
+    }
+    snprintf(queue, sizeof(queue), "%zu", queue_max);
+    conf = rd_kafka_conf_new();
+    rd_kafka_conf_set_opaque(conf, kb);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    if (!(set(conf, "bootstrap.servers", kb->brokers) && set(conf, "enable.idempotence", "true") &&
+          set(conf, "linger.ms", "5") && set(conf, "batch.num.messages", "10000") &&
+          set(conf, "compression.type", "lz4") &&
+          set(conf, "queue.buffering.max.messages", queue) &&
+          set(conf, "message.timeout.ms", "300000") && set(conf, "log_level", "4"))) {
+        rd_kafka_conf_destroy(conf);
+        rc = TALLY_EINVAL;
+        goto fail;
+    }
+    kb->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!kb->producer) {
+        rd_kafka_conf_destroy(conf);
+        log_error("kafka: producer: %s", errstr);
+        rc = TALLY_EINTERNAL;
+        goto fail;
+    }
+    if (pthread_create(&kb->poller, NULL, poller_main, kb) != 0)
+        abort();
+    *out = &kb->base;
+    return 0;
+fail:
+    *err = xstrdup("cannot set up the kafka producer");
+    free(kb->brokers);
+    free(kb->topic);
+    free(kb->group);
+    free(kb);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/*
+ * kafka.h - the Kafka bus, and the read-event message format.
+ *
+ * The format is a contract (other producers may write to the topic; see
+ * docs/kafka.md): key "{biz}:{id}", value
+ * {"biz":"article","id":7,"uid":42,"ts":1700000000000}, uid and ts optional.
+ */
+#ifndef TALLY_BUS_KAFKA_H
+#define TALLY_BUS_KAFKA_H
+
+#include "bus/bus.h"
+#include "util/strbuf.h"
+
+/* url: kafka://HOST:PORT[,...]/[TOPIC][?group=NAME&session_timeout_ms=N]. */
+int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **err);
+int bus_kafka_check_url(const char *url, char **err);
+
+/*
+ * Parses one message value into out->item, uid and ts. Returns 0, or a
+ * negative reason (-1 not JSON / not an object, -2 bad biz or id, -3 bad
+ * uid or ts); the first message of each reason is logged.
+ */
+int bus_kafka_parse(const char *data, size_t len, struct read_event *out);
+/* Appends the message value for ev. */
+void bus_kafka_format(struct strbuf *value, const struct read_event *ev);
+
+#endif
