@@ -53,6 +53,8 @@ static const char *const skip_names[SKIP_COUNT] = {"invalid_json", "invalid_item
 struct part {
     int32_t partition;
     int64_t expect; /* the stored next offset, -1 when the store has none */
+    int64_t pos;    /* the offset the next message must have; -1: take the first */
+    int64_t gap_at; /* a jump past pos seen once (a real gap if it shows again) */
     struct metric *lag;
 };
 
@@ -235,6 +237,25 @@ static int64_t stored_offset(struct kafka_bus *kb, int32_t partition)
     return next;
 }
 
+/*
+ * Restarts p at the offset the store holds (its beginning when none) and
+ * returns the offset to fetch from. pos is where the stream must continue:
+ * messages of an earlier fetch that librdkafka still delivers after the
+ * restart are told apart by their offsets (see take_or_drop).
+ */
+static int64_t restart_at_stored(struct kafka_bus *kb, struct part *p)
+{
+    int64_t lo = -1, hi;
+
+    p->expect = stored_offset(kb, p->partition);
+    p->gap_at = -1;
+    p->pos = p->expect;
+    if (p->pos < 0 && rd_kafka_query_watermark_offsets(kb->consumer, kb->topic, p->partition, &lo,
+                                                       &hi, 5000) == 0)
+        p->pos = lo;
+    return p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
+}
+
 /* Starts each partition in list at its stored offset and remembers it. */
 static void start_at_stored(struct kafka_bus *kb, rd_kafka_topic_partition_list_t *list)
 {
@@ -245,8 +266,7 @@ static void start_at_stored(struct kafka_bus *kb, rd_kafka_topic_partition_list_
         struct strbuf labels = STRBUF_INIT;
 
         p->partition = tp->partition;
-        p->expect = stored_offset(kb, tp->partition);
-        tp->offset = p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
+        tp->offset = restart_at_stored(kb, p);
         strbuf_addf(&labels, "topic=\"%s\",partition=\"%d\"", kb->topic, (int)tp->partition);
         p->lag =
             metrics_gauge("tally_kafka_consumer_lag",
@@ -362,6 +382,44 @@ static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, stru
     }
 }
 
+static void seek(struct kafka_bus *kb, rd_kafka_topic_partition_list_t *list)
+{
+    rd_kafka_error_t *err;
+
+    if (list->cnt && (err = rd_kafka_seek_partitions(kb->consumer, list, 5000))) {
+        log_warn("kafka: seek: %s", rd_kafka_error_string(err));
+        rd_kafka_error_destroy(err);
+    }
+}
+
+/*
+ * Whether m continues its partition's stream. A message of a partition no
+ * longer assigned, or before pos, is left over from an earlier fetch; one
+ * past pos may be too (librdkafka can still hand out what it fetched before
+ * a restart), so the partition is sought back to pos once. If the same
+ * offset comes again, the log really has a gap there (compaction,
+ * transaction markers) and the message is taken.
+ */
+static bool take_or_drop(struct kafka_bus *kb, const rd_kafka_message_t *m)
+{
+    struct part *p = part_of(kb, m->partition);
+    rd_kafka_topic_partition_list_t *list;
+
+    if (!p || (p->pos >= 0 && m->offset < p->pos))
+        return false;
+    if (p->pos >= 0 && m->offset > p->pos && m->offset != p->gap_at) {
+        p->gap_at = m->offset;
+        list = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(list, kb->topic, p->partition)->offset = p->pos;
+        seek(kb, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        return false;
+    }
+    p->pos = m->offset + 1;
+    p->gap_at = -1;
+    return true;
+}
+
 static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
@@ -393,7 +451,7 @@ static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int tim
         if (m->err) {
             if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 LOG_ONCE(LOG_WARN, "kafka: consumer: %s", rd_kafka_message_errstr(m));
-        } else if (part_of(kb, m->partition)) { /* else: left from a revoked assignment */
+        } else if (take_or_drop(kb, m)) {
             take_message(kb, m, &out[(*n)++]);
         }
         rd_kafka_message_destroy(m);
@@ -430,19 +488,11 @@ static void kafka_rewind(struct bus *b)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(kb->nparts);
-    rd_kafka_error_t *err;
 
-    for (int i = 0; i < kb->nparts; i++) {
-        struct part *p = &kb->parts[i];
-
-        p->expect = stored_offset(kb, p->partition);
-        rd_kafka_topic_partition_list_add(list, kb->topic, p->partition)->offset =
-            p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
-    }
-    if (kb->nparts && (err = rd_kafka_seek_partitions(kb->consumer, list, 5000))) {
-        log_warn("kafka: rewind: %s", rd_kafka_error_string(err));
-        rd_kafka_error_destroy(err);
-    }
+    for (int i = 0; i < kb->nparts; i++)
+        rd_kafka_topic_partition_list_add(list, kb->topic, kb->parts[i].partition)->offset =
+            restart_at_stored(kb, &kb->parts[i]);
+    seek(kb, list);
     rd_kafka_topic_partition_list_destroy(list);
 }
 

@@ -149,7 +149,15 @@ def test_kill_9_during_consumption_counts_exactly_once(spawn, db, topic):
 
 def test_group_members_stopping_and_starting_count_exactly(spawn, db, topic):
     events, items = CRASH_EVENTS // 4, 500
-    producer = threading.Thread(target=produce, args=(topic, events, items))
+    failures = []
+
+    def produce_in_background():
+        try:
+            produce(topic, events, items)
+        except BaseException as e:  # reported by the main thread
+            failures.append(e)
+
+    producer = threading.Thread(target=produce_in_background)
     producer.start()
     members = [spawn("--bus", bus_url(topic)).start() for _ in range(3)]
     signals = [signal.SIGTERM, signal.SIGKILL, signal.SIGTERM, signal.SIGKILL, signal.SIGTERM]
@@ -160,7 +168,9 @@ def test_group_members_stopping_and_starting_count_exactly(spawn, db, topic):
         time.sleep(0.5)
         members[0] = spawn("--bus", bus_url(topic)).start()
     producer.join()
-    assert wait_total(db, events, timeout=300)
+    assert failures == []
+    assert wait_total(db, events, timeout=300), (
+        totals(db), db.sql(f"SELECT part, next_offset FROM read_offsets WHERE topic = '{topic}'"))
     time.sleep(2)
     assert totals(db) == (items, events, events // items, events // items)
     for m in members:
