@@ -1,0 +1,101 @@
+/*
+ * test_kafka_format.c - the read-event message contract (docs/kafka.md).
+ */
+#include "unit.h"
+
+#include "bus/kafka.h"
+
+static int parse(const char *s, struct read_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    return bus_kafka_parse(s, strlen(s), ev);
+}
+
+static void valid_messages(void **state)
+{
+    struct read_event ev;
+    (void)state;
+
+    assert_int_equal(parse("{\"biz\":\"article\",\"id\":7,\"uid\":42,\"ts\":1700000000000}", &ev),
+                     0);
+    assert_string_equal(ev.item.biz, "article");
+    assert_int_equal(ev.item.id, 7);
+    assert_int_equal(ev.uid, 42);
+    assert_true(ev.ts == 1700000000000LL);
+    assert_int_equal(parse("{\"id\":9223372036854775807,\"biz\":\"v\"}", &ev), 0);
+    assert_true(ev.item.id == INT64_MAX);
+    assert_int_equal(ev.uid, 0);
+    /* Fields other producers add are ignored. */
+    assert_int_equal(parse("{\"biz\":\"a\",\"id\":1,\"source\":\"app\"}", &ev), 0);
+}
+
+static void invalid_messages_say_why(void **state)
+{
+    static const struct {
+        const char *msg;
+        int why;
+    } bad[] = {
+        { "", -1 },
+        { "not json", -1 },
+        { "[1]", -1 },
+        { "{\"biz\":\"a\",\"id\":1,\"id\":2}", -1 },
+        { "{\"biz\":\"Article\",\"id\":1}", -2 },
+        { "{\"biz\":\"a\",\"id\":0}", -2 },
+        { "{\"biz\":\"a\",\"id\":\"1\"}", -2 },
+        { "{\"biz\":\"a\"}", -2 },
+        { "{\"id\":1}", -2 },
+        { "{\"biz\":\"a\",\"id\":1,\"uid\":0}", -3 },
+        { "{\"biz\":\"a\",\"id\":1,\"uid\":1.5}", -3 },
+        { "{\"biz\":\"a\",\"id\":1,\"ts\":-1}", -3 },
+    };
+    struct read_event ev;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (parse(bad[i].msg, &ev) != bad[i].why)
+            fail_msg("'%s' did not give %d", bad[i].msg, bad[i].why);
+}
+
+static void format_round_trips(void **state)
+{
+    struct read_event in = { .item = { "video", 12 }, .uid = 3, .ts = 99 }, out;
+    struct strbuf sb = STRBUF_INIT;
+    (void)state;
+
+    bus_kafka_format(&sb, &in);
+    assert_string_equal(sb.buf, "{\"biz\":\"video\",\"id\":12,\"uid\":3,\"ts\":99}");
+    assert_int_equal(parse(sb.buf, &out), 0);
+    assert_int_equal(out.item.id, 12);
+    assert_int_equal(out.uid, 3);
+    strbuf_release(&sb);
+}
+
+static void urls(void **state)
+{
+    static const char *const bad[] = {
+        "kafka://", "kafka:///t", "kafka://h:1/t?group=", "kafka://h:1/t?x=1",
+        "kafka://h:1/bad topic", "kafka://h:1/t?session_timeout_ms=5", "kafka://h o:1/t",
+    };
+    char *err = NULL;
+    (void)state;
+
+    assert_int_equal(bus_kafka_check_url("kafka://127.0.0.1:19092/tally.reads?group=g", &err), 0);
+    assert_int_equal(bus_kafka_check_url("kafka://a:1,b:2/", &err), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (bus_kafka_check_url(bad[i], &err) == 0)
+            fail_msg("%s was accepted", bad[i]);
+        assert_non_null(strstr(err, "invalid --bus"));
+        free(err);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(valid_messages),
+        cmocka_unit_test(invalid_messages_say_why),
+        cmocka_unit_test(format_round_trips),
+        cmocka_unit_test(urls),
+    };
+    return cmocka_run_group_tests_name("kafka_format", tests, NULL, NULL);
+}
