@@ -7,7 +7,7 @@
 #   make services-up     start MariaDB (13306) and Redis (16379) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
-#   make bench           benchmarks (see bench/)
+#   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -35,6 +35,11 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit e2e clean bench services-up services-down
 all: $(BUILD)/tallyd $(BUILD)/tally-produce
+
+# The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
+$(BUILD)/bench/hello: bench/hello.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -levent -levent_pthreads -lpthread
 
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
@@ -70,6 +75,13 @@ e2e: $(BUILD)/tallyd $(BUILD)/tally-produce
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:
 	@scripts/test.sh
+
+# Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
+bench: deps
+	@scripts/deps.sh bench
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello
+	@scripts/services.sh up
+	python3 bench/run.py $(if $(QUICK),--quick)
 
 services-up:
 	@scripts/services.sh up

@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev libcmocka-dev
             libhiredis-dev libmariadb-dev librdkafka-dev python3)
-service_pkgs=(mariadb-server redis-server)
+service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
@@ -16,6 +16,11 @@ esac
 
 missing=()
 for p in "${want[@]}"; do
+  # A JDK and Maven may come with the machine rather than from Debian: take them as they are.
+  case "$p" in
+    default-jre-headless) command -v java >/dev/null && continue ;;
+    maven) command -v mvn >/dev/null && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""tally's benchmarks: every figure side by side in one run, as ratios.
+
+    bench/run.py [--quick]
+
+Run by `make bench` (and `make bench QUICK=1`), which builds everything and starts MariaDB,
+Redis and Kafka first. Measures, on this machine:
+
+1. the HTTP path with wrk (same threads, connections and duration for every target; the
+   server under test pinned to CPU 0, wrk to CPU 1): a bare libevent "hello" server
+   (bench/hello.c, the ceiling), then tallyd's endpoints;
+2. read-event ingest from Kafka into MariaDB: 1,000,000 events (uniform and Zipf s=1.1 over
+   100,000 items) with the batch consumer and with --batch 1, and the drain rate against
+   the batch size;
+3. write amplification (store statements and Redis calls per API call) and memory.
+
+Writes bench/results/latest.json, latest.md (the Markdown table) and two PNG charts.
+Traffic goes to 127.0.0.1 only; every loop is bounded in time.
+"""
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BUILD = os.path.join(ROOT, "build")
+RESULTS = os.path.join(ROOT, "bench", "results")
+QUICK = "--quick" in sys.argv
+
+WRK = dict(threads=1, conns=32, seconds=3 if QUICK else 10)
+INGEST_EVENTS = 200_000 if QUICK else 1_000_000
+INGEST_ITEMS = 100_000
+SWEEP = [1, 10, 100, 1000, 10000]
+SWEEP_SECONDS = 3 if QUICK else 8
+SERVER_CPU, LOAD_CPU = "0", "1"
+
+URLS = dict(line.split("=", 1) for line in subprocess.run(
+    [os.path.join(ROOT, "scripts/services.sh"), "urls"], capture_output=True, text=True,
+    check=True).stdout.split())
+MYSQL, REDIS, KAFKA = URLS["TALLY_TEST_MYSQL"], URLS["TALLY_TEST_REDIS"], URLS["TALLY_TEST_KAFKA"]
+MYSQL_BASE = MYSQL.rsplit("/", 1)[0]
+
+REPORT_LUA = """
+done = function(summary, latency, requests)
+  local s = string.format('{"requests":%d,"seconds":%.3f,"errors":%d,"non2xx":%d,'
+    .. '"p50_ms":%.3f,"p99_ms":%.3f,"p999_ms":%.3f}',
+    summary.requests, summary.duration / 1e6,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency:percentile(99.9) / 1000)
+  io.write("WRK_JSON " .. s .. "\\n")
+end
+"""
+POST_LUA = 'wrk.method = "POST"\n'
+LIKES_LUA = """
+math.randomseed(7)
+local n = 0
+request = function()
+  n = n + 1
+  local path = string.format("/v1/users/%d/likes/article/%d", math.random(1, 100000),
+                             math.random(1, 10000))
+  return wrk.format(n % 2 == 0 and "DELETE" or "PUT", path)
+end
+"""
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mysql(sql, db="mysql"):
+    rest = MYSQL[len("mysql://"):]
+    cred, hostpart = rest.rsplit("@", 1)
+    user, password = cred.split(":", 1)
+    host, port = hostpart.split("/")[0].split(":")
+    out = subprocess.run(["mariadb", "--no-defaults", "-h", host, "-P", port, f"-u{user}",
+                          f"-p{password}", "--batch", "--skip-column-names", db, "-e", sql],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def fresh_db(name):
+    mysql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
+    return f"{MYSQL_BASE}/{name}"
+
+
+def questions():
+    return int(mysql("SHOW GLOBAL STATUS LIKE 'Questions'").split()[1])
+
+
+def redis_calls():
+    port = REDIS.rsplit(":", 1)[1]
+    info = subprocess.run(["redis-cli", "-p", port, "INFO", "stats"], capture_output=True,
+                          text=True).stdout
+    return int(re.search(r"total_commands_processed:(\d+)", info).group(1))
+
+
+def redis_flush():
+    subprocess.run(["redis-cli", "-p", REDIS.rsplit(":", 1)[1], "FLUSHALL"], capture_output=True)
+
+
+class Proc:
+    """A server under test, pinned to SERVER_CPU, with its CPU time and memory."""
+
+    def __init__(self, argv, port, ready_path="/healthz"):
+        self.port = port
+        self.log = tempfile.TemporaryFile()
+        self.p = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], stdout=self.log,
+                                  stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{argv[0]} did not start")
+
+    def cpu_s(self):
+        fields = open(f"/proc/{self.p.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def mem_kib(self, field):
+        for line in open(f"/proc/{self.p.pid}/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return 0
+
+    def get(self, path):
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10).read()
+
+    def metric(self, name):
+        text = self.get("/metrics").decode()
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                   if l.startswith(name + " ") or l.startswith(name + "{"))
+
+    def stop(self):
+        self.p.send_signal(signal.SIGTERM)
+        try:
+            self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+def tallyd(*args, store=None, cache="none", bus="local"):
+    port = free_port()
+    store = store or f"sqlite:{tempfile.mkdtemp()}/bench.db"
+    return Proc([os.path.join(BUILD, "tallyd"), "--listen", f"127.0.0.1:{port}", "--store",
+                 store, "--cache", cache, "--bus", bus, *args], port)
+
+
+def wrk(proc, path, script=""):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script + REPORT_LUA)
+    cpu0, q0, r0 = proc.cpu_s(), questions(), redis_calls()
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK['threads']}",
+                          f"-c{WRK['conns']}", f"-d{WRK['seconds']}s", "-s", f.name,
+                          f"http://127.0.0.1:{proc.port}{path}"],
+                         capture_output=True, text=True, timeout=WRK["seconds"] + 60)
+    os.unlink(f.name)
+    cpu, q, r = proc.cpu_s() - cpu0, questions() - q0, redis_calls() - r0
+    line = next(l for l in out.stdout.splitlines() if l.startswith("WRK_JSON "))
+    res = json.loads(line[len("WRK_JSON "):])
+    n = max(res["requests"], 1)
+    res["rps"] = round(res["requests"] / res["seconds"], 1)
+    res["cpu_s_per_1k"] = round(cpu / n * 1000, 4)
+    res["store_stmts_per_call"] = round(q / n, 2)
+    res["redis_calls_per_call"] = round(r / n, 2)
+    res["peak_rss_mib"] = round(proc.mem_kib("VmHWM") / 1024, 1)
+    return res
+
+
+def bench_http():
+    results = {}
+
+    def run(name, proc, path, script="", amplification=False):
+        log(f"http: {name}")
+        r = wrk(proc, path, script)
+        if not amplification:
+            r.pop("store_stmts_per_call")
+            r.pop("redis_calls_per_call")
+        results[name] = r
+
+    port = free_port()
+    hello = Proc([os.path.join(BUILD, "bench", "hello"), str(port), "2"], port, "/")
+    run("hello (bare libevent)", hello, "/")
+    hello.stop()
+
+    t = tallyd()
+    t.get("/v1/items/article/7")
+    results["_idle_rss_mib"] = round(t.mem_kib("VmRSS") / 1024, 1)
+    run("GET item, SQLite", t, "/v1/items/article/7")
+    run("POST reads, local bus", t, "/v1/items/article/7/reads", POST_LUA)
+    t.stop()
+
+    redis_flush()
+    t = tallyd(store=fresh_db("bench_http"), cache=REDIS)
+    ids = ",".join(str(i) for i in range(1, 21))
+    t.get("/v1/items/article/7")
+    t.get(f"/v1/items/article?ids={ids}")
+    run("GET item, MariaDB+Redis warm", t, "/v1/items/article/7", amplification=True)
+    run("GET 20 items, MariaDB+Redis warm", t, f"/v1/items/article?ids={ids}",
+        amplification=True)
+    run("PUT/DELETE like, MariaDB+Redis", t, "/", LIKES_LUA, amplification=True)
+    t.stop()
+
+    topic = f"bench.http.{int(time.time())}"
+    t = tallyd(bus=f"kafka://{KAFKA}/{topic}?group=bench-{topic}")
+    run("POST reads, Kafka bus", t, "/v1/items/article/7/reads", POST_LUA)
+    t.stop()
+    return results
+
+
+def produce(topic, n, dist):
+    out = subprocess.run([os.path.join(BUILD, "tally-produce"), KAFKA, topic, str(n),
+                          str(INGEST_ITEMS), dist], capture_output=True, text=True, timeout=900)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+
+
+def drain(topic, batch, events=None, seconds=None, cache=REDIS):
+    """Consumes topic into a fresh database; the rate from the first commit on.
+
+    With events, waits until all are counted; with seconds, measures a fixed window.
+    """
+    name = f"bench_ingest_{batch}_{int(time.time() * 1000) % 10**8}"
+    redis_flush()
+    t = tallyd("--batch", str(batch), store=fresh_db(name), cache=cache,
+               bus=f"kafka://{KAFKA}/{topic}?group={name}")
+    deadline = time.time() + 600
+    while t.metric("tally_read_events_applied_total") == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    t0, a0, q0 = time.time(), t.metric("tally_read_events_applied_total"), questions()
+    while time.time() < deadline:
+        applied = t.metric("tally_read_events_applied_total")
+        if events and applied >= events:
+            break
+        if seconds and time.time() - t0 >= seconds:
+            break
+        time.sleep(0.05)
+    elapsed, q = time.time() - t0, questions() - q0
+    applied = t.metric("tally_read_events_applied_total")
+    rss = t.mem_kib("VmHWM")
+    t.stop()
+    mysql(f"DROP DATABASE IF EXISTS {name}")
+    done = applied - a0
+    return {"batch": batch, "events": int(done), "seconds": round(elapsed, 2),
+            "events_per_s": round(done / elapsed, 1) if elapsed else 0,
+            "store_stmts_per_1k_events": round(q / max(done, 1) * 1000, 2),
+            "peak_rss_mib": round(rss / 1024, 1)}
+
+
+def bench_ingest():
+    results = {"events": INGEST_EVENTS, "items": INGEST_ITEMS, "runs": {}, "sweep": []}
+    stamp = int(time.time())
+    for dist in ["uniform", "zipf:1.1"]:
+        topic = f"bench.ingest.{dist.replace(':', '')}.{stamp}"
+        log(f"ingest: producing {INGEST_EVENTS} events, {dist}")
+        produce(topic, INGEST_EVENTS, dist)
+        log(f"ingest: {dist}, batch 1000 (full drain)")
+        batched = drain(topic, 1000, events=INGEST_EVENTS)
+        log(f"ingest: {dist}, batch 1 ({SWEEP_SECONDS * 2} s window)")
+        single = drain(topic, 1, seconds=SWEEP_SECONDS * 2)
+        results["runs"][dist] = {"batched": batched, "batch_1": single,
+                                 "speedup": round(batched["events_per_s"] /
+                                                  max(single["events_per_s"], 1e-9), 1)}
+        if dist == "uniform":
+            for b in SWEEP:
+                log(f"ingest: sweep, batch {b}")
+                results["sweep"].append(drain(topic, b, seconds=SWEEP_SECONDS))
+    return results
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.processor())
+    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1),
+            "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def markdown(res):
+    h, i = res["http"], res["ingest"]
+    hello = h["hello (bare libevent)"]["rps"]
+    rows = ["| HTTP target | requests/s | × hello | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | "
+            "store stmts / call | Redis calls / call | peak RSS MiB |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in h.items():
+        if name.startswith("_"):
+            continue
+        rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / hello:.2f} | {r['p50_ms']:.2f} | "
+                    f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['cpu_s_per_1k']:.3f} | "
+                    f"{r.get('store_stmts_per_call', '–')} | {r.get('redis_calls_per_call', '–')} | "
+                    f"{r['peak_rss_mib']} |")
+    rows += ["", f"wrk -t{WRK['threads']} -c{WRK['conns']} -d{WRK['seconds']}s on CPU {LOAD_CPU}; "
+             f"server on CPU {SERVER_CPU}; tallyd idle RSS {h['_idle_rss_mib']} MiB.", "",
+             "| ingest into MariaDB + Redis | events/s | store stmts / 1k events | "
+             "batch 1 events/s | × batch 1 |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for dist, r in i["runs"].items():
+        rows.append(f"| {i['events']:,} events, {dist}, {i['items']:,} items | "
+                    f"{r['batched']['events_per_s']:,.0f} | "
+                    f"{r['batched']['store_stmts_per_1k_events']} | "
+                    f"{r['batch_1']['events_per_s']:,.0f} | {r['speedup']} |")
+    rows += ["", "| --batch | events/s | store stmts / 1k events |", "| ---: | ---: | ---: |"]
+    for r in i["sweep"]:
+        rows.append(f"| {r['batch']:,} | {r['events_per_s']:,.0f} | "
+                    f"{r['store_stmts_per_1k_events']} |")
+    return "\n".join(rows) + "\n"
+
+
+def charts(res):
+    d = tempfile.mkdtemp()
+    with open(f"{d}/sweep.dat", "w") as f:
+        for r in res["ingest"]["sweep"]:
+            f.write(f"{r['batch']} {r['events_per_s']}\n")
+    with open(f"{d}/lat.dat", "w") as f:
+        for name, r in res["http"].items():
+            if not name.startswith("_"):
+                f.write(f"\"{name}\" {r['p50_ms']} {r['p99_ms']} {r['p999_ms']}\n")
+    script = f"""
+set terminal pngcairo size 900,500 font "sans,10"
+set output "{RESULTS}/batch.png"
+set title "Read-event drain rate into MariaDB vs --batch (uniform ids)"
+set logscale xy
+set xlabel "--batch (events per store transaction)"
+set ylabel "events/s"
+set grid
+plot "{d}/sweep.dat" using 1:2 with linespoints lw 2 pt 7 title "tallyd"
+set output "{RESULTS}/latency.png"
+unset logscale
+set logscale y
+set title "Latency per endpoint (wrk)"
+set ylabel "ms"
+set xlabel ""
+set style data histograms
+set style histogram cluster gap 1
+set style fill solid 0.8
+set xtics rotate by -25
+set key left top
+plot "{d}/lat.dat" using 2:xtic(1) title "p50", "" using 3 title "p99", "" using 4 title "p99.9"
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def main():
+    os.makedirs(RESULTS, exist_ok=True)
+    res = {"machine": machine(), "quick": QUICK, "settings": {"wrk": WRK,
+           "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}}
+    res["http"] = bench_http()
+    res["ingest"] = bench_ingest()
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    md = markdown(res)
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write(md)
+    charts(res)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
