@@ -31,7 +31,7 @@ static const char usage[] =
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
     "  --cache URL         none (none)\n"
     "  --bus URL           local (local)\n"
-    "  --batch N           read events per store transaction, 1..100000 (1000)\n"
+    "  --batch N           read events per store transaction, 1..100000 (10000)\n"
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
     "  --queue N           read events the local bus holds, 1..10000000 (100000)\n"
@@ -158,7 +158,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_STORE] = "sqlite:tally.db";
     given[O_CACHE] = "none";
     given[O_BUS] = "local";
-    given[O_BATCH] = "1000";
+    given[O_BATCH] = "10000";
     given[O_FLUSH] = "100";
     given[O_THREADS] = "2";
     given[O_QUEUE] = "100000";

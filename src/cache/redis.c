@@ -18,8 +18,10 @@
  *   the miss and the fill, and an increment is never applied on top of a
  *   fill that already contains it. All four steps are Lua scripts, so each
  *   is atomic in Redis; they run by EVALSHA and are reloaded when Redis
- *   answers NOSCRIPT (after a restart or SCRIPT FLUSH). Every key is one
- *   item, so the scripts also work on Redis Cluster.
+ *   answers NOSCRIPT (after a restart or SCRIPT FLUSH). begin and end take
+ *   up to 128 keys per call, so a batch of reads costs a few calls, not
+ *   two per item; this assumes one Redis node (as hiredis does): on a
+ *   cluster, keys of one call would have to share a hash slot.
  *
  *   Failure: each call has a short timeout (100 ms by default). A failed
  *   connection is dropped and not retried for one second, so a dead Redis
@@ -47,29 +49,37 @@
 #define POOL           8
 #define RETRY_AFTER_US 1000000
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
-#define REPAIR_MAX     10000
+#define REPAIR_MAX 10000
+#define WRITE_CHUNK 128 /* keys per begin/end script call */
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SCRIPT_COUNT };
 
 static const char *const scripts[SCRIPT_COUNT] = {
-    [SC_BEGIN] = "redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
-                 "redis.call('HINCRBY', KEYS[1], 'inflight', 1)\n"
-                 "if redis.call('HEXISTS', KEYS[1], 'read_cnt') == 0 then\n"
-                 "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+    /* KEYS: the items; ARGV[1]: fence TTL in ms. */
+    [SC_BEGIN] = "for _, k in ipairs(KEYS) do\n"
+                 "  redis.call('HINCRBY', k, 'gen', 1)\n"
+                 "  redis.call('HINCRBY', k, 'inflight', 1)\n"
+                 "  if redis.call('HEXISTS', k, 'read_cnt') == 0 then\n"
+                 "    redis.call('PEXPIRE', k, ARGV[1])\n"
+                 "  end\n"
                  "end\n"
-                 "return 1\n",
-    [SC_END] = "if redis.call('HINCRBY', KEYS[1], 'inflight', -1) < 0 then\n"
-               "  redis.call('HSET', KEYS[1], 'inflight', 0)\n"
-               "end\n"
-               "if redis.call('HEXISTS', KEYS[1], 'read_cnt') == 1 then\n"
-               "  local f = {'read_cnt', 'like_cnt', 'collect_cnt'}\n"
-               "  for i = 1, 3 do\n"
-               "    if ARGV[i] ~= '0' then redis.call('HINCRBY', KEYS[1], f[i], ARGV[i]) end\n"
+                 "return #KEYS\n",
+    /* KEYS: the items; ARGV[1]: fence TTL; then per key the three deltas. */
+    [SC_END] = "local f = {'read_cnt', 'like_cnt', 'collect_cnt'}\n"
+               "for i, k in ipairs(KEYS) do\n"
+               "  if redis.call('HINCRBY', k, 'inflight', -1) < 0 then\n"
+               "    redis.call('HSET', k, 'inflight', 0)\n"
                "  end\n"
-               "  return 1\n"
+               "  if redis.call('HEXISTS', k, 'read_cnt') == 1 then\n"
+               "    for j = 1, 3 do\n"
+               "      local d = ARGV[1 + (i - 1) * 3 + j]\n"
+               "      if d ~= '0' then redis.call('HINCRBY', k, f[j], d) end\n"
+               "    end\n"
+               "  else\n"
+               "    redis.call('PEXPIRE', k, ARGV[1])\n"
+               "  end\n"
                "end\n"
-               "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
-               "return 0\n",
+               "return #KEYS\n",
     [SC_FILL] = "if redis.call('HEXISTS', KEYS[1], 'read_cnt') == 1 then return 0 end\n"
                 "if (redis.call('HGET', KEYS[1], 'gen') or '0') ~= ARGV[1] then return 0 end\n"
                 "if tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') > 0 then\n"
@@ -384,8 +394,10 @@ struct write_args {
     const struct item *items;
     const struct counts *counts;
     const cache_token *token;
-    size_t *index; /* fill: which items to send */
-    struct strbuf key;
+    size_t *index;     /* fill: which items to send */
+    size_t n;          /* begin, end: how many items */
+    size_t first_call; /* begin, end: chunk number of the pipeline's first call */
+    struct strbuf key; /* scratch */
 };
 
 static void add_fill(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
@@ -405,7 +417,8 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
 {
     struct redis_cache *rc = (struct redis_cache *)base;
     size_t index[256], k = 0;
-    struct write_args a = {items, counts, token, index, STRBUF_INIT};
+    struct write_args a = {
+        .items = items, .counts = counts, .token = token, .index = index, .key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
@@ -422,43 +435,72 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
     return err;
 }
 
+/*
+ * Appends one EVALSHA of begin or end over items [i * WRITE_CHUNK, ...):
+ * a chunk of keys per script call keeps a batch of a thousand reads to a
+ * handful of calls.
+ */
+static void add_write_chunk(struct rconn *c, size_t i, struct write_args *a, enum script which)
+{
+    static const struct counts zero = {0, 0, 0};
+    size_t first = i * WRITE_CHUNK, m = a->n - first < WRITE_CHUNK ? a->n - first : WRITE_CHUNK;
+    const char *argv[4 + WRITE_CHUNK * 4];
+    size_t len[4 + WRITE_CHUNK * 4], at[4 + WRITE_CHUNK * 4], argc = 0;
+
+    strbuf_reset(&a->key);
+#define ARG(...)                           \
+    do {                                   \
+        at[argc] = a->key.len;             \
+        strbuf_addf(&a->key, __VA_ARGS__); \
+        len[argc] = a->key.len - at[argc]; \
+        argc++;                            \
+    } while (0)
+    ARG("EVALSHA");
+    ARG("%s", c->sha[which]);
+    ARG("%zu", m);
+    for (size_t k = first; k < first + m; k++)
+        ARG("interactive:%s:%lld", a->items[k].biz, (long long)a->items[k].id);
+    ARG("%d", FENCE_MS);
+    for (size_t k = first; which == SC_END && k < first + m; k++) {
+        const struct counts *d = a->counts ? &a->counts[k] : &zero;
+        ARG("%lld", (long long)d->read_cnt);
+        ARG("%lld", (long long)d->like_cnt);
+        ARG("%lld", (long long)d->collect_cnt);
+    }
+#undef ARG
+    for (size_t k = 0; k < argc; k++)
+        argv[k] = a->key.buf + at[k];
+    redisAppendCommandArgv(c->ctx, (int)argc, argv, len);
+}
+
 static void add_begin(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
 {
-    struct write_args *a = arg;
-
     (void)rc;
-    key_of(&a->key, &a->items[i]);
-    redisAppendCommand(c->ctx, "EVALSHA %s 1 %s %d", c->sha[SC_BEGIN], a->key.buf, FENCE_MS);
+    add_write_chunk(c, ((struct write_args *)arg)->first_call + i, arg, SC_BEGIN);
 }
 
 static void add_end(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
 {
-    struct write_args *a = arg;
-    struct counts zero = {0, 0, 0};
-    const struct counts *d = a->counts ? &a->counts[i] : &zero;
-
     (void)rc;
-    key_of(&a->key, &a->items[i]);
-    redisAppendCommand(c->ctx, "EVALSHA %s 1 %s %lld %lld %lld %d", c->sha[SC_END], a->key.buf,
-                       (long long)d->read_cnt, (long long)d->like_cnt, (long long)d->collect_cnt,
-                       FENCE_MS);
+    add_write_chunk(c, ((struct write_args *)arg)->first_call + i, arg, SC_END);
 }
 
-/* Runs begin or end over n items in pipelines of at most 256. */
+/* Runs begin or end over n items, WRITE_CHUNK keys per script call, in one pipeline. */
 static int write_all(struct redis_cache *rc, add_fn *add, const struct item *items, size_t n,
                      const struct counts *delta)
 {
-    struct write_args a = {.key = STRBUF_INIT};
+    struct write_args a = {.items = items, .counts = delta, .n = n, .key = STRBUF_INIT};
+    size_t calls = (n + WRITE_CHUNK - 1) / WRITE_CHUNK;
     struct rconn *c;
     int err;
 
+    if (n == 0)
+        return 0;
     if ((err = ready(rc, &c)))
         return err;
-    for (size_t done = 0; done < n && err == 0; done += 256) {
-        size_t k = n - done < 256 ? n - done : 256;
-
-        a.items = items + done;
-        a.counts = delta ? delta + done : NULL;
+    for (size_t done = 0; done < calls && err == 0; done += 256) {
+        size_t k = calls - done < 256 ? calls - done : 256;
+        a.first_call = done;
         err = pipeline(rc, c, k, add, NULL, &a);
     }
     conn_put(rc, c);

@@ -855,9 +855,14 @@ static int do_apply(struct conn *c, void *arg)
 
     for (size_t i = 0; i < a->noffs && rc == 0; i++)
         rc = move_offset(c, a->topic, &a->offs[i], &a->now);
-    for (size_t done = 0; done < a->n && rc == 0; done += UPSERT_CHUNK) {
-        size_t k = a->n - done < UPSERT_CHUNK ? a->n - done : UPSERT_CHUNK;
+    for (size_t done = 0, k; done < a->n && rc == 0; done += k) {
         MYSQL_STMT *st;
+
+        /* Full chunks, then the rest in powers of two: at most 9 statement sizes are
+         * ever prepared per connection, whatever the batch sizes. */
+        k = UPSERT_CHUNK;
+        while (k > a->n - done)
+            k /= 2;
 
         if ((rc = sized(c, Z_UPSERT, k, build_upsert, &st)))
             break;

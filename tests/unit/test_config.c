@@ -22,7 +22,7 @@ static void defaults(void **state)
     assert_string_equal(cfg.store, "sqlite:tally.db");
     assert_string_equal(cfg.cache, "none");
     assert_string_equal(cfg.bus, "local");
-    assert_int_equal(cfg.batch, 1000);
+    assert_int_equal(cfg.batch, 10000);
     assert_int_equal(cfg.flush_ms, 100);
 }
 
