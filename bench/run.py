@@ -38,6 +38,7 @@ WRK = dict(threads=1, conns=32, seconds=3 if QUICK else 10)
 INGEST_EVENTS = 200_000 if QUICK else 1_000_000
 INGEST_ITEMS = 100_000
 SWEEP = [1, 10, 100, 1000, 10000]
+BATCH = 10000  # tallyd's default --batch
 SWEEP_SECONDS = 3 if QUICK else 8
 SERVER_CPU, LOAD_CPU = "0", "1"
 
@@ -271,8 +272,8 @@ def bench_ingest():
         topic = f"bench.ingest.{dist.replace(':', '')}.{stamp}"
         log(f"ingest: producing {INGEST_EVENTS} events, {dist}")
         produce(topic, INGEST_EVENTS, dist)
-        log(f"ingest: {dist}, batch 1000 (full drain)")
-        batched = drain(topic, 1000, events=INGEST_EVENTS)
+        log(f"ingest: {dist}, batch {BATCH} (full drain)")
+        batched = drain(topic, BATCH, events=INGEST_EVENTS)
         log(f"ingest: {dist}, batch 1 ({SWEEP_SECONDS * 2} s window)")
         single = drain(topic, 1, seconds=SWEEP_SECONDS * 2)
         results["runs"][dist] = {"batched": batched, "batch_1": single,
@@ -308,13 +309,14 @@ def markdown(res):
                     f"{r['peak_rss_mib']} |")
     rows += ["", f"wrk -t{WRK['threads']} -c{WRK['conns']} -d{WRK['seconds']}s on CPU {LOAD_CPU}; "
              f"server on CPU {SERVER_CPU}; tallyd idle RSS {h['_idle_rss_mib']} MiB.", "",
-             "| ingest into MariaDB + Redis | events/s | store stmts / 1k events | "
-             "batch 1 events/s | × batch 1 |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             f"| ingest into MariaDB + Redis | --batch {BATCH} events/s | store stmts / 1k events | "
+             "peak RSS MiB | --batch 1 events/s | × --batch 1 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for dist, r in i["runs"].items():
         rows.append(f"| {i['events']:,} events, {dist}, {i['items']:,} items | "
                     f"{r['batched']['events_per_s']:,.0f} | "
                     f"{r['batched']['store_stmts_per_1k_events']} | "
+                    f"{r['batched']['peak_rss_mib']} | "
                     f"{r['batch_1']['events_per_s']:,.0f} | {r['speedup']} |")
     rows += ["", "| --batch | events/s | store stmts / 1k events |", "| ---: | ---: | ---: |"]
     for r in i["sweep"]:
