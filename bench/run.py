@@ -34,12 +34,12 @@ BUILD = os.path.join(ROOT, "build")
 RESULTS = os.path.join(ROOT, "bench", "results")
 QUICK = "--quick" in sys.argv
 
-WRK = dict(threads=1, conns=32, seconds=3 if QUICK else 10)
-INGEST_EVENTS = 200_000 if QUICK else 1_000_000
+WRK = dict(threads=1, conns=32, seconds=2 if QUICK else 10)
+INGEST_EVENTS = 100_000 if QUICK else 1_000_000
 INGEST_ITEMS = 100_000
 SWEEP = [1, 10, 100, 1000, 10000]
 BATCH = 10000  # tallyd's default --batch
-SWEEP_SECONDS = 3 if QUICK else 8
+SWEEP_SECONDS = 2 if QUICK else 8
 SERVER_CPU, LOAD_CPU = "0", "1"
 
 URLS = dict(line.split("=", 1) for line in subprocess.run(
