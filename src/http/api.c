@@ -356,8 +356,7 @@ static bool read_body_uid(struct ctx *c, int64_t *uid)
         invalid(c, "body must be a JSON object");
         goto out;
     }
-    json_object_foreach(root, key, v)
-    {
+    json_object_foreach (root, key, v) {
         if (strcmp(key, "uid") != 0) {
             invalid(c, "body may only have the field uid");
             goto out;
@@ -624,10 +623,8 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
     res->route = r;
     if (m == API_OTHER || !routes[r].on[m]) {
         res->allow = routes[r].allow;
-        {
-            fail(&c, 405, "method_not_allowed", "method not allowed on this path");
-            return;
-        }
+        fail(&c, 405, "method_not_allowed", "method not allowed on this path");
+        return;
     }
     if (req->body_len > API_MAX_BODY) {
         fail(&c, 413, "payload_too_large", "request body is over 64 KiB");

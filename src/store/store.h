@@ -1,7 +1,7 @@
 /*
  * store.h - the store port: where counts and like/collection rows live.
  *
- * The store is the source of truth. Every adapter (sqlite.c, later others)
+ * The store is the source of truth. Every adapter (sqlite.c, mysql.c)
  * embeds struct store as its first member and fills in a struct store_ops;
  * callers use only the inline wrappers below, so the service layer never
  * knows which database it talks to (the shape of Redis's ConnectionType or
@@ -95,7 +95,7 @@ struct store {
 };
 
 /*
- * Opens the store named by url ("sqlite:PATH"), creating or migrating its
+ * Opens the store named by url ("sqlite:PATH" or "mysql://..."), creating or migrating its
  * schema. On failure returns an error and writes one line into *err (caller
  * frees). The caller frees the store with store_free().
  */
