@@ -8,6 +8,7 @@
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
+#   make fuzz            libFuzzer on the API and the Kafka message parser (FUZZ_SECONDS each)
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -33,7 +34,7 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e clean bench services-up services-down
+.PHONY: all deps run test unit e2e clean bench fuzz services-up services-down
 all: $(BUILD)/tallyd $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -83,6 +84,20 @@ bench: deps
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 
+# libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS = fuzz_api fuzz_kafka_parse
+fuzz:
+	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
+	@mkdir -p build-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb \
+	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
+	    $(filter-out src/main.c,$(SRC)) $(LIBS); \
+	  mkdir -p build-fuzz/corpus-$$t; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$t; \
+	done
+
 services-up:
 	@scripts/services.sh up
 
@@ -90,4 +105,4 @@ services-down:
 	@scripts/services.sh down
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
