@@ -151,7 +151,9 @@ enum sized { Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, SIZED_COUNT };
 
 /* One connection. Used by one thread at a time, while checked out of the pool. */
 struct conn {
-    MYSQL *db; /* NULL: not connected (yet, or since it broke) */
+    MYSQL *db;            /* NULL: not connected (yet, or since it broke) */
+    MYSQL_BIND *upsert_b; /* UPSERT_BINDS parameters for do_apply, allocated on first use */
+    unsigned long *upsert_len;
     MYSQL_STMT *stmt[STMT_COUNT];
     MYSQL_STMT *sized[SIZED_COUNT][UPSERT_CHUNK + 1];
     struct conn *next_free;
@@ -186,6 +188,8 @@ static void conn_close(struct conn *c)
                 mysql_stmt_close(c->sized[z][n]);
     if (c->db)
         mysql_close(c->db);
+    free(c->upsert_b);
+    free(c->upsert_len);
     struct conn *next = c->next_free;
     memset(c, 0, sizeof(*c));
     c->next_free = next;
@@ -316,12 +320,22 @@ static void conn_put(struct mysql_store *s, struct conn *c)
 
 /* ------------------------------------------------------------ binding */
 
-/* Parameters or results of one statement, filled left to right. */
+/* Parameters or results of one statement, filled left to right, in storage the
+ * caller provides: BINDS() on the stack for ordinary statements, the connection's
+ * own arrays for the 1,280 parameters of a full multi-row upsert. */
 struct binds {
-    MYSQL_BIND b[UPSERT_CHUNK * 5];
-    unsigned long len[UPSERT_CHUNK * 5];
-    int n;
+    MYSQL_BIND *b;
+    unsigned long *len;
+    int n, cap;
 };
+
+#define BINDS(name, capacity)           \
+    MYSQL_BIND name##_b[capacity];      \
+    unsigned long name##_len[capacity]; \
+    struct binds name = {name##_b, name##_len, 0, capacity}
+
+#define LIST_BINDS   (UPSERT_CHUNK + 4) /* an IN list of up to UPSERT_CHUNK ids, plus keys */
+#define UPSERT_BINDS (UPSERT_CHUNK * 5)
 
 static void bind_reset(struct binds *p)
 {
@@ -331,6 +345,7 @@ static void bind_reset(struct binds *p)
 
 static void bind_i64(struct binds *p, const int64_t *v)
 {
+    TALLY_ASSERT(p->n < p->cap);
     MYSQL_BIND *b = &p->b[p->n++];
 
     memset(b, 0, sizeof(*b));
@@ -340,6 +355,7 @@ static void bind_i64(struct binds *p, const int64_t *v)
 
 static void bind_i32(struct binds *p, const int32_t *v)
 {
+    TALLY_ASSERT(p->n < p->cap);
     MYSQL_BIND *b = &p->b[p->n++];
 
     memset(b, 0, sizeof(*b));
@@ -350,6 +366,7 @@ static void bind_i32(struct binds *p, const int32_t *v)
 /* For parameters: s is read; for results: s receives up to cap bytes. */
 static void bind_str(struct binds *p, const char *s, size_t cap)
 {
+    TALLY_ASSERT(p->n < p->cap);
     int i = p->n++;
     MYSQL_BIND *b = &p->b[i];
 
@@ -495,7 +512,8 @@ struct counts_args {
 static int do_counts(struct conn *c, void *arg)
 {
     struct counts_args *a = arg;
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, LIST_BINDS);
+    BINDS(r, 8);
     MYSQL_STMT *st;
     int64_t id;
     struct counts row;
@@ -540,7 +558,8 @@ struct flags_args {
 static int read_flag_set(struct conn *c, enum sized z, void (*build)(struct strbuf *, size_t),
                          struct flags_args *a, bool *out)
 {
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, LIST_BINDS);
+    BINDS(r, 8);
     MYSQL_STMT *st;
     int64_t id;
     int rc;
@@ -571,7 +590,7 @@ static int do_flags(struct conn *c, void *arg)
 }
 
 static int mdb_flags(struct store *base, int64_t uid, const struct item *items, size_t n,
-                       bool *liked, bool *collected)
+                     bool *liked, bool *collected)
 {
     struct flags_args a = {uid, items, n, liked, collected};
 
@@ -587,7 +606,7 @@ static int read_counts(struct conn *c, const struct item *it, struct counts *out
 static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dcollect,
                 const int64_t *now)
 {
-    struct binds p = {.n = 0};
+    BINDS(p, 8);
 
     bind_item(&p, it);
     bind_i64(&p, &dlike);
@@ -607,7 +626,7 @@ struct write_args {
 static int do_like(struct conn *c, void *arg)
 {
     struct write_args *a = arg;
-    struct binds p = {.n = 0};
+    BINDS(p, 8);
     MYSQL_STMT *st = c->stmt[a->on ? S_LIKE_ON : S_LIKE_OFF];
     int rc;
 
@@ -631,7 +650,7 @@ static int do_like(struct conn *c, void *arg)
 }
 
 static int mdb_set_like(struct store *base, int64_t uid, const struct item *it, bool on,
-                          int64_t now_ms, bool *changed, struct counts *out)
+                        int64_t now_ms, bool *changed, struct counts *out)
 {
     struct write_args a = {.uid = uid, .now = now_ms, .it = it, .on = on, .out = out};
     int rc = with_conn((struct mysql_store *)base, true, do_like, &a);
@@ -643,7 +662,8 @@ static int mdb_set_like(struct store *base, int64_t uid, const struct item *it, 
 static int do_collect(struct conn *c, void *arg)
 {
     struct write_args *a = arg;
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, 8);
+    BINDS(r, 8);
     MYSQL_STMT *st = c->stmt[S_COLLECTED_LOCK];
     int64_t status = 0, cur_cid = 0;
     int rc;
@@ -684,7 +704,7 @@ static int do_collect(struct conn *c, void *arg)
 }
 
 static int mdb_set_collect(struct store *base, int64_t uid, int64_t cid, const struct item *it,
-                             bool on, int64_t now_ms, bool *changed, struct counts *out)
+                           bool on, int64_t now_ms, bool *changed, struct counts *out)
 {
     struct write_args a = {.uid = uid, .cid = cid, .now = now_ms, .it = it, .on = on, .out = out};
     int rc = with_conn((struct mysql_store *)base, true, do_collect, &a);
@@ -705,7 +725,8 @@ struct list_args {
 static int do_list(struct conn *c, void *arg)
 {
     struct list_args *a = arg;
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, 8);
+    BINDS(r, 8);
     MYSQL_STMT *st = c->stmt[a->which];
     struct list_entry e;
     int rc;
@@ -736,8 +757,8 @@ static int do_list(struct conn *c, void *arg)
 }
 
 static int mdb_list_likes(struct store *base, int64_t uid, const char *biz,
-                            const struct list_cursor *after, size_t limit, struct list_entry *out,
-                            size_t *n)
+                          const struct list_cursor *after, size_t limit, struct list_entry *out,
+                          size_t *n)
 {
     struct list_args a = {.which = S_LIST_LIKES,
                           .uid = uid,
@@ -752,8 +773,8 @@ static int mdb_list_likes(struct store *base, int64_t uid, const char *biz,
 }
 
 static int mdb_list_collection(struct store *base, int64_t uid, int64_t cid,
-                                 const struct list_cursor *after, size_t limit,
-                                 struct list_entry *out, size_t *n)
+                               const struct list_cursor *after, size_t limit,
+                               struct list_entry *out, size_t *n)
 {
     struct list_args a = {.which = S_LIST_COLLECTION,
                           .uid = uid,
@@ -779,7 +800,8 @@ static int do_top(struct conn *c, void *arg)
 {
     static const enum stmt by_stmt[FIELD_COUNT] = {S_TOP_READ, S_TOP_LIKE, S_TOP_COLLECT};
     struct top_args *a = arg;
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, 8);
+    BINDS(r, 8);
     MYSQL_STMT *st = c->stmt[by_stmt[a->by]];
     struct item_state e;
     int rc;
@@ -803,7 +825,7 @@ static int do_top(struct conn *c, void *arg)
 }
 
 static int mdb_top(struct store *base, const char *biz, enum count_field by, size_t limit,
-                     struct item_state *out, size_t *n)
+                   struct item_state *out, size_t *n)
 {
     struct top_args a = {biz, by, (int64_t)limit, out, 0};
     int rc = with_conn((struct mysql_store *)base, false, do_top, &a);
@@ -824,7 +846,7 @@ struct apply_args {
 static int move_offset(struct conn *c, const char *topic, const struct store_offset *o,
                        const int64_t *now)
 {
-    struct binds p = {.n = 0};
+    BINDS(p, 8);
     MYSQL_STMT *st;
     int rc;
 
@@ -850,9 +872,14 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
 static int do_apply(struct conn *c, void *arg)
 {
     struct apply_args *a = arg;
-    static _Thread_local struct binds p; /* 256 rows x 5 binds: too big for the stack */
+    struct binds p;
     int rc = 0;
 
+    if (!c->upsert_b) {
+        c->upsert_b = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_b));
+        c->upsert_len = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_len));
+    }
+    p = (struct binds){c->upsert_b, c->upsert_len, 0, UPSERT_BINDS};
     for (size_t i = 0; i < a->noffs && rc == 0; i++)
         rc = move_offset(c, a->topic, &a->offs[i], &a->now);
     for (size_t done = 0, k; done < a->n && rc == 0; done += k) {
@@ -879,8 +906,8 @@ static int do_apply(struct conn *c, void *arg)
 }
 
 static int mdb_apply_reads(struct store *base, const struct read_delta *d, size_t n,
-                             const char *topic, const struct store_offset *offs, size_t noffs,
-                             int64_t now_ms)
+                           const char *topic, const struct store_offset *offs, size_t noffs,
+                           int64_t now_ms)
 {
     struct apply_args a = {d, n, topic, offs, noffs, now_ms};
 
@@ -896,7 +923,8 @@ struct offset_args {
 static int do_load_offset(struct conn *c, void *arg)
 {
     struct offset_args *a = arg;
-    struct binds p = {.n = 0}, r = {.n = 0};
+    BINDS(p, 8);
+    BINDS(r, 8);
     MYSQL_STMT *st = c->stmt[S_OFFSET_GET];
     int64_t v;
     int rc;
@@ -912,8 +940,7 @@ static int do_load_offset(struct conn *c, void *arg)
     return rc;
 }
 
-static int mdb_load_offset(struct store *base, const char *topic, int32_t partition,
-                             int64_t *next)
+static int mdb_load_offset(struct store *base, const char *topic, int32_t partition, int64_t *next)
 {
     struct offset_args a = {topic, partition, -1};
     int rc = with_conn((struct mysql_store *)base, false, do_load_offset, &a);
@@ -994,7 +1021,7 @@ static int do_migrate(struct conn *c, void *arg)
 
 static int migrate(struct mysql_store *s)
 {
-    struct conn c = { .db = NULL };
+    struct conn c = {.db = NULL};
     int rc;
 
     if ((rc = conn_connect(s, &c)))
