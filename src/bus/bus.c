@@ -13,15 +13,11 @@
 
 int bus_check_url(const char *url, char **err)
 {
-    struct strbuf sb = STRBUF_INIT;
-
     if (strcmp(url, "local") == 0)
         return 0;
     if (strncmp(url, "kafka://", 8) == 0)
         return bus_kafka_check_url(url, err);
-    strbuf_addf(&sb, "invalid --bus '%s': expected local or kafka://HOST:PORT/TOPIC?group=NAME",
-                url);
-    *err = strbuf_detach(&sb, NULL);
+    *err = xstrfmt("invalid --bus '%s': expected local or kafka://HOST:PORT/TOPIC?group=NAME", url);
     return TALLY_EINVAL;
 }
 

@@ -608,9 +608,7 @@ int bus_kafka_check_url(const char *url, char **err)
     free(group);
     if (!why)
         return 0;
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_addf(&sb, "invalid --bus '%s': %s", url, why);
-    *err = strbuf_detach(&sb, NULL);
+    *err = xstrfmt("invalid --bus '%s': %s", url, why);
     return TALLY_EINVAL;
 }
 

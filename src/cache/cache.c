@@ -59,14 +59,11 @@ static struct cache none_cache = {&none_ops};
 
 int cache_check_url(const char *url, char **err)
 {
-    struct strbuf sb = STRBUF_INIT;
-
     if (strcmp(url, "none") == 0)
         return 0;
     if (strncmp(url, "redis://", 8) == 0)
         return cache_redis_check_url(url, err);
-    strbuf_addf(&sb, "invalid --cache '%s': expected none or redis://HOST:PORT", url);
-    *err = strbuf_detach(&sb, NULL);
+    *err = xstrfmt("invalid --cache '%s': expected none or redis://HOST:PORT", url);
     return TALLY_EINVAL;
 }
 

@@ -49,8 +49,8 @@
 #define POOL           8
 #define RETRY_AFTER_US 1000000
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
-#define REPAIR_MAX 10000
-#define WRITE_CHUNK 128 /* keys per begin/end script call */
+#define REPAIR_MAX     10000
+#define WRITE_CHUNK    128 /* keys per begin/end script call */
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SCRIPT_COUNT };
 
@@ -600,9 +600,7 @@ int cache_redis_check_url(const char *url, char **err)
     free(host);
     if (!why)
         return 0;
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_addf(&sb, "invalid --cache '%s': %s", url, why);
-    *err = strbuf_detach(&sb, NULL);
+    *err = xstrfmt("invalid --cache '%s': %s", url, why);
     return TALLY_EINVAL;
 }
 

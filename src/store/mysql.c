@@ -1086,9 +1086,7 @@ int store_mysql_check_url(const char *url, char **err)
     cfg_release(&cfg);
     if (!why)
         return 0;
-    struct strbuf sb = STRBUF_INIT;
-    strbuf_addf(&sb, "invalid --store '%s': %s", url, why);
-    *err = strbuf_detach(&sb, NULL);
+    *err = xstrfmt("invalid --store '%s': %s", url, why);
     return TALLY_EINVAL;
 }
 
@@ -1110,7 +1108,6 @@ static const struct store_ops mdb_ops = {
 int store_mysql_open(const char *url, struct store **out, char **err)
 {
     struct mysql_store *s;
-    struct strbuf msg = STRBUF_INIT;
     int rc;
 
     if ((rc = store_mysql_check_url(url, err)))
@@ -1125,9 +1122,8 @@ int store_mysql_open(const char *url, struct store **out, char **err)
         s->free_conns = &s->conns[i];
     }
     if ((rc = migrate(s))) {
-        strbuf_addf(&msg, "cannot open mysql store %s@%s:%u/%s: %s", s->cfg.user, s->cfg.host,
-                    s->cfg.port, s->cfg.dbname, tally_strerror(rc));
-        *err = strbuf_detach(&msg, NULL);
+        *err = xstrfmt("cannot open mysql store %s@%s:%u/%s: %s", s->cfg.user, s->cfg.host,
+                       s->cfg.port, s->cfg.dbname, tally_strerror(rc));
         mdb_free(&s->base);
         return rc;
     }

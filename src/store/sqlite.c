@@ -742,7 +742,6 @@ static const struct store_ops sqlite_ops = {
 int store_sqlite_open(const char *path, struct store **out, char **err)
 {
     struct sqlite_store *s = xcalloc(1, sizeof(*s));
-    struct strbuf msg = STRBUF_INIT;
     int rc;
 
     s->base.ops = &sqlite_ops;
@@ -761,8 +760,7 @@ int store_sqlite_open(const char *path, struct store **out, char **err)
     *out = &s->base;
     return 0;
 fail:
-    strbuf_addf(&msg, "cannot open sqlite store '%s': %s", path, tally_strerror(rc));
-    *err = strbuf_detach(&msg, NULL);
+    *err = xstrfmt("cannot open sqlite store '%s': %s", path, tally_strerror(rc));
     sqlite_free(&s->base);
     return rc;
 }

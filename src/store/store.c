@@ -18,20 +18,17 @@ static const char *sqlite_path(const char *url)
 
 int store_check_url(const char *url, char **err)
 {
-    struct strbuf sb = STRBUF_INIT;
     const char *path = sqlite_path(url);
 
     if (path && *path)
         return 0;
     if (strncmp(url, "mysql://", 8) == 0)
         return store_mysql_check_url(url, err);
-    if (path)
-        strbuf_addf(&sb, "invalid --store '%s': sqlite: needs a file path", url);
-    else
-        strbuf_addf(&sb,
-                    "invalid --store '%s': expected sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
-                    url);
-    *err = strbuf_detach(&sb, NULL);
+    *err = path
+               ? xstrfmt("invalid --store '%s': sqlite: needs a file path", url)
+               : xstrfmt(
+                     "invalid --store '%s': expected sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
+                     url);
     return TALLY_EINVAL;
 }
 

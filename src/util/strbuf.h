@@ -43,4 +43,7 @@ void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(
 void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
 void strbuf_add_i64(struct strbuf *sb, int64_t v);
 
+/* A new formatted string (git's xstrfmt); the caller frees it. */
+char *xstrfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif
