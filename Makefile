@@ -9,6 +9,7 @@
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
 #   make fuzz            libFuzzer on the API and the Kafka message parser (FUZZ_SECONDS each)
+#   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -34,7 +35,7 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e clean bench fuzz services-up services-down
+.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down
 all: $(BUILD)/tallyd $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -72,6 +73,12 @@ unit: $(UNIT_BIN)
 
 e2e: $(BUILD)/tallyd $(BUILD)/tally-produce
 	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+# The OpenAPI contract, checked by Schemathesis (pinned in tests/contract/requirements.txt)
+# against a tallyd of its own on a temporary SQLite file: see tests/contract/run.py.
+contract: $(BUILD)/tallyd
+	@scripts/deps.sh contract
+	python3 tests/contract/run.py --tallyd $(CURDIR)/$(BUILD)/tallyd --out $(CURDIR)/$(BUILD)/contract
 
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:
