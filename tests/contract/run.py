@@ -3,7 +3,7 @@
 
 Starts ./build/tallyd (or --tallyd) on a fresh SQLite file and a free port, runs the pinned
 Schemathesis CLI with tests/contract/schemathesis.toml (fixed seed, bounded examples, every
-check, positive and negative data), then stops tallyd with SIGTERM. The step fails when a
+check including tally's own in hooks.py, positive and negative data), then stops tallyd with SIGTERM. The step fails when a
 check fails, when tallyd dies during the run, or when it does not exit 0 on SIGTERM (under
 ASan + UBSan that includes a sanitizer report).
 
@@ -151,6 +151,7 @@ def main():
             problems.append(err)
         else:
             env = dict(os.environ, NO_COLOR="1",
+                       SCHEMATHESIS_HOOKS=os.path.join(HERE, "hooks.py"),
                        HYPOTHESIS_STORAGE_DIRECTORY=os.path.join(args.out, "hypothesis"))
             cmd = [args.st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "run",
                    os.path.join(ROOT, "docs/openapi.yaml"), "--url", url,
