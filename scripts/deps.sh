@@ -3,7 +3,7 @@
 # Usage: scripts/deps.sh [build|services]
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev libcmocka-dev
+build_pkgs=(gcc make pkg-config libevent-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libcmocka-dev
             libhiredis-dev libmariadb-dev librdkafka-dev python3)
 service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 
