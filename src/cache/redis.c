@@ -99,7 +99,13 @@ struct rconn {
     struct rconn *next_free;
 };
 
-/* Shared by all threads. pool_lock guards free_conns; repair_lock the repair list. */
+/*
+ * Shared by all threads. pool_lock guards free_conns; repair_lock guards
+ * repair, nrepair and repair_overflow. Keys are only ever added to the
+ * list under the lock (repair_add_locked); a repair takes the whole list
+ * under the lock, sends its DELs without it, and on failure adds what it
+ * took back to whatever other threads added meanwhile: never replaces it.
+ */
 struct redis_cache {
     struct cache base;
     char *host;
@@ -241,6 +247,20 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
     return 0;
 }
 
+/* Adds keys to the repair list; past REPAIR_MAX only notes the overflow. Hold repair_lock. */
+static void repair_add_locked(struct redis_cache *rc, const struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rc->nrepair == REPAIR_MAX) {
+            rc->repair_overflow = true;
+            break;
+        }
+        if (!rc->repair)
+            rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
+        rc->repair[rc->nrepair++] = items[i];
+    }
+}
+
 /* Deletes the keys of writes whose end() failed, now that Redis answers. */
 static int repair(struct redis_cache *rc, struct rconn *c)
 {
@@ -277,13 +297,12 @@ static int repair(struct redis_cache *rc, struct rconn *c)
         log_info("redis: back; dropped %zu entries that missed writes%s", n,
                  overflow ? " (more writes were missed than tracked: those expire by TTL)" : "");
         free(items);
-    } else { /* keep them for the next try */
+    } else { /* keep them for the next try, beside the keys added meanwhile */
         pthread_mutex_lock(&rc->repair_lock);
-        free(rc->repair);
-        rc->repair = items;
-        rc->nrepair = n;
+        repair_add_locked(rc, items, n);
         rc->repair_overflow |= overflow;
         pthread_mutex_unlock(&rc->repair_lock);
+        free(items);
     }
     strbuf_release(&key);
     return err;
@@ -292,15 +311,7 @@ static int repair(struct redis_cache *rc, struct rconn *c)
 static void remember_for_repair(struct redis_cache *rc, const struct item *items, size_t n)
 {
     pthread_mutex_lock(&rc->repair_lock);
-    for (size_t i = 0; i < n; i++) {
-        if (rc->nrepair == REPAIR_MAX) {
-            rc->repair_overflow = true;
-            break;
-        }
-        if (!rc->repair)
-            rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
-        rc->repair[rc->nrepair++] = items[i];
-    }
+    repair_add_locked(rc, items, n);
     pthread_mutex_unlock(&rc->repair_lock);
 }
 
