@@ -26,7 +26,8 @@
  *   Failure: each call has a short timeout (100 ms by default). A failed
  *   connection is dropped and not retried for one second, so a dead Redis
  *   costs at most one timeout per second per connection; meanwhile every
- *   read is a miss served from the store. Writes whose end() could not
+ *   read is a miss served from the store. The log shows each change of
+ *   state: the first failure of an outage, and the first reconnect. Writes whose end() could not
  *   reach Redis leave their keys on a repair list, and those keys are
  *   deleted as soon as Redis answers again, so a Redis that was only
  *   unreachable cannot keep serving counts that miss those writes.
@@ -35,6 +36,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +122,7 @@ struct redis_cache {
     struct item *repair;
     size_t nrepair;
     bool repair_overflow;
+    atomic_bool down; /* a connection failed and none has reconnected since: for the log */
 };
 
 static void key_of(struct strbuf *sb, const struct item *it)
@@ -131,9 +134,11 @@ static void key_of(struct strbuf *sb, const struct item *it)
     strbuf_add_i64(sb, it->id);
 }
 
-static void rconn_drop(struct rconn *c, const char *why)
+/* Logs each outage once, when it begins, however many connections it breaks. */
+static void rconn_drop(struct redis_cache *rc, struct rconn *c, const char *why)
 {
-    LOG_ONCE(LOG_WARN, "redis: %s; serving from the store until it is back", why);
+    if (!atomic_exchange(&rc->down, true))
+        log_warn("redis: %s; serving from the store until it is back", why);
     if (c->ctx)
         redisFree(c->ctx);
     c->ctx = NULL;
@@ -171,7 +176,9 @@ static int conn_get(struct redis_cache *rc, struct rconn **out)
         c->ctx = redisConnectWithTimeout(rc->host, rc->port, rc->timeout);
         if (!c->ctx || c->ctx->err || redisSetTimeout(c->ctx, rc->timeout) != REDIS_OK ||
             load_scripts(c))
-            rconn_drop(c, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+            rconn_drop(rc, c, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+        else if (atomic_load(&rc->down) && atomic_exchange(&rc->down, false))
+            log_info("redis: %s:%d answers again", rc->host, rc->port);
     }
     *out = c;
     return c->ctx ? 0 : TALLY_EUNAVAIL;
@@ -212,7 +219,7 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         redisReply *r = NULL;
 
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             return TALLY_EUNAVAIL;
         }
         again[i] = is_noscript(r);
@@ -225,7 +232,7 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         return 0;
     log_warn("redis: scripts were flushed (NOSCRIPT); loading them again");
     if (load_scripts(c)) {
-        rconn_drop(c, "cannot load scripts");
+        rconn_drop(rc, c, "cannot load scripts");
         return TALLY_EUNAVAIL;
     }
     for (size_t i = 0; i < n; i++)
@@ -237,7 +244,7 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         if (!again[i])
             continue;
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             return TALLY_EUNAVAIL;
         }
         if (take && !is_noscript(r))
@@ -287,14 +294,14 @@ static int repair(struct redis_cache *rc, struct rconn *c)
     for (size_t i = 0; i < n && err == 0; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             err = TALLY_EUNAVAIL;
         }
         if (r)
             freeReplyObject(r);
     }
     if (err == 0) {
-        log_info("redis: back; dropped %zu entries that missed writes%s", n,
+        log_info("redis: dropped %zu entries that missed writes%s", n,
                  overflow ? " (more writes were missed than tracked: those expire by TTL)" : "");
         free(items);
     } else { /* keep them for the next try, beside the keys added meanwhile */
