@@ -53,6 +53,7 @@
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
 #define REPAIR_MAX     10000
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
+#define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SCRIPT_COUNT };
 
@@ -199,9 +200,10 @@ static bool is_noscript(const redisReply *r)
 }
 
 /*
- * Sends n commands built by `add` as one pipeline and hands each reply to
- * `take`. A script Redis no longer knows (NOSCRIPT) is loaded again and the
- * commands that hit it are sent once more: they were not executed.
+ * Sends n <= PIPELINE_MAX commands built by `add` as one pipeline and
+ * hands each reply to `take`. A script Redis no longer knows (NOSCRIPT) is
+ * loaded again and the commands that hit it are sent once more: they were
+ * not executed.
  */
 typedef void add_fn(struct redis_cache *rc, struct rconn *c, size_t i, void *arg);
 typedef void take_fn(size_t i, const redisReply *r, void *arg);
@@ -209,10 +211,10 @@ typedef void take_fn(size_t i, const redisReply *r, void *arg);
 static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *add, take_fn *take,
                     void *arg)
 {
-    bool again[256];
+    bool again[PIPELINE_MAX];
     size_t nagain = 0;
 
-    TALLY_ASSERT(n <= 256);
+    TALLY_ASSERT(n <= PIPELINE_MAX);
     for (size_t i = 0; i < n; i++)
         add(rc, c, i, arg);
     for (size_t i = 0; i < n; i++) {
@@ -386,7 +388,7 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
                      bool *hit, cache_token *token)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct get_args a = {items, out, hit, token, STRBUF_INIT};
+    struct get_args a = {.key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
@@ -395,7 +397,14 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
         token[i] = CACHE_NO_FILL; /* unless Redis says otherwise */
     if ((err = ready(rc, &c)))
         return err;
-    err = pipeline(rc, c, n, add_get, take_get, &a);
+    for (size_t done = 0, k; done < n && err == 0; done += k) {
+        k = n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX;
+        a.items = items + done;
+        a.out = out + done;
+        a.hit = hit + done;
+        a.token = token + done;
+        err = pipeline(rc, c, k, add_get, take_get, &a);
+    }
     conn_put(rc, c);
     strbuf_release(&a.key);
     if (err) { /* partial answers are not trusted */
@@ -434,20 +443,25 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
                       const struct counts *counts, const cache_token *token)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    size_t index[256], k = 0;
+    size_t index[PIPELINE_MAX], i = 0, k;
     struct write_args a = {
         .items = items, .counts = counts, .token = token, .index = index, .key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
-    for (size_t i = 0; i < n; i++)
-        if (token[i] != CACHE_NO_FILL)
-            index[k++] = i;
-    if (k == 0)
+    while (i < n && token[i] == CACHE_NO_FILL)
+        i++;
+    if (i == n)
         return 0;
     if ((err = ready(rc, &c)))
         return err;
-    err = pipeline(rc, c, k, add_fill, NULL, &a);
+    while (i < n && err == 0) { /* up to PIPELINE_MAX fills per pipeline */
+        for (k = 0; i < n && k < PIPELINE_MAX; i++)
+            if (token[i] != CACHE_NO_FILL)
+                index[k++] = i;
+        if (k > 0)
+            err = pipeline(rc, c, k, add_fill, NULL, &a);
+    }
     conn_put(rc, c);
     strbuf_release(&a.key);
     return err;
@@ -516,8 +530,8 @@ static int write_all(struct redis_cache *rc, add_fn *add, const struct item *ite
         return 0;
     if ((err = ready(rc, &c)))
         return err;
-    for (size_t done = 0; done < calls && err == 0; done += 256) {
-        size_t k = calls - done < 256 ? calls - done : 256;
+    for (size_t done = 0; done < calls && err == 0; done += PIPELINE_MAX) {
+        size_t k = calls - done < PIPELINE_MAX ? calls - done : PIPELINE_MAX;
         a.first_call = done;
         err = pipeline(rc, c, k, add, NULL, &a);
     }

@@ -165,6 +165,42 @@ static void fill_straddling_begin_is_refused(void **state)
     assert_false(lookup(f, &got, &tok));
 }
 
+/* More items than one pipeline carries: get and fill send them in parts. */
+static void batches_larger_than_a_pipeline(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    enum { N = 2 * PIPELINE_MAX + 3 };
+    struct item *items = calloc(N, sizeof(*items));
+    struct counts *got = calloc(N, sizeof(*got));
+    cache_token *tok = calloc(N, sizeof(*tok));
+    bool *hit = calloc(N, sizeof(*hit));
+
+    for (int i = 0; i < N; i++) {
+        snprintf(items[i].biz, sizeof(items[i].biz), "batch");
+        items[i].id = i + 1;
+        freeReplyObject(redisCommand(f->r, "DEL interactive:batch:%d", i + 1));
+    }
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    for (int i = 0; i < N; i++) {
+        assert_false(hit[i]);
+        got[i].read_cnt = i;
+    }
+    tok[N - 1] = CACHE_NO_FILL; /* the last one is not filled */
+    assert_int_equal(cache_fill(f->c, items, N, got, tok), 0);
+    memset(got, 0, N * sizeof(*got));
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    for (int i = 0; i < N - 1; i++) {
+        assert_true(hit[i]);
+        assert_int_equal(got[i].read_cnt, i);
+    }
+    assert_false(hit[N - 1]);
+    free(items);
+    free(got);
+    free(tok);
+    free(hit);
+}
+
 /* Lets dropped connections reconnect now rather than after RETRY_AFTER_US. */
 static void reconnect_now(struct fixture *f)
 {
@@ -222,6 +258,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(stale_fill_after_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_during_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_straddling_begin_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(batches_larger_than_a_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_repair_keeps_keys_added_meanwhile, setup, teardown),
     };
 
