@@ -27,7 +27,7 @@ endif
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
-LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
+LIBS = -levent -levent_pthreads -lhttp_parser -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c

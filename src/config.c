@@ -9,6 +9,8 @@
 #include "config.h"
 
 #include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,8 @@
 static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
     "              [--batch N] [--flush-ms N] [--threads N] [--queue N]\n"
+    "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
+    "              [--workers N] [--work-queue N]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -35,6 +39,12 @@ static const char usage[] =
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
     "  --queue N           read events the local bus holds, 1..10000000 (100000)\n"
+    "  --header-timeout-ms N  a request must arrive whole within N ms of its first\n"
+    "                      byte, 100..600000 (10000)\n"
+    "  --idle-timeout-ms N an idle keep-alive connection is closed, 100..3600000 (30000)\n"
+    "  --max-conns N       open connections; more are closed at once, 1..1000000 (10000)\n"
+    "  --workers N         threads of each worker pool (reads, writes), 1..256 (4)\n"
+    "  --work-queue N      requests each pool holds waiting (then 503), 1..1000000 (1024)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -93,17 +103,43 @@ static int check_url(const char *value, int (*check)(const char *, char **))
     return -1;
 }
 
-enum opt { O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE, O_COUNT };
+enum opt {
+    O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
+    O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE, O_COUNT
+};
 
 static const char *const env_names[O_COUNT] = {
-    "TALLY_LISTEN", "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
-    "TALLY_BATCH",  "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
+    "TALLY_LISTEN",     "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
+    "TALLY_BATCH",      "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
+    "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
+    "TALLY_WORK_QUEUE",
+};
+
+static const char *const flags[O_COUNT] = {
+    "--listen",  "--store",   "--cache",     "--bus",     "--batch",
+    "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
+    "--max-conns", "--workers", "--work-queue",
+};
+
+/* The integer options: where each goes and its range. */
+static const struct {
+    long long lo, hi;
+    size_t offset;
+    bool is_size;
+} numbers[O_COUNT] = {
+    [O_BATCH] = {1, 100000, offsetof(struct config, batch), true},
+    [O_FLUSH] = {1, 60000, offsetof(struct config, flush_ms), false},
+    [O_THREADS] = {1, 64, offsetof(struct config, threads), false},
+    [O_QUEUE] = {1, 10000000, offsetof(struct config, queue_max), true},
+    [O_HEADER_TIMEOUT] = {100, 600000, offsetof(struct config, header_timeout_ms), false},
+    [O_IDLE_TIMEOUT] = {100, 3600000, offsetof(struct config, idle_timeout_ms), false},
+    [O_MAX_CONNS] = {1, 1000000, offsetof(struct config, max_conns), false},
+    [O_WORKERS] = {1, 256, offsetof(struct config, workers), false},
+    [O_WORK_QUEUE] = {1, 1000000, offsetof(struct config, work_queue), true},
 };
 
 static int apply(struct config *cfg, enum opt o, const char *v)
 {
-    static const char *const flags[O_COUNT] = {"--listen", "--store",    "--cache",   "--bus",
-                                               "--batch",  "--flush-ms", "--threads", "--queue"};
     long long n;
 
     switch (o) {
@@ -111,27 +147,14 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_STORE: cfg->store = v; return check_url(v, store_check_url);
     case O_CACHE: cfg->cache = v; return check_url(v, cache_check_url);
     case O_BUS: cfg->bus = v; return check_url(v, bus_check_url);
-    case O_BATCH:
-        if (parse_number(flags[o], v, 1, 100000, &n))
+    default:
+        if (parse_number(flags[o], v, numbers[o].lo, numbers[o].hi, &n))
             return -1;
-        cfg->batch = (size_t)n;
+        if (numbers[o].is_size)
+            *(size_t *)((char *)cfg + numbers[o].offset) = (size_t)n;
+        else
+            *(int *)((char *)cfg + numbers[o].offset) = (int)n;
         return 0;
-    case O_FLUSH:
-        if (parse_number(flags[o], v, 1, 60000, &n))
-            return -1;
-        cfg->flush_ms = (int)n;
-        return 0;
-    case O_THREADS:
-        if (parse_number(flags[o], v, 1, 64, &n))
-            return -1;
-        cfg->threads = (int)n;
-        return 0;
-    case O_QUEUE:
-        if (parse_number(flags[o], v, 1, 10000000, &n))
-            return -1;
-        cfg->queue_max = (size_t)n;
-        return 0;
-    default: return -1;
     }
 }
 
@@ -146,6 +169,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"flush-ms", required_argument, NULL, O_FLUSH},
         {"threads", required_argument, NULL, O_THREADS},
         {"queue", required_argument, NULL, O_QUEUE},
+        {"header-timeout-ms", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"idle-timeout-ms", required_argument, NULL, O_IDLE_TIMEOUT},
+        {"max-conns", required_argument, NULL, O_MAX_CONNS},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"work-queue", required_argument, NULL, O_WORK_QUEUE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -162,6 +190,11 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_FLUSH] = "100";
     given[O_THREADS] = "2";
     given[O_QUEUE] = "100000";
+    given[O_HEADER_TIMEOUT] = "10000";
+    given[O_IDLE_TIMEOUT] = "30000";
+    given[O_MAX_CONNS] = "10000";
+    given[O_WORKERS] = "4";
+    given[O_WORK_QUEUE] = "1024";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

@@ -18,6 +18,11 @@ struct config {
     int flush_ms;
     int threads;
     size_t queue_max;
+    int header_timeout_ms;
+    int idle_timeout_ms;
+    int max_conns;
+    int workers;
+    size_t work_queue;
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

@@ -82,7 +82,15 @@ int main(int argc, char **argv)
     rc = readcount_start(bus, store, cache,
                          &(struct readcount_config){
                              .batch = cfg.batch, .flush_ms = cfg.flush_ms, .stop_wait_ms = 10000});
-    srv = http_server_start(cfg.host, cfg.port, cfg.threads, &svc, &err);
+    srv = http_server_start(&(struct http_config){.host = cfg.host,
+                                                  .port = cfg.port,
+                                                  .threads = cfg.threads,
+                                                  .header_timeout_ms = cfg.header_timeout_ms,
+                                                  .idle_timeout_ms = cfg.idle_timeout_ms,
+                                                  .max_conns = cfg.max_conns,
+                                                  .workers = cfg.workers,
+                                                  .work_queue = cfg.work_queue},
+                            &svc, &err);
     if (!srv) {
         status = fatal(err);
         goto out;

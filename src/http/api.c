@@ -6,7 +6,7 @@
  * route but a malformed value (/v1/items/Bad/7) is a 400, not a 404:
  * the client named a real resource type with a bad identifier. A path
  * of the right shape with an unsupported method is a 405 with Allow.
- * Statuses for tally's error codes come from one table, status_of().
+ * Statuses for tally's error codes come from one table, fail_err().
  */
 #include "http/api.h"
 
@@ -51,6 +51,7 @@ struct route {
     const char *pattern;
     handler_fn *on[API_OTHER]; /* indexed by method; NULL: not allowed */
     const char *allow;
+    enum api_work work; /* where its handlers run; see api_work_of() */
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -512,25 +513,33 @@ static void h_top(struct ctx *c)
 /* ------------------------------------------------------- routing */
 
 static const struct route routes[] = {
-    {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD"},
-    {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD"},
-    {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD"},
-    {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD"},
-    {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST"},
+    {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD", API_WORK_READ},
+    {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD", API_WORK_LOOP},
+    {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD", API_WORK_READ},
+    {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD", API_WORK_READ},
+    /* Publishing never waits on a server (bus.h), so reads are answered on the loop. */
+    {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST", API_WORK_LOOP},
     {"like",
      "v1/users/:uid/likes/:biz/:id",
      {[API_PUT] = h_like, [API_DELETE] = h_unlike},
-     "PUT, DELETE"},
-    {"list_likes", "v1/users/:uid/likes/:biz", {[API_GET] = h_list_likes}, "GET, HEAD"},
+     "PUT, DELETE",
+     API_WORK_WRITE},
+    {"list_likes",
+     "v1/users/:uid/likes/:biz",
+     {[API_GET] = h_list_likes},
+     "GET, HEAD",
+     API_WORK_READ},
     {"collect",
      "v1/users/:uid/collections/:cid/items/:biz/:id",
      {[API_PUT] = h_collect, [API_DELETE] = h_uncollect},
-     "PUT, DELETE"},
+     "PUT, DELETE",
+     API_WORK_WRITE},
     {"list_collection",
      "v1/users/:uid/collections/:cid/items",
      {[API_GET] = h_list_collection},
-     "GET, HEAD"},
-    {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD"},
+     "GET, HEAD",
+     API_WORK_READ},
+    {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD", API_WORK_READ},
 };
 #define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 
@@ -601,27 +610,47 @@ void api_response_release(struct api_response *res)
     strbuf_release(&res->body);
 }
 
-void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
+/* The route the request's path names and whether its method has a handler there. */
+static int find_route(const struct api_request *req, struct ctx *c, bool *allowed)
 {
-    struct ctx c = {.svc = svc, .req = req, .res = res};
     struct slice seg[MAX_SEGMENTS];
     enum api_method m = req->method == API_HEAD ? API_GET : req->method;
     int nseg, r;
 
-    res->route = NROUTES;
-    if (!split_path(req->path, seg, &nseg)) {
-        fail(&c, 404, "not_found", "no such route");
-        return;
-    }
+    *allowed = false;
+    if (!split_path(req->path, seg, &nseg))
+        return NROUTES;
     for (r = 0; r < NROUTES; r++)
-        if (match(routes[r].pattern, seg, nseg, &c))
+        if (match(routes[r].pattern, seg, nseg, c))
             break;
+    *allowed = r < NROUTES && m != API_OTHER && routes[r].on[m];
+    return r;
+}
+
+enum api_work api_work_of(const struct api_request *req, int *route)
+{
+    struct ctx c = {.req = req};
+    bool allowed;
+    int r = find_route(req, &c, &allowed);
+
+    *route = r;
+    /* 404, 405 and 413 are answered without a server. */
+    return allowed && req->body_len <= API_MAX_BODY ? routes[r].work : API_WORK_LOOP;
+}
+
+void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
+{
+    struct ctx c = {.svc = svc, .req = req, .res = res};
+    enum api_method m = req->method == API_HEAD ? API_GET : req->method;
+    bool allowed;
+    int r = find_route(req, &c, &allowed);
+
+    res->route = r;
     if (r == NROUTES) {
         fail(&c, 404, "not_found", "no such route");
         return;
     }
-    res->route = r;
-    if (m == API_OTHER || !routes[r].on[m]) {
+    if (!allowed) {
         res->allow = routes[r].allow;
         fail(&c, 405, "method_not_allowed", "method not allowed on this path");
         return;

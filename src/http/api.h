@@ -42,6 +42,15 @@ void api_response_release(struct api_response *res);
 
 void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res);
 
+/*
+ * Where api_handle() may run for this request: on the event loop (it never
+ * waits on a server: errors, /metrics, publishing a read), or on a worker
+ * pool for reads or for writes of the store; *route is the route for metrics. Writes have a pool of their
+ * own so that a store whose write lock is taken cannot hold up reads.
+ */
+enum api_work { API_WORK_LOOP, API_WORK_READ, API_WORK_WRITE };
+enum api_work api_work_of(const struct api_request *req, int *route);
+
 /* Number of routes and a stable name for each ("unmatched" for 404s). */
 int api_route_count(void);
 const char *api_route_name(int route);
