@@ -5,6 +5,7 @@ the built-in ones. Each reads the request that was actually sent (response.reque
 generated case, so a negative case that the server accepted is judged by what it received.
 """
 import json
+import socket
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import schemathesis
@@ -114,4 +115,54 @@ def answers_what_was_asked(ctx, response, case):
             f"top items of another biz, or with liked/collected set: {items}"
         keys = [(-i[by], i["id"]) for i in items]
         assert keys == sorted(keys), f"not by {by} descending, then id ascending: {items}"
+    return None
+
+
+def _raw_head(url):
+    """(status, headers, bytes after the headers) of a HEAD sent by hand on a closing
+    connection: an HTTP client library would not read a body that HEAD must not have."""
+    u = urlsplit(url)
+    target = (u.path or "/") + ("?" + u.query if u.query else "")
+    with socket.create_connection((u.hostname, u.port), timeout=10) as s:
+        s.sendall(f"HEAD {target} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                  "Connection: close\r\n\r\n".encode("latin-1"))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers, rest
+
+
+@schemathesis.check
+def head_is_get_without_body(ctx, response, case):
+    """HEAD on the same URL: the GET's status and headers, and no body.
+
+    Content-Length must match the GET's exactly for errors; a 2xx may differ by a read that
+    was counted in between, so there it only has to be present.
+    """
+    if response.request.method != "GET":
+        return None
+    status, headers, body = _raw_head(response.request.url)
+
+    def got(name):
+        return (response.headers.get(name) or [None])[0]
+
+    assert status == response.status_code, f"HEAD {status}, GET {response.status_code}"
+    assert headers.get("content-type") == got("content-type"), \
+        f"HEAD Content-Type {headers.get('content-type')!r}, GET {got('content-type')!r}"
+    assert body == b"", f"HEAD has a body: {body[:100]!r}"
+    assert headers.get("content-length", "").isdigit(), "HEAD without Content-Length"
+    if status >= 400:
+        assert headers["content-length"] == got("content-length"), \
+            f"HEAD Content-Length {headers['content-length']}, GET {got('content-length')}"
+    assert headers.get("allow") == got("allow"), \
+        f"HEAD Allow {headers.get('allow')!r}, GET {got('allow')!r}"
     return None

@@ -32,6 +32,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "../.."))
 
 
+def rel(path):
+    """path relative to the repository when it is inside it, for shorter messages."""
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,19 +139,24 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     tmp = tempfile.TemporaryDirectory(prefix="tally-contract-")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     tallyd_log = os.path.join(args.out, "tallyd.log")
     results, problems = [], []
     proc = st = None
     started = time.time()
     try:
-        with open(tallyd_log, "wb") as log:
-            proc = subprocess.Popen([args.tallyd, "--listen", f"127.0.0.1:{port}",
-                                     "--store", f"sqlite:{tmp.name}/tally.db", "--cache", "none",
-                                     "--bus", "local"],
-                                    stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        err = wait_ready(proc, url)
+        # The free port may be taken by someone else before tallyd binds it: try another.
+        for _ in range(3):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            with open(tallyd_log, "wb") as log:
+                proc = subprocess.Popen([args.tallyd, "--listen", f"127.0.0.1:{port}",
+                                         "--store", f"sqlite:{tmp.name}/tally.db",
+                                         "--cache", "none", "--bus", "local"],
+                                        stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+            err = wait_ready(proc, url)
+            if not (err and "Address already in use" in tail(tallyd_log)):
+                break
+            stop(proc)
         if err:
             problems.append(err)
         else:
@@ -156,8 +166,7 @@ def main():
             cmd = [args.st, "--config-file", os.path.join(HERE, "schemathesis.toml"), "run",
                    os.path.join(ROOT, "docs/openapi.yaml"), "--url", url,
                    "--report", "junit", "--report-junit-path", junit]
-            print("contract: " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c
-                                          for c in cmd), flush=True)
+            print("contract: " + " ".join(rel(c) for c in cmd), flush=True)
             with open(st_log, "wb") as log:
                 st = subprocess.Popen(cmd, cwd=args.out, env=env, stdout=log,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -188,8 +197,8 @@ def main():
         print(failures_section(st_log) if os.path.exists(st_log) else "")
         for p in problems:
             print(f"contract: {p}")
-        print(f"--- end of {os.path.relpath(tallyd_log, ROOT)}:\n{tail(tallyd_log)}")
-        print(f"contract: full Schemathesis output in {os.path.relpath(st_log, ROOT)}")
+        print(f"--- end of {rel(tallyd_log)}:\n{tail(tallyd_log)}")
+        print(f"contract: full Schemathesis output in {rel(st_log)}")
         failed = max(failed, 1)
     passed = len(results) - sum(1 for _, ok in results if not ok)
     print(f"contract: {passed} passed, {failed} failed ({generated(st_log)} Schemathesis cases) "
