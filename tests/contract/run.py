@@ -3,9 +3,9 @@
 
 Starts ./build/tallyd (or --tallyd) on a fresh SQLite file and a free port, runs the pinned
 Schemathesis CLI with tests/contract/schemathesis.toml (fixed seed, bounded examples, every
-check including tally's own in hooks.py, positive and negative data), then stops tallyd with SIGTERM. The step fails when a
-check fails, when tallyd dies during the run, or when it does not exit 0 on SIGTERM (under
-ASan + UBSan that includes a sanitizer report).
+check, tally's own in hooks.py included, positive and negative data), then stops tallyd
+with SIGTERM. The step fails when a check fails, when tallyd dies during the run, or when it
+does not exit 0 on SIGTERM (under ASan + UBSan that includes a sanitizer report).
 
 DESIGN: Schemathesis runs through its CLI, not its pytest plugin: only the CLI has every
 phase (examples, coverage, fuzzing, stateful). Its own output would confuse the counts
