@@ -42,6 +42,13 @@ $(BUILD)/bench/hello: bench/hello.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -levent -levent_pthreads -lpthread
 
+# tallyd's own HTTP layer serving a fixed body: what the layer costs next to bare evhttp.
+HELLO_OBJ = $(filter $(BUILD)/src/util/%.o $(BUILD)/src/model/%.o,$(OBJ)) \
+            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o
+$(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -lhttp_parser -lpthread
+
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
 	@mkdir -p $(dir $@)
@@ -80,7 +87,8 @@ test:
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello \
+	  $(BUILD)/bench/hello_tally
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 
