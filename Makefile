@@ -7,6 +7,7 @@
 #   make services-up     start MariaDB (13306) and Redis (16379) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
+#   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
 #   make fuzz            libFuzzer on the API and the Kafka message parser (FUZZ_SECONDS each)
 
@@ -15,7 +16,10 @@ ifeq ($(origin CC),default)
 CC = cc
 endif
 
-ifdef SANITIZE
+ifeq ($(SANITIZE),thread)
+BUILD ?= build-tsan
+OPT = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+else ifdef SANITIZE
 BUILD ?= build-asan
 OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
