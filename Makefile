@@ -7,6 +7,7 @@
 #   make services-up     start MariaDB (13306) and Redis (16379) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
+#   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
 #   make fuzz            libFuzzer on the API and the Kafka message parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
@@ -16,7 +17,10 @@ ifeq ($(origin CC),default)
 CC = cc
 endif
 
-ifdef SANITIZE
+ifeq ($(SANITIZE),thread)
+BUILD ?= build-tsan
+OPT = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+else ifdef SANITIZE
 BUILD ?= build-asan
 OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -42,6 +46,13 @@ all: $(BUILD)/tallyd $(BUILD)/tally-produce
 $(BUILD)/bench/hello: bench/hello.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -levent -levent_pthreads -lpthread
+
+# tallyd's own HTTP layer serving a fixed body: what the layer costs next to bare evhttp.
+HELLO_OBJ = $(filter $(BUILD)/src/util/%.o $(BUILD)/src/model/%.o,$(OBJ)) \
+            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o
+$(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -lhttp_parser -lpthread
 
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
@@ -87,7 +98,8 @@ test:
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello \
+	  $(BUILD)/bench/hello_tally
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 

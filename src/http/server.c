@@ -814,13 +814,14 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 
         j->next_done = NULL;
         if (!c->bev) { /* the client went away meanwhile */
+            api_response_release(&j->res);
             c->state = C_CLOSING;
             conn_close(c);
         } else {
             respond(c, &j->res);
+            api_response_release(&j->res); /* before the next request reuses the job */
             conn_process(c);
         }
-        api_response_release(&j->res);
         j = next;
     }
 }
