@@ -47,7 +47,8 @@ if [ "${1:-build}" = contract ]; then
   venv=.cache/contract-venv
   req=tests/contract/requirements.txt
   cd "$(dirname "$0")/.."
-  if [ -x "$venv/bin/st" ] && cmp -s "$req" "$venv/requirements.txt"; then
+  # Running st (not just finding it) also catches a venv whose Python has gone away.
+  if cmp -s "$req" "$venv/requirements.txt" && "$venv/bin/st" --version >/dev/null 2>&1; then
     exit 0
   fi
   echo "deps: installing $(grep -v '^#' "$req" | xargs) into $venv"
