@@ -18,6 +18,7 @@
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "model/item.h"
+#include "service/ratelimit.h"
 #include "store/store.h"
 #include "util/banned.h"
 
@@ -29,7 +30,7 @@ static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
     "              [--batch N] [--flush-ms N] [--threads N] [--queue N]\n"
     "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
-    "              [--workers N] [--work-queue N]\n"
+    "              [--workers N] [--work-queue N] [--rate-limit SPEC]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -45,6 +46,8 @@ static const char usage[] =
     "  --max-conns N       open connections; more are closed at once, 1..1000000 (10000)\n"
     "  --workers N         threads of each worker pool (reads, writes), 1..256 (4)\n"
     "  --work-queue N      requests each pool holds waiting (then 503), 1..1000000 (1024)\n"
+    "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
+    "                      (RATE/s|m|h:BURST; over it 429; none by default)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -105,20 +108,20 @@ static int check_url(const char *value, int (*check)(const char *, char **))
 
 enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
-    O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE, O_COUNT
+    O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE, O_RATE_LIMIT, O_COUNT
 };
 
 static const char *const env_names[O_COUNT] = {
     "TALLY_LISTEN",     "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
     "TALLY_BATCH",      "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
     "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
-    "TALLY_WORK_QUEUE",
+    "TALLY_WORK_QUEUE", "TALLY_RATE_LIMIT",
 };
 
 static const char *const flags[O_COUNT] = {
     "--listen",  "--store",   "--cache",     "--bus",     "--batch",
     "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
-    "--max-conns", "--workers", "--work-queue",
+    "--max-conns", "--workers", "--work-queue", "--rate-limit",
 };
 
 /* The integer options: where each goes and its range. */
@@ -147,6 +150,7 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_STORE: cfg->store = v; return check_url(v, store_check_url);
     case O_CACHE: cfg->cache = v; return check_url(v, cache_check_url);
     case O_BUS: cfg->bus = v; return check_url(v, bus_check_url);
+    case O_RATE_LIMIT: cfg->rate_limit = v; return check_url(v, ratelimit_check);
     default:
         if (parse_number(flags[o], v, numbers[o].lo, numbers[o].hi, &n))
             return -1;
@@ -174,6 +178,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"max-conns", required_argument, NULL, O_MAX_CONNS},
         {"workers", required_argument, NULL, O_WORKERS},
         {"work-queue", required_argument, NULL, O_WORK_QUEUE},
+        {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -195,6 +200,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_MAX_CONNS] = "10000";
     given[O_WORKERS] = "4";
     given[O_WORK_QUEUE] = "1024";
+    given[O_RATE_LIMIT] = ""; /* no limits */
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

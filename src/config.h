@@ -23,6 +23,7 @@ struct config {
     int max_conns;
     int workers;
     size_t work_queue;
+    const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

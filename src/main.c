@@ -19,6 +19,7 @@
 #include "config.h"
 #include "http/server.h"
 #include "service/interactive.h"
+#include "service/ratelimit.h"
 #include "service/readcount.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
     struct cache *cache = NULL;
     struct bus *bus = NULL;
     struct readcount *rc = NULL;
+    struct ratelimit *limits = NULL;
     struct http_server *srv = NULL;
     struct interactive svc;
     struct strbuf shown = STRBUF_INIT;
@@ -79,6 +81,18 @@ int main(int argc, char **argv)
         goto out;
     }
     interactive_init(&svc, store, cache, bus);
+    if (*cfg.rate_limit) {
+        struct ratelimit_config rl = {.cache = cache};
+
+        if (ratelimit_parse(cfg.rate_limit, &rl.spec, &err)) { /* config_parse checked it */
+            status = fatal(err);
+            goto out;
+        }
+        svc.limits = limits = ratelimit_new(&rl);
+        log_info("rate limits %s, buckets %s", cfg.rate_limit,
+                 ratelimit_may_wait(limits) ? "in Redis (in memory while it does not answer)"
+                                            : "in memory");
+    }
     rc = readcount_start(bus, store, cache,
                          &(struct readcount_config){
                              .batch = cfg.batch, .flush_ms = cfg.flush_ms, .stop_wait_ms = 10000});
@@ -106,6 +120,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     http_server_stop(srv);
+    ratelimit_free(limits); /* no request runs any more */
     readcount_stop(rc); /* drains the bus into the store */
     bus_free(bus);
     cache_free(cache);

@@ -26,6 +26,7 @@ struct api_request {
     const char *query; /* raw, without '?'; NULL when absent */
     const char *body;
     size_t body_len;
+    const char *caller; /* "addr:IP" or "key:NAME": whose rate limit; NULL: none */
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -34,6 +35,7 @@ struct api_response {
     struct strbuf body;
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
+    int retry_after;   /* for 429: seconds for the Retry-After header; 0: none */
     int route;         /* index for metrics; see api_route_name() */
 };
 
@@ -46,10 +48,13 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
  * Where api_handle() may run for this request: on the event loop (it never
  * waits on a server: errors, /metrics, publishing a read), or on a worker
  * pool for reads or for writes of the store; *route is the route for metrics. Writes have a pool of their
- * own so that a store whose write lock is taken cannot hold up reads.
+ * own so that a store whose write lock is taken cannot hold up reads. svc
+ * says whether the rate limiter may wait on Redis (then nothing limited
+ * runs on the loop).
  */
 enum api_work { API_WORK_LOOP, API_WORK_READ, API_WORK_WRITE };
-enum api_work api_work_of(const struct api_request *req, int *route);
+enum api_work api_work_of(const struct interactive *svc, const struct api_request *req,
+                          int *route);
 
 /* Number of routes and a stable name for each ("unmatched" for 404s). */
 int api_route_count(void);

@@ -136,6 +136,7 @@ struct conn {
     int reject; /* a status the parser callbacks decided on, 0 if none */
     bool keep_alive, head, http10;
     int64_t started_us;
+    struct strbuf caller; /* "addr:IP" of the peer, read once at accept: the per-caller limit */
     struct job job;
 };
 
@@ -156,9 +157,9 @@ struct loop {
     pthread_t thread;
 };
 
-#define STATUS_SLOTS 13
+#define STATUS_SLOTS 14
 static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 404, 405, 408, 413,
-                                               417, 431, 500, 503, 505, 0 /* other */};
+                                               417, 429, 431, 500, 503, 505, 0 /* other */};
 
 /* Created and freed by the main thread; loops and pools read it. */
 struct http_server {
@@ -222,6 +223,7 @@ static const char *reason(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -261,6 +263,7 @@ static void conn_close(struct conn *c)
     strbuf_release(&c->path);
     strbuf_release(&c->query);
     strbuf_release(&c->body);
+    strbuf_release(&c->caller);
     free(c);
     if (l->stopping && l->nconns == 0)
         event_base_loopbreak(l->base);
@@ -321,6 +324,8 @@ static void respond(struct conn *c, const struct api_response *res)
                 res->status, reason(res->status), http_date(l), res->content_type, res->body.len);
     if (res->allow)
         strbuf_addf(h, "Allow: %s\r\n", res->allow);
+    if (res->retry_after > 0)
+        strbuf_addf(h, "Retry-After: %d\r\n", res->retry_after);
     if (res->status >= 400 && res->route == l->srv->malformed_route)
         c->keep_alive = false;
     if (l->stopping)
@@ -543,8 +548,9 @@ static void dispatch(struct conn *c, enum api_method method)
         .query = c->query.buf,
         .body = c->body.len ? c->body.buf : "",
         .body_len = c->body.len,
+        .caller = c->caller.buf,
     };
-    work = api_work_of(&j->req, &route);
+    work = api_work_of(srv->svc, &j->req, &route);
     if (work != API_WORK_LOOP) {
         int err = workpool_submit(srv->pools[work], &j->work);
 
@@ -759,6 +765,22 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* "addr:IP" of the peer: who calls, for the per-caller rate limit. */
+static void peer_name(struct strbuf *out, evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = NULL;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+            : ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                                      : NULL;
+    strbuf_addstr(out, "addr:");
+    strbuf_addstr(out, a && inet_ntop(ss.ss_family, a, ip, sizeof(ip)) ? ip : "unknown");
+}
+
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -776,6 +798,8 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     strbuf_init(&c->path, 0);
     strbuf_init(&c->query, 0);
     strbuf_init(&c->body, 0);
+    strbuf_init(&c->caller, 0);
+    peer_name(&c->caller, fd);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->job.work.run = job_run;

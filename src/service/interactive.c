@@ -18,6 +18,7 @@ void interactive_init(struct interactive *svc, struct store *store, struct cache
     svc->store = store;
     svc->cache = cache;
     svc->bus = bus;
+    svc->limits = NULL;
     svc->m_published =
         metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
     svc->m_rejected =

@@ -27,11 +27,14 @@
 #define INTERACTIVE_MAX_IDS   100
 #define INTERACTIVE_MAX_LIMIT 100
 
+struct ratelimit;
+
 /* Borrows the three ports; they must outlive it. Owned by main. */
 struct interactive {
     struct store *store;
     struct cache *cache;
     struct bus *bus;
+    struct ratelimit *limits; /* borrowed; NULL (the default): no rate limits; set by main */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
 
