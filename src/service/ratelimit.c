@@ -182,6 +182,11 @@ static uint64_t hash_name(const char *s)
 
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    h ^= h >> 33; /* FNV's high bits barely move for short names: mix (MurmurHash3's fmix64) */
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
     return h;
 }
 
@@ -189,7 +194,7 @@ static void table_init(struct table *t, const struct ratelimit_rule *r, size_t m
 {
     t->rule = *r;
     t->cap = r->burst * r->period_ms;
-    t->full_ms = (t->cap + r->n - 1) / r->n;
+    t->full_ms = r->n ? (t->cap + r->n - 1) / r->n : 0;
     t->per_shard = (max_entries + SHARDS - 1) / SHARDS;
     for (t->nslots = 1; t->nslots * SLOT_RATIO < t->per_shard; t->nslots *= 2)
         ;
