@@ -23,6 +23,10 @@
  *   two per item; this assumes one Redis node (as hiredis does): on a
  *   cluster, keys of one call would have to share a hash slot.
  *
+ *   SC_TAKE is not about counters: it is the rate limiter's token bucket
+ *   (cache.h, take; service/ratelimit.c), kept here because this is where
+ *   tallyd's Redis connections are.
+ *
  *   Failure: each call has a short timeout (100 ms by default). A failed
  *   connection is dropped and not retried for one second, so a dead Redis
  *   costs at most one timeout per second per connection; meanwhile every

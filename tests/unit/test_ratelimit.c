@@ -209,7 +209,7 @@ static void specs(void **state)
 static void memory_is_bounded(void **state)
 {
     struct ratelimit *rl = limiter("key=10/s:20,uid=1/s:1", NULL, 160);
-    char name[32];
+    char name[64];
     int retry;
     (void)state;
 
@@ -238,7 +238,7 @@ static void memory_is_bounded(void **state)
 static void flood_evicts_least_recently_used(void **state)
 {
     struct ratelimit *rl = limiter("key=1/s:3", NULL, 16 * 4);
-    char name[32];
+    char name[64];
     int retry, admitted = 0;
     (void)state;
 
