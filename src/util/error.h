@@ -4,7 +4,7 @@
  * Every fallible function returns 0 or one of these negative codes (the libuv
  * convention); results travel through out-parameters. Adapters translate
  * their library's errors into these in one place each, and the HTTP layer maps
- * them to statuses in one table (http/handlers.c).
+ * them to statuses in one table (fail_err in http/api.c).
  */
 #ifndef TALLY_ERROR_H
 #define TALLY_ERROR_H
@@ -16,7 +16,9 @@ enum {
     TALLY_EFULL = -3,    /* a bounded queue is full; try again later */
     TALLY_ECLOSED = -4,  /* the object is shutting down */
     TALLY_ESTALE = -5,   /* an offset compare-and-set found someone else's offset */
-    TALLY_EINTERNAL = -6 /* a bug or a broken invariant in a dependency */
+    TALLY_EINTERNAL = -6, /* a bug or a broken invariant in a dependency */
+    TALLY_EUNAUTH = -7,   /* no valid credential: who is calling is unknown */
+    TALLY_EDENIED = -8    /* the caller is known but may not do this */
 };
 
 /* A static, human-readable name for an error code. */
@@ -29,6 +31,8 @@ static inline const char *tally_strerror(int err)
     case TALLY_EFULL: return "queue full";
     case TALLY_ECLOSED: return "closed";
     case TALLY_ESTALE: return "stale offset";
+    case TALLY_EUNAUTH: return "unauthenticated";
+    case TALLY_EDENIED: return "permission denied";
     default: return "internal error";
     }
 }
