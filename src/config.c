@@ -26,6 +26,7 @@
 static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
     "              [--batch N] [--flush-ms N] [--threads N] [--queue N]\n"
+    "              [--stop-timeout-ms N]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -35,6 +36,8 @@ static const char usage[] =
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
     "  --queue N           read events the local bus holds, 1..10000000 (100000)\n"
+    "  --stop-timeout-ms N longest a stop waits to deliver accepted reads; past it they\n"
+    "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -93,17 +96,30 @@ static int check_url(const char *value, int (*check)(const char *, char **))
     return -1;
 }
 
-enum opt { O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE, O_COUNT };
+enum opt {
+    O_LISTEN,
+    O_STORE,
+    O_CACHE,
+    O_BUS,
+    O_BATCH,
+    O_FLUSH,
+    O_THREADS,
+    O_QUEUE,
+    O_STOP_TIMEOUT,
+    O_COUNT
+};
 
 static const char *const env_names[O_COUNT] = {
     "TALLY_LISTEN", "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
     "TALLY_BATCH",  "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
+    "TALLY_STOP_TIMEOUT_MS",
 };
 
 static int apply(struct config *cfg, enum opt o, const char *v)
 {
     static const char *const flags[O_COUNT] = {"--listen", "--store",    "--cache",   "--bus",
-                                               "--batch",  "--flush-ms", "--threads", "--queue"};
+                                               "--batch",  "--flush-ms", "--threads", "--queue",
+                                               "--stop-timeout-ms"};
     long long n;
 
     switch (o) {
@@ -131,6 +147,11 @@ static int apply(struct config *cfg, enum opt o, const char *v)
             return -1;
         cfg->queue_max = (size_t)n;
         return 0;
+    case O_STOP_TIMEOUT:
+        if (parse_number(flags[o], v, 1, 3600000, &n))
+            return -1;
+        cfg->stop_timeout_ms = (int)n;
+        return 0;
     default: return -1;
     }
 }
@@ -146,6 +167,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"flush-ms", required_argument, NULL, O_FLUSH},
         {"threads", required_argument, NULL, O_THREADS},
         {"queue", required_argument, NULL, O_QUEUE},
+        {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -162,6 +184,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_FLUSH] = "100";
     given[O_THREADS] = "2";
     given[O_QUEUE] = "100000";
+    given[O_STOP_TIMEOUT] = "10000";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

@@ -18,6 +18,7 @@ struct config {
     int flush_ms;
     int threads;
     size_t queue_max;
+    int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

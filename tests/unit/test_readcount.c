@@ -29,7 +29,7 @@ static void local_bus_bounds_and_drains(void **state)
     assert_int_equal(bus_publish(b, &e), TALLY_EFULL);
     assert_int_equal(bus_poll(b, out, 2, 0, &n), 0);
     assert_int_equal(n, 2);
-    bus_close(b);
+    bus_close(b, 0);
     assert_int_equal(bus_publish(b, &e), TALLY_ECLOSED);
     /* What was accepted before close is still handed out. */
     assert_int_equal(bus_poll(b, out, 8, 0, &n), 0);
