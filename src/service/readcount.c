@@ -180,10 +180,14 @@ static void set_failing(struct readcount *rc, bool failing, int err)
         log_info("readcount: the store commits again");
 }
 
-/* Whether err is worth another try: transient, or a bug not yet tried INTERNAL_TRIES times. */
-static bool retry(struct readcount *rc, int err, int attempt)
+/*
+ * Whether err is worth another try: transient, or a bug not yet tried `tries`
+ * times (INTERNAL_TRIES on a whole batch; once on the halves of a batch that
+ * already failed so, or isolating a culprit would wait out backoffs at every level).
+ */
+static bool retry(struct readcount *rc, int err, int attempt, int tries)
 {
-    if (err != TALLY_EUNAVAIL && (err != TALLY_EINTERNAL || attempt >= INTERNAL_TRIES))
+    if (err != TALLY_EUNAVAIL && (err != TALLY_EINTERNAL || attempt >= tries))
         return false;
     set_failing(rc, true, err);
     return true;
@@ -195,7 +199,7 @@ static bool retry(struct readcount *rc, int err, int attempt)
  * TALLY_EINTERNAL (permanent for this data), or TALLY_ECLOSED (a stop ran
  * out of time first).
  */
-static int commit_range(struct readcount *rc, const struct read_event *ev, size_t n)
+static int commit_range(struct readcount *rc, const struct read_event *ev, size_t n, int tries)
 {
     size_t noffs = collect_offsets(rc, ev, n), k, counted = 0;
     int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
@@ -214,7 +218,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
         if (err == 0 || err == TALLY_ESTALE)
             break;
         metric_add(rc->m_failures, 1);
-        if (!retry(rc, err, attempt))
+        if (!retry(rc, err, attempt, tries))
             break;
         if (!backoff_wait(rc, &backoff)) {
             err = TALLY_ECLOSED;
@@ -246,7 +250,7 @@ static int dead_letter(struct readcount *rc, const struct read_event *ev, int wh
     for (int attempt = 1; !out_of_time(rc); attempt++) {
         err = store_dead_letter(rc->store, ev, 1, rc->bus->topic, rc->offs, noffs,
                                 tally_strerror(why), clock_now_ms());
-        if (err == 0 || err == TALLY_ESTALE || !retry(rc, err, attempt))
+        if (err == 0 || err == TALLY_ESTALE || !retry(rc, err, attempt, INTERNAL_TRIES))
             break;
         if (!backoff_wait(rc, &backoff)) {
             err = TALLY_ECLOSED;
@@ -275,10 +279,11 @@ static int dead_letter(struct readcount *rc, const struct read_event *ev, int wh
  * the single event it refuses. *done: how many events from the start were
  * committed or dead-lettered (the rest are untouched when an error returns).
  */
-static int apply_range(struct readcount *rc, const struct read_event *ev, size_t n, size_t *done)
+static int apply_range(struct readcount *rc, const struct read_event *ev, size_t n, bool split,
+                       size_t *done)
 {
     size_t half = n / 2, more = 0;
-    int err = commit_range(rc, ev, n);
+    int err = commit_range(rc, ev, n, split ? 1 : INTERNAL_TRIES);
 
     *done = 0;
     if (err == 0) {
@@ -292,9 +297,9 @@ static int apply_range(struct readcount *rc, const struct read_event *ev, size_t
             *done = 1;
         return err;
     }
-    if ((err = apply_range(rc, ev, half, done)))
+    if ((err = apply_range(rc, ev, half, true, done)))
         return err;
-    err = apply_range(rc, ev + half, n - half, &more);
+    err = apply_range(rc, ev + half, n - half, true, &more);
     *done += more;
     return err;
 }
@@ -318,7 +323,7 @@ static void apply(struct readcount *rc, size_t n)
     int err;
 
     rc->dead_in_batch = 0;
-    err = apply_range(rc, rc->events, n, &done);
+    err = apply_range(rc, rc->events, n, false, &done);
     if (rc->dead_in_batch)
         log_warn("readcount: %zu read events refused by the store are recorded in "
                  "read_dead_letter (tally_read_events_dead_total); the others were counted",
