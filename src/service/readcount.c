@@ -68,6 +68,7 @@ struct readcount {
     struct counts *incr;
     struct store_offset *offs; /* one per partition of a range: at most `batch` */
     size_t dead_in_batch;
+    bool gave_up; /* a stop ran out of time */
     struct metric *m_applied, *m_batches, *m_batch_size, *m_failures, *m_lost, *m_stale,
         *m_failing, *m_dead[DEAD_COUNT];
 };
@@ -312,9 +313,10 @@ static void give_up(struct readcount *rc, const struct read_event *ev, size_t n)
     for (size_t i = 0; i < n; i++)
         lost += ev[i].partition < 0;
     metric_add(rc->m_lost, lost);
-    log_warn("readcount: stop deadline reached with the store still failing; %zu read events "
-             "not applied (%zu of them remain in the topic)",
-             n, n - lost);
+    if (!rc->gave_up) /* once: later batches of the same stop go the same way */
+        log_warn("readcount: stop deadline reached with the store still failing; read events "
+                 "not yet applied are given up (those of a topic remain in it)");
+    rc->gave_up = true;
 }
 
 static void apply(struct readcount *rc, size_t n)
