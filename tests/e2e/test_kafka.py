@@ -229,6 +229,7 @@ def test_poison_event_is_dead_lettered_and_its_offset_stored_past(spawn, db, top
     assert sum(offsets.values()) == events  # every message's offset, poison included
     assert t.metric('tally_read_events_dead_total{reason="rejected"}') == want_dead
     assert t.stop() == 0
+    assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()
 
 
 def test_128_partitions_count_exactly(spawn, db, topic):
@@ -248,3 +249,4 @@ def test_128_partitions_count_exactly(spawn, db, topic):
     assert [tuple(int(v) for v in offsets[0])] == [(parts, events)]
     assert f'tally_kafka_consumer_lag{{topic="{topic}",partition="127"}}' in t.get("/metrics").body
     assert t.stop() == 0
+    assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()

@@ -35,7 +35,10 @@ def wait_for(cond, timeout=30, step=0.05):
 
 
 def lost_lines(t):
-    return [line for line in t.output().splitlines() if LOST.search(line)]
+    """The `lost N` lines of t's log; fails on any sanitizer report."""
+    out = t.output()
+    assert "ERROR: AddressSanitizer" not in out and "runtime error" not in out, out[-3000:]
+    return [line for line in out.splitlines() if LOST.search(line)]
 
 
 @pytest.fixture
@@ -223,3 +226,4 @@ def test_counter_past_int64_max_is_dead_lettered_and_others_count(spawn, db):
     report("poison_counter", store="mysql" if MYSQL else "sqlite", events=600, dead=99,
            counted_others=500, counted_101=1)
     assert t.stop() == 0
+    assert lost_lines(t) == []
