@@ -775,7 +775,12 @@ static int do_list(struct conn *c, void *arg)
         return rc;
     a->n = 0;
     while ((rc = fetch(c, st)) == 1) {
-        TALLY_ASSERT(r.len[1] <= ITEM_BIZ_MAX && a->n < (size_t)a->limit);
+        if (r.len[1] > ITEM_BIZ_MAX || a->n >= (size_t)a->limit) {
+            /* A row written by hand, or a server ignoring LIMIT: refuse, never abort. */
+            log_error("mysql: list: a row's biz is not a valid biz, or too many rows");
+            mysql_stmt_free_result(st);
+            return TALLY_EINTERNAL;
+        }
         e.item.biz[r.len[1]] = '\0';
         a->out[a->n++] = e;
     }

@@ -548,11 +548,16 @@ static int read_list(struct conn *c, sqlite3_stmt *st, struct list_entry *out, s
 
     *n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct list_entry *e = &out[(*n)++];
+        struct list_entry *e = &out[*n];
         const unsigned char *biz = sqlite3_column_text(st, 1);
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
 
-        TALLY_ASSERT(biz && len <= ITEM_BIZ_MAX);
+        if (!biz || len > ITEM_BIZ_MAX) { /* a row written by hand: refuse, never abort */
+            log_error("sqlite: list: a row's biz is not a valid biz");
+            sqlite3_reset(st);
+            return TALLY_EINTERNAL;
+        }
+        (*n)++;
         memcpy(e->item.biz, biz, len);
         e->item.biz[len] = '\0';
         e->cursor_id = sqlite3_column_int64(st, 0);

@@ -263,6 +263,23 @@ static void read_counter_never_passes_int64_max(void **state)
     sqlite3_close(db);
 }
 
+/* A row edited by hand (a biz longer than any valid one) fails the call; it never aborts. */
+static void hand_written_row_is_an_error_not_a_crash(void **state)
+{
+    struct fixture *f = *state;
+    struct list_cursor start = LIST_CURSOR_START;
+    struct list_entry out[4];
+    size_t n;
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO user_collection (uid, cid, biz, biz_id, status,"
+                                      " ctime, utime) VALUES (1, 2, printf('%.40c', 'x'), 3, 1,"
+                                      " 4, 4)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_list_collection(f->s, 1, 2, &start, 4, out, &n), TALLY_EINTERNAL);
+}
+
 static void schema_survives_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -321,6 +338,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(top_uses_index_and_orders, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_and_offsets_apply_atomically, setup, teardown),
         cmocka_unit_test_setup_teardown(read_counter_never_passes_int64_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(hand_written_row_is_an_error_not_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(schema_survives_reopen, setup, teardown),
         cmocka_unit_test(bad_urls),
     };
