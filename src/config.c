@@ -33,7 +33,7 @@ static const char usage[] =
     "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
-    "              [--insecure]\n"
+    "              [--insecure] [--stop-timeout-ms N]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -58,6 +58,8 @@ static const char usage[] =
     "  --tls-key PATH      ... and this private key; both reloaded on SIGHUP\n"
     "  --insecure          allow an open API (no --keys, no --jwt-key) on an address\n"
     "                      other than loopback\n"
+    "  --stop-timeout-ms N longest a stop waits to deliver accepted reads; past it they\n"
+    "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -119,7 +121,8 @@ static int check_url(const char *value, int (*check)(const char *, char **))
 enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
-    O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE, O_COUNT
+    O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
+    O_STOP_TIMEOUT, O_COUNT
 };
 
 static const char *const env_names[O_COUNT] = {
@@ -127,14 +130,14 @@ static const char *const env_names[O_COUNT] = {
     "TALLY_BATCH",      "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
     "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
     "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
-    "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE",
+    "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
 };
 
 static const char *const flags[O_COUNT] = {
     "--listen",  "--store",   "--cache",     "--bus",     "--batch",
     "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
     "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
-    "--jwt-audience", "--tls-cert", "--tls-key", "--insecure",
+    "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
 };
 
 /* The integer options: where each goes and its range. */
@@ -152,6 +155,7 @@ static const struct {
     [O_MAX_CONNS] = {1, 1000000, offsetof(struct config, max_conns), false},
     [O_WORKERS] = {1, 256, offsetof(struct config, workers), false},
     [O_WORK_QUEUE] = {1, 1000000, offsetof(struct config, work_queue), true},
+    [O_STOP_TIMEOUT] = {1, 3600000, offsetof(struct config, stop_timeout_ms), false},
 };
 
 static int apply(struct config *cfg, enum opt o, const char *v)
@@ -237,6 +241,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"insecure", no_argument, NULL, O_INSECURE},
+        {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -258,6 +263,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_MAX_CONNS] = "10000";
     given[O_WORKERS] = "4";
     given[O_WORK_QUEUE] = "1024";
+    given[O_STOP_TIMEOUT] = "10000";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

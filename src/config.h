@@ -31,6 +31,7 @@ struct config {
     const char *tls_cert;     /* with tls_key: HTTPS only; NULL: plain HTTP */
     const char *tls_key;
     bool insecure; /* allow an open API on an address other than loopback */
+    int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

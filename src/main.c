@@ -6,7 +6,9 @@
  * reloads the API keys and the TLS certificate without dropping a request
  * (a file that does not load leaves the old one in force). The stop
  * runs in the reverse order of the start: no new requests, then the bus is
- * drained into the store, then everything is freed. Signals are blocked in
+ * drained into the store, then everything is freed. A stop that could not
+ * deliver every accepted read within --stop-timeout-ms says how many it
+ * lost and exits 1. Signals are blocked in
  * every thread and taken with sigwait() here, so no handler runs in the
  * middle of library code.
  */
@@ -81,6 +83,7 @@ int main(int argc, char **argv)
     sigset_t sigs;
     char *err = NULL;
     int sig, status = 1;
+    int64_t lost;
 
     switch (config_parse(&cfg, argc, argv)) {
     case CONFIG_EXIT_OK: return 0;
@@ -112,8 +115,10 @@ int main(int argc, char **argv)
     }
     interactive_init(&svc, store, cache, bus);
     rc = readcount_start(bus, store, cache,
-                         &(struct readcount_config){
-                             .batch = cfg.batch, .flush_ms = cfg.flush_ms, .stop_wait_ms = 10000});
+                         &(struct readcount_config){.batch = cfg.batch,
+                                                    .flush_ms = cfg.flush_ms,
+                                                    .stop_wait_ms = cfg.stop_timeout_ms});
+    svc.reads = rc;
     srv = http_server_start(&(struct http_config){.host = cfg.host,
                                                   .port = cfg.port,
                                                   .threads = cfg.threads,
@@ -142,8 +147,12 @@ int main(int argc, char **argv)
     status = 0;
 out:
     http_server_stop(srv);
-    readcount_stop(rc); /* drains the bus into the store */
-    bus_free(bus);
+    readcount_stop(rc); /* drains the bus into the store, or gives up at the deadline */
+    bus_free(bus);      /* after it, every delivery report has been counted */
+    if ((lost = readcount_lost_total()) > 0) {
+        log_error("tallyd: lost %lld accepted read events", (long long)lost);
+        status = 1;
+    }
     cache_free(cache);
     store_free(store);
     auth_free(auth);

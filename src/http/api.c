@@ -294,7 +294,7 @@ static void h_health(struct ctx *c)
         c->res->status = 200;
         strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
     } else {
-        fail(c, 503, "unavailable", "the store does not answer");
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
     }
 }
 
