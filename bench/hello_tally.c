@@ -20,6 +20,7 @@ void api_response_init(struct api_response *res)
     strbuf_init(&res->body, 0);
     res->content_type = "application/json";
     res->allow = NULL;
+    res->challenge = false;
     res->retry_after = 0;
     res->route = 0;
 }

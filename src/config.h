@@ -4,6 +4,7 @@
 #ifndef TALLY_CONFIG_H
 #define TALLY_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Owned by main; the strings point into argv/environ or static defaults. */
@@ -23,6 +24,14 @@ struct config {
     int max_conns;
     int workers;
     size_t work_queue;
+    const char *keys;         /* API keys file; NULL: none */
+    const char *jwt_key;      /* PEM public key path, or hs256:PATH; NULL: none */
+    const char *jwt_issuer;   /* NULL: not checked */
+    const char *jwt_audience; /* NULL: not checked */
+    const char *tls_cert;     /* with tls_key: HTTPS only; NULL: plain HTTP */
+    const char *tls_key;
+    bool insecure; /* allow an open API on an address other than loopback */
+    int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
 };
 

@@ -8,11 +8,11 @@
  * of the right shape with an unsupported method is a 405 with Allow.
  * Statuses for tally's error codes come from one table, fail_err().
  *
- * Rate limits (service/ratelimit.c): every /v1 request takes a token from
- * its caller's bucket once its route and method are known, and a write
- * with a uid (likes, collections, a read with a body uid) one from the
- * uid's bucket once the uid is parsed; both before any store or bus call,
- * so a 429 changes nothing.
+ * Rate limits (service/ratelimit.c): every /v1 request that passed
+ * authentication takes a token from its caller's bucket once its route and
+ * method are known, and a write with a uid (likes, collections, a read with
+ * a uid) one from the uid's bucket once the uid is parsed and bound; both
+ * before any store or bus call, so a 429 changes nothing.
  */
 #include "http/api.h"
 
@@ -83,6 +83,11 @@ static void fail_err(struct ctx *c, int err)
     case TALLY_EUNAVAIL:
     case TALLY_EFULL:
     case TALLY_ECLOSED: fail(c, 503, "unavailable", tally_strerror(err)); break;
+    case TALLY_EUNAUTH:
+        c->res->challenge = true;
+        fail(c, 401, "unauthenticated", "a valid bearer token is required");
+        break;
+    case TALLY_EDENIED: fail(c, 403, "permission_denied", "this credential may not do that"); break;
     case TALLY_ELIMITED: /* the caller set res->retry_after */
         fail(c, 429, "rate_limited", "too many requests; retry after Retry-After seconds");
         break;
@@ -103,6 +108,26 @@ static bool admit(struct ctx *c, enum ratelimit_by by, const char *name)
     if (err)
         fail_err(c, err);
     return err == 0;
+}
+
+/* The caller's bucket: its API key, its user, or (open API) its address. */
+static bool admit_caller(struct ctx *c)
+{
+    const struct auth_principal *p = c->req->principal;
+    struct strbuf name = STRBUF_INIT;
+    bool ok;
+
+    if (!c->svc->limits)
+        return true;
+    if (p && p->kind == AUTH_KEY)
+        strbuf_addf(&name, "key:%s", p->name);
+    else if (p && p->kind == AUTH_USER)
+        strbuf_addf(&name, "user:%lld", (long long)p->uid);
+    else if (c->req->caller)
+        strbuf_addstr(&name, c->req->caller);
+    ok = !name.len || admit(c, RATELIMIT_KEY, name.buf);
+    strbuf_release(&name);
+    return ok;
 }
 
 static bool admit_uid(struct ctx *c, int64_t uid)
@@ -224,6 +249,27 @@ static bool param_id(struct ctx *c, const char *key, int64_t *out)
     return false;
 }
 
+/*
+ * A user's token acts for its own uid only: a uid the request names (path, query or
+ * body) must be the token's, and one it leaves out is the token's. Service keys and
+ * the open API act for whoever they name. `given` says whether the request named one.
+ */
+static bool bind_uid(struct ctx *c, int64_t *uid, bool given)
+{
+    const struct auth_principal *p = c->req->principal;
+
+    if (!p || p->kind != AUTH_USER)
+        return true;
+    if (!given) {
+        *uid = p->uid;
+        return true;
+    }
+    if (*uid == p->uid)
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
+}
+
 static bool param_limit(struct ctx *c, size_t dflt, size_t *out)
 {
     const char *v = param(c, "limit");
@@ -306,7 +352,7 @@ static void h_health(struct ctx *c)
         c->res->status = 200;
         strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
     } else {
-        fail(c, 503, "unavailable", "the store does not answer");
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
     }
 }
 
@@ -325,7 +371,8 @@ static void h_get_item(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid) ||
+        !bind_uid(c, &uid, uid != 0))
         return;
     if ((err = interactive_get(c->svc, &it, 1, uid, &st))) {
         fail_err(c, err);
@@ -345,7 +392,7 @@ static void h_get_items(struct ctx *c)
     size_t n = 0;
     int err;
 
-    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid) || !bind_uid(c, &uid, uid != 0))
         return;
     if (!ids) {
         invalid(c, "ids is required: 1 to 100 comma-separated ids");
@@ -419,9 +466,8 @@ static void h_read(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid))
-        return;
-    if (uid && !admit_uid(c, uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid) ||
+        !bind_uid(c, &uid, uid != 0) || (uid && !admit_uid(c, uid)))
         return;
     if ((err = interactive_read(c->svc, &it, uid))) {
         fail_err(c, err);
@@ -439,8 +485,8 @@ static void like(struct ctx *c, bool on)
     int64_t uid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, it.biz) || !cap_id(c, 2, "id", &it.id) ||
-        !admit_uid(c, uid))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, it.biz) ||
+        !cap_id(c, 2, "id", &it.id) || !admit_uid(c, uid))
         return;
     if ((err = interactive_like(c->svc, uid, &it, on, &st))) {
         fail_err(c, err);
@@ -470,8 +516,8 @@ static void h_list_likes(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, biz) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, biz) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_likes(c->svc, uid, biz, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -488,8 +534,8 @@ static void collect(struct ctx *c, bool on)
     int64_t uid, cid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !cap_biz(c, 2, it.biz) ||
-        !cap_id(c, 3, "id", &it.id) || !admit_uid(c, uid))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !cap_biz(c, 2, it.biz) || !cap_id(c, 3, "id", &it.id) || !admit_uid(c, uid))
         return;
     if ((err = interactive_collect(c->svc, uid, cid, &it, on, &st))) {
         fail_err(c, err);
@@ -518,8 +564,8 @@ static void h_list_collection(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_collection(c->svc, uid, cid, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -643,6 +689,7 @@ void api_response_init(struct api_response *res)
     strbuf_init(&res->body, 0);
     res->content_type = "application/json";
     res->allow = NULL;
+    res->challenge = false;
     res->retry_after = 0;
     res->route = NROUTES;
 }
@@ -650,6 +697,12 @@ void api_response_init(struct api_response *res)
 void api_response_release(struct api_response *res)
 {
     strbuf_release(&res->body);
+}
+
+/* Routes anyone may call, with or without a credential: the load balancer's probe. */
+static bool open_route(int r)
+{
+    return r < NROUTES && routes[r].on[API_GET] == h_health;
 }
 
 /* The route the request's path names and whether its method has a handler there. */
@@ -683,7 +736,9 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
     int r = find_route(req, &c, &allowed);
 
     *route = r;
-    /* 404, 405 and 413 are answered without a server. */
+    /* 401, 404, 405 and 413 are answered without a server. */
+    if (req->principal && req->principal->kind == AUTH_NONE && !open_route(r))
+        return API_WORK_LOOP;
     if (!allowed || req->body_len > API_MAX_BODY)
         return API_WORK_LOOP;
     /*
@@ -701,6 +756,33 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
     return routes[r].work;
 }
 
+/*
+ * Who may do what: /healthz is open; anything else needs a valid credential first (so
+ * that routes cannot be probed without one), then the route's scope: `metrics` for
+ * /metrics, `read` for GET and HEAD of /v1, `write` for the rest; `admin` has them all.
+ */
+static bool authorized(struct ctx *c, int r, enum api_method m)
+{
+    const struct auth_principal *p = c->req->principal;
+    unsigned need;
+
+    if (!p || open_route(r))
+        return true;
+    if (p->kind == AUTH_NONE) {
+        fail_err(c, TALLY_EUNAUTH);
+        return false;
+    }
+    if (r == NROUTES)
+        return true; /* a 404 follows */
+    need = routes[r].on[API_GET] == h_metrics ? AUTH_METRICS
+           : m == API_GET                     ? AUTH_READ
+                                              : AUTH_WRITE;
+    if (p->scopes & (need | AUTH_ADMIN))
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
+}
+
 void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
 {
     struct ctx c = {.svc = svc, .req = req, .res = res};
@@ -709,6 +791,8 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
     int r = find_route(req, &c, &allowed);
 
     res->route = r;
+    if (!authorized(&c, r, m))
+        return;
     if (r == NROUTES) {
         fail(&c, 404, "not_found", "no such route");
         return;
@@ -722,7 +806,7 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
         fail(&c, 413, "payload_too_large", "request body is over 64 KiB");
         return;
     }
-    if (limited(r) && !admit(&c, RATELIMIT_KEY, req->caller))
+    if (limited(r) && !admit_caller(&c))
         return; /* before anything else is parsed: malformed requests count too */
     if (parse_query(&c))
         invalid(&c, "malformed query string");

@@ -10,8 +10,10 @@
 #ifndef TALLY_HTTP_API_H
 #define TALLY_HTTP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "http/auth.h"
 #include "service/interactive.h"
 #include "util/strbuf.h"
 
@@ -26,7 +28,11 @@ struct api_request {
     const char *query; /* raw, without '?'; NULL when absent */
     const char *body;
     size_t body_len;
-    const char *caller; /* "addr:IP" or "key:NAME": whose rate limit; NULL: none */
+    /* Who is calling, as the server authenticated them; NULL: the API is open. */
+    const struct auth_principal *principal;
+    /* The client's address, "addr:IP": names the per-caller rate limit's bucket when no
+     * credential does (see caller_of() in api.c); NULL: none. */
+    const char *caller;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -35,6 +41,7 @@ struct api_response {
     struct strbuf body;
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
+    bool challenge;    /* for 401: send WWW-Authenticate: Bearer */
     int retry_after;   /* for 429: seconds for the Retry-After header; 0: none */
     int route;         /* index for metrics; see api_route_name() */
 };

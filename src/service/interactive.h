@@ -22,6 +22,7 @@
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "model/item.h"
+#include "service/readcount.h"
 #include "store/store.h"
 
 #define INTERACTIVE_MAX_IDS   100
@@ -34,6 +35,7 @@ struct interactive {
     struct store *store;
     struct cache *cache;
     struct bus *bus;
+    struct readcount *reads; /* optional, set by main: while it cannot commit, health fails */
     struct ratelimit *limits; /* borrowed; NULL (the default): no rate limits; set by main */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
@@ -63,6 +65,7 @@ int interactive_list_collection(struct interactive *svc, int64_t uid, int64_t ci
                                 bool *more);
 int interactive_top(struct interactive *svc, const char *biz, enum count_field by, size_t limit,
                     struct item_state *out, size_t *n);
+/* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
 
 #endif

@@ -175,6 +175,30 @@ def test_per_caller_limit_covers_every_v1_route_and_each_address_apart(spawn):
     stop_clean(t)
 
 
+def test_each_api_key_has_a_bucket_of_its_own(spawn, tmp_path):
+    import hashlib
+    keys = tmp_path / "keys"
+    keys.write_text("".join(f"{name} read,write {hashlib.sha256(tok.encode()).hexdigest()}\n"
+                            for name, tok in [("alpha", "token-alpha-1"),
+                                              ("beta", "token-beta-1")]) +
+                    f"ops metrics {hashlib.sha256(b'token-ops-1').hexdigest()}\n")
+    t = spawn("--keys", str(keys), "--rate-limit", "key=1/m:2").start()
+    alpha = {"Authorization": "Bearer token-alpha-1"}
+    beta = {"Authorization": "Bearer token-beta-1"}
+    for _ in range(2):
+        assert t.get("/v1/items/article/1", headers=alpha).status == 200
+    assert_429(t.get("/v1/items/article/1", headers=alpha), max_retry=60)
+    # same address, another key: its own bucket; no credential: 401, no token taken
+    assert t.get("/v1/items/article/1", headers=beta).status == 200
+    for _ in range(3):
+        assert t.get("/v1/items/article/1").status == 401
+    assert t.get("/v1/items/article/1", headers=beta).status == 200
+    assert_429(t.get("/v1/items/article/1", headers=beta))
+    metrics = t.get("/metrics", headers={"Authorization": "Bearer token-ops-1"}).body
+    assert 'tally_rate_limited_total{by="key"} 2' in metrics.splitlines()
+    stop_clean(t)
+
+
 def test_no_flag_no_limits(spawn):
     t = spawn().start()
     for i in range(200):
