@@ -746,8 +746,8 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
      * cache's timeout, 100 ms, when Redis hangs), which a loop must not
      * wait on: POST .../reads, otherwise answered on the loop, goes to the
      * read pool then. Measured (docs/security.md, "Rate limits"): 33-35k
-     * reads/s so against 25-31k with the take on the loop, since four
-     * workers keep four round trips in flight where two loops keep two.
+     * reads/s this way against 25-31k with the take on the loop, since
+     * four workers keep four round trips in flight where two loops keep two.
      * In-memory buckets only hold a shard's mutex for a moment, so without
      * Redis reads stay on the loop.
      */
