@@ -50,10 +50,11 @@ $(BUILD)/bench/hello: bench/hello.c
 
 # tallyd's own HTTP layer serving a fixed body: what the layer costs next to bare evhttp.
 HELLO_OBJ = $(filter $(BUILD)/src/util/%.o $(BUILD)/src/model/%.o,$(OBJ)) \
-            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o
+            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o $(BUILD)/src/http/auth.o
 $(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -lhttp_parser -lpthread
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -levent_openssl -lhttp_parser \
+	  -ljwt -lssl -lcrypto -ljansson -lpthread
 
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
