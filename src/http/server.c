@@ -772,6 +772,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
 
     (void)bev;
+    if (what == BEV_EVENT_CONNECTED) /* a TLS handshake finished: requests follow */
+        return;
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
         metric_add(c->loop->srv->m_timeout_write, 1);
         conn_close(c);

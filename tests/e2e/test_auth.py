@@ -646,14 +646,6 @@ def test_flags_that_go_together(tmp_path, db):
 # ---------------------------------------------------------------- HTTPS
 
 
-# Every TLS connection is closed as its handshake completes, before a request is read: the
-# OpenSSL bufferevent reports BEV_EVENT_CONNECTED, and on_event() in src/http/server.c takes
-# any event it does not expect for an error (conn_close). So tallyd answers no HTTPS request.
-# Strict: once that is fixed these pass, and the mark must go.
-TLS_BUG = pytest.mark.xfail(strict=True, reason="server.c closes TLS connections on "
-                                                "BEV_EVENT_CONNECTED")
-
-
 def start_tls(t):
     """Starts t and waits for its listening line (its /healthz probe would need HTTPS)."""
     t.start(wait=False)
@@ -708,7 +700,6 @@ def peer_serial(port, ctx):
             return x509.load_der_x509_certificate(der).serial_number, s.version()
 
 
-@TLS_BUG
 def test_https_with_a_ca_verified_client(server, tmp_path, db):
     ca = make_ca()
     (tmp_path / "ca.pem").write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
@@ -756,7 +747,6 @@ def test_https_with_a_ca_verified_client(server, tmp_path, db):
     assert t.get("/healthz").status == 200  # and HTTPS still answers
 
 
-@TLS_BUG
 def test_https_certificate_reloads_on_sighup(server, tmp_path, db):
     ca = make_ca()
     (tmp_path / "ca.pem").write_bytes(ca[1].public_bytes(serialization.Encoding.PEM))
