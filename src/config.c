@@ -35,6 +35,7 @@ static const char usage[] =
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
     "              [--insecure] [--stop-timeout-ms N] [--rate-limit SPEC]\n"
+    "              [--window-retention DURATION]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -63,6 +64,8 @@ static const char usage[] =
     "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
     "                      (RATE/s|m|h:BURST; over it 429; none by default)\n"
+    "  --window-retention DURATION  hourly counts (history, trending windows) are kept\n"
+    "                      this long, e.g. 35d, 90d; at least 30d (35d)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -83,6 +86,34 @@ static int parse_number(const char *what, const char *s, long long lo, long long
     }
     *out = v;
     return 0;
+}
+
+/* "0", or N followed by s, m, h or d; into ms, at most max_ms. */
+static int parse_duration(const char *what, const char *s, int64_t min_ms, int64_t max_ms,
+                          int64_t *out)
+{
+    static const struct {
+        char unit;
+        int64_t ms;
+    } units[] = {{'s', 1000}, {'m', 60000}, {'h', 3600000}, {'d', 86400000}};
+    size_t len = strlen(s);
+    int64_t n;
+
+    if (strcmp(s, "0") == 0 && min_ms == 0) {
+        *out = 0;
+        return 0;
+    }
+    for (size_t i = 0; len >= 2 && i < sizeof(units) / sizeof(units[0]); i++) {
+        if (s[len - 1] != units[i].unit || item_parse_id(s, len - 1, &n) ||
+            n > max_ms / units[i].ms)
+            continue;
+        if (n * units[i].ms < min_ms)
+            break;
+        *out = n * units[i].ms;
+        return 0;
+    }
+    return bad(what, s, min_ms ? "expected a duration such as 35d or 720h, at least 30d"
+                               : "expected 0 or a duration such as 8h, 30m, 2s");
 }
 
 static int parse_listen(struct config *cfg, const char *s)
@@ -125,7 +156,7 @@ enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
-    O_STOP_TIMEOUT, O_RATE_LIMIT, O_COUNT
+    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOW_RETENTION, O_COUNT
 };
 
 static const char *const env_names[O_COUNT] = {
@@ -134,7 +165,7 @@ static const char *const env_names[O_COUNT] = {
     "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
     "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
     "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
-    "TALLY_RATE_LIMIT",
+    "TALLY_RATE_LIMIT", "TALLY_WINDOW_RETENTION",
 };
 
 static const char *const flags[O_COUNT] = {
@@ -142,7 +173,7 @@ static const char *const flags[O_COUNT] = {
     "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
     "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
     "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
-    "--rate-limit",
+    "--rate-limit", "--window-retention",
 };
 
 /* The integer options: where each goes and its range. */
@@ -179,6 +210,9 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_TLS_CERT: cfg->tls_cert = v; return 0;
     case O_TLS_KEY: cfg->tls_key = v; return 0;
     case O_RATE_LIMIT: cfg->rate_limit = v; return check_url(v, ratelimit_check);
+    case O_WINDOW_RETENTION:
+        return parse_duration(flags[o], v, WINDOW_MAX_HOURS * HOUR_MS, 3650 * 24 * HOUR_MS,
+                              &cfg->window_retention_ms);
     case O_INSECURE:
         if (strcmp(v, "1") && strcmp(v, "0") && strcmp(v, "true") && strcmp(v, "false"))
             return bad(flags[o], v, "expected 1, 0, true or false");
@@ -249,6 +283,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"insecure", no_argument, NULL, O_INSECURE},
         {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
         {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
+        {"window-retention", required_argument, NULL, O_WINDOW_RETENTION},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -271,6 +306,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_WORKERS] = "4";
     given[O_WORK_QUEUE] = "1024";
     given[O_STOP_TIMEOUT] = "10000";
+    given[O_WINDOW_RETENTION] = "35d";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Owned by main; the strings point into argv/environ or static defaults. */
 struct config {
@@ -33,6 +34,7 @@ struct config {
     bool insecure; /* allow an open API on an address other than loopback */
     int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
+    int64_t window_retention_ms; /* hourly counts are kept this long (>= 30 days) */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

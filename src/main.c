@@ -27,6 +27,7 @@
 #include "service/ratelimit.h"
 #include "service/readcount.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -92,6 +93,7 @@ int main(int argc, char **argv)
     case CONFIG_EXIT_USAGE: return 2;
     case CONFIG_RUN: break;
     }
+    clock_init_from_env(); /* test only; before any thread reads the clock */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
@@ -131,7 +133,9 @@ int main(int argc, char **argv)
     rc = readcount_start(bus, store, cache,
                          &(struct readcount_config){.batch = cfg.batch,
                                                     .flush_ms = cfg.flush_ms,
-                                                    .stop_wait_ms = cfg.stop_timeout_ms});
+                                                    .stop_wait_ms = cfg.stop_timeout_ms,
+                                                    .retention_hours =
+                                                        cfg.window_retention_ms / HOUR_MS});
     svc.reads = rc;
     srv = http_server_start(&(struct http_config){.host = cfg.host,
                                                   .port = cfg.port,

@@ -14,6 +14,11 @@
  * exits 1 if the broker did not acknowledge every message. --create makes a
  * topic with that many partitions (auto-created topics get the broker's
  * default).
+ *
+ * Environment (for the tests of trending windows):
+ *   TALLY_PRODUCE_TS=BASE:SPAN   message i has ts BASE - (i * 2654435761) % SPAN (ms), so that
+ *                                reads spread over SPAN ms before BASE; the default is
+ *                                1700000000000 + i (2023, past any hourly retention)
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -182,13 +187,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "tally-produce: COUNT, ITEMS and MALFORMED must be positive\n");
         return 2;
     }
+    const char *ts_spec = getenv("TALLY_PRODUCE_TS");
+    long long ts_base = 0, ts_span = 0;
+    if (ts_spec && (sscanf(ts_spec, "%lld:%lld", &ts_base, &ts_span) != 2 || ts_span < 1)) {
+        fprintf(stderr, "tally-produce: TALLY_PRODUCE_TS must be BASE:SPAN (ms)\n");
+        return 2;
+    }
     rk = producer(argv[1]);
     for (long i = 0; i < count; i++) {
         long id = cdf ? zipf_draw(cdf, items, &rng) : i % items + 1;
 
         snprintf(key, sizeof(key), "article:%ld", id);
-        snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,\"uid\":%ld,\"ts\":%ld}",
-                 id, i % 100000 + 1, 1700000000000L + i);
+        long long ts = ts_span ? ts_base - (long long)i * 2654435761LL % ts_span : 1700000000000LL + i;
+        snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,\"uid\":%ld,\"ts\":%lld}",
+                 id, i % 100000 + 1, ts);
         produce_one(rk, argv[2], key, value);
         /* Spread the malformed ones evenly through the stream. */
         while (sent_bad < malformed && (sent_bad + 1) * count <= (i + 1) * malformed) {

@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -395,6 +396,16 @@ static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, stru
     if (why) {
         out->skip = true;
         metric_add(kb->m_skipped[-why - 1], 1);
+    } else {
+        /* A read counts in the hour of its ts; without one (or one too far ahead), in the
+         * hour the broker took it: the message's own timestamp, the same on every replay. */
+        rd_kafka_timestamp_type_t type;
+        int64_t arrival = rd_kafka_message_timestamp(m, &type);
+
+        if (arrival <= 0)
+            arrival = clock_now_ms();
+        if (out->ts <= 0 || out->ts > arrival + READ_FUTURE_MS)
+            out->ts = arrival;
     }
 }
 

@@ -23,9 +23,11 @@
 
 #include "http/json.h"
 #include "service/ratelimit.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/xmalloc.h"
 #include "util/banned.h"
 
 #define MAX_CAPTURES 4
@@ -574,27 +576,114 @@ static void h_list_collection(struct ctx *c)
     reply_list(c, e, n, &cur, more);
 }
 
-/* GET /v1/top/{biz}?by=F */
+static bool param_by(struct ctx *c, enum count_field *out)
+{
+    const char *by = param(c, "by");
+
+    if (by && count_field_parse(by, out) == 0)
+        return true;
+    invalid(c, "by must be one of like_cnt, read_cnt, collect_cnt");
+    return false;
+}
+
+/* An optional time in ms since the epoch, 0..INT64_MAX; *out is left alone when absent. */
+static bool param_ms(struct ctx *c, const char *key, int64_t *out)
+{
+    const char *v = param(c, key);
+
+    if (!v || (strcmp(v, "0") == 0 && (*out = 0) == 0) || item_parse_id(v, strlen(v), out) == 0)
+        return true;
+    struct strbuf msg = STRBUF_INIT;
+    strbuf_addf(&msg, "%s must be a time in ms since the epoch, 0..9223372036854775807", key);
+    invalid(c, msg.buf);
+    strbuf_release(&msg);
+    return false;
+}
+
+/* GET /v1/top/{biz}?by=F[&window=W] */
 static void h_top(struct ctx *c)
 {
     struct item_state st[INTERACTIVE_MAX_LIMIT];
+    int64_t wcnt[INTERACTIVE_MAX_LIMIT];
     char biz[ITEM_BIZ_MAX + 1];
-    const char *by = param(c, "by");
+    const char *window = param(c, "window");
     enum count_field field;
+    int w = WINDOW_COUNT;
     size_t limit, n;
     int err;
 
-    if (!cap_biz(c, 0, biz) || !param_limit(c, 10, &limit))
+    if (!cap_biz(c, 0, biz) || !param_limit(c, 10, &limit) || !param_by(c, &field))
         return;
-    if (!by || count_field_parse(by, &field)) {
-        invalid(c, "by must be one of like_cnt, read_cnt, collect_cnt");
+    for (int i = 0; window && i < WINDOW_COUNT; i++)
+        if (strcmp(window, window_names[i]) == 0)
+            w = i;
+    if (window && w == WINDOW_COUNT) {
+        invalid(c, "window must be one of 1h, 24h, 7d, 30d");
         return;
     }
-    if ((err = interactive_top(c->svc, biz, field, limit, st, &n))) {
+    err = window ? interactive_top_window(c->svc, biz, field, (enum window)w, limit, st, wcnt, &n)
+                 : interactive_top(c->svc, biz, field, limit, st, &n);
+    if (err) {
         fail_err(c, err);
         return;
     }
-    reply_states(c, st, n);
+    if (!window) {
+        reply_states(c, st, n);
+        return;
+    }
+    c->res->status = 200;
+    strbuf_addstr(&c->res->body, "{\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strbuf_addch(&c->res->body, ',');
+        json_add_window_state(&c->res->body, &st[i], wcnt[i]);
+    }
+    strbuf_addstr(&c->res->body, "]}");
+}
+
+/* GET /v1/items/{biz}/{id}/history?by=F&bucket=hour|day[&from=MS&to=MS] */
+static void h_history(struct ctx *c)
+{
+    struct history_point *pts;
+    const char *bucket = param(c, "bucket");
+    struct item it;
+    enum count_field field;
+    int64_t to = clock_now_ms(), from = -1;
+    int hours;
+    size_t n;
+    int err;
+
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_by(c, &field) ||
+        !param_ms(c, "from", &from) || !param_ms(c, "to", &to))
+        return;
+    if (!bucket || (strcmp(bucket, "hour") && strcmp(bucket, "day"))) {
+        invalid(c, "bucket must be hour or day");
+        return;
+    }
+    hours = bucket[0] == 'h' ? 1 : 24;
+    if (from < 0) /* the last INTERACTIVE_MAX_POINTS buckets up to `to` */
+        from = to - (to > (INTERACTIVE_MAX_POINTS - 1) * hours * HOUR_MS
+                         ? (INTERACTIVE_MAX_POINTS - 1) * hours * HOUR_MS
+                         : to);
+    if (from > to) {
+        invalid(c, "from must not be after to");
+        return;
+    }
+    pts = xcalloc(INTERACTIVE_MAX_POINTS, sizeof(*pts));
+    err = interactive_history(c->svc, &it, field, hours, from, to, pts, &n);
+    if (err == TALLY_EINVAL) {
+        invalid(c, "the range holds more than 1000 buckets");
+    } else if (err) {
+        fail_err(c, err);
+    } else {
+        c->res->status = 200;
+        strbuf_addstr(&c->res->body, "{\"points\":[");
+        for (size_t i = 0; i < n; i++)
+            strbuf_addf(&c->res->body, "%s{\"t\":%lld,\"n\":%lld}", i ? "," : "",
+                        (long long)pts[i].t, (long long)pts[i].n);
+        strbuf_addstr(&c->res->body, "]}");
+    }
+    free(pts);
 }
 
 /* ------------------------------------------------------- routing */
@@ -606,6 +695,11 @@ static const struct route routes[] = {
     {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD", API_WORK_READ},
     /* Publishing never waits on a server (bus.h), so reads are answered on the loop. */
     {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST", API_WORK_LOOP},
+    {"history",
+     "v1/items/:biz/:id/history",
+     {[API_GET] = h_history},
+     "GET, HEAD",
+     API_WORK_READ},
     {"like",
      "v1/users/:uid/likes/:biz/:id",
      {[API_PUT] = h_like, [API_DELETE] = h_unlike},

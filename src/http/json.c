@@ -51,6 +51,15 @@ void json_add_state(struct strbuf *sb, const struct item_state *st)
     strbuf_addstr(sb, st->collected ? ",\"collected\":true}" : ",\"collected\":false}");
 }
 
+void json_add_window_state(struct strbuf *sb, const struct item_state *st, int64_t window_cnt)
+{
+    json_add_state(sb, st);
+    sb->len--; /* the closing brace, which json_add_state always writes last */
+    strbuf_addstr(sb, ",\"window_cnt\":");
+    strbuf_add_i64(sb, window_cnt);
+    strbuf_addch(sb, '}');
+}
+
 void json_add_list_entry(struct strbuf *sb, const struct list_entry *e)
 {
     add_item(sb, &e->item);

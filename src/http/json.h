@@ -15,6 +15,8 @@
 void json_add_string(struct strbuf *sb, const char *s);
 /* Appends {"biz":...,"id":...,"read_cnt":...,...,"liked":...,"collected":...}. */
 void json_add_state(struct strbuf *sb, const struct item_state *st);
+/* The same with ,"window_cnt":N before the closing brace (windowed top lists). */
+void json_add_window_state(struct strbuf *sb, const struct item_state *st, int64_t window_cnt);
 /* Appends {"biz":...,"id":...,"ctime":...}. */
 void json_add_list_entry(struct strbuf *sb, const struct list_entry *e);
 /* Appends {"error":{"code":...,"message":...}}. */

@@ -50,11 +50,14 @@ extern const char *const count_field_names[FIELD_COUNT];
 struct read_event {
     struct item item;
     int64_t uid; /* 0: anonymous */
-    int64_t ts;  /* ms since the epoch; 0: unknown */
+    int64_t ts;  /* ms since the epoch; 0: unknown (counted in the hour it arrived) */
     int32_t partition;
     int64_t offset;
     bool skip;
 };
+
+/* A read's ts more than this far ahead of its arrival is taken as the arrival. */
+#define READ_FUTURE_MS (5 * 60 * 1000)
 
 /* An entry of a user's like or collection list. */
 struct list_entry {

@@ -3,6 +3,7 @@
  */
 #include "service/interactive.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/clock.h"
@@ -173,6 +174,55 @@ int interactive_top(struct interactive *svc, const char *biz, enum count_field b
                     struct item_state *out, size_t *n)
 {
     return store_top(svc->store, biz, by, limit, out, n);
+}
+
+int interactive_top_window(struct interactive *svc, const char *biz, enum count_field by,
+                           enum window w, size_t limit, struct item_state *out,
+                           int64_t *window_cnt, size_t *n)
+{
+    return store_top_window(svc->store, biz, by, w, limit, out, window_cnt, n);
+}
+
+/* The first hour of the bucket (bucket_hours long, aligned on the epoch) holding ms. */
+static int64_t bucket_of(int64_t ms, int bucket_hours)
+{
+    int64_t h = store__hour_of(ms);
+
+    return (h >= 0 ? h / bucket_hours : -((-h + bucket_hours - 1) / bucket_hours)) *
+           bucket_hours;
+}
+
+int interactive_history(struct interactive *svc, const struct item *it, enum count_field by,
+                        int bucket_hours, int64_t from_ms, int64_t to_ms,
+                        struct history_point *out, size_t *n)
+{
+    int64_t from = bucket_of(from_ms, bucket_hours), to = bucket_of(to_ms, bucket_hours);
+    struct hour_count *hours;
+    size_t nh = 0;
+    int rc;
+
+    *n = 0;
+    if (to < from || (to - from) / bucket_hours + 1 > INTERACTIVE_MAX_POINTS)
+        return TALLY_EINVAL;
+    hours = xcalloc((size_t)(to - from + bucket_hours), sizeof(*hours));
+    rc = store_history(svc->store, it, by, from, to + bucket_hours - 1, hours, &nh);
+    for (size_t i = 0; rc == 0 && i < nh; i++) {
+        int64_t t = bucket_of(hours[i].hour * HOUR_MS, bucket_hours) * HOUR_MS;
+
+        if (*n > 0 && out[*n - 1].t == t)
+            out[*n - 1].n += hours[i].n;
+        else
+            out[(*n)++] = (struct history_point){t, hours[i].n};
+    }
+    free(hours);
+    if (rc == 0) { /* a day whose hours cancel out (a like and its unlike) is left out too */
+        size_t k = 0;
+        for (size_t i = 0; i < *n; i++)
+            if (out[i].n != 0)
+                out[k++] = out[i];
+        *n = k;
+    }
+    return rc;
 }
 
 int interactive_health(struct interactive *svc)

@@ -65,6 +65,28 @@ int interactive_list_collection(struct interactive *svc, int64_t uid, int64_t ci
                                 bool *more);
 int interactive_top(struct interactive *svc, const char *biz, enum count_field by, size_t limit,
                     struct item_state *out, size_t *n);
+/* The top of biz by the sum of `by` over window w; window_cnt[i] is out[i]'s sum. */
+int interactive_top_window(struct interactive *svc, const char *biz, enum count_field by,
+                           enum window w, size_t limit, struct item_state *out,
+                           int64_t *window_cnt, size_t *n);
+
+#define INTERACTIVE_MAX_POINTS 1000 /* points of one history answer */
+
+/* A point of an item's history: the bucket's start (UTC ms) and its count. */
+struct history_point {
+    int64_t t;
+    int64_t n;
+};
+
+/*
+ * it's `by` counts per bucket of bucket_hours (1 or 24) whose start lies in
+ * [from_ms, to_ms], oldest first, buckets with 0 left out. TALLY_EINVAL when
+ * that is more than INTERACTIVE_MAX_POINTS buckets. out holds that many.
+ */
+int interactive_history(struct interactive *svc, const struct item *it, enum count_field by,
+                        int bucket_hours, int64_t from_ms, int64_t to_ms,
+                        struct history_point *out, size_t *n);
+
 /* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
 

@@ -37,6 +37,7 @@
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
+#define SWEEP_EVERY_MS 1000
 #define INTERNAL_TRIES 3 /* a TALLY_EINTERNAL is a bug: tried this often, then dead-lettered */
 
 enum dead_reason { DEAD_REJECTED, DEAD_INTERNAL, DEAD_COUNT };
@@ -64,6 +65,8 @@ struct readcount {
     struct read_event *events;  /* the batch, in the order the bus handed it out */
     struct read_event *scratch; /* a copy of a range, reordered by merging */
     struct read_delta *deltas;
+    struct read_delta *hours; /* per (item, hour) */
+    int64_t next_sweep_us;    /* clock_mono_us() of the next window upkeep step */
     struct item *items;
     struct counts *incr;
     struct store_offset *offs; /* one per partition of a range: at most `batch` */
@@ -79,6 +82,41 @@ static int event_cmp(const void *a, const void *b)
     return item_cmp(&x->item, &y->item);
 }
 
+int64_t readcount_event_hour(const struct read_event *ev, int64_t now_ms)
+{
+    int64_t ts = ev->ts;
+
+    if (ts <= 0 || ts > now_ms + READ_FUTURE_MS)
+        ts = now_ms; /* unknown, or too far ahead to trust: the arrival */
+    return store__hour_of(ts);
+}
+
+static int hour_cmp(const void *a, const void *b)
+{
+    const struct read_delta *x = a, *y = b;
+    int c = item_cmp(&x->item, &y->item);
+
+    return c ? c : (x->hour > y->hour) - (x->hour < y->hour);
+}
+
+size_t readcount_merge_hours(const struct read_event *ev, size_t n, int64_t now_ms,
+                             struct read_delta *out)
+{
+    size_t m = 0, k = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!ev[i].skip)
+            out[m++] = (struct read_delta){ev[i].item, 1, readcount_event_hour(&ev[i], now_ms)};
+    qsort(out, m, sizeof(*out), hour_cmp);
+    for (size_t i = 0; i < m; i++) {
+        if (k > 0 && hour_cmp(&out[k - 1], &out[i]) == 0)
+            out[k - 1].n++;
+        else
+            out[k++] = out[i];
+    }
+    return k;
+}
+
 size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
 {
     size_t k = 0;
@@ -92,6 +130,7 @@ size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
         } else {
             out[k].item = ev[i].item;
             out[k].n = 1;
+            out[k].hour = 0;
             k++;
         }
     }
@@ -204,9 +243,18 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
 {
     size_t noffs = collect_offsets(rc, ev, n), k, counted = 0;
     int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
+    int64_t now = clock_now_ms();
+    struct read_batch b = {.hours = rc->hours,
+                           .topic = rc->bus->topic,
+                           .offs = rc->offs,
+                           .noffs = noffs,
+                           .retention_hours = rc->cfg.retention_hours};
 
+    b.nhours = rc->cfg.retention_hours ? readcount_merge_hours(ev, n, now, rc->hours) : 0;
     memcpy(rc->scratch, ev, n * sizeof(*ev));
     k = readcount_merge(rc->scratch, n, rc->deltas);
+    b.d = rc->deltas;
+    b.n = k;
     for (size_t i = 0; i < k; i++) {
         rc->items[i] = rc->deltas[i].item;
         rc->incr[i] = (struct counts){.read_cnt = rc->deltas[i].n};
@@ -214,8 +262,8 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
     }
     cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
     for (int attempt = 1; !out_of_time(rc); attempt++) {
-        err = store_apply_reads(rc->store, rc->deltas, k, rc->bus->topic, rc->offs, noffs,
-                                clock_now_ms());
+        b.now_ms = clock_now_ms();
+        err = store_apply_reads(rc->store, &b);
         if (err == 0 || err == TALLY_ESTALE)
             break;
         metric_add(rc->m_failures, 1);
@@ -342,6 +390,22 @@ static void apply(struct readcount *rc, size_t n)
     }
 }
 
+/* Window upkeep now and then, from this thread (it owns no lock the sweep needs):
+ * each call is one bounded step; more steps follow at once while work is left. */
+static void sweep(struct readcount *rc)
+{
+    bool more = false;
+    int err;
+
+    if (!rc->cfg.retention_hours || clock_mono_us() < rc->next_sweep_us)
+        return;
+    err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
+    if (err)
+        LOG_ONCE(LOG_WARN, "readcount: window upkeep failed (%s); retrying later",
+                 tally_strerror(err));
+    rc->next_sweep_us = clock_mono_us() + (more && !err ? 0 : SWEEP_EVERY_MS * 1000);
+}
+
 static void *consumer_main(void *arg)
 {
     struct readcount *rc = arg;
@@ -373,6 +437,8 @@ static void *consumer_main(void *arg)
         }
         if (err == TALLY_ECLOSED)
             break;
+        if (n == 0)
+            sweep(rc);
     }
     return NULL;
 }
@@ -403,6 +469,7 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
     rc->events = xcalloc(cfg->batch, sizeof(*rc->events));
     rc->scratch = xcalloc(cfg->batch, sizeof(*rc->scratch));
     rc->deltas = xcalloc(cfg->batch, sizeof(*rc->deltas));
+    rc->hours = xcalloc(cfg->batch, sizeof(*rc->hours));
     rc->items = xcalloc(cfg->batch, sizeof(*rc->items));
     rc->incr = xcalloc(cfg->batch, sizeof(*rc->incr));
     rc->offs = xcalloc(cfg->batch, sizeof(*rc->offs));
@@ -456,6 +523,7 @@ void readcount_stop(struct readcount *rc)
     free(rc->events);
     free(rc->scratch);
     free(rc->deltas);
+    free(rc->hours);
     free(rc->items);
     free(rc->incr);
     free(rc->offs);

@@ -30,7 +30,11 @@ struct readcount_config {
     size_t batch;     /* events per store transaction, >= 1 */
     int flush_ms;     /* how long a partial batch may wait */
     int stop_wait_ms; /* how long a stop may take to deliver what was accepted */
+    /* hourly counts are kept this long (>= WINDOW_MAX_HOURS); 0: no hours, no windows */
+    int64_t retention_hours;
 };
+
+
 
 /* Starts the consumer thread. The three ports must outlive it. */
 struct readcount *readcount_start(struct bus *bus, struct store *store, struct cache *cache,
@@ -57,5 +61,14 @@ int64_t readcount_lost_total(void);
  * many). Exposed for the unit tests. out must hold n entries.
  */
 size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out);
+/*
+ * Merges the events of ev[0, n) per (item, hour of the event) into out (n
+ * entries), sorted by item then hour; returns how many. ev is left as it is.
+ */
+size_t readcount_merge_hours(const struct read_event *ev, size_t n, int64_t now_ms,
+                             struct read_delta *out);
+/* The hour (since the epoch) a read counts in: its ts, or now_ms when the ts is
+ * unknown or more than READ_FUTURE_MS ahead. */
+int64_t readcount_event_hour(const struct read_event *ev, int64_t now_ms);
 
 #endif

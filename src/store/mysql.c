@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strbuf.h"
@@ -90,6 +91,28 @@ static const char *const migrations[] = {
     "  topic VARCHAR(255) NULL, part INT NULL, msg_offset BIGINT NULL,"
     "  error VARCHAR(255) NOT NULL, ctime BIGINT NOT NULL"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
+    /* 2 -> 3: trending windows (see sqlite.c's migration 3 and store.h). */
+    "CREATE TABLE IF NOT EXISTS interactive_hour ("
+    "  biz VARCHAR(32) NOT NULL, biz_id BIGINT NOT NULL, hour BIGINT NOT NULL,"
+    "  read_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  like_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  collect_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (biz, biz_id, hour),"
+    "  KEY by_hour (hour)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii;"
+    "CREATE TABLE IF NOT EXISTS interactive_window ("
+    "  biz VARCHAR(32) NOT NULL, win INT NOT NULL, biz_id BIGINT NOT NULL,"
+    "  read_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  like_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  collect_cnt BIGINT NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (biz, win, biz_id),"
+    "  KEY top_read (biz, win, read_cnt DESC, biz_id),"
+    "  KEY top_like (biz, win, like_cnt DESC, biz_id),"
+    "  KEY top_collect (biz, win, collect_cnt DESC, biz_id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii;"
+    "CREATE TABLE IF NOT EXISTS window_mark ("
+    "  win INT NOT NULL PRIMARY KEY, hour BIGINT NOT NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -110,8 +133,32 @@ enum stmt {
     S_OFFSET_CAS,
     S_OFFSET_NEW,
     S_DEAD_LETTER,
+    S_MARKS,
+    S_MARK_LOCK,
+    S_MARK_INIT,
+    S_MARK_CAS,
+    S_HOUR_NEXT,
+    S_WINDOW_SUB,
+    S_HOUR_EXPIRE,
+    S_TOPW_READ,
+    S_TOPW_LIKE,
+    S_TOPW_COLLECT,
+    S_HIST_READ,
+    S_HIST_LIKE,
+    S_HIST_COLLECT,
     STMT_COUNT
 };
+
+#define EXPIRE_ROWS 5000 /* hourly rows deleted per sweep step (also in S_HOUR_EXPIRE) */
+/* A range of the (biz, win, cnt DESC, biz_id) index, read in order, joined to the totals. */
+#define TOPW_SQL(col)                                                                  \
+    "SELECT w.biz_id, w." col ", i.read_cnt, i.like_cnt, i.collect_cnt"               \
+    " FROM interactive_window w JOIN interactive i ON i.biz = w.biz AND i.biz_id = w.biz_id" \
+    " WHERE w.biz = ? AND w.win = ? AND w." col " > 0"                                 \
+    " ORDER BY w." col " DESC, w.biz_id ASC LIMIT ?"
+#define HIST_SQL(col)                                                          \
+    "SELECT hour, " col " FROM interactive_hour WHERE biz = ? AND biz_id = ?" \
+    " AND hour BETWEEN ? AND ? AND " col " <> 0 ORDER BY hour"
 
 #define TOP_SQL(col)                                                  \
     "SELECT biz_id, read_cnt, like_cnt, collect_cnt FROM interactive" \
@@ -157,10 +204,30 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
                       " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    /* Ingest and likes read the marks shared; a sweep locks its window's mark first. */
+    [S_MARKS] = "SELECT win, hour FROM window_mark LOCK IN SHARE MODE",
+    [S_MARK_LOCK] = "SELECT hour FROM window_mark WHERE win = ? FOR UPDATE",
+    [S_MARK_INIT] = "INSERT IGNORE INTO window_mark (win, hour) VALUES (?, ?)",
+    [S_MARK_CAS] = "UPDATE window_mark SET hour = ? WHERE win = ? AND hour = ?",
+    [S_HOUR_NEXT] = "SELECT hour FROM interactive_hour WHERE hour >= ? ORDER BY hour LIMIT 1",
+    [S_WINDOW_SUB] = "INSERT INTO interactive_window"
+                     " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                     " SELECT biz, biz_id, ?, -read_cnt, -like_cnt, -collect_cnt"
+                     " FROM interactive_hour WHERE hour = ? ON DUPLICATE KEY UPDATE"
+                     " read_cnt = interactive_window.read_cnt + VALUES(read_cnt),"
+                     " like_cnt = interactive_window.like_cnt + VALUES(like_cnt),"
+                     " collect_cnt = interactive_window.collect_cnt + VALUES(collect_cnt)",
+    [S_HOUR_EXPIRE] = "DELETE FROM interactive_hour WHERE hour < ? LIMIT 5000",
+    [S_TOPW_READ] = TOPW_SQL("read_cnt"),
+    [S_TOPW_LIKE] = TOPW_SQL("like_cnt"),
+    [S_TOPW_COLLECT] = TOPW_SQL("collect_cnt"),
+    [S_HIST_READ] = HIST_SQL("read_cnt"),
+    [S_HIST_LIKE] = HIST_SQL("like_cnt"),
+    [S_HIST_COLLECT] = HIST_SQL("collect_cnt"),
 };
 
 /* Statements whose text depends on a count, prepared on first use per count. */
-enum sized { Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, SIZED_COUNT };
+enum sized { Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW, SIZED_COUNT };
 
 /* One connection. Used by one thread at a time, while checked out of the pool. */
 struct conn {
@@ -361,7 +428,7 @@ struct binds {
     struct binds name = {name##_b, name##_len, 0, capacity}
 
 #define LIST_BINDS   (UPSERT_CHUNK + 4) /* an IN list of up to UPSERT_CHUNK ids, plus keys */
-#define UPSERT_BINDS (UPSERT_CHUNK * 5)
+#define UPSERT_BINDS (UPSERT_CHUNK * 6) /* a full hourly or window upsert */
 
 static void bind_reset(struct binds *p)
 {
@@ -492,6 +559,28 @@ static void build_upsert(struct strbuf *sql, size_t n)
         strbuf_addstr(sql, i ? ",(?,?,?,0,0,?,?)" : "(?,?,?,0,0,?,?)");
     strbuf_addstr(sql, " ON DUPLICATE KEY UPDATE read_cnt = read_cnt + VALUES(read_cnt),"
                        " utime = VALUES(utime)");
+}
+
+static void build_counts_upsert(struct strbuf *sql, const char *table, const char *key,
+                                size_t n)
+{
+    strbuf_addf(sql, "INSERT INTO %s (biz, biz_id, %s, read_cnt, like_cnt, collect_cnt) VALUES ",
+                table, key);
+    for (size_t i = 0; i < n; i++)
+        strbuf_addstr(sql, i ? ",(?,?,?,?,?,?)" : "(?,?,?,?,?,?)");
+    strbuf_addstr(sql, " ON DUPLICATE KEY UPDATE read_cnt = read_cnt + VALUES(read_cnt),"
+                       " like_cnt = like_cnt + VALUES(like_cnt),"
+                       " collect_cnt = collect_cnt + VALUES(collect_cnt)");
+}
+
+static void build_hour_upsert(struct strbuf *sql, size_t n)
+{
+    build_counts_upsert(sql, "interactive_hour", "hour", n);
+}
+
+static void build_window_upsert(struct strbuf *sql, size_t n)
+{
+    build_counts_upsert(sql, "interactive_window", "win", n);
 }
 
 /* ------------------------------------------------------------ transactions */
@@ -629,6 +718,97 @@ static int read_counts(struct conn *c, const struct item *it, struct counts *out
     return do_counts(c, &a);
 }
 
+/* ------------------------------------------------------------ hours and windows */
+
+/* mark[w]: the first hour window w still holds (shared lock: a sweep waits for us). */
+static int read_marks(struct conn *c, int64_t mark[WINDOW_COUNT])
+{
+    BINDS(r, 4);
+    MYSQL_STMT *st = c->stmt[S_MARKS];
+    int64_t win, hour;
+    int rc;
+
+    for (int w = 0; w < WINDOW_COUNT; w++)
+        mark[w] = INT64_MAX; /* no mark (cannot happen after open): add to no window */
+    bind_i64(&r, &win);
+    bind_i64(&r, &hour);
+    if ((rc = exec(c, st, NULL, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1)
+        for (int w = 0; w < WINDOW_COUNT; w++)
+            if (window_hours[w] == win)
+                mark[w] = hour;
+    return rc;
+}
+
+static struct binds upsert_binds(struct conn *c)
+{
+    if (!c->upsert_b) {
+        c->upsert_b = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_b));
+        c->upsert_len = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_len));
+    }
+    return (struct binds){c->upsert_b, c->upsert_len, 0, UPSERT_BINDS};
+}
+
+/* Adds rows [0, n) to interactive_hour (window false) or interactive_window (true). */
+static int upsert_counts(struct conn *c, bool window, const struct store_row *r, size_t n)
+{
+    struct binds p = upsert_binds(c);
+    int rc = 0;
+
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        MYSQL_STMT *st;
+
+        k = UPSERT_CHUNK; /* full chunks, then powers of two, as in do_apply */
+        while (k > n - done)
+            k /= 2;
+        if ((rc = sized(c, window ? Z_WINDOW : Z_HOUR, k,
+                        window ? build_window_upsert : build_hour_upsert, &st)))
+            break;
+        p.n = 0;
+        for (size_t i = done; i < done + k; i++) {
+            bind_item(&p, &r[i].item);
+            bind_i64(&p, &r[i].key);
+            for (int f = 0; f < FIELD_COUNT; f++)
+                bind_i64(&p, &r[i].v[f]);
+        }
+        rc = exec(c, st, &p, NULL);
+    }
+    return rc;
+}
+
+/* Adds hourly rows (sorted by item, then hour) to their hours and to every window that
+ * still holds their hour. */
+static int add_hourly(struct conn *c, const struct store_row *r, size_t n)
+{
+    int64_t mark[WINDOW_COUNT];
+    struct store_row one, *sum;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((rc = read_marks(c, mark)) || (rc = upsert_counts(c, false, r, n)))
+        return rc;
+    sum = n == 1 ? &one : xcalloc(n, sizeof(*sum));
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        size_t k = store__window_sum(r, n, mark[w], window_hours[w], sum);
+        rc = upsert_counts(c, true, sum, k);
+    }
+    if (sum != &one)
+        free(sum);
+    return rc;
+}
+
+/* One like or collection transition, in the hour of now_ms. */
+static int add_transition(struct conn *c, const struct item *it, enum count_field f,
+                          int64_t delta, int64_t now_ms)
+{
+    struct store_row row = {.item = *it, .key = store__hour_of(now_ms)};
+
+    row.v[f] = delta;
+    return add_hourly(c, &row, 1);
+}
+
 static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dcollect,
                 const int64_t *now)
 {
@@ -670,7 +850,8 @@ static int do_like(struct conn *c, void *arg)
         return rc;
     /* 1: inserted, 2: reactivated (on) / 1: deactivated (off); 0: no transition. */
     a->changed = mysql_stmt_affected_rows(st) > 0;
-    if (a->changed && (rc = bump(c, a->it, a->on ? 1 : -1, 0, &a->now)))
+    if (a->changed && ((rc = bump(c, a->it, a->on ? 1 : -1, 0, &a->now)) ||
+                       (rc = add_transition(c, a->it, FIELD_LIKE_CNT, a->on ? 1 : -1, a->now))))
         return rc;
     return read_counts(c, a->it, a->out);
 }
@@ -724,7 +905,8 @@ static int do_collect(struct conn *c, void *arg)
     }
     if (rc)
         return rc;
-    if (a->changed && (rc = bump(c, a->it, 0, a->on ? 1 : -1, &a->now)))
+    if (a->changed && ((rc = bump(c, a->it, 0, a->on ? 1 : -1, &a->now)) ||
+                       (rc = add_transition(c, a->it, FIELD_COLLECT_CNT, a->on ? 1 : -1, a->now))))
         return rc;
     return read_counts(c, a->it, a->out);
 }
@@ -866,12 +1048,9 @@ static int mdb_top(struct store *base, const char *biz, enum count_field by, siz
 }
 
 struct apply_args {
-    const struct read_delta *d;
-    size_t n;
-    const char *topic;
-    const struct store_offset *offs;
-    size_t noffs;
-    int64_t now;
+    const struct read_batch *b;
+    const struct store_row *rows; /* the batch's hourly rows within retention */
+    size_t nrows;
 };
 
 static int move_offset(struct conn *c, const char *topic, const struct store_offset *o,
@@ -903,37 +1082,33 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
 static int do_apply(struct conn *c, void *arg)
 {
     struct apply_args *a = arg;
-    struct binds p;
+    const struct read_batch *b = a->b;
+    struct binds p = upsert_binds(c);
     int rc = 0;
 
-    if (!c->upsert_b) {
-        c->upsert_b = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_b));
-        c->upsert_len = xcalloc(UPSERT_BINDS, sizeof(*c->upsert_len));
-    }
-    p = (struct binds){c->upsert_b, c->upsert_len, 0, UPSERT_BINDS};
-    for (size_t i = 0; i < a->noffs && rc == 0; i++)
-        rc = move_offset(c, a->topic, &a->offs[i], &a->now);
-    for (size_t done = 0, k; done < a->n && rc == 0; done += k) {
+    for (size_t i = 0; i < b->noffs && rc == 0; i++)
+        rc = move_offset(c, b->topic, &b->offs[i], &b->now_ms);
+    for (size_t done = 0, k; done < b->n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
         /* Full chunks, then the rest in powers of two: at most 9 statement sizes are
          * ever prepared per connection, whatever the batch sizes. */
         k = UPSERT_CHUNK;
-        while (k > a->n - done)
+        while (k > b->n - done)
             k /= 2;
 
         if ((rc = sized(c, Z_UPSERT, k, build_upsert, &st)))
             break;
         p.n = 0;
         for (size_t i = done; i < done + k; i++) {
-            bind_item(&p, &a->d[i].item);
-            bind_i64(&p, &a->d[i].n);
-            bind_i64(&p, &a->now);
-            bind_i64(&p, &a->now);
+            bind_item(&p, &b->d[i].item);
+            bind_i64(&p, &b->d[i].n);
+            bind_i64(&p, &b->now_ms);
+            bind_i64(&p, &b->now_ms);
         }
         rc = exec(c, st, &p, NULL);
     }
-    return rc;
+    return rc ? rc : add_hourly(c, a->rows, a->nrows);
 }
 
 struct dead_args {
@@ -986,13 +1161,239 @@ static int mdb_dead_letter(struct store *base, const struct read_event *ev, size
     return with_conn((struct mysql_store *)base, true, do_dead_letter, &a);
 }
 
-static int mdb_apply_reads(struct store *base, const struct read_delta *d, size_t n,
-                           const char *topic, const struct store_offset *offs, size_t noffs,
-                           int64_t now_ms)
+static int mdb_apply_reads(struct store *base, const struct read_batch *b)
 {
-    struct apply_args a = {d, n, topic, offs, noffs, now_ms};
+    int64_t oldest = store__hour_of(b->now_ms) - b->retention_hours;
+    struct store_row *rows = xcalloc(b->nhours ? b->nhours : 1, sizeof(*rows));
+    struct apply_args a = {b, rows, 0};
+    int rc;
 
-    return with_conn((struct mysql_store *)base, true, do_apply, &a);
+    for (size_t i = 0; i < b->nhours; i++) {
+        if (b->hours[i].hour < oldest)
+            continue; /* counted in the totals; its hour is past keeping */
+        rows[a.nrows].item = b->hours[i].item;
+        rows[a.nrows].key = b->hours[i].hour;
+        rows[a.nrows].v[FIELD_READ_CNT] = b->hours[i].n;
+        a.nrows++;
+    }
+    rc = with_conn((struct mysql_store *)base, true, do_apply, &a);
+    free(rows);
+    return rc;
+}
+
+struct topw_args {
+    const char *biz;
+    enum count_field by;
+    int64_t win, limit;
+    struct item_state *out;
+    int64_t *window_cnt;
+    size_t n;
+};
+
+static int do_top_window(struct conn *c, void *arg)
+{
+    static const enum stmt by_stmt[FIELD_COUNT] = {S_TOPW_READ, S_TOPW_LIKE, S_TOPW_COLLECT};
+    struct topw_args *a = arg;
+    BINDS(p, 4);
+    BINDS(r, 8);
+    MYSQL_STMT *st = c->stmt[by_stmt[a->by]];
+    struct item_state e;
+    int64_t wcnt;
+    int rc;
+
+    memset(&e, 0, sizeof(e));
+    snprintf(e.item.biz, sizeof(e.item.biz), "%s", a->biz);
+    bind_str(&p, a->biz, ITEM_BIZ_MAX + 1);
+    bind_i64(&p, &a->win);
+    bind_i64(&p, &a->limit);
+    bind_i64(&r, &e.item.id);
+    bind_i64(&r, &wcnt);
+    bind_i64(&r, &e.counts.read_cnt);
+    bind_i64(&r, &e.counts.like_cnt);
+    bind_i64(&r, &e.counts.collect_cnt);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    a->n = 0;
+    while ((rc = fetch(c, st)) == 1) {
+        if (a->n == (size_t)a->limit)
+            continue; /* a server ignoring LIMIT: never past out */
+        a->window_cnt[a->n] = wcnt;
+        a->out[a->n++] = e;
+    }
+    return rc;
+}
+
+static int mdb_top_window(struct store *base, const char *biz, enum count_field by,
+                          enum window w, size_t limit, struct item_state *out,
+                          int64_t *window_cnt, size_t *n)
+{
+    struct topw_args a = {biz, by, window_hours[w], (int64_t)limit, out, window_cnt, 0};
+    int rc = with_conn((struct mysql_store *)base, false, do_top_window, &a);
+
+    *n = rc ? 0 : a.n;
+    return rc;
+}
+
+struct history_args {
+    const struct item *it;
+    enum count_field by;
+    int64_t from, to;
+    struct hour_count *out;
+    size_t n;
+};
+
+static int do_history(struct conn *c, void *arg)
+{
+    static const enum stmt by_stmt[FIELD_COUNT] = {S_HIST_READ, S_HIST_LIKE, S_HIST_COLLECT};
+    struct history_args *a = arg;
+    BINDS(p, 4);
+    BINDS(r, 4);
+    MYSQL_STMT *st = c->stmt[by_stmt[a->by]];
+    struct hour_count e;
+    size_t cap = (size_t)(a->to - a->from + 1);
+    int rc;
+
+    bind_item(&p, a->it);
+    bind_i64(&p, &a->from);
+    bind_i64(&p, &a->to);
+    bind_i64(&r, &e.hour);
+    bind_i64(&r, &e.n);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    a->n = 0;
+    while ((rc = fetch(c, st)) == 1)
+        if (a->n < cap)
+            a->out[a->n++] = e;
+    return rc;
+}
+
+static int mdb_history(struct store *base, const struct item *it, enum count_field by,
+                       int64_t from_hour, int64_t to_hour, struct hour_count *out, size_t *n)
+{
+    struct history_args a = {it, by, from_hour, to_hour, out, 0};
+    int rc = with_conn((struct mysql_store *)base, false, do_history, &a);
+
+    *n = rc ? 0 : a.n;
+    return rc;
+}
+
+/* One int64 column of the first row of st (params bound); *none when there is no row. */
+static int first_i64(struct conn *c, MYSQL_STMT *st, struct binds *p, int64_t *v, bool *none)
+{
+    BINDS(r, 1);
+    int64_t got = 0;
+    int rc;
+
+    bind_i64(&r, &got);
+    if ((rc = exec(c, st, p, &r)))
+        return rc;
+    *none = true;
+    while ((rc = fetch(c, st)) == 1) {
+        *v = got;
+        *none = false;
+    }
+    return rc;
+}
+
+struct sweep_args {
+    int64_t win, target; /* the window and the first hour it holds now */
+    bool more;
+    int64_t held; /* the first hour the window holds after the step */
+};
+
+/*
+ * Moves one window's mark towards target: the next hour that has rows is
+ * subtracted and the mark moved past it, in one transaction, with the mark row
+ * locked and compare-and-set, so each hour leaves each window exactly once.
+ */
+static int do_sweep_window(struct conn *c, void *arg)
+{
+    struct sweep_args *a = arg;
+    BINDS(p, 4);
+    int64_t mark = 0, next = 0, to;
+    bool none;
+    int rc;
+
+    bind_i64(&p, &a->win);
+    rc = first_i64(c, c->stmt[S_MARK_LOCK], &p, &mark, &none);
+    a->held = none ? INT64_MIN : mark;
+    if (rc || none || mark >= a->target)
+        return rc;
+    bind_reset(&p);
+    bind_i64(&p, &mark);
+    if ((rc = first_i64(c, c->stmt[S_HOUR_NEXT], &p, &next, &none)))
+        return rc;
+    to = a->target;
+    if (!none && next < a->target) {
+        bind_reset(&p);
+        bind_i64(&p, &a->win);
+        bind_i64(&p, &next);
+        if ((rc = exec(c, c->stmt[S_WINDOW_SUB], &p, NULL)))
+            return rc;
+        to = next + 1;
+    }
+    bind_reset(&p);
+    bind_i64(&p, &to);
+    bind_i64(&p, &a->win);
+    bind_i64(&p, &mark);
+    if ((rc = exec(c, c->stmt[S_MARK_CAS], &p, NULL)))
+        return rc;
+    a->more = to < a->target;
+    a->held = to;
+    return 0;
+}
+
+static int do_expire(struct conn *c, void *arg)
+{
+    int64_t *before = arg;
+    BINDS(p, 1);
+    MYSQL_STMT *st = c->stmt[S_HOUR_EXPIRE];
+    int rc;
+
+    bind_i64(&p, before);
+    if ((rc = exec(c, st, &p, NULL)))
+        return rc;
+    *before = mysql_stmt_affected_rows(st) == EXPIRE_ROWS; /* more to delete */
+    return 0;
+}
+
+static int mdb_sweep_windows(struct store *base, int64_t now_ms, int64_t retention_hours,
+                             bool *more)
+{
+    struct mysql_store *s = (struct mysql_store *)base;
+    int64_t cur = store__hour_of(now_ms), before = cur - retention_hours;
+    int rc = 0;
+
+    *more = false;
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        struct sweep_args a = {window_hours[w], cur - window_hours[w] + 1, false, INT64_MIN};
+
+        rc = with_conn(s, true, do_sweep_window, &a);
+        *more = *more || a.more;
+        if (a.held < before) /* an hour leaves the table only once every window let it go */
+            before = a.held;
+    }
+    if (rc == 0 && (rc = with_conn(s, true, do_expire, &before)) == 0 && before)
+        *more = true;
+    return rc;
+}
+
+/* Every window starts at the current hour: nothing is in it yet. */
+static int do_init_marks(struct conn *c, void *arg)
+{
+    int64_t cur = store__hour_of(*(const int64_t *)arg), win, hour;
+    int rc = 0;
+
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        BINDS(p, 2);
+
+        win = window_hours[w];
+        hour = cur - win + 1;
+        bind_i64(&p, &win);
+        bind_i64(&p, &hour);
+        rc = exec(c, c->stmt[S_MARK_INIT], &p, NULL);
+    }
+    return rc;
 }
 
 struct offset_args {
@@ -1180,7 +1581,10 @@ static const struct store_ops mdb_ops = {
     .list_likes = mdb_list_likes,
     .list_collection = mdb_list_collection,
     .top = mdb_top,
+    .top_window = mdb_top_window,
+    .history = mdb_history,
     .apply_reads = mdb_apply_reads,
+    .sweep_windows = mdb_sweep_windows,
     .dead_letter = mdb_dead_letter,
     .load_offset = mdb_load_offset,
     .ping = mdb_ping,
@@ -1203,7 +1607,8 @@ int store_mysql_open(const char *url, struct store **out, char **err)
         s->conns[i].next_free = s->free_conns;
         s->free_conns = &s->conns[i];
     }
-    if ((rc = migrate(s))) {
+    int64_t now = clock_now_ms();
+    if ((rc = migrate(s)) || (rc = with_conn(s, true, do_init_marks, &now))) {
         *err = xstrfmt("cannot open mysql store %s@%s:%u/%s: %s", s->cfg.user, s->cfg.host,
                        s->cfg.port, s->cfg.dbname, tally_strerror(rc));
         mdb_free(&s->base);

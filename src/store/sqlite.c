@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strbuf.h"
@@ -74,6 +75,28 @@ static const char *const migrations[] = {
     "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL, uid INTEGER NOT NULL, ts INTEGER NOT NULL,"
     "  topic TEXT, part INTEGER, msg_offset INTEGER,"
     "  error TEXT NOT NULL, ctime INTEGER NOT NULL);",
+    /* 2 -> 3: trending windows. Hourly counts (history, and what leaves a window), the
+     * rolling per-window sums that top lists scan by index, and per window the first hour
+     * it still holds: every hour before it has been subtracted (see store.h). */
+    "CREATE TABLE interactive_hour ("
+    "  id INTEGER PRIMARY KEY,"
+    "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL, hour INTEGER NOT NULL,"
+    "  read_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  like_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  collect_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (biz, biz_id, hour));"
+    "CREATE INDEX interactive_hour_by_hour ON interactive_hour (hour);"
+    "CREATE TABLE interactive_window ("
+    "  biz TEXT NOT NULL, win INTEGER NOT NULL, biz_id INTEGER NOT NULL,"
+    "  read_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  like_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  collect_cnt INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (biz, win, biz_id)) WITHOUT ROWID;"
+    "CREATE INDEX interactive_window_read ON interactive_window (biz, win, read_cnt DESC, biz_id);"
+    "CREATE INDEX interactive_window_like ON interactive_window (biz, win, like_cnt DESC, biz_id);"
+    "CREATE INDEX interactive_window_collect"
+    "  ON interactive_window (biz, win, collect_cnt DESC, biz_id);"
+    "CREATE TABLE window_mark (win INTEGER PRIMARY KEY, hour INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -100,9 +123,24 @@ enum stmt {
     S_OFFSET_NEW,
     S_PING,
     S_DEAD_LETTER,
+    S_MARKS,
+    S_MARK_INIT,
+    S_MARK_CAS,
+    S_HOUR_NEXT,
+    S_WINDOW_SUB,
+    S_HOUR_EXPIRE,
+    S_TOPW_READ,
+    S_TOPW_LIKE,
+    S_TOPW_COLLECT,
+    S_HIST_READ,
+    S_HIST_LIKE,
+    S_HIST_COLLECT,
     S_UPSERT_CHUNK,
+    S_HOUR_CHUNK,
+    S_WINDOW_CHUNK,
     STMT_COUNT
 };
+#define PREPARED_COUNT S_UPSERT_CHUNK /* statements with a fixed text */
 
 #define READ_ROW "(?,?,?,0,0,?,?)"
 #define READ_UPSERT_HEAD \
@@ -117,7 +155,29 @@ enum stmt {
     "SELECT biz_id, read_cnt, like_cnt, collect_cnt FROM interactive" \
     " WHERE biz = ?1 ORDER BY " col " DESC, biz_id ASC LIMIT ?2"
 
-static const char *const stmt_sql[STMT_COUNT - 1] = {
+#define COUNT_ROW "(?,?,?,?,?,?)"
+#define COUNT_TAIL(key)                                                             \
+    " ON CONFLICT " key " DO UPDATE SET read_cnt = read_cnt + excluded.read_cnt,"   \
+    " like_cnt = like_cnt + excluded.like_cnt,"                                      \
+    " collect_cnt = collect_cnt + excluded.collect_cnt"
+#define HOUR_HEAD \
+    "INSERT INTO interactive_hour (biz, biz_id, hour, read_cnt, like_cnt, collect_cnt) VALUES "
+#define HOUR_TAIL COUNT_TAIL("(biz, biz_id, hour)")
+#define WINDOW_HEAD \
+    "INSERT INTO interactive_window (biz, biz_id, win, read_cnt, like_cnt, collect_cnt) VALUES "
+#define WINDOW_TAIL COUNT_TAIL("(biz, win, biz_id)")
+/* The window's sum joined to the item's totals: a range of the (biz, win, cnt DESC,
+ * biz_id) index, read in order, LIMIT rows long. */
+#define TOPW_SQL(col)                                                                 \
+    "SELECT w.biz_id, w." col ", i.read_cnt, i.like_cnt, i.collect_cnt"              \
+    " FROM interactive_window w JOIN interactive i ON i.biz = w.biz AND i.biz_id = w.biz_id" \
+    " WHERE w.biz = ?1 AND w.win = ?2 AND w." col " > 0"                              \
+    " ORDER BY w." col " DESC, w.biz_id ASC LIMIT ?3"
+#define HIST_SQL(col)                                                                  \
+    "SELECT hour, " col " FROM interactive_hour WHERE biz = ?1 AND biz_id = ?2"       \
+    " AND hour BETWEEN ?3 AND ?4 AND " col " <> 0 ORDER BY hour"
+
+static const char *const stmt_sql[PREPARED_COUNT] = {
     [S_BEGIN] = "BEGIN",
     [S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -164,6 +224,22 @@ static const char *const stmt_sql[STMT_COUNT - 1] = {
     [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
                       " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_MARKS] = "SELECT win, hour FROM window_mark",
+    [S_MARK_INIT] = "INSERT INTO window_mark (win, hour) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    [S_MARK_CAS] = "UPDATE window_mark SET hour = ?3 WHERE win = ?1 AND hour = ?2",
+    [S_HOUR_NEXT] = "SELECT min(hour) FROM interactive_hour WHERE hour >= ?1",
+    [S_WINDOW_SUB] = "INSERT INTO interactive_window"
+                     " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                     " SELECT biz, biz_id, ?1, -read_cnt, -like_cnt, -collect_cnt"
+                     " FROM interactive_hour WHERE hour = ?2" WINDOW_TAIL,
+    [S_HOUR_EXPIRE] = "DELETE FROM interactive_hour WHERE id IN"
+                      " (SELECT id FROM interactive_hour WHERE hour < ?1 LIMIT ?2)",
+    [S_TOPW_READ] = TOPW_SQL("read_cnt"),
+    [S_TOPW_LIKE] = TOPW_SQL("like_cnt"),
+    [S_TOPW_COLLECT] = TOPW_SQL("collect_cnt"),
+    [S_HIST_READ] = HIST_SQL("read_cnt"),
+    [S_HIST_LIKE] = HIST_SQL("like_cnt"),
+    [S_HIST_COLLECT] = HIST_SQL("collect_cnt"),
 };
 
 /* One connection and its prepared statements. Used by one thread at a time:
@@ -298,9 +374,22 @@ static int migrate(sqlite3 *db)
     return 0;
 }
 
+/* "HEAD row,row,...,row TAIL" with n rows: built by the caller, freed with strbuf_release. */
+static void multi_row(struct strbuf *sb, const char *head, const char *row, size_t n,
+                      const char *tail)
+{
+    strbuf_addstr(sb, head);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strbuf_addch(sb, ',');
+        strbuf_addstr(sb, row);
+    }
+    strbuf_addstr(sb, tail);
+}
+
 static int conn_open(struct conn *c, const char *path, bool writer)
 {
-    static const char *upsert_chunk;
+    static const char *upsert_chunk, *hour_chunk, *window_chunk;
     int rc;
 
     memset(c, 0, sizeof(*c));
@@ -325,9 +414,17 @@ static int conn_open(struct conn *c, const char *path, bool writer)
             strbuf_addstr(&sb, i ? "," READ_ROW : READ_ROW);
         strbuf_addstr(&sb, READ_UPSERT_TAIL);
         upsert_chunk = sb.buf;
+        static struct strbuf hb = STRBUF_INIT, wb = STRBUF_INIT;
+        multi_row(&hb, HOUR_HEAD, COUNT_ROW, UPSERT_CHUNK, HOUR_TAIL);
+        multi_row(&wb, WINDOW_HEAD, COUNT_ROW, UPSERT_CHUNK, WINDOW_TAIL);
+        hour_chunk = hb.buf;
+        window_chunk = wb.buf;
     }
     for (int i = 0; i < STMT_COUNT; i++) {
-        const char *sql = i == S_UPSERT_CHUNK ? upsert_chunk : stmt_sql[i];
+        const char *sql = i == S_UPSERT_CHUNK   ? upsert_chunk
+                          : i == S_HOUR_CHUNK   ? hour_chunk
+                          : i == S_WINDOW_CHUNK ? window_chunk
+                                                : stmt_sql[i];
         rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
         if (rc != SQLITE_OK) {
             rc = map_err(c->db, rc, "prepare");
@@ -458,6 +555,97 @@ static int sqlite_flags(struct store *base, int64_t uid, const struct item *item
     return rc;
 }
 
+/* mark[w]: the first hour window w still holds. */
+static int read_marks(struct conn *c, int64_t mark[WINDOW_COUNT])
+{
+    sqlite3_stmt *st = stmt(c, S_MARKS);
+    int rc;
+
+    for (int w = 0; w < WINDOW_COUNT; w++)
+        mark[w] = INT64_MAX; /* no mark (cannot happen after open): add to no window */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t win = sqlite3_column_int64(st, 0);
+        for (int w = 0; w < WINDOW_COUNT; w++)
+            if (window_hours[w] == win)
+                mark[w] = sqlite3_column_int64(st, 1);
+    }
+    rc = map_err(c->db, rc, "window marks");
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Adds rows [0, n) to interactive_hour (window false) or interactive_window (true). */
+static int upsert_counts(struct conn *c, bool window, const struct store_row *r, size_t n)
+{
+    int rc = 0;
+
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        sqlite3_stmt *st;
+
+        k = n - done < UPSERT_CHUNK ? n - done : UPSERT_CHUNK;
+        if (k == UPSERT_CHUNK) {
+            st = stmt(c, window ? S_WINDOW_CHUNK : S_HOUR_CHUNK);
+        } else {
+            struct strbuf sql = STRBUF_INIT;
+
+            multi_row(&sql, window ? WINDOW_HEAD : HOUR_HEAD, COUNT_ROW, k,
+                      window ? WINDOW_TAIL : HOUR_TAIL);
+            rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st, NULL);
+            strbuf_release(&sql);
+            if (rc != SQLITE_OK)
+                return map_err(c->db, rc, "prepare count upsert");
+        }
+        for (size_t i = 0; i < k; i++) {
+            const struct store_row *row = &r[done + i];
+            int at = (int)i * 6 + 1;
+
+            bind_item(st, at, &row->item);
+            sqlite3_bind_int64(st, at + 2, row->key);
+            for (int f = 0; f < FIELD_COUNT; f++)
+                sqlite3_bind_int64(st, at + 3 + f, row->v[f]);
+        }
+        rc = exec_stmt(c, st);
+        if (k != UPSERT_CHUNK)
+            sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+/*
+ * Adds hourly rows [0, n) (sorted by item, then hour) to their hours and to every
+ * window that still holds their hour. Inside the writer's transaction, so a sweep
+ * cannot move a mark in between.
+ */
+static int add_hourly(struct conn *c, const struct store_row *r, size_t n)
+{
+    int64_t mark[WINDOW_COUNT];
+    struct store_row one, *sum;
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if ((rc = upsert_counts(c, false, r, n)) || (rc = read_marks(c, mark)))
+        return rc;
+    sum = n == 1 ? &one : xcalloc(n, sizeof(*sum));
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        size_t k = store__window_sum(r, n, mark[w], window_hours[w], sum);
+        rc = upsert_counts(c, true, sum, k);
+    }
+    if (sum != &one)
+        free(sum);
+    return rc;
+}
+
+/* One like or collection transition, in the hour of now_ms. */
+static int add_transition(struct conn *c, const struct item *it, enum count_field f,
+                          int64_t delta, int64_t now_ms)
+{
+    struct store_row row = {.item = *it, .key = store__hour_of(now_ms)};
+
+    row.v[f] = delta;
+    return add_hourly(c, &row, 1);
+}
+
 static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dcollect,
                 int64_t now_ms)
 {
@@ -488,7 +676,8 @@ static int sqlite_set_like(struct store *base, int64_t uid, const struct item *i
     if ((rc = exec_stmt(c, st)))
         goto out;
     *changed = sqlite3_changes(c->db) == 1;
-    if (*changed && (rc = bump(c, it, on ? 1 : -1, 0, now_ms)))
+    if (*changed && ((rc = bump(c, it, on ? 1 : -1, 0, now_ms)) ||
+                     (rc = add_transition(c, it, FIELD_LIKE_CNT, on ? 1 : -1, now_ms))))
         goto out;
     rc = read_counts(c, it, out);
 out:
@@ -530,7 +719,8 @@ static int sqlite_set_collect(struct store *base, int64_t uid, int64_t cid, cons
         if ((rc = exec_stmt(c, st)))
             goto out;
     }
-    if (*changed && (rc = bump(c, it, 0, on ? 1 : -1, now_ms)))
+    if (*changed && ((rc = bump(c, it, 0, on ? 1 : -1, now_ms)) ||
+                     (rc = add_transition(c, it, FIELD_COLLECT_CNT, on ? 1 : -1, now_ms))))
         goto out;
     rc = read_counts(c, it, out);
 out:
@@ -684,25 +874,211 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
     return sqlite3_changes(c->db) == 1 ? 0 : TALLY_ESTALE;
 }
 
-static int sqlite_apply_reads(struct store *base, const struct read_delta *d, size_t n,
-                              const char *topic, const struct store_offset *offs, size_t noffs,
-                              int64_t now_ms)
+/* The batch's hourly read rows still within retention; caller frees *out. */
+static size_t hourly_reads(const struct read_batch *b, struct store_row **out)
+{
+    int64_t oldest = store__hour_of(b->now_ms) - b->retention_hours;
+    size_t k = 0;
+
+    *out = xcalloc(b->nhours ? b->nhours : 1, sizeof(**out));
+    for (size_t i = 0; i < b->nhours; i++) {
+        if (b->hours[i].hour < oldest)
+            continue; /* counted in the totals; its hour is past keeping */
+        (*out)[k].item = b->hours[i].item;
+        (*out)[k].key = b->hours[i].hour;
+        (*out)[k].v[FIELD_READ_CNT] = b->hours[i].n;
+        k++;
+    }
+    return k;
+}
+
+static int sqlite_apply_reads(struct store *base, const struct read_batch *b)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
+    struct store_row *rows;
+    size_t nrows = hourly_reads(b, &rows);
     struct conn *c = writer_get(s);
     int rc;
 
     if ((rc = run(c, S_BEGIN_WRITE)))
         goto out;
-    for (size_t i = 0; i < noffs && rc == 0; i++)
-        rc = move_offset(c, topic, &offs[i], now_ms);
-    for (size_t done = 0; done < n && rc == 0; done += UPSERT_CHUNK) {
-        size_t k = n - done < UPSERT_CHUNK ? n - done : UPSERT_CHUNK;
-        rc = upsert_reads(c, d + done, k, now_ms);
+    for (size_t i = 0; i < b->noffs && rc == 0; i++)
+        rc = move_offset(c, b->topic, &b->offs[i], b->now_ms);
+    for (size_t done = 0; done < b->n && rc == 0; done += UPSERT_CHUNK) {
+        size_t k = b->n - done < UPSERT_CHUNK ? b->n - done : UPSERT_CHUNK;
+        rc = upsert_reads(c, b->d + done, k, b->now_ms);
     }
+    if (rc == 0)
+        rc = add_hourly(c, rows, nrows);
 out:
     rc = finish(c, rc);
     writer_put(s);
+    free(rows);
+    return rc;
+}
+
+static int sqlite_top_window(struct store *base, const char *biz, enum count_field by,
+                             enum window w, size_t limit, struct item_state *out,
+                             int64_t *window_cnt, size_t *n)
+{
+    static const enum stmt by_stmt[FIELD_COUNT] = {S_TOPW_READ, S_TOPW_LIKE, S_TOPW_COLLECT};
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    int rc;
+
+    sqlite3_bind_text(st, 1, biz, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, window_hours[w]);
+    sqlite3_bind_int64(st, 3, (int64_t)limit);
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < limit) {
+        struct item_state *e = &out[*n];
+
+        memset(e, 0, sizeof(*e));
+        snprintf(e->item.biz, sizeof(e->item.biz), "%s", biz);
+        e->item.id = sqlite3_column_int64(st, 0);
+        window_cnt[*n] = sqlite3_column_int64(st, 1);
+        e->counts.read_cnt = sqlite3_column_int64(st, 2);
+        e->counts.like_cnt = sqlite3_column_int64(st, 3);
+        e->counts.collect_cnt = sqlite3_column_int64(st, 4);
+        (*n)++;
+    }
+    rc = map_err(c->db, rc, "top window");
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_history(struct store *base, const struct item *it, enum count_field by,
+                          int64_t from_hour, int64_t to_hour, struct hour_count *out, size_t *n)
+{
+    static const enum stmt by_stmt[FIELD_COUNT] = {S_HIST_READ, S_HIST_LIKE, S_HIST_COLLECT};
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    size_t cap = (size_t)(to_hour - from_hour + 1);
+    int rc;
+
+    bind_item(st, 1, it);
+    sqlite3_bind_int64(st, 3, from_hour);
+    sqlite3_bind_int64(st, 4, to_hour);
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < cap) {
+        out[*n].hour = sqlite3_column_int64(st, 0);
+        out[*n].n = sqlite3_column_int64(st, 1);
+        (*n)++;
+    }
+    rc = map_err(c->db, rc, "history");
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+/* One int64 from a one-row statement already bound; *null when it is NULL or absent. */
+static int step_i64(struct conn *c, sqlite3_stmt *st, int64_t *v, bool *null)
+{
+    int rc = sqlite3_step(st);
+
+    *null = rc != SQLITE_ROW || sqlite3_column_type(st, 0) == SQLITE_NULL;
+    if (!*null)
+        *v = sqlite3_column_int64(st, 0);
+    rc = map_err(c->db, rc, sqlite3_sql(st));
+    sqlite3_reset(st);
+    return rc;
+}
+
+/*
+ * Moves window w's mark towards the first hour the window holds at cur_hour: the
+ * next hour that has rows is subtracted and the mark moved past it, in one
+ * transaction, compare-and-set on the mark, so each hour leaves each window once,
+ * even with two tallyd sweeping or a crash in between. *more: not there yet.
+ */
+static int sweep_window(struct conn *c, int w, int64_t cur_hour, bool *more, int64_t *held)
+{
+    int64_t target = cur_hour - window_hours[w] + 1, mark = 0, next = 0, to;
+    sqlite3_stmt *st;
+    bool null;
+    int rc, got = 0;
+
+    *held = INT64_MIN;
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    st = stmt(c, S_MARKS);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if (sqlite3_column_int64(st, 0) == window_hours[w])
+            mark = sqlite3_column_int64(st, 1), got = 1;
+    sqlite3_reset(st);
+    *held = got ? mark : INT64_MIN;
+    if ((rc = map_err(c->db, rc, "marks")) || !got || mark >= target)
+        goto out;
+    st = stmt(c, S_HOUR_NEXT);
+    sqlite3_bind_int64(st, 1, mark);
+    if ((rc = step_i64(c, st, &next, &null)))
+        goto out;
+    to = target;
+    if (!null && next < target) {
+        st = stmt(c, S_WINDOW_SUB);
+        sqlite3_bind_int(st, 1, window_hours[w]);
+        sqlite3_bind_int64(st, 2, next);
+        if ((rc = exec_stmt(c, st)))
+            goto out;
+        to = next + 1;
+    }
+    st = stmt(c, S_MARK_CAS);
+    sqlite3_bind_int(st, 1, window_hours[w]);
+    sqlite3_bind_int64(st, 2, mark);
+    sqlite3_bind_int64(st, 3, to);
+    if ((rc = exec_stmt(c, st)))
+        goto out;
+    *held = to;
+    *more = *more || to < target;
+out:
+    return finish(c, rc);
+}
+
+#define EXPIRE_ROWS 5000 /* hourly rows deleted per sweep step */
+
+static int sqlite_sweep_windows(struct store *base, int64_t now_ms, int64_t retention_hours,
+                                bool *more)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int64_t cur = store__hour_of(now_ms), before = cur - retention_hours, held = 0;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int rc = 0;
+
+    *more = false;
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        c = writer_get(s); /* one window per hold: likes wait for one step at most */
+        rc = sweep_window(c, w, cur, more, &held);
+        writer_put(s);
+        if (held < before) /* an hour leaves the table only once every window let it go */
+            before = held;
+    }
+    if (rc)
+        return rc;
+    c = writer_get(s);
+    st = stmt(c, S_HOUR_EXPIRE);
+    sqlite3_bind_int64(st, 1, before);
+    sqlite3_bind_int(st, 2, EXPIRE_ROWS);
+    rc = exec_stmt(c, st);
+    if (rc == 0 && sqlite3_changes(c->db) == EXPIRE_ROWS)
+        *more = true;
+    writer_put(s);
+    return rc;
+}
+
+/* Every window starts at the current hour: nothing is in it yet. */
+static int init_marks(struct conn *c, int64_t now_ms)
+{
+    int rc = 0;
+
+    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
+        sqlite3_stmt *st = stmt(c, S_MARK_INIT);
+        sqlite3_bind_int(st, 1, window_hours[w]);
+        sqlite3_bind_int64(st, 2, store__hour_of(now_ms) - window_hours[w] + 1);
+        rc = exec_stmt(c, st);
+    }
     return rc;
 }
 
@@ -797,7 +1173,10 @@ static const struct store_ops sqlite_ops = {
     .list_likes = sqlite_list_likes,
     .list_collection = sqlite_list_collection,
     .top = sqlite_top,
+    .top_window = sqlite_top_window,
+    .history = sqlite_history,
     .apply_reads = sqlite_apply_reads,
+    .sweep_windows = sqlite_sweep_windows,
     .dead_letter = sqlite_dead_letter,
     .load_offset = sqlite_load_offset,
     .ping = sqlite_ping,
@@ -814,7 +1193,7 @@ int store_sqlite_open(const char *path, struct store **out, char **err)
     pthread_mutex_init(&s->write_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
-    if ((rc = conn_open(&s->writer, path, true)))
+    if ((rc = conn_open(&s->writer, path, true)) || (rc = init_marks(&s->writer, clock_now_ms())))
         goto fail;
     for (int i = 0; i < READERS; i++) {
         if ((rc = conn_open(&s->readers[i], path, false)))

@@ -43,10 +43,47 @@ struct list_cursor {
         INT64_MAX, INT64_MAX \
     }
 
-/* A merged batch of reads for one item. */
+/* A merged batch of reads for one item (hour 0), or for one item in one hour. */
 struct read_delta {
     struct item item;
     int64_t n;
+    int64_t hour; /* hours since the epoch (UTC); 0 in the per-item totals */
+};
+
+/*
+ * Trending windows: every count is also kept per hour (interactive_hour), and
+ * each window keeps a rolling per-item sum of its last `hours` hours
+ * (interactive_window) that ingest adds to and store_sweep_windows() subtracts
+ * expiring hours from, so a windowed top list is one index range scan.
+ */
+enum window { WINDOW_1H, WINDOW_24H, WINDOW_7D, WINDOW_30D, WINDOW_COUNT };
+extern const int window_hours[WINDOW_COUNT]; /* 1, 24, 168, 720 */
+extern const char *const window_names[WINDOW_COUNT]; /* "1h", "24h", "7d", "30d" */
+#define WINDOW_MAX_HOURS 720 /* the longest window: retention may not be shorter */
+#define HOUR_MS          3600000LL
+
+/* One point of an item's history: the hour (hours since the epoch) and its count. */
+struct hour_count {
+    int64_t hour;
+    int64_t n;
+};
+
+/*
+ * One read batch as the consumer commits it: everything in one transaction.
+ * d: per-item deltas, sorted by item. hours: per-(item, hour) deltas, sorted by
+ * (item, hour); those older than retention_hours before now are not kept (they
+ * still count in d). offs: the bus offsets of topic to move, compare-and-set.
+ */
+struct read_batch {
+    const struct read_delta *d;
+    size_t n;
+    const struct read_delta *hours;
+    size_t nhours;
+    const char *topic;
+    const struct store_offset *offs;
+    size_t noffs;
+    int64_t now_ms;
+    int64_t retention_hours;
 };
 
 /*
@@ -59,6 +96,26 @@ struct store_offset {
     int64_t expect;
     int64_t next;
 };
+
+/*
+ * For adapters: one row of counts to add to an hourly or window row. key is
+ * the hour (interactive_hour) or the window's length in hours (interactive_window).
+ */
+struct store_row {
+    struct item item;
+    int64_t key;
+    int64_t v[FIELD_COUNT];
+};
+
+/*
+ * For adapters: sums rows[0, n) (sorted by item, key = hour) whose hour is at
+ * least from_hour into one row per item, keyed win, in out (n entries); returns
+ * how many.
+ */
+size_t store__window_sum(const struct store_row *rows, size_t n, int64_t from_hour, int64_t win,
+                         struct store_row *out);
+/* For adapters: the hour (since the epoch) of a time in ms; floor, also before 1970. */
+int64_t store__hour_of(int64_t ms);
 
 struct store;
 
@@ -85,9 +142,23 @@ struct store_ops {
     /* Highest `by` first, ties by id ascending; liked/collected left false. */
     int (*top)(struct store *s, const char *biz, enum count_field by, size_t limit,
                struct item_state *out, size_t *n);
-    /* Add read deltas (sorted by item) and move offsets of topic, atomically. */
-    int (*apply_reads)(struct store *s, const struct read_delta *d, size_t n, const char *topic,
-                       const struct store_offset *offs, size_t noffs, int64_t now_ms);
+    /* Highest `by` summed over window w (positive sums only), ties by id ascending;
+     * window_cnt[i] receives out[i]'s sum. */
+    int (*top_window)(struct store *s, const char *biz, enum count_field by, enum window w,
+                      size_t limit, struct item_state *out, int64_t *window_cnt, size_t *n);
+    /* it's nonzero hourly `by` counts for hours in [from_hour, to_hour], oldest first;
+     * out holds to_hour - from_hour + 1 entries. */
+    int (*history)(struct store *s, const struct item *it, enum count_field by,
+                   int64_t from_hour, int64_t to_hour, struct hour_count *out, size_t *n);
+    /* Add a batch of reads (totals, hours, windows) and move offsets of topic, atomically. */
+    int (*apply_reads)(struct store *s, const struct read_batch *b);
+    /*
+     * One bounded step of window upkeep at now_ms: each window subtracts at most one
+     * expiring hour (with its watermark, in one transaction), and at most a few
+     * thousand hourly rows older than retention_hours are deleted. *more: whether
+     * work is left for another call.
+     */
+    int (*sweep_windows)(struct store *s, int64_t now_ms, int64_t retention_hours, bool *more);
     /*
      * Records n read events the store refused (one read_dead_letter row each,
      * with error) and moves offsets of topic, atomically: a poisoned event is
@@ -154,11 +225,26 @@ static inline int store_top(struct store *s, const char *biz, enum count_field b
 {
     return s->ops->top(s, biz, by, limit, out, n);
 }
-static inline int store_apply_reads(struct store *s, const struct read_delta *d, size_t n,
-                                    const char *topic, const struct store_offset *offs,
-                                    size_t noffs, int64_t now_ms)
+static inline int store_top_window(struct store *s, const char *biz, enum count_field by,
+                                   enum window w, size_t limit, struct item_state *out,
+                                   int64_t *window_cnt, size_t *n)
 {
-    return s->ops->apply_reads(s, d, n, topic, offs, noffs, now_ms);
+    return s->ops->top_window(s, biz, by, w, limit, out, window_cnt, n);
+}
+static inline int store_history(struct store *s, const struct item *it, enum count_field by,
+                                int64_t from_hour, int64_t to_hour, struct hour_count *out,
+                                size_t *n)
+{
+    return s->ops->history(s, it, by, from_hour, to_hour, out, n);
+}
+static inline int store_apply_reads(struct store *s, const struct read_batch *b)
+{
+    return s->ops->apply_reads(s, b);
+}
+static inline int store_sweep_windows(struct store *s, int64_t now_ms, int64_t retention_hours,
+                                      bool *more)
+{
+    return s->ops->sweep_windows(s, now_ms, retention_hours, more);
 }
 static inline int store_dead_letter(struct store *s, const struct read_event *ev, size_t n,
                                     const char *topic, const struct store_offset *offs,

@@ -146,12 +146,13 @@ static int fake_offsets(struct fake_store *f, const struct store_offset *offs, s
     return 0;
 }
 
-static int fake_apply(struct store *s, const struct read_delta *d, size_t n, const char *topic,
-                      const struct store_offset *offs, size_t noffs, int64_t now_ms)
+static int fake_apply(struct store *s, const struct read_batch *b)
 {
     struct fake_store *f = (struct fake_store *)s;
+    const struct read_delta *d = b->d;
+    const struct store_offset *offs = b->offs;
+    size_t n = b->n, noffs = b->noffs;
     int rc = 0;
-    (void)topic, (void)now_ms;
 
     pthread_mutex_lock(&f->lock);
     if (f->unavail > 0) {

@@ -185,6 +185,15 @@ static void top_uses_index_and_orders(void **state)
     assert_null(strstr(plan, "TEMP B-TREE")); /* no sort: the index gives the order */
 }
 
+/* A batch of per-item deltas only (no hours): what the consumer sends with windows off. */
+static int apply_plain(struct store *s, const struct read_delta *d, size_t n, const char *topic,
+                       const struct store_offset *o, size_t noffs, int64_t now_ms)
+{
+    struct read_batch b = { .d = d, .n = n, .topic = topic, .offs = o, .noffs = noffs,
+                            .now_ms = now_ms };
+    return store_apply_reads(s, &b);
+}
+
 static void reads_and_offsets_apply_atomically(void **state)
 {
     struct fixture *f = *state;
@@ -199,7 +208,7 @@ static void reads_and_offsets_apply_atomically(void **state)
         d[i].n = i + 1;
     }
     /* 300 rows: one full 256-row chunk plus a remainder. */
-    assert_int_equal(store_apply_reads(f->s, d, 300, "t", &o, 1, 7), 0);
+    assert_int_equal(apply_plain(f->s, d, 300, "t", &o, 1, 7), 0);
     assert_int_equal(store_counts(f->s, it, 2, c), 0);
     assert_int_equal(c[0].read_cnt, 1);
     assert_int_equal(c[1].read_cnt, 299);
@@ -210,13 +219,13 @@ static void reads_and_offsets_apply_atomically(void **state)
 
     /* A batch that expects an offset someone else already moved: nothing applies. */
     o = (struct store_offset){ .partition = 0, .expect = 5, .next = 20 };
-    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 8), TALLY_ESTALE);
+    assert_int_equal(apply_plain(f->s, d, 2, "t", &o, 1, 8), TALLY_ESTALE);
     o.expect = -1; /* "no offset yet" is stale too once one exists */
-    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 8), TALLY_ESTALE);
+    assert_int_equal(apply_plain(f->s, d, 2, "t", &o, 1, 8), TALLY_ESTALE);
     assert_int_equal(store_counts(f->s, it, 1, c), 0);
     assert_int_equal(c[0].read_cnt, 1);
     o.expect = 10;
-    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 9), 0);
+    assert_int_equal(apply_plain(f->s, d, 2, "t", &o, 1, 9), 0);
     assert_int_equal(store_counts(f->s, it, 1, c), 0);
     assert_int_equal(c[0].read_cnt, 2);
     assert_int_equal(store_load_offset(f->s, "t", 0, &next), 0);
@@ -227,7 +236,7 @@ static void reads_and_offsets_apply_atomically(void **state)
 static void read_counter_never_passes_int64_max(void **state)
 {
     struct fixture *f = *state;
-    struct read_delta d[2] = { { item("article", 1), INT64_MAX - 1 }, { item("article", 2), 5 } };
+    struct read_delta d[2] = { { item("article", 1), INT64_MAX - 1, 0 }, { item("article", 2), 5, 0 } };
     struct store_offset o = { 0, -1, 10 };
     struct read_event e = { .item = item("article", 1), .uid = 3, .ts = 4, .partition = 0,
                             .offset = 10 };
@@ -236,15 +245,15 @@ static void read_counter_never_passes_int64_max(void **state)
     sqlite3 *db;
     sqlite3_stmt *q;
 
-    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 1), 0);
+    assert_int_equal(apply_plain(f->s, d, 2, "t", &o, 1, 1), 0);
     d[0].n = 2; /* INT64_MAX - 1 + 2 */
     o = (struct store_offset){ 0, 10, 20 };
-    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 2), TALLY_EREJECTED);
+    assert_int_equal(apply_plain(f->s, d, 2, "t", &o, 1, 2), TALLY_EREJECTED);
     assert_int_equal(store_counts(f->s, items, 2, c), 0);
     assert_int_equal(c[0].read_cnt, INT64_MAX - 1);
     assert_int_equal(c[1].read_cnt, 5); /* the whole transaction rolled back */
     d[0].n = 1; /* exactly INT64_MAX is a valid count */
-    assert_int_equal(store_apply_reads(f->s, d, 1, "t", &o, 1, 3), 0);
+    assert_int_equal(apply_plain(f->s, d, 1, "t", &o, 1, 3), 0);
     assert_int_equal(store_counts(f->s, items, 1, c), 0);
     assert_int_equal(c[0].read_cnt, INT64_MAX);
     /* The refused event is recorded, and its offset moved, in one transaction. */
@@ -312,7 +321,7 @@ static void schema_survives_reopen(void **state)
     assert_non_null(strstr(err, "cannot open sqlite store"));
     free(err);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL); /* this tallyd's */
+    sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL); /* this tallyd's */
     sqlite3_close(db);
     assert_int_equal(store_open(url, &f->s, &err), 0);
 }
