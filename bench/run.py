@@ -13,7 +13,12 @@ Redis and Kafka first. Measures, on this machine:
 2. read-event ingest from Kafka into MariaDB: 1,000,000 events (uniform and Zipf s=1.1 over
    100,000 items) with the batch consumer and with --batch 1, and the drain rate against
    the batch size;
-3. write amplification (store statements and Redis calls per API call) and memory.
+3. write amplification (store statements and Redis calls per API call) and memory;
+4. trending windows: 1,000,000 reads with ts spread over the last 24 hours across 100,000
+   items, ingested from Kafka with --windows on and off (MariaDB + Redis, and SQLite), then
+   the p99 of GET /v1/top/article?by=read_cnt&window=24h (and 7d) over that data.
+
+    bench/run.py --only windows [--window-events N]   runs part 4 alone
 
 Writes bench/results/latest.json, latest.md (the Markdown table) and two PNG charts.
 Traffic goes to 127.0.0.1 only; every loop is bounded in time.
@@ -34,6 +39,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.join(ROOT, "build")
 RESULTS = os.path.join(ROOT, "bench", "results")
 QUICK = "--quick" in sys.argv
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+WINDOW_EVENTS = (int(sys.argv[sys.argv.index("--window-events") + 1])
+                 if "--window-events" in sys.argv else 200_000 if QUICK else 1_000_000)
 
 WRK = dict(threads=1, conns=32, seconds=2 if QUICK else 10)
 INGEST_EVENTS = 100_000 if QUICK else 1_000_000
@@ -165,12 +173,12 @@ def tallyd(*args, store=None, cache="none", bus="local"):
                  store, "--cache", cache, "--bus", bus, *args], port)
 
 
-def wrk(proc, path, script=""):
+def wrk(proc, path, script="", conns=None):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + REPORT_LUA)
     cpu0, q0, r0 = proc.cpu_s(), questions(), redis_calls()
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK['threads']}",
-                          f"-c{WRK['conns']}", f"-d{WRK['seconds']}s", "-s", f.name,
+                          f"-c{conns or WRK['conns']}", f"-d{WRK['seconds']}s", "-s", f.name,
                           f"http://127.0.0.1:{proc.port}{path}"],
                          capture_output=True, text=True, timeout=WRK["seconds"] + 60)
     os.unlink(f.name)
@@ -290,6 +298,81 @@ def bench_ingest():
     return results
 
 
+def produce_recent(topic, n, span_ms):
+    """n uniform reads over INGEST_ITEMS items with ts spread over the last span_ms."""
+    env = dict(os.environ, TALLY_PRODUCE_TS=f"{int(time.time() * 1000) - 60000}:{span_ms}")
+    out = subprocess.run([os.path.join(BUILD, "tally-produce"), KAFKA, topic, str(n),
+                          str(INGEST_ITEMS)], capture_output=True, text=True, timeout=900,
+                         env=env)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+
+
+def drain_windows(topic, store, cache, windows, events):
+    """Drains topic into store with --windows on|off; returns (figures, running tallyd)."""
+    name = f"bench_w_{windows}_{int(time.time() * 1000) % 10**8}"
+    redis_flush()
+    t = tallyd("--windows", windows, store=store, cache=cache,
+               bus=f"kafka://{KAFKA}/{topic}?group={name}")
+    deadline = time.time() + 1200
+    while t.metric("tally_read_events_applied_total") == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    t0, a0 = time.time(), t.metric("tally_read_events_applied_total")
+    while t.metric("tally_read_events_applied_total") < events and time.time() < deadline:
+        time.sleep(0.05)
+    elapsed = time.time() - t0
+    done = t.metric("tally_read_events_applied_total") - a0
+    return {"windows": windows, "events": int(done), "seconds": round(elapsed, 2),
+            "events_per_s": round(done / elapsed, 1) if elapsed else 0,
+            "peak_rss_mib": round(t.mem_kib("VmHWM") / 1024, 1)}, t
+
+
+def bench_windows():
+    stamp = int(time.time())
+    topic = f"bench.windows.{stamp}"
+    log(f"windows: producing {WINDOW_EVENTS} reads over 24 h, {INGEST_ITEMS} items")
+    produce_recent(topic, WINDOW_EVENTS, 24 * 3600 * 1000 - 120000)
+    results = {"events": WINDOW_EVENTS, "items": INGEST_ITEMS, "stores": {}}
+    for label in ["MariaDB + Redis", "SQLite"]:
+        runs = {}
+        for windows in ["off", "on"]:
+            if label == "SQLite":
+                store, cache = f"sqlite:{tempfile.mkdtemp()}/bench.db", "none"
+            else:
+                store, cache = fresh_db(f"bench_windows_{windows}_{stamp}"), REDIS
+            log(f"windows: {label}, --windows {windows} (full drain)")
+            r, t = drain_windows(topic, store, cache, windows, WINDOW_EVENTS)
+            if windows == "on":
+                # Latency at a moderate load (4 connections) and at saturation (the
+                # -c32 of every other figure, where p99 is mostly queueing on one core).
+                for w, conns in [("24h", 4), ("7d", 4), ("24h", WRK["conns"])]:
+                    log(f"windows: {label}, GET top window={w}, {conns} connections")
+                    q = wrk(t, f"/v1/top/article?by=read_cnt&window={w}&limit=10", conns=conns)
+                    r[f"top_{w}_c{conns}"] = {k: q[k] for k in ("rps", "p50_ms", "p99_ms",
+                                                                 "p999_ms")}
+            t.stop()
+            runs[windows] = r
+        runs["cost"] = round(1 - runs["on"]["events_per_s"] /
+                             max(runs["off"]["events_per_s"], 1e-9), 3)
+        results["stores"][label] = runs
+    return results
+
+
+def windows_markdown(w):
+    rows = [f"| trending windows, {w['events']:,} reads over 24 h, {w['items']:,} items | "
+            "ingest events/s, windows off | on | cost | top window=24h p50 / p99 ms, -c4 | "
+            f"window=7d, -c4 | window=24h, -c{WRK['conns']} (requests/s) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for label, r in w["stores"].items():
+        on, c = r["on"], WRK["conns"]
+        a, b, s = on["top_24h_c4"], on["top_7d_c4"], on[f"top_24h_c{c}"]
+        rows.append(f"| {label} | {r['off']['events_per_s']:,.0f} | {on['events_per_s']:,.0f} | "
+                    f"{r['cost'] * 100:.0f}% | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} | "
+                    f"{b['p50_ms']:.2f} / {b['p99_ms']:.2f} | {s['p50_ms']:.2f} / "
+                    f"{s['p99_ms']:.2f} ({s['rps']:,.0f}) |")
+    return "\n".join(rows) + "\n"
+
+
 def machine():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -367,11 +450,18 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     res = {"machine": machine(), "quick": QUICK, "settings": {"wrk": WRK,
            "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}}
+    if ONLY == "windows":
+        res["windows"] = bench_windows()
+        with open(os.path.join(RESULTS, "windows.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        print(windows_markdown(res["windows"]))
+        return
     res["http"] = bench_http()
     res["ingest"] = bench_ingest()
+    res["windows"] = bench_windows()
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(res, f, indent=2)
-    md = markdown(res)
+    md = markdown(res) + "\n" + windows_markdown(res["windows"])
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write(md)
     charts(res)

@@ -35,7 +35,7 @@ static const char usage[] =
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
     "              [--insecure] [--stop-timeout-ms N] [--rate-limit SPEC]\n"
-    "              [--window-retention DURATION]\n"
+    "              [--windows on|off] [--window-retention DURATION]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -64,6 +64,7 @@ static const char usage[] =
     "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
     "                      (RATE/s|m|h:BURST; over it 429; none by default)\n"
+    "  --windows on|off    keep hourly counts and trending windows (on)\n"
     "  --window-retention DURATION  hourly counts (history, trending windows) are kept\n"
     "                      this long, e.g. 35d, 90d; at least 30d (35d)\n"
     "\n"
@@ -156,7 +157,7 @@ enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
-    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOW_RETENTION, O_COUNT
+    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOWS, O_WINDOW_RETENTION, O_COUNT
 };
 
 static const char *const env_names[O_COUNT] = {
@@ -165,7 +166,7 @@ static const char *const env_names[O_COUNT] = {
     "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
     "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
     "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
-    "TALLY_RATE_LIMIT", "TALLY_WINDOW_RETENTION",
+    "TALLY_RATE_LIMIT", "TALLY_WINDOWS", "TALLY_WINDOW_RETENTION",
 };
 
 static const char *const flags[O_COUNT] = {
@@ -173,7 +174,7 @@ static const char *const flags[O_COUNT] = {
     "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
     "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
     "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
-    "--rate-limit", "--window-retention",
+    "--rate-limit", "--windows", "--window-retention",
 };
 
 /* The integer options: where each goes and its range. */
@@ -210,6 +211,11 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_TLS_CERT: cfg->tls_cert = v; return 0;
     case O_TLS_KEY: cfg->tls_key = v; return 0;
     case O_RATE_LIMIT: cfg->rate_limit = v; return check_url(v, ratelimit_check);
+    case O_WINDOWS:
+        if (strcmp(v, "on") && strcmp(v, "off"))
+            return bad(flags[o], v, "expected on or off");
+        cfg->windows = strcmp(v, "on") == 0;
+        return 0;
     case O_WINDOW_RETENTION:
         return parse_duration(flags[o], v, WINDOW_MAX_HOURS * HOUR_MS, 3650 * 24 * HOUR_MS,
                               &cfg->window_retention_ms);
@@ -283,6 +289,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"insecure", no_argument, NULL, O_INSECURE},
         {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
         {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
+        {"windows", required_argument, NULL, O_WINDOWS},
         {"window-retention", required_argument, NULL, O_WINDOW_RETENTION},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -306,6 +313,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_WORKERS] = "4";
     given[O_WORK_QUEUE] = "1024";
     given[O_STOP_TIMEOUT] = "10000";
+    given[O_WINDOWS] = "on";
     given[O_WINDOW_RETENTION] = "35d";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);

@@ -34,6 +34,7 @@ struct config {
     bool insecure; /* allow an open API on an address other than loopback */
     int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
+    bool windows;                /* keep hourly counts and trending windows */
     int64_t window_retention_ms; /* hourly counts are kept this long (>= 30 days) */
 };
 

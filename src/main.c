@@ -134,6 +134,7 @@ int main(int argc, char **argv)
                          &(struct readcount_config){.batch = cfg.batch,
                                                     .flush_ms = cfg.flush_ms,
                                                     .stop_wait_ms = cfg.stop_timeout_ms,
+                                                    .hourly_reads = cfg.windows,
                                                     .retention_hours =
                                                         cfg.window_retention_ms / HOUR_MS});
     svc.reads = rc;

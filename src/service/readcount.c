@@ -250,7 +250,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
                            .noffs = noffs,
                            .retention_hours = rc->cfg.retention_hours};
 
-    b.nhours = rc->cfg.retention_hours ? readcount_merge_hours(ev, n, now, rc->hours) : 0;
+    b.nhours = rc->cfg.hourly_reads ? readcount_merge_hours(ev, n, now, rc->hours) : 0;
     memcpy(rc->scratch, ev, n * sizeof(*ev));
     k = readcount_merge(rc->scratch, n, rc->deltas);
     b.d = rc->deltas;

@@ -30,7 +30,11 @@ struct readcount_config {
     size_t batch;     /* events per store transaction, >= 1 */
     int flush_ms;     /* how long a partial batch may wait */
     int stop_wait_ms; /* how long a stop may take to deliver what was accepted */
-    /* hourly counts are kept this long (>= WINDOW_MAX_HOURS); 0: no hours, no windows */
+    /* Whether reads are also counted per hour and in the windows (--windows). Likes and
+     * collections always are: one row per transition costs little. */
+    bool hourly_reads;
+    /* Hourly counts are kept this long (>= WINDOW_MAX_HOURS); 0: no window upkeep at all
+     * (the unit tests' scripted stores have none). */
     int64_t retention_hours;
 };
 

@@ -150,9 +150,11 @@ enum stmt {
 };
 
 #define EXPIRE_ROWS 5000 /* hourly rows deleted per sweep step (also in S_HOUR_EXPIRE) */
-/* A range of the (biz, win, cnt DESC, biz_id) index, read in order, joined to the totals. */
+/* A range of the (biz, win, cnt DESC, biz_id) index, read in order, joined to the totals.
+ * STRAIGHT_JOIN: left to itself the optimizer drives from interactive and sorts (1.3 s over
+ * 100,000 items instead of under 1 ms). */
 #define TOPW_SQL(col)                                                                  \
-    "SELECT w.biz_id, w." col ", i.read_cnt, i.like_cnt, i.collect_cnt"               \
+    "SELECT STRAIGHT_JOIN w.biz_id, w." col ", i.read_cnt, i.like_cnt, i.collect_cnt" \
     " FROM interactive_window w JOIN interactive i ON i.biz = w.biz AND i.biz_id = w.biz_id" \
     " WHERE w.biz = ? AND w.win = ? AND w." col " > 0"                                 \
     " ORDER BY w." col " DESC, w.biz_id ASC LIMIT ?"

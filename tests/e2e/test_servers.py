@@ -95,6 +95,15 @@ def test_queries_are_served_by_indexes(tallyd, db):
         # id, select_type, table, type, possible_keys, key, key_len, ref, rows, Extra
         assert row[5] == keys[name], (name, row)
         assert "filesort" not in str(row[9]) and row[3] != "ALL", (name, row)
+    # The windowed top list reads the window's index in order and joins each row to its
+    # totals; without STRAIGHT_JOIN MariaDB drove from interactive and sorted.
+    rows = db.sql("EXPLAIN SELECT STRAIGHT_JOIN w.biz_id, w.like_cnt, i.read_cnt, i.like_cnt,"
+                  " i.collect_cnt FROM interactive_window w JOIN interactive i"
+                  " ON i.biz = w.biz AND i.biz_id = w.biz_id WHERE w.biz = 'article'"
+                  " AND w.win = 24 AND w.like_cnt > 0 ORDER BY w.like_cnt DESC, w.biz_id ASC"
+                  " LIMIT 10")
+    assert [(r[2], r[5]) for r in rows] == [("w", "top_like"), ("i", "uk_biz")], rows
+    assert all("filesort" not in str(r[9]) and "temporary" not in str(r[9]) for r in rows), rows
 
 
 def test_cache_is_filled_and_incremented(tallyd, db):
