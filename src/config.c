@@ -35,7 +35,7 @@ static const char usage[] =
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
     "              [--insecure] [--stop-timeout-ms N] [--rate-limit SPEC]\n"
-    "              [--windows on|off] [--window-retention DURATION]\n"
+    "              [--windows on|off] [--window-retention DURATION] [--read-window DURATION]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -64,6 +64,9 @@ static const char usage[] =
     "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
     "                      (RATE/s|m|h:BURST; over it 429; none by default)\n"
+    "  --read-window DURATION  a read by the same uid or viewer of the same item within\n"
+    "                      this of their last counted one counts nothing, e.g. 8h, 30m, 2s;\n"
+    "                      0: every read counts (0)\n"
     "  --windows on|off    keep hourly counts and trending windows (on)\n"
     "  --window-retention DURATION  hourly counts (history, trending windows) are kept\n"
     "                      this long, e.g. 35d, 90d; at least 30d (35d)\n"
@@ -157,7 +160,7 @@ enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
-    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOWS, O_WINDOW_RETENTION, O_COUNT
+    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_COUNT
 };
 
 static const char *const env_names[O_COUNT] = {
@@ -166,7 +169,7 @@ static const char *const env_names[O_COUNT] = {
     "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
     "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
     "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
-    "TALLY_RATE_LIMIT", "TALLY_WINDOWS", "TALLY_WINDOW_RETENTION",
+    "TALLY_RATE_LIMIT", "TALLY_WINDOWS", "TALLY_WINDOW_RETENTION", "TALLY_READ_WINDOW",
 };
 
 static const char *const flags[O_COUNT] = {
@@ -174,7 +177,7 @@ static const char *const flags[O_COUNT] = {
     "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
     "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
     "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
-    "--rate-limit", "--windows", "--window-retention",
+    "--rate-limit", "--windows", "--window-retention", "--read-window",
 };
 
 /* The integer options: where each goes and its range. */
@@ -216,6 +219,8 @@ static int apply(struct config *cfg, enum opt o, const char *v)
             return bad(flags[o], v, "expected on or off");
         cfg->windows = strcmp(v, "on") == 0;
         return 0;
+    case O_READ_WINDOW:
+        return parse_duration(flags[o], v, 0, 3650 * 24 * HOUR_MS, &cfg->read_window_ms);
     case O_WINDOW_RETENTION:
         return parse_duration(flags[o], v, WINDOW_MAX_HOURS * HOUR_MS, 3650 * 24 * HOUR_MS,
                               &cfg->window_retention_ms);
@@ -291,6 +296,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
         {"windows", required_argument, NULL, O_WINDOWS},
         {"window-retention", required_argument, NULL, O_WINDOW_RETENTION},
+        {"read-window", required_argument, NULL, O_READ_WINDOW},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -315,6 +321,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_STOP_TIMEOUT] = "10000";
     given[O_WINDOWS] = "on";
     given[O_WINDOW_RETENTION] = "35d";
+    given[O_READ_WINDOW] = "0";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)

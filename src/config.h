@@ -36,6 +36,7 @@ struct config {
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
     bool windows;                /* keep hourly counts and trending windows */
     int64_t window_retention_ms; /* hourly counts are kept this long (>= 30 days) */
+    int64_t read_window_ms;      /* --read-window; 0: every read counts */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

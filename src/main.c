@@ -135,6 +135,7 @@ int main(int argc, char **argv)
                                                     .flush_ms = cfg.flush_ms,
                                                     .stop_wait_ms = cfg.stop_timeout_ms,
                                                     .hourly_reads = cfg.windows,
+                                                    .read_window_ms = cfg.read_window_ms,
                                                     .retention_hours =
                                                         cfg.window_retention_ms / HOUR_MS});
     svc.reads = rc;

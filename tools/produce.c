@@ -19,6 +19,9 @@
  *   TALLY_PRODUCE_TS=BASE:SPAN   message i has ts BASE - (i * 2654435761) % SPAN (ms), so that
  *                                reads spread over SPAN ms before BASE; the default is
  *                                1700000000000 + i (2023, past any hourly retention)
+ *   TALLY_PRODUCE_VIEWERS=V      message i reads as viewer "v<i % V>" instead of a uid
+ *   TALLY_PRODUCE_KEYS=K:M       every M-th message (i % M == 0) carries the header
+ *                                idempotency-key "k<i % K>"
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -90,13 +93,23 @@ static long zipf_draw(const double *cdf, long n, unsigned long long *state)
     return lo + 1;
 }
 
-static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, const char *value)
+static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, const char *value,
+                        const char *idem)
 {
     for (;;) {
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-                              RD_KAFKA_V_VALUE((void *)value, strlen(value)),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_headers_t *hdrs = NULL;
+        rd_kafka_resp_err_t err;
+
+        if (idem) {
+            hdrs = rd_kafka_headers_new(1);
+            rd_kafka_header_add(hdrs, "idempotency-key", -1, idem, -1);
+        }
+        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+                                RD_KAFKA_V_VALUE((void *)value, strlen(value)),
+                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (err && hdrs)
+            rd_kafka_headers_destroy(hdrs); /* owned by the message only on success */
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (err) {
                 fprintf(stderr, "tally-produce: %s\n", rd_kafka_err2str(err));
@@ -193,25 +206,37 @@ int main(int argc, char **argv)
         fprintf(stderr, "tally-produce: TALLY_PRODUCE_TS must be BASE:SPAN (ms)\n");
         return 2;
     }
+    const char *viewers_spec = getenv("TALLY_PRODUCE_VIEWERS"), *keys_spec = getenv("TALLY_PRODUCE_KEYS");
+    long viewers = viewers_spec ? strtol(viewers_spec, NULL, 10) : 0, keys = 0, every = 0;
+    if (keys_spec && (sscanf(keys_spec, "%ld:%ld", &keys, &every) != 2 || keys < 1 || every < 1)) {
+        fprintf(stderr, "tally-produce: TALLY_PRODUCE_KEYS must be K:M\n");
+        return 2;
+    }
     rk = producer(argv[1]);
     for (long i = 0; i < count; i++) {
+        char idem[32], who[48];
         long id = cdf ? zipf_draw(cdf, items, &rng) : i % items + 1;
 
         snprintf(key, sizeof(key), "article:%ld", id);
         long long ts = ts_span ? ts_base - (long long)i * 2654435761LL % ts_span : 1700000000000LL + i;
-        snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,\"uid\":%ld,\"ts\":%lld}",
-                 id, i % 100000 + 1, ts);
-        produce_one(rk, argv[2], key, value);
+        if (viewers)
+            snprintf(who, sizeof(who), "\"viewer\":\"v%ld\"", i % viewers);
+        else
+            snprintf(who, sizeof(who), "\"uid\":%ld", i % 100000 + 1);
+        snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,%s,\"ts\":%lld}", id,
+                 who, ts);
+        snprintf(idem, sizeof(idem), "k%ld", keys ? i % keys : 0);
+        produce_one(rk, argv[2], key, value, keys && i % every == 0 ? idem : NULL);
         /* Spread the malformed ones evenly through the stream. */
         while (sent_bad < malformed && (sent_bad + 1) * count <= (i + 1) * malformed) {
-            produce_one(rk, argv[2], "junk", bad[sent_bad % (sizeof(bad) / sizeof(bad[0]))]);
+            produce_one(rk, argv[2], "junk", bad[sent_bad % (sizeof(bad) / sizeof(bad[0]))], NULL);
             sent_bad++;
         }
         if (i % 10000 == 0)
             rd_kafka_poll(rk, 0);
     }
     while (sent_bad < malformed)
-        produce_one(rk, argv[2], "junk", bad[sent_bad++ % (sizeof(bad) / sizeof(bad[0]))]);
+        produce_one(rk, argv[2], "junk", bad[sent_bad++ % (sizeof(bad) / sizeof(bad[0]))], NULL);
     rd_kafka_flush(rk, 120000);
     if (rd_kafka_outq_len(rk) > 0)
         failed += rd_kafka_outq_len(rk);

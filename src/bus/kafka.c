@@ -45,6 +45,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -98,6 +99,34 @@ static int skip(enum skip_reason why, const char *detail)
     return -(int)why - 1;
 }
 
+/* 16 lowercase hex digits, not all zero: a hash64 as tallyd's producer writes it. */
+static bool parse_hash(json_t *v, uint64_t *out)
+{
+    const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+    uint64_t h = 0;
+
+    if (!s || json_string_length(v) != 16)
+        return false;
+    for (int i = 0; i < 16; i++) {
+        int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
+        if (d < 0)
+            return false;
+        h = h << 4 | (uint64_t)d;
+    }
+    *out = h;
+    return h != 0;
+}
+
+static bool printable(const char *s, size_t len, size_t max)
+{
+    if (len < 1 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
 int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
 {
     json_error_t jerr;
@@ -123,6 +152,7 @@ int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
     }
     out->item.id = json_integer_value(v);
     out->uid = 0;
+    out->viewer = out->idem = 0;
     out->ts = 0;
     if ((v = json_object_get(root, "uid"))) {
         if (!json_is_integer(v) || !item_id_valid(json_integer_value(v))) {
@@ -130,6 +160,26 @@ int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
             goto out;
         }
         out->uid = json_integer_value(v);
+    }
+    if ((v = json_object_get(root, "viewer"))) {
+        if (!json_is_string(v) ||
+            !printable(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
+            rc = skip(SKIP_FIELD, "viewer");
+            goto out;
+        }
+        out->viewer = hash64("viewer", json_string_value(v), json_string_length(v));
+    }
+    if ((v = json_object_get(root, "viewer_hash")) && (out->viewer || !parse_hash(v, &out->viewer))) {
+        rc = skip(SKIP_FIELD, "viewer_hash");
+        goto out;
+    }
+    if (out->viewer && out->uid) {
+        rc = skip(SKIP_FIELD, "uid and viewer");
+        goto out;
+    }
+    if ((v = json_object_get(root, "idem_hash")) && !parse_hash(v, &out->idem)) {
+        rc = skip(SKIP_FIELD, "idem_hash");
+        goto out;
     }
     if ((v = json_object_get(root, "ts"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0) {
@@ -153,6 +203,10 @@ void bus_kafka_format(struct strbuf *value, const struct read_event *ev)
         strbuf_addstr(value, ",\"uid\":");
         strbuf_add_i64(value, ev->uid);
     }
+    if (ev->viewer)
+        strbuf_addf(value, ",\"viewer_hash\":\"%016llx\"", (unsigned long long)ev->viewer);
+    if (ev->idem)
+        strbuf_addf(value, ",\"idem_hash\":\"%016llx\"", (unsigned long long)ev->idem);
     strbuf_addstr(value, ",\"ts\":");
     strbuf_add_i64(value, ev->ts);
     strbuf_addch(value, '}');
@@ -384,6 +438,24 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* A producer's Idempotency-Key, as the message header "idempotency-key" (the same rule
+ * as the HTTP header). 0, or a skip reason when it is malformed. */
+static int take_header_key(const rd_kafka_message_t *m, struct read_event *out)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t size = 0;
+
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, "idempotency-key", &val, &size) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    if (!val || !printable(val, size, READ_IDEM_KEY_MAX) || out->idem)
+        return skip(SKIP_FIELD, "idempotency-key header");
+    out->idem = hash64("idem", val, size);
+    return 0;
+}
+
 /* Turns one message into out (marked skip when it is not a valid read). */
 static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, struct read_event *out)
 {
@@ -393,6 +465,8 @@ static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, stru
     out->partition = m->partition;
     out->offset = m->offset;
     why = bus_kafka_parse(m->payload ? m->payload : "", m->len, out);
+    if (!why)
+        why = take_header_key(m, out);
     if (why) {
         out->skip = true;
         metric_add(kb->m_skipped[-why - 1], 1);

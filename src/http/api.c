@@ -25,6 +25,7 @@
 #include "service/ratelimit.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
@@ -421,8 +422,19 @@ static void h_get_items(struct ctx *c)
     reply_states(c, st, n);
 }
 
-/* The body of POST .../reads: empty, or {"uid":U}. */
-static bool read_body_uid(struct ctx *c, int64_t *uid)
+/* 1..max printable ASCII characters (space to tilde). */
+static bool printable(const char *s, size_t len, size_t max)
+{
+    if (len < 1 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* The body of POST .../reads: empty, {"uid":U} or {"viewer":"V"}; *viewer: its hash64. */
+static bool read_body_uid(struct ctx *c, int64_t *uid, uint64_t *viewer)
 {
     const char *b = c->req->body;
     size_t len = c->req->body_len;
@@ -445,8 +457,17 @@ static bool read_body_uid(struct ctx *c, int64_t *uid)
         goto out;
     }
     json_object_foreach (root, key, v) {
+        if (strcmp(key, "viewer") == 0) {
+            if (!json_is_string(v) ||
+                !printable(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
+                invalid(c, "viewer must be a string of 1 to 64 printable ASCII characters");
+                goto out;
+            }
+            *viewer = hash64("viewer", json_string_value(v), json_string_length(v));
+            continue;
+        }
         if (strcmp(key, "uid") != 0) {
-            invalid(c, "body may only have the field uid");
+            invalid(c, "body may only have the field uid or the field viewer");
             goto out;
         }
         if (!json_is_integer(v) || json_integer_value(v) < 1) {
@@ -454,6 +475,10 @@ static bool read_body_uid(struct ctx *c, int64_t *uid)
             goto out;
         }
         *uid = json_integer_value(v);
+    }
+    if (*uid && *viewer) {
+        invalid(c, "give uid or viewer, not both");
+        goto out;
     }
     ok = true;
 out:
@@ -464,14 +489,24 @@ out:
 /* POST /v1/items/{biz}/{id}/reads */
 static void h_read(struct ctx *c)
 {
+    const char *key = c->req->idempotency_key;
     struct item it;
     int64_t uid = 0;
+    uint64_t viewer = 0, idem = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid) ||
-        !bind_uid(c, &uid, uid != 0) || (uid && !admit_uid(c, uid)))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id))
         return;
-    if ((err = interactive_read(c->svc, &it, uid))) {
+    if (key && !printable(key, strlen(key), READ_IDEM_KEY_MAX)) {
+        invalid(c, "Idempotency-Key must be 1 to 128 printable ASCII characters");
+        return;
+    }
+    if (!read_body_uid(c, &uid, &viewer) || (!viewer && !bind_uid(c, &uid, uid != 0)) ||
+        (uid && !admit_uid(c, uid)))
+        return;
+    if (key)
+        idem = hash64("idem", key, strlen(key));
+    if ((err = interactive_read(c->svc, &it, uid, viewer, idem))) {
         fail_err(c, err);
         return;
     }

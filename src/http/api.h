@@ -33,6 +33,8 @@ struct api_request {
     /* The client's address, "addr:IP": names the per-caller rate limit's bucket when no
      * credential does (see caller_of() in api.c); NULL: none. */
     const char *caller;
+    /* The Idempotency-Key header's value as received (unchecked); NULL: absent. */
+    const char *idempotency_key;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */

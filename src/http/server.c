@@ -109,7 +109,7 @@ enum conn_state {
 };
 
 /* Which header the value being parsed belongs to (the ones the server reads itself). */
-enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION };
+enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION, H_IDEMPOTENCY_KEY };
 
 /*
  * A request being answered in a pool. Embedded in its connection; the worker
@@ -138,8 +138,8 @@ struct conn {
     size_t field_len;
     bool in_value;
     enum header header;
-    int hosts, authorizations;
-    struct strbuf authorization;
+    int hosts, authorizations, idempotency_keys;
+    struct strbuf authorization, idempotency_key;
     struct auth_principal principal;
     bool expect_continue, complete, bad_method, eof, read_paused;
     int reject;             /* a status the parser callbacks decided on, 0 if none */
@@ -278,6 +278,7 @@ static void conn_close(struct conn *c)
     strbuf_release(&c->query);
     strbuf_release(&c->body);
     strbuf_release(&c->authorization);
+    strbuf_release(&c->idempotency_key);
     strbuf_release(&c->caller);
     free(c);
     if (l->stopping && l->nconns == 0)
@@ -399,10 +400,11 @@ static int on_message_begin(http_parser *p)
     strbuf_reset(&c->url);
     strbuf_reset(&c->body);
     strbuf_reset(&c->authorization);
+    strbuf_reset(&c->idempotency_key);
     c->field_len = 0;
     c->in_value = false;
     c->header = H_OTHER;
-    c->hosts = c->authorizations = 0;
+    c->hosts = c->authorizations = c->idempotency_keys = 0;
     c->expect_continue = false;
     c->reject = 0;
     return 0;
@@ -446,11 +448,14 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         c->header = field_is(c, "host")            ? H_HOST
                     : field_is(c, "expect")        ? H_EXPECT
                     : field_is(c, "authorization") ? H_AUTHORIZATION
+                    : field_is(c, "idempotency-key") ? H_IDEMPOTENCY_KEY
                                                    : H_OTHER;
         if (c->header == H_HOST)
             c->hosts++;
         if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
             refuse(c, 400, "a request may carry one Authorization header");
+        if (c->header == H_IDEMPOTENCY_KEY && ++c->idempotency_keys > 1)
+            refuse(c, 400, "a request may carry one Idempotency-Key header");
         if (c->header == H_EXPECT) {
             if (len == 12 && strncasecmp(at, "100-continue", 12) == 0)
                 c->expect_continue = true;
@@ -461,6 +466,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     }
     if (c->header == H_AUTHORIZATION)
         strbuf_add(&c->authorization, at, len);
+    if (c->header == H_IDEMPOTENCY_KEY)
+        strbuf_add(&c->idempotency_key, at, len);
     if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
         c->expect_continue = false;
         refuse(c, 417, "only Expect: 100-continue is understood");
@@ -585,6 +592,7 @@ static void dispatch(struct conn *c, enum api_method method)
         .body_len = c->body.len,
         .principal = srv->cfg.auth ? &c->principal : NULL,
         .caller = c->caller.buf,
+        .idempotency_key = c->idempotency_keys ? c->idempotency_key.buf : NULL,
     };
     if (srv->cfg.auth)
         auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
@@ -859,6 +867,7 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     strbuf_init(&c->query, 0);
     strbuf_init(&c->body, 0);
     strbuf_init(&c->authorization, 0);
+    strbuf_init(&c->idempotency_key, 0);
     strbuf_init(&c->caller, 0);
     peer_name(&c->caller, fd);
     http_parser_init(&c->parser, HTTP_REQUEST);

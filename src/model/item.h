@@ -49,12 +49,17 @@ extern const char *const count_field_names[FIELD_COUNT];
  */
 struct read_event {
     struct item item;
-    int64_t uid; /* 0: anonymous */
+    int64_t uid;     /* 0: anonymous */
+    uint64_t viewer; /* hash64("viewer", ...) of the caller's viewer id; 0: none (or uid) */
+    uint64_t idem;   /* hash64("idem", ...) of the Idempotency-Key; 0: none */
     int64_t ts;  /* ms since the epoch; 0: unknown (counted in the hour it arrived) */
     int32_t partition;
     int64_t offset;
     bool skip;
 };
+
+#define READ_VIEWER_MAX   64  /* a viewer id: 1..64 printable ASCII characters */
+#define READ_IDEM_KEY_MAX 128 /* an idempotency key: 1..128 printable ASCII characters */
 
 /* A read's ts more than this far ahead of its arrival is taken as the arrival. */
 #define READ_FUTURE_MS (5 * 60 * 1000)

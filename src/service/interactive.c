@@ -125,10 +125,16 @@ int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const
     return rc ? rc : finish_write(svc, uid, it, &counts, out);
 }
 
-int interactive_read(struct interactive *svc, const struct item *it, int64_t uid)
+int interactive_read(struct interactive *svc, const struct item *it, int64_t uid,
+                     uint64_t viewer, uint64_t idem)
 {
-    struct read_event ev = {
-        .item = *it, .uid = uid, .ts = clock_now_ms(), .partition = -1, .offset = -1};
+    struct read_event ev = {.item = *it,
+                            .uid = uid,
+                            .viewer = viewer,
+                            .idem = idem,
+                            .ts = clock_now_ms(),
+                            .partition = -1,
+                            .offset = -1};
     int rc = bus_publish(svc->bus, &ev);
 
     metric_add(rc ? svc->m_rejected : svc->m_published, 1);

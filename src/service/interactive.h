@@ -50,8 +50,10 @@ int interactive_like(struct interactive *svc, int64_t uid, const struct item *it
                      struct item_state *out);
 int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const struct item *it,
                         bool on, struct item_state *out);
-/* Queues one read; TALLY_EFULL when the bus cannot take it now. */
-int interactive_read(struct interactive *svc, const struct item *it, int64_t uid);
+/* Queues one read by uid, or by viewer (a hash64), or by nobody (both 0), with an
+ * idempotency key's hash64 or 0; TALLY_EFULL when the bus cannot take it now. */
+int interactive_read(struct interactive *svc, const struct item *it, int64_t uid,
+                     uint64_t viewer, uint64_t idem);
 /*
  * One page of a list: up to limit entries after *cursor, newest first.
  * *cursor is updated to the next page's start; *more says whether it exists.

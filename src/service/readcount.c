@@ -29,6 +29,7 @@
 
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/hash.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -66,12 +67,23 @@ struct readcount {
     struct read_event *scratch; /* a copy of a range, reordered by merging */
     struct read_delta *deltas;
     struct read_delta *hours; /* per (item, hour) */
+    /* Deciding which reads count (decide()): per event of the range being committed, its
+     * memo keys (0: none); per memo table, the keys looked up (sorted, unique), their
+     * state while deciding, and the rows to write. */
+    const struct read_event *range;
+    size_t nrange;
+    int64_t *ev_key[MEMO_COUNT];
+    struct memo *lookup[MEMO_COUNT], *write[MEMO_COUNT];
+    int64_t *cur[MEMO_COUNT];
+    size_t repeats, deduped; /* of the last decision */
+    int64_t newest_ms;       /* the newest event time committed: memos expire behind it */
     int64_t next_sweep_us;    /* clock_mono_us() of the next window upkeep step */
     struct item *items;
     struct counts *incr;
     struct store_offset *offs; /* one per partition of a range: at most `batch` */
     size_t dead_in_batch;
     bool gave_up; /* a stop ran out of time */
+    struct metric *m_deduped, *m_repeats;
     struct metric *m_applied, *m_batches, *m_batch_size, *m_failures, *m_lost, *m_stale,
         *m_failing, *m_dead[DEAD_COUNT];
 };
@@ -233,6 +245,139 @@ static bool retry(struct readcount *rc, int err, int attempt, int tries)
     return true;
 }
 
+/* The time a read is decided at: its event time, the same on every replay. */
+static int64_t event_ms(const struct read_event *ev, int64_t now_ms)
+{
+    return ev->ts > 0 ? ev->ts : now_ms;
+}
+
+/* The read_seen key of (uid or viewer, item); 0 when the read has neither. */
+static int64_t seen_key(const struct read_event *ev)
+{
+    struct strbuf sb = STRBUF_INIT;
+    int64_t k;
+
+    if (!ev->uid && !ev->viewer)
+        return 0;
+    if (ev->uid)
+        strbuf_addf(&sb, "u%lld/%s/%lld", (long long)ev->uid, ev->item.biz,
+                    (long long)ev->item.id);
+    else
+        strbuf_addf(&sb, "v%016llx/%s/%lld", (unsigned long long)ev->viewer, ev->item.biz,
+                    (long long)ev->item.id);
+    k = (int64_t)hash64("seen", sb.buf, sb.len);
+    strbuf_release(&sb);
+    return k;
+}
+
+static int memo_cmp(const void *a, const void *b)
+{
+    const struct memo *x = a, *y = b;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+/* Index of key in the sorted lookup[0, n). */
+static size_t memo_find(const struct memo *lookup, size_t n, int64_t key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (lookup[mid].key < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    TALLY_ASSERT(lo < n && lookup[lo].key == key);
+    return lo;
+}
+
+/* Sets each event's memo keys and the batch's sorted, unique lookups. */
+static void memo_keys(struct readcount *rc, const struct read_event *ev, size_t n,
+                      struct read_batch *b)
+{
+    for (int m = 0; m < MEMO_COUNT; m++) {
+        size_t k = 0, u = 0;
+
+        for (size_t i = 0; i < n; i++) {
+            int64_t key = 0;
+
+            if (!ev[i].skip && m == MEMO_IDEM)
+                key = (int64_t)ev[i].idem;
+            else if (!ev[i].skip && rc->cfg.read_window_ms > 0)
+                key = seen_key(&ev[i]);
+            rc->ev_key[m][i] = key;
+            if (key)
+                rc->lookup[m][k++] = (struct memo){key, INT64_MIN};
+        }
+        qsort(rc->lookup[m], k, sizeof(struct memo), memo_cmp);
+        for (size_t i = 0; i < k; i++)
+            if (u == 0 || rc->lookup[m][u - 1].key != rc->lookup[m][i].key)
+                rc->lookup[m][u++] = rc->lookup[m][i];
+        b->lookup[m] = rc->lookup[m];
+        b->nlookup[m] = u;
+    }
+}
+
+/*
+ * Called by the store inside the batch's transaction, once it has looked up what it
+ * remembers: decides, in bus order, which reads count, as if one by one. A read is not
+ * counted when its idempotency key was first seen less than READ_IDEM_MS before it (a
+ * repeat), or when its reader's last counted read of the item is less than --read-window
+ * away (a duplicate). Times are the events' own, so a replay of the batch (this one was
+ * not committed) finds the same state and decides the same.
+ */
+static int decide(struct read_batch *b)
+{
+    struct readcount *rc = b->ctx;
+    const struct read_event *ev = rc->range;
+    size_t k = 0;
+
+    rc->repeats = rc->deduped = 0;
+    for (int m = 0; m < MEMO_COUNT; m++)
+        for (size_t i = 0; i < b->nlookup[m]; i++)
+            rc->cur[m][i] = b->lookup[m][i].ms;
+    for (size_t i = 0; i < rc->nrange; i++) {
+        int64_t t = event_ms(&ev[i], b->now_ms), *idem = NULL, *seen = NULL;
+
+        if (ev[i].skip)
+            continue;
+        if (rc->ev_key[MEMO_IDEM][i])
+            idem = &rc->cur[MEMO_IDEM][memo_find(b->lookup[MEMO_IDEM], b->nlookup[MEMO_IDEM],
+                                                 rc->ev_key[MEMO_IDEM][i])];
+        if (rc->ev_key[MEMO_SEEN][i])
+            seen = &rc->cur[MEMO_SEEN][memo_find(b->lookup[MEMO_SEEN], b->nlookup[MEMO_SEEN],
+                                                 rc->ev_key[MEMO_SEEN][i])];
+        if (idem && *idem != INT64_MIN && llabs(t - *idem) < READ_IDEM_MS) {
+            rc->repeats++;
+            continue;
+        }
+        if (idem)
+            *idem = t; /* the key's first read, counted or not */
+        if (seen && *seen != INT64_MIN && llabs(t - *seen) < rc->cfg.read_window_ms) {
+            rc->deduped++;
+            continue;
+        }
+        if (seen)
+            *seen = t;
+        rc->scratch[k++] = ev[i];
+    }
+    for (int m = 0; m < MEMO_COUNT; m++) {
+        size_t w = 0;
+
+        for (size_t i = 0; i < b->nlookup[m]; i++)
+            if (rc->cur[m][i] != b->lookup[m][i].ms)
+                rc->write[m][w++] = (struct memo){b->lookup[m][i].key, rc->cur[m][i]};
+        b->write[m] = rc->write[m];
+        b->nwrite[m] = w;
+    }
+    b->nhours = rc->cfg.hourly_reads ? readcount_merge_hours(rc->scratch, k, b->now_ms,
+                                                             rc->hours)
+                                     : 0;
+    b->n = readcount_merge(rc->scratch, k, rc->deltas);
+    return 0;
+}
+
 /*
  * Commits ev[0, n) in one transaction with its offset ranges. Returns 0,
  * TALLY_ESTALE (another consumer moved the offsets), TALLY_EREJECTED or
@@ -243,23 +388,23 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
 {
     size_t noffs = collect_offsets(rc, ev, n), k, counted = 0;
     int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
-    int64_t now = clock_now_ms();
-    struct read_batch b = {.hours = rc->hours,
+    struct read_batch b = {.d = rc->deltas,
+                           .hours = rc->hours,
                            .topic = rc->bus->topic,
                            .offs = rc->offs,
                            .noffs = noffs,
-                           .retention_hours = rc->cfg.retention_hours};
+                           .retention_hours = rc->cfg.retention_hours,
+                           .decide = decide,
+                           .ctx = rc};
 
-    b.nhours = rc->cfg.hourly_reads ? readcount_merge_hours(ev, n, now, rc->hours) : 0;
+    /* Every item of the range is fenced in the cache; decide() says which reads count. */
     memcpy(rc->scratch, ev, n * sizeof(*ev));
     k = readcount_merge(rc->scratch, n, rc->deltas);
-    b.d = rc->deltas;
-    b.n = k;
-    for (size_t i = 0; i < k; i++) {
+    for (size_t i = 0; i < k; i++)
         rc->items[i] = rc->deltas[i].item;
-        rc->incr[i] = (struct counts){.read_cnt = rc->deltas[i].n};
-        counted += (size_t)rc->deltas[i].n;
-    }
+    rc->range = ev;
+    rc->nrange = n;
+    memo_keys(rc, ev, n, &b);
     cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
     for (int attempt = 1; !out_of_time(rc); attempt++) {
         b.now_ms = clock_now_ms();
@@ -274,11 +419,25 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
             break;
         }
     }
+    if (err == 0) { /* the decided deltas, by item, onto the fenced items (both sorted) */
+        for (size_t i = 0, j = 0; i < k; i++) {
+            rc->incr[i] = (struct counts){0};
+            if (j < b.n && item_cmp(&b.d[j].item, &rc->items[i]) == 0) {
+                rc->incr[i].read_cnt = b.d[j].n;
+                counted += (size_t)b.d[j++].n;
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (!ev[i].skip && event_ms(&ev[i], b.now_ms) > rc->newest_ms)
+                rc->newest_ms = event_ms(&ev[i], b.now_ms);
+    }
     cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL);
     if (err == 0) {
         set_failing(rc, false, 0);
         bus_committed(rc->bus, rc->offs, noffs);
         metric_add(rc->m_applied, counted);
+        metric_add(rc->m_deduped, rc->deduped);
+        metric_add(rc->m_repeats, rc->repeats);
         metric_add(rc->m_batches, 1);
         metric_observe(rc->m_batch_size, (double)n);
     }
@@ -400,8 +559,17 @@ static void sweep(struct readcount *rc)
     if (!rc->cfg.retention_hours || clock_mono_us() < rc->next_sweep_us)
         return;
     err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
+    /* Memos expire behind the newest event committed (event time, like the decisions),
+     * with an hour's slack for partitions that run behind one another. */
+    for (int m = 0; m < MEMO_COUNT && !err && rc->newest_ms; m++) {
+        int64_t keep = (m == MEMO_IDEM ? READ_IDEM_MS : rc->cfg.read_window_ms) + HOUR_MS;
+        bool left = false;
+
+        err = store_expire_memos(rc->store, (enum read_memo)m, rc->newest_ms - keep, &left);
+        more = more || left;
+    }
     if (err)
-        LOG_ONCE(LOG_WARN, "readcount: window upkeep failed (%s); retrying later",
+        LOG_ONCE(LOG_WARN, "readcount: window and memo upkeep failed (%s); retrying later",
                  tally_strerror(err));
     rc->next_sweep_us = clock_mono_us() + (more && !err ? 0 : SWEEP_EVERY_MS * 1000);
 }
@@ -470,6 +638,20 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
     rc->scratch = xcalloc(cfg->batch, sizeof(*rc->scratch));
     rc->deltas = xcalloc(cfg->batch, sizeof(*rc->deltas));
     rc->hours = xcalloc(cfg->batch, sizeof(*rc->hours));
+    for (int m = 0; m < MEMO_COUNT; m++) {
+        rc->ev_key[m] = xcalloc(cfg->batch, sizeof(*rc->ev_key[m]));
+        rc->lookup[m] = xcalloc(cfg->batch, sizeof(*rc->lookup[m]));
+        rc->write[m] = xcalloc(cfg->batch, sizeof(*rc->write[m]));
+        rc->cur[m] = xcalloc(cfg->batch, sizeof(*rc->cur[m]));
+    }
+    rc->m_deduped = metrics_counter("tally_read_events_deduplicated_total",
+                                    "Reads not counted: the same uid or viewer read the item "
+                                    "within --read-window of their last counted read.",
+                                    "");
+    rc->m_repeats = metrics_counter("tally_read_events_idempotent_repeats_total",
+                                    "Reads not counted: a repeat of an Idempotency-Key seen "
+                                    "less than 24 hours before.",
+                                    "");
     rc->items = xcalloc(cfg->batch, sizeof(*rc->items));
     rc->incr = xcalloc(cfg->batch, sizeof(*rc->incr));
     rc->offs = xcalloc(cfg->batch, sizeof(*rc->offs));
@@ -524,6 +706,12 @@ void readcount_stop(struct readcount *rc)
     free(rc->scratch);
     free(rc->deltas);
     free(rc->hours);
+    for (int m = 0; m < MEMO_COUNT; m++) {
+        free(rc->ev_key[m]);
+        free(rc->lookup[m]);
+        free(rc->write[m]);
+        free(rc->cur[m]);
+    }
     free(rc->items);
     free(rc->incr);
     free(rc->offs);

@@ -36,7 +36,13 @@ struct readcount_config {
     /* Hourly counts are kept this long (>= WINDOW_MAX_HOURS); 0: no window upkeep at all
      * (the unit tests' scripted stores have none). */
     int64_t retention_hours;
+    /* --read-window: a read by the same uid or viewer of the same item within this many
+     * ms of their last counted read counts nothing; 0: every read counts. */
+    int64_t read_window_ms;
 };
+
+/* A repeat of an idempotency key within this long of its first read counts nothing. */
+#define READ_IDEM_MS (24 * HOUR_MS)
 
 
 

@@ -113,7 +113,16 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS window_mark ("
     "  win INT NOT NULL PRIMARY KEY, hour BIGINT NOT NULL"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
+    /* 3 -> 4: what the read consumer remembers (store.h, enum read_memo). */
+    "CREATE TABLE IF NOT EXISTS read_idem ("
+    "  k BIGINT NOT NULL PRIMARY KEY, ms BIGINT NOT NULL, KEY by_ms (ms)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii;"
+    "CREATE TABLE IF NOT EXISTS read_seen ("
+    "  k BIGINT NOT NULL PRIMARY KEY, ms BIGINT NOT NULL, KEY by_ms (ms)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
 };
+
+static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum stmt {
@@ -229,7 +238,10 @@ static const char *const stmt_sql[STMT_COUNT] = {
 };
 
 /* Statements whose text depends on a count, prepared on first use per count. */
-enum sized { Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW, SIZED_COUNT };
+enum sized {
+    Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW,
+    Z_IDEM_GET, Z_SEEN_GET, Z_IDEM_PUT, Z_SEEN_PUT, SIZED_COUNT
+};
 
 /* One connection. Used by one thread at a time, while checked out of the pool. */
 struct conn {
@@ -573,6 +585,42 @@ static void build_counts_upsert(struct strbuf *sql, const char *table, const cha
     strbuf_addstr(sql, " ON DUPLICATE KEY UPDATE read_cnt = read_cnt + VALUES(read_cnt),"
                        " like_cnt = like_cnt + VALUES(like_cnt),"
                        " collect_cnt = collect_cnt + VALUES(collect_cnt)");
+}
+
+/* A locking read: a key another consumer is deciding on waits for its commit. */
+static void build_memo_get(struct strbuf *sql, const char *table, size_t n)
+{
+    strbuf_addf(sql, "SELECT k, ms FROM %s WHERE k IN (", table);
+    add_marks(sql, n);
+    strbuf_addstr(sql, " FOR UPDATE");
+}
+
+static void build_memo_put(struct strbuf *sql, const char *table, size_t n)
+{
+    strbuf_addf(sql, "INSERT INTO %s (k, ms) VALUES ", table);
+    for (size_t i = 0; i < n; i++)
+        strbuf_addstr(sql, i ? ",(?,?)" : "(?,?)");
+    strbuf_addstr(sql, " ON DUPLICATE KEY UPDATE ms = VALUES(ms)");
+}
+
+static void build_idem_get(struct strbuf *sql, size_t n)
+{
+    build_memo_get(sql, "read_idem", n);
+}
+
+static void build_seen_get(struct strbuf *sql, size_t n)
+{
+    build_memo_get(sql, "read_seen", n);
+}
+
+static void build_idem_put(struct strbuf *sql, size_t n)
+{
+    build_memo_put(sql, "read_idem", n);
+}
+
+static void build_seen_put(struct strbuf *sql, size_t n)
+{
+    build_memo_put(sql, "read_seen", n);
 }
 
 static void build_hour_upsert(struct strbuf *sql, size_t n)
@@ -1050,10 +1098,93 @@ static int mdb_top(struct store *base, const char *biz, enum count_field by, siz
 }
 
 struct apply_args {
-    const struct read_batch *b;
-    const struct store_row *rows; /* the batch's hourly rows within retention */
-    size_t nrows;
+    struct read_batch *b;
 };
+
+/* Looks up keys [0, n) (sorted) of memo table m, chunk by chunk, setting their ms. */
+static int memo_lookup(struct conn *c, enum read_memo m, struct memo *keys, size_t n)
+{
+    BINDS(p, LIST_BINDS);
+    BINDS(r, 2);
+    int64_t key, ms;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        keys[i].ms = INT64_MIN;
+    bind_i64(&r, &key);
+    bind_i64(&r, &ms);
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        MYSQL_STMT *st;
+
+        k = UPSERT_CHUNK;
+        while (k > n - done)
+            k /= 2;
+        if ((rc = sized(c, m == MEMO_IDEM ? Z_IDEM_GET : Z_SEEN_GET, k,
+                        m == MEMO_IDEM ? build_idem_get : build_seen_get, &st)))
+            break;
+        bind_reset(&p);
+        for (size_t i = done; i < done + k; i++)
+            bind_i64(&p, &keys[i].key);
+        if ((rc = exec(c, st, &p, &r)))
+            break;
+        while ((rc = fetch(c, st)) == 1) {
+            size_t lo = done, hi = done + k;
+
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (keys[mid].key < key)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < done + k && keys[lo].key == key)
+                keys[lo].ms = ms;
+        }
+    }
+    return rc;
+}
+
+/* Upserts rows [0, n) into memo table m. */
+static int memo_write(struct conn *c, enum read_memo m, const struct memo *rows, size_t n)
+{
+    struct binds p = upsert_binds(c);
+    int rc = 0;
+
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        MYSQL_STMT *st;
+
+        k = UPSERT_CHUNK;
+        while (k > n - done)
+            k /= 2;
+        if ((rc = sized(c, m == MEMO_IDEM ? Z_IDEM_PUT : Z_SEEN_PUT, k,
+                        m == MEMO_IDEM ? build_idem_put : build_seen_put, &st)))
+            break;
+        p.n = 0;
+        for (size_t i = done; i < done + k; i++) {
+            bind_i64(&p, &rows[i].key);
+            bind_i64(&p, &rows[i].ms);
+        }
+        rc = exec(c, st, &p, NULL);
+    }
+    return rc;
+}
+
+/* The batch's hourly read rows still within retention, into rows (nhours entries). */
+static size_t hourly_reads(const struct read_batch *b, struct store_row *rows)
+{
+    int64_t oldest = store__hour_of(b->now_ms) - b->retention_hours;
+    size_t k = 0;
+
+    for (size_t i = 0; i < b->nhours; i++) {
+        if (b->hours[i].hour < oldest)
+            continue; /* counted in the totals; its hour is past keeping */
+        rows[k].item = b->hours[i].item;
+        rows[k].key = b->hours[i].hour;
+        rows[k].v[FIELD_READ_CNT] = b->hours[i].n;
+        k++;
+    }
+    return k;
+}
 
 static int move_offset(struct conn *c, const char *topic, const struct store_offset *o,
                        const int64_t *now)
@@ -1084,12 +1215,21 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
 static int do_apply(struct conn *c, void *arg)
 {
     struct apply_args *a = arg;
-    const struct read_batch *b = a->b;
-    struct binds p = upsert_binds(c);
+    struct read_batch *b = a->b;
+    struct binds p;
+    struct store_row *rows;
+    size_t nrows;
     int rc = 0;
 
     for (size_t i = 0; i < b->noffs && rc == 0; i++)
         rc = move_offset(c, b->topic, &b->offs[i], &b->now_ms);
+    for (int m = 0; m < MEMO_COUNT && rc == 0 && b->decide; m++)
+        rc = memo_lookup(c, (enum read_memo)m, b->lookup[m], b->nlookup[m]);
+    if (rc == 0 && b->decide)
+        rc = b->decide(b);
+    for (int m = 0; m < MEMO_COUNT && rc == 0 && b->decide; m++)
+        rc = memo_write(c, (enum read_memo)m, b->write[m], b->nwrite[m]);
+    p = upsert_binds(c);
     for (size_t done = 0, k; done < b->n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
@@ -1110,7 +1250,13 @@ static int do_apply(struct conn *c, void *arg)
         }
         rc = exec(c, st, &p, NULL);
     }
-    return rc ? rc : add_hourly(c, a->rows, a->nrows);
+    if (rc)
+        return rc;
+    rows = xcalloc(b->nhours ? b->nhours : 1, sizeof(*rows));
+    nrows = hourly_reads(b, rows);
+    rc = add_hourly(c, rows, nrows);
+    free(rows);
+    return rc;
 }
 
 struct dead_args {
@@ -1163,23 +1309,46 @@ static int mdb_dead_letter(struct store *base, const struct read_event *ev, size
     return with_conn((struct mysql_store *)base, true, do_dead_letter, &a);
 }
 
-static int mdb_apply_reads(struct store *base, const struct read_batch *b)
+static int mdb_apply_reads(struct store *base, struct read_batch *b)
 {
-    int64_t oldest = store__hour_of(b->now_ms) - b->retention_hours;
-    struct store_row *rows = xcalloc(b->nhours ? b->nhours : 1, sizeof(*rows));
-    struct apply_args a = {b, rows, 0};
+    struct apply_args a = {b};
+
+    return with_conn((struct mysql_store *)base, true, do_apply, &a);
+}
+
+struct expire_args {
+    enum read_memo m;
+    int64_t before;
+    bool more;
+};
+
+static int do_expire_memos(struct conn *c, void *arg)
+{
+    struct expire_args *a = arg;
+    struct strbuf sql = STRBUF_INIT;
+    MYSQL_STMT *st = NULL;
+    BINDS(p, 1);
     int rc;
 
-    for (size_t i = 0; i < b->nhours; i++) {
-        if (b->hours[i].hour < oldest)
-            continue; /* counted in the totals; its hour is past keeping */
-        rows[a.nrows].item = b->hours[i].item;
-        rows[a.nrows].key = b->hours[i].hour;
-        rows[a.nrows].v[FIELD_READ_CNT] = b->hours[i].n;
-        a.nrows++;
-    }
-    rc = with_conn((struct mysql_store *)base, true, do_apply, &a);
-    free(rows);
+    /* Two tables, rarely: prepared per call rather than kept. */
+    strbuf_addf(&sql, "DELETE FROM %s WHERE ms < ? LIMIT %d", memo_table[a->m], EXPIRE_ROWS);
+    rc = prepare(c, sql.buf, sql.len, &st);
+    strbuf_release(&sql);
+    if (rc)
+        return rc;
+    bind_i64(&p, &a->before);
+    rc = exec(c, st, &p, NULL);
+    a->more = rc == 0 && mysql_stmt_affected_rows(st) == EXPIRE_ROWS;
+    mysql_stmt_close(st);
+    return rc;
+}
+
+static int mdb_expire_memos(struct store *base, enum read_memo m, int64_t before_ms, bool *more)
+{
+    struct expire_args a = {m, before_ms, false};
+    int rc = with_conn((struct mysql_store *)base, true, do_expire_memos, &a);
+
+    *more = a.more;
     return rc;
 }
 
@@ -1587,6 +1756,7 @@ static const struct store_ops mdb_ops = {
     .history = mdb_history,
     .apply_reads = mdb_apply_reads,
     .sweep_windows = mdb_sweep_windows,
+    .expire_memos = mdb_expire_memos,
     .dead_letter = mdb_dead_letter,
     .load_offset = mdb_load_offset,
     .ping = mdb_ping,

@@ -33,6 +33,7 @@
 #include "util/banned.h"
 
 #define READERS      4
+#define EXPIRE_MEMOS 5000 /* memo rows deleted per expiry step */
 #define UPSERT_CHUNK 256 /* rows per multi-row read upsert */
 
 static const char *const migrations[] = {
@@ -97,7 +98,15 @@ static const char *const migrations[] = {
     "CREATE INDEX interactive_window_collect"
     "  ON interactive_window (biz, win, collect_cnt DESC, biz_id);"
     "CREATE TABLE window_mark (win INTEGER PRIMARY KEY, hour INTEGER NOT NULL);",
+    /* 3 -> 4: what the read consumer remembers (store.h, enum read_memo): per idempotency
+     * key, and per (reader, item), a time; expired by that time. */
+    "CREATE TABLE read_idem (k INTEGER PRIMARY KEY, ms INTEGER NOT NULL);"
+    "CREATE INDEX read_idem_ms ON read_idem (ms);"
+    "CREATE TABLE read_seen (k INTEGER PRIMARY KEY, ms INTEGER NOT NULL);"
+    "CREATE INDEX read_seen_ms ON read_seen (ms);",
 };
+
+static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum stmt {
@@ -874,6 +883,76 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
     return sqlite3_changes(c->db) == 1 ? 0 : TALLY_ESTALE;
 }
 
+/* Looks up keys [0, n) of memo table m (chunks of one IN list each), setting their ms. */
+static int memo_lookup(struct conn *c, enum read_memo m, struct memo *keys, size_t n)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        keys[i].ms = INT64_MIN;
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        struct strbuf sql = STRBUF_INIT;
+        sqlite3_stmt *st;
+
+        k = n - done < UPSERT_CHUNK ? n - done : UPSERT_CHUNK;
+        strbuf_addf(&sql, "SELECT k, ms FROM %s WHERE k IN (", memo_table[m]);
+        for (size_t i = 0; i < k; i++)
+            strbuf_addstr(&sql, i ? ",?" : "?");
+        strbuf_addch(&sql, ')');
+        rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st, NULL);
+        strbuf_release(&sql);
+        if (rc != SQLITE_OK)
+            return map_err(c->db, rc, "prepare memo lookup");
+        for (size_t i = 0; i < k; i++)
+            sqlite3_bind_int64(st, (int)i + 1, keys[done + i].key);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t key = sqlite3_column_int64(st, 0);
+            size_t lo = done, hi = done + k; /* keys are sorted */
+
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (keys[mid].key < key)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo < done + k && keys[lo].key == key)
+                keys[lo].ms = sqlite3_column_int64(st, 1);
+        }
+        rc = map_err(c->db, rc, "memo lookup");
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+/* Upserts rows [0, n) into memo table m. */
+static int memo_write(struct conn *c, enum read_memo m, const struct memo *rows, size_t n)
+{
+    int rc = 0;
+
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        struct strbuf sql = STRBUF_INIT;
+        sqlite3_stmt *st;
+
+        k = n - done < UPSERT_CHUNK ? n - done : UPSERT_CHUNK;
+        strbuf_addf(&sql, "INSERT INTO %s (k, ms) VALUES ", memo_table[m]);
+        for (size_t i = 0; i < k; i++)
+            strbuf_addstr(&sql, i ? ",(?,?)" : "(?,?)");
+        strbuf_addstr(&sql, " ON CONFLICT (k) DO UPDATE SET ms = excluded.ms");
+        rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st, NULL);
+        strbuf_release(&sql);
+        if (rc != SQLITE_OK)
+            return map_err(c->db, rc, "prepare memo write");
+        for (size_t i = 0; i < k; i++) {
+            sqlite3_bind_int64(st, (int)i * 2 + 1, rows[done + i].key);
+            sqlite3_bind_int64(st, (int)i * 2 + 2, rows[done + i].ms);
+        }
+        rc = exec_stmt(c, st);
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
 /* The batch's hourly read rows still within retention; caller frees *out. */
 static size_t hourly_reads(const struct read_batch *b, struct store_row **out)
 {
@@ -892,11 +971,11 @@ static size_t hourly_reads(const struct read_batch *b, struct store_row **out)
     return k;
 }
 
-static int sqlite_apply_reads(struct store *base, const struct read_batch *b)
+static int sqlite_apply_reads(struct store *base, struct read_batch *b)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct store_row *rows;
-    size_t nrows = hourly_reads(b, &rows);
+    struct store_row *rows = NULL;
+    size_t nrows = 0;
     struct conn *c = writer_get(s);
     int rc;
 
@@ -904,6 +983,13 @@ static int sqlite_apply_reads(struct store *base, const struct read_batch *b)
         goto out;
     for (size_t i = 0; i < b->noffs && rc == 0; i++)
         rc = move_offset(c, b->topic, &b->offs[i], b->now_ms);
+    for (int m = 0; m < MEMO_COUNT && rc == 0 && b->decide; m++)
+        rc = memo_lookup(c, (enum read_memo)m, b->lookup[m], b->nlookup[m]);
+    if (rc == 0 && b->decide)
+        rc = b->decide(b);
+    for (int m = 0; m < MEMO_COUNT && rc == 0 && b->decide; m++)
+        rc = memo_write(c, (enum read_memo)m, b->write[m], b->nwrite[m]);
+    nrows = rc ? 0 : hourly_reads(b, &rows);
     for (size_t done = 0; done < b->n && rc == 0; done += UPSERT_CHUNK) {
         size_t k = b->n - done < UPSERT_CHUNK ? b->n - done : UPSERT_CHUNK;
         rc = upsert_reads(c, b->d + done, k, b->now_ms);
@@ -914,6 +1000,33 @@ out:
     rc = finish(c, rc);
     writer_put(s);
     free(rows);
+    return rc;
+}
+
+static int sqlite_expire_memos(struct store *base, enum read_memo m, int64_t before_ms,
+                               bool *more)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct strbuf sql = STRBUF_INIT;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int rc;
+
+    *more = false;
+    strbuf_addf(&sql, "DELETE FROM %s WHERE k IN (SELECT k FROM %s WHERE ms < ?1 LIMIT %d)",
+                memo_table[m], memo_table[m], EXPIRE_MEMOS);
+    c = writer_get(s);
+    rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st, NULL);
+    if (rc != SQLITE_OK) {
+        rc = map_err(c->db, rc, "prepare memo expiry");
+    } else {
+        sqlite3_bind_int64(st, 1, before_ms);
+        rc = exec_stmt(c, st);
+        *more = rc == 0 && sqlite3_changes(c->db) == EXPIRE_MEMOS;
+        sqlite3_finalize(st);
+    }
+    writer_put(s);
+    strbuf_release(&sql);
     return rc;
 }
 
@@ -1177,6 +1290,7 @@ static const struct store_ops sqlite_ops = {
     .history = sqlite_history,
     .apply_reads = sqlite_apply_reads,
     .sweep_windows = sqlite_sweep_windows,
+    .expire_memos = sqlite_expire_memos,
     .dead_letter = sqlite_dead_letter,
     .load_offset = sqlite_load_offset,
     .ping = sqlite_ping,

@@ -69,6 +69,18 @@ struct hour_count {
 };
 
 /*
+ * What the read consumer remembers to decide whether a read counts (see readcount.c):
+ * MEMO_IDEM, per idempotency key, when its first read was (read_idem); MEMO_SEEN, per
+ * (uid or viewer, item), when their last counted read was (read_seen). key is a hash64
+ * (stored as a signed 64-bit integer), ms an event time; rows expire by ms.
+ */
+enum read_memo { MEMO_IDEM, MEMO_SEEN, MEMO_COUNT };
+struct memo {
+    int64_t key;
+    int64_t ms; /* INT64_MIN: not remembered */
+};
+
+/*
  * One read batch as the consumer commits it: everything in one transaction.
  * d: per-item deltas, sorted by item. hours: per-(item, hour) deltas, sorted by
  * (item, hour); those older than retention_hours before now are not kept (they
@@ -84,6 +96,19 @@ struct read_batch {
     size_t noffs;
     int64_t now_ms;
     int64_t retention_hours;
+    /*
+     * When decide is set, the store first looks up lookup[m][0, nlookup[m]) (keys sorted,
+     * unique) in its memo tables, with a locking read, setting each ms; then calls
+     * decide(b) inside the same transaction, which sets d/n, hours/nhours and
+     * write/nwrite from what it found; then writes all of it. A transaction the store
+     * retries looks up and decides again, from the same state, so it decides the same.
+     */
+    struct memo *lookup[MEMO_COUNT];
+    size_t nlookup[MEMO_COUNT];
+    int (*decide)(struct read_batch *b);
+    void *ctx;
+    const struct memo *write[MEMO_COUNT]; /* upserted: ms replaced */
+    size_t nwrite[MEMO_COUNT];
 };
 
 /*
@@ -150,8 +175,12 @@ struct store_ops {
      * out holds to_hour - from_hour + 1 entries. */
     int (*history)(struct store *s, const struct item *it, enum count_field by,
                    int64_t from_hour, int64_t to_hour, struct hour_count *out, size_t *n);
-    /* Add a batch of reads (totals, hours, windows) and move offsets of topic, atomically. */
-    int (*apply_reads)(struct store *s, const struct read_batch *b);
+    /* Decide and add a batch of reads (totals, hours, windows, memos) and move offsets of
+     * topic, atomically (see struct read_batch). */
+    int (*apply_reads)(struct store *s, struct read_batch *b);
+    /* Deletes up to a few thousand rows of memo table m older than before_ms; *more:
+     * whether some may be left. */
+    int (*expire_memos)(struct store *s, enum read_memo m, int64_t before_ms, bool *more);
     /*
      * One bounded step of window upkeep at now_ms: each window subtracts at most one
      * expiring hour (with its watermark, in one transaction), and at most a few
@@ -237,9 +266,14 @@ static inline int store_history(struct store *s, const struct item *it, enum cou
 {
     return s->ops->history(s, it, by, from_hour, to_hour, out, n);
 }
-static inline int store_apply_reads(struct store *s, const struct read_batch *b)
+static inline int store_apply_reads(struct store *s, struct read_batch *b)
 {
     return s->ops->apply_reads(s, b);
+}
+static inline int store_expire_memos(struct store *s, enum read_memo m, int64_t before_ms,
+                                     bool *more)
+{
+    return s->ops->expire_memos(s, m, before_ms, more);
 }
 static inline int store_sweep_windows(struct store *s, int64_t now_ms, int64_t retention_hours,
                                       bool *more)

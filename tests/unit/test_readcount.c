@@ -146,13 +146,17 @@ static int fake_offsets(struct fake_store *f, const struct store_offset *offs, s
     return 0;
 }
 
-static int fake_apply(struct store *s, const struct read_batch *b)
+static int fake_apply(struct store *s, struct read_batch *b)
 {
     struct fake_store *f = (struct fake_store *)s;
     const struct read_delta *d = b->d;
     const struct store_offset *offs = b->offs;
-    size_t n = b->n, noffs = b->noffs;
+    size_t n, noffs = b->noffs;
     int rc = 0;
+
+    if (b->decide) /* nothing remembered: every read is new */
+        b->decide(b);
+    n = b->n;
 
     pthread_mutex_lock(&f->lock);
     if (f->unavail > 0) {

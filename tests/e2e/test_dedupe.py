@@ -1,0 +1,250 @@
+"""Read de-duplication (--read-window) and idempotency keys, decided in the consumer.
+
+Every expected count is the test's own: it knows which reads it sent, by whom, with which
+key, and when. Waits are on conditions with deadlines (every read sent has been decided:
+applied + deduplicated + repeats == sent), never on fixed sleeps. Runs on SQLite + local
+bus and on MariaDB + Redis (TALLY_TEST_MYSQL); the Kafka tests need TALLY_TEST_KAFKA.
+"""
+import os
+import random
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tallyd import MYSQL, report
+
+KAFKA = os.environ.get("TALLY_TEST_KAFKA")
+PRODUCE = os.environ.get("TALLY_PRODUCE",
+                         os.path.join(os.path.dirname(__file__), "../../build/tally-produce"))
+CRASH_EVENTS = int(os.environ.get("TALLY_CRASH_EVENTS", "1000000"))
+DECIDED = ("tally_read_events_applied_total", "tally_read_events_deduplicated_total",
+           "tally_read_events_idempotent_repeats_total")
+
+
+def decided(*instances):
+    return sum(t.metric(m) for t in instances for m in DECIDED)
+
+
+def wait_decided(n, *instances, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if decided(*instances) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"only {decided(*instances)} of {n} reads decided")
+
+
+def read(t, item, body=None, key=None):
+    headers = {"Idempotency-Key": key} if key is not None else None
+    r = t.request("POST", f"/v1/items/article/{item}/reads", body=body, headers=headers)
+    return r.status
+
+
+def read_cnt(t, item):
+    return t.get(f"/v1/items/article/{item}").json["read_cnt"]
+
+
+def stored(db, item):
+    rows = db.sql(f"SELECT read_cnt FROM interactive WHERE biz = 'article' AND biz_id = {item}")
+    return int(rows[0][0]) if rows else 0
+
+
+def test_bodies_and_keys_are_checked(tallyd):
+    bad_bodies = [{"uid": 1, "viewer": "a"}, {"viewer": ""}, {"viewer": "x" * 65},
+                  {"viewer": 7}, {"viewer": "caf\u00e9"}, {"viewer": "a\tb"}, {"who": "a"}]
+    for body in bad_bodies:
+        assert read(tallyd, 1, body=body) == 400, body
+    for key in ["", "k" * 129, "a\u00e9"]:
+        assert read(tallyd, 1, key=key) == 400, key
+    assert read(tallyd, 1, body={"viewer": "x" * 64}, key="k" * 128) == 202
+    assert read(tallyd, 1, body={"viewer": " ~"}) == 202
+    # Two Idempotency-Key headers: refused by the HTTP layer.
+    with socket.create_connection(("127.0.0.1", tallyd.port)) as s:
+        s.sendall(b"POST /v1/items/article/1/reads HTTP/1.1\r\nHost: x\r\n"
+                  b"Idempotency-Key: a\r\nIdempotency-Key: b\r\nContent-Length: 0\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    wait_decided(2, tallyd)
+    assert read_cnt(tallyd, 1) == 2
+
+
+def test_idempotency_keys_count_once_across_instances_and_restarts(spawn, db):
+    a = spawn().start()
+    b = spawn().start()
+    sent = 0
+    for t in (a, b, a, b):
+        assert read(t, 1, key="order-42") == 202
+        assert read(t, 2, key="order-43", body={"uid": 7}) == 202
+        sent += 2
+    for i in range(5):  # no key: each counts
+        assert read(b, 3) == 202
+        sent += 1
+    wait_decided(sent, a, b)
+    assert (stored(db, 1), stored(db, 2), stored(db, 3)) == (1, 1, 5)
+    assert a.metric(DECIDED[2]) + b.metric(DECIDED[2]) == 6
+    assert a.stop() == 0 and b.stop() == 0
+    c = spawn().start()  # the key is remembered in the store, not in a process
+    assert read(c, 1, key="order-42") == 202
+    assert read(c, 1, key="order-44") == 202
+    wait_decided(2, c)
+    assert stored(db, 1) == 2 and c.metric(DECIDED[2]) == 1
+    assert c.stop() == 0
+
+
+@pytest.mark.parametrize("who", [{"uid": 5}, {"viewer": "203.0.113.9#ua"}])
+def test_read_window_counts_a_reader_once_per_window(spawn, db, who):
+    t = spawn("--read-window", "2s", "--flush-ms", "20").start()
+    start = time.time()
+    for _ in range(6):
+        assert read(t, 1, body=who) == 202
+    for _ in range(3):
+        assert read(t, 1) == 202  # nobody: always counts
+    assert read(t, 1, body={"viewer": "someone else"}) == 202
+    assert read(t, 2, body=who) == 202  # another item
+    wait_decided(11, t)
+    assert time.time() - start < 1.5, "the reads did not all fall in the window"
+    assert (stored(db, 1), stored(db, 2)) == (5, 1)
+    assert t.metric(DECIDED[1]) == 5
+    while time.time() - start < 2.2:  # the window (from the first counted read) passes
+        time.sleep(0.05)
+    assert read(t, 1, body=who) == 202
+    assert read(t, 1, body=who) == 202
+    wait_decided(13, t)
+    assert stored(db, 1) == 6 and t.metric(DECIDED[1]) == 6
+    assert t.stop() == 0
+
+
+def test_read_window_holds_across_two_instances_on_one_store(spawn, db):
+    a = spawn("--read-window", "8h", "--flush-ms", "5").start()
+    b = spawn("--read-window", "8h", "--flush-ms", "5").start()
+    sent = 0
+    for i in range(40):
+        for t in (a, b):
+            assert read(t, 1 + i % 4, body={"uid": 1 + i % 3}) == 202
+            assert read(t, 9, body={"viewer": f"v{i % 5}"}) == 202
+            sent += 2
+    wait_decided(sent, a, b)
+    # 4 items x 3 uids, each (uid, item) pair once; item 9: 5 viewers once each.
+    assert sum(stored(db, i) for i in range(1, 5)) == 12 and stored(db, 9) == 5
+    assert a.metric(DECIDED[1]) + b.metric(DECIDED[1]) == sent - 17
+    assert a.stop() == 0 and b.stop() == 0
+
+
+def test_memory_stays_bounded_with_many_viewers(spawn, db):
+    """100,000 distinct viewers of 100 items: the state is in the store, not in tallyd."""
+    t = spawn("--read-window", "8h").start()
+    rss = lambda: int(next(l.split()[1] for l in open(f"/proc/{t.proc.pid}/status")
+                           if l.startswith("VmRSS:")))
+    before, n = rss(), 100000
+    conn = t.connect()
+    for i in range(n):
+        r = t.request("POST", f"/v1/items/article/{1 + i % 100}/reads",
+                      body={"viewer": f"viewer-{i}"}, conn=conn)
+        assert r.status == 202
+    wait_decided(n, t, timeout=120)
+    after = rss()
+    seen = int(db.sql("SELECT count(*) FROM read_seen")[0][0])
+    report("dedupe_rss", store="mysql" if MYSQL else "sqlite", viewers=n,
+           rss_before_kib=before, rss_after_kib=after, read_seen_rows=seen)
+    assert seen == n and t.metric(DECIDED[0]) == n
+    assert after - before < 32 * 1024, (before, after)
+    assert t.stop() == 0
+
+
+# ------------------------------------------------------------------ Kafka
+
+
+def produce(topic, count, items, env, dist="uniform"):
+    out = subprocess.run([PRODUCE, KAFKA, topic, str(count), str(items), dist],
+                         env=dict(os.environ, **env), capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr
+
+
+def expected(count, items, viewers, keys, every):
+    """What tally must count, message by message in each item's (partition's) order."""
+    seen_keys, seen_pairs, counts = set(), set(), [0] * (items + 1)
+    for i in range(count):
+        item = i % items + 1
+        if i % every == 0:
+            k = i % keys
+            if k in seen_keys:
+                continue
+            seen_keys.add(k)
+        pair = (i % viewers, item)
+        if pair in seen_pairs:
+            continue
+        seen_pairs.add(pair)
+        counts[item] += 1
+    return counts
+
+
+def totals(db):
+    return dict((int(i), int(n)) for i, n in
+                db.sql("SELECT biz_id, read_cnt FROM interactive WHERE biz = 'article'"))
+
+
+def bus_url(topic):
+    return f"kafka://{KAFKA}/{topic}?group=g-{topic}&session_timeout_ms=2000"
+
+
+@pytest.mark.skipif(not KAFKA, reason="needs a Kafka broker")
+def test_kafka_viewers_and_header_keys_count_exactly(spawn, db):
+    count, items, viewers, keys, every = 30000, 50, 97, 200, 3
+    topic = f"tally.test.dedupe.{os.getpid()}.{int(time.time() * 1000)}"
+    now = int(time.time() * 1000)
+    produce(topic, count, items, {"TALLY_PRODUCE_VIEWERS": str(viewers),
+                                  "TALLY_PRODUCE_KEYS": f"{keys}:{every}",
+                                  "TALLY_PRODUCE_TS": f"{now}:600000"})
+    want = expected(count, items, viewers, keys, every)
+    t = spawn("--bus", bus_url(topic), "--read-window", "8h").start()
+    wait_decided(count, t, timeout=120)
+    got = totals(db)
+    assert [got.get(i, 0) for i in range(1, items + 1)] == want[1:]
+    assert t.metric(DECIDED[0]) == sum(want)
+    assert t.metric(DECIDED[2]) > 0 and t.metric(DECIDED[1]) > 0
+    assert t.stop() == 0
+
+
+@pytest.mark.skipif(not KAFKA, reason="needs a Kafka broker")
+def test_kill_9_with_deduplicated_and_keyed_reads_counts_exactly(spawn, db):
+    """The crash test with viewers and idempotency keys: kill -9 at random moments; a
+    replayed batch decides as its first attempt did, so every total is as computed here."""
+    count, items, viewers, keys, every = CRASH_EVENTS // 4, 1000, 97, 20000, 3
+    topic = f"tally.test.dedupe9.{os.getpid()}.{int(time.time() * 1000)}"
+    now = int(time.time() * 1000)
+    produce(topic, count, items, {"TALLY_PRODUCE_VIEWERS": str(viewers),
+                                  "TALLY_PRODUCE_KEYS": f"{keys}:{every}",
+                                  "TALLY_PRODUCE_TS": f"{now}:3600000"})
+    want = expected(count, items, viewers, keys, every)
+    total_want = sum(want)
+    rng, kills, start = random.Random(3), 0, time.time()
+    args = ("--bus", bus_url(topic), "--read-window", "8h")
+
+    def offsets():
+        rows = db.sql(f"SELECT COALESCE(sum(next_offset), 0) FROM read_offsets"
+                      f" WHERE topic = '{topic}'")
+        return int(rows[0][0])
+
+    t = spawn(*args).start()
+    while kills < 5 and offsets() < count and time.time() - start < 600:
+        before = offsets()
+        deadline = time.time() + 60
+        while offsets() == before and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.05, 0.4))
+        t.stop(signal.SIGKILL)
+        kills += 1
+        t = spawn(*args).start()
+    deadline = time.time() + 300
+    while offsets() < count and time.time() < deadline:
+        time.sleep(0.1)
+    got = totals(db)
+    report("kafka_kill9_dedupe", store="mysql" if MYSQL else "sqlite", events=count,
+           counted=total_want, kills=kills, drain_s=round(time.time() - start, 1))
+    assert kills >= 5
+    assert offsets() == count
+    assert [got.get(i, 0) for i in range(1, items + 1)] == want[1:]
+    assert t.stop() == 0
