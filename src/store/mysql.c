@@ -775,7 +775,7 @@ static int read_marks(struct conn *c, int64_t mark[WINDOW_COUNT])
 {
     BINDS(r, 4);
     MYSQL_STMT *st = c->stmt[S_MARKS];
-    int64_t win, hour;
+    int64_t win = 0, hour = 0;
     int rc;
 
     for (int w = 0; w < WINDOW_COUNT; w++)
@@ -1106,7 +1106,7 @@ static int memo_lookup(struct conn *c, enum read_memo m, struct memo *keys, size
 {
     BINDS(p, LIST_BINDS);
     BINDS(r, 2);
-    int64_t key, ms;
+    int64_t key = 0, ms = 0;
     int rc = 0;
 
     for (size_t i = 0; i < n; i++)
