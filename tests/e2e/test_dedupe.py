@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, report
+from tallyd import BINARY, MYSQL, report
 
 KAFKA = os.environ.get("TALLY_TEST_KAFKA")
 PRODUCE = os.environ.get("TALLY_PRODUCE",
@@ -153,7 +153,8 @@ def test_memory_stays_bounded_with_many_viewers(spawn, db):
            rss_start_kib=start, rss_after_100k_kib=rounds[0], rss_after_200k_kib=rounds[1],
            read_seen_rows=seen)
     assert seen == 2 * n and t.metric(DECIDED[0]) == 2 * n
-    assert rounds[1] - rounds[0] < 4 * 1024, rounds
+    if "asan" not in BINARY:  # ASan's quarantine holds freed memory: RSS says nothing there
+        assert rounds[1] - rounds[0] < 4 * 1024, rounds
     assert t.stop() == 0
 
 
