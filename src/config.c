@@ -3,11 +3,16 @@
  *
  * Every value is checked here, before anything starts: a typo in a flag
  * must fail fast with one line on stderr and exit status 2, not half-start
- * a server. Adapter URLs are checked by their own modules (store_check_url
- * and friends) so that the knowledge of each scheme stays in one place.
+ * a server. Adapter URLs are parsed here, once, by util/url.c and checked
+ * by their own modules (store_check and friends) so that the knowledge of
+ * each scheme stays in one place; main opens the adapters from the parsed
+ * URLs. A URL may hold a password, so a bad one is echoed only in
+ * url_redact's form, and a URL flag's value may be @PATH, a file to read it
+ * from, to keep the password out of ps and shell history.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,6 +24,8 @@
 #include "cache/cache.h"
 #include "model/item.h"
 #include "store/store.h"
+#include "util/strbuf.h"
+#include "util/url.h"
 #include "util/banned.h"
 
 #ifndef TALLY_VERSION
@@ -32,9 +39,13 @@ static const char usage[] =
     "              [--workers N] [--work-queue N]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
-    "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
-    "  --cache URL         none (none)\n"
-    "  --bus URL           local (local)\n"
+    "  --store URL         sqlite:PATH (sqlite:tally.db), or\n"
+    "                      mysql://USER:PASS@HOST:PORT/DB[?pool=N&ssl=1&ssl_ca=PATH]\n"
+    "  --cache URL         none (none), or\n"
+    "                      redis://[USER:PASS@]HOST:PORT[?ttl=S&timeout_ms=MS]\n"
+    "  --bus URL           local (local), or kafka://HOST:PORT[,...]/TOPIC?group=NAME\n"
+    "                      [&security.protocol=P&sasl.mechanism=M&sasl.username=U\n"
+    "                      &sasl.password=S&ssl.ca.location=PATH]\n"
     "  --batch N           read events per store transaction, 1..100000 (10000)\n"
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
@@ -46,7 +57,9 @@ static const char usage[] =
     "  --workers N         threads of each worker pool (reads, writes), 1..256 (4)\n"
     "  --work-queue N      requests each pool holds waiting (then 503), 1..1000000 (1024)\n"
     "\n"
-    "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
+    "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n"
+    "A URL given as @PATH is read from that file, so that its password stays out of\n"
+    "ps and shell history; passwords are shown as *** in every message.\n";
 
 static int bad(const char *what, const char *value, const char *why)
 {
@@ -92,11 +105,52 @@ static int parse_listen(struct config *cfg, const char *s)
     return 0;
 }
 
-static int check_url(const char *value, int (*check)(const char *, char **))
+/*
+ * The contents of the file a URL flag names with @PATH, trailing newlines
+ * trimmed, into *out (freed by config_release). Unreadable, empty or holding
+ * a NUL byte: one line on stderr naming the file.
+ */
+static int read_url_file(const char *flag, const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    struct strbuf sb = STRBUF_INIT;
+    char chunk[1024];
+    size_t n;
+    int failed;
+
+    if (!f) {
+        fprintf(stderr, "tallyd: cannot read the %s file '%s': %s\n", flag, path, strerror(errno));
+        return -1;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && sb.len <= URL_MAX)
+        strbuf_add(&sb, chunk, n);
+    failed = ferror(f);
+    fclose(f);
+    while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
+        sb.buf[--sb.len] = '\0';
+    if (failed || sb.len == 0 || memchr(sb.buf, '\0', sb.len)) {
+        fprintf(stderr, "tallyd: the %s file '%s' %s\n", flag, path,
+                failed ? "cannot be read" : sb.len ? "holds a NUL byte" : "is empty");
+        strbuf_release(&sb);
+        return -1;
+    }
+    *out = strbuf_detach(&sb, NULL);
+    return 0;
+}
+
+/* A URL flag: from @PATH or as given, parsed once into *u and checked by its adapter. */
+static int parse_url_flag(const char *flag, const char *value, const char **shown, char **owned,
+                          struct url *u, int (*check)(const struct url *, char **))
 {
     char *err = NULL;
 
-    if (check(value, &err) == 0)
+    if (value[0] == '@') {
+        if (read_url_file(flag, value + 1, owned))
+            return -1;
+        value = *owned;
+    }
+    *shown = value;
+    if (url_parse_checked(flag, value, check, u, &err) == 0)
         return 0;
     fprintf(stderr, "tallyd: %s\n", err);
     free(err);
@@ -144,9 +198,14 @@ static int apply(struct config *cfg, enum opt o, const char *v)
 
     switch (o) {
     case O_LISTEN: return parse_listen(cfg, v);
-    case O_STORE: cfg->store = v; return check_url(v, store_check_url);
-    case O_CACHE: cfg->cache = v; return check_url(v, cache_check_url);
-    case O_BUS: cfg->bus = v; return check_url(v, bus_check_url);
+    case O_STORE:
+        return parse_url_flag(flags[o], v, &cfg->store, &cfg->files[0], &cfg->store_url,
+                              store_check);
+    case O_CACHE:
+        return parse_url_flag(flags[o], v, &cfg->cache, &cfg->files[1], &cfg->cache_url,
+                              cache_check);
+    case O_BUS:
+        return parse_url_flag(flags[o], v, &cfg->bus, &cfg->files[2], &cfg->bus_url, bus_check);
     default:
         if (parse_number(flags[o], v, numbers[o].lo, numbers[o].hi, &n))
             return -1;
@@ -222,7 +281,19 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         return CONFIG_EXIT_USAGE;
     }
     for (int o = 0; o < O_COUNT; o++)
-        if (apply(cfg, (enum opt)o, given[o]))
+        if (apply(cfg, (enum opt)o, given[o])) {
+            config_release(cfg);
             return CONFIG_EXIT_USAGE;
+        }
     return CONFIG_RUN;
+}
+
+void config_release(struct config *cfg)
+{
+    url_release(&cfg->store_url);
+    url_release(&cfg->cache_url);
+    url_release(&cfg->bus_url);
+    for (size_t i = 0; i < sizeof(cfg->files) / sizeof(cfg->files[0]); i++)
+        free(cfg->files[i]);
+    memset(cfg, 0, sizeof(*cfg));
 }

@@ -6,7 +6,12 @@
 
 #include <stddef.h>
 
-/* Owned by main; the strings point into argv/environ or static defaults. */
+#include "util/url.h"
+
+/*
+ * Owned by main; the strings point into argv/environ, static defaults or
+ * files[]. store, cache and bus may hold passwords: print url_redact's form.
+ */
 struct config {
     const char *listen; /* HOST:PORT as given */
     char host[64];
@@ -14,6 +19,8 @@ struct config {
     const char *store;
     const char *cache;
     const char *bus;
+    struct url store_url, cache_url, bus_url; /* parsed once, checked by their adapters */
+    char *files[3]; /* what --store, --cache, --bus @PATH read, or NULL */
     size_t batch;
     int flush_ms;
     int threads;
@@ -30,8 +37,10 @@ enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
 /*
  * Fills cfg from defaults, then the environment, then argv (a flag wins).
  * On CONFIG_EXIT_USAGE, one line naming the bad value has been printed on
- * stderr; on CONFIG_EXIT_OK, --help or --version has been printed.
+ * stderr; on CONFIG_EXIT_OK, --help or --version has been printed. Only
+ * after CONFIG_RUN does cfg hold anything to free with config_release.
  */
 enum config_result config_parse(struct config *cfg, int argc, char **argv);
+void config_release(struct config *cfg);
 
 #endif

@@ -24,22 +24,8 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/banned.h"
-
-/* scheme://user:secret@host... -> scheme://user:***@host..., for logs. */
-static void redact_password(struct strbuf *out, const char *url)
-{
-    const char *auth = strstr(url, "://"), *at, *colon;
-
-    if (auth && (at = strchr(auth + 3, '@')) &&
-        (colon = memchr(auth + 3, ':', (size_t)(at - auth - 3)))) {
-        strbuf_add(out, url, (size_t)(colon + 1 - url));
-        strbuf_addstr(out, "***");
-        strbuf_addstr(out, at);
-    } else {
-        strbuf_addstr(out, url);
-    }
-}
 
 static int fatal(char *err)
 {
@@ -73,8 +59,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
 
-    if (store_open(cfg.store, &store, &err) || cache_open(cfg.cache, &cache, &err) ||
-        bus_open(cfg.bus, cfg.queue_max, &bus, &err)) {
+    if (store_open_url(&cfg.store_url, &store, &err) ||
+        cache_open_url(&cfg.cache_url, &cache, &err) ||
+        bus_open_url(&cfg.bus_url, cfg.queue_max, &bus, &err)) {
         status = fatal(err);
         goto out;
     }
@@ -95,11 +82,13 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
-    redact_password(&shown, cfg.store);
-    log_info("tallyd listening on %s port %d (store %s, cache %s, bus %s, batch %zu, "
-             "flush %d ms)",
-             cfg.host, http_server_port(srv), shown.buf, cfg.cache, cfg.bus, cfg.batch,
-             cfg.flush_ms);
+    url_redact(&shown, cfg.store);
+    strbuf_addstr(&shown, ", cache ");
+    url_redact(&shown, cfg.cache);
+    strbuf_addstr(&shown, ", bus ");
+    url_redact(&shown, cfg.bus);
+    log_info("tallyd listening on %s port %d (store %s, batch %zu, flush %d ms)", cfg.host,
+             http_server_port(srv), shown.buf, cfg.batch, cfg.flush_ms);
     strbuf_release(&shown);
     sigwait(&sigs, &sig);
     log_info("tallyd: signal %d, stopping", sig);
@@ -111,6 +100,7 @@ out:
     cache_free(cache);
     store_free(store);
     metrics_release();
+    config_release(&cfg);
     if (status == 0)
         log_info("tallyd: stopped cleanly");
     return status;

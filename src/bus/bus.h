@@ -59,10 +59,16 @@ struct bus {
     void *load_ctx;
 };
 
+struct url;
+
 /*
- * Opens the bus named by url ("local" or kafka://HOST:PORT/TOPIC?group=NAME).
- * queue_max bounds the events held in memory (local ring, producer queue).
+ * The bus named by u ("local" or kafka://HOST:PORT/TOPIC?group=NAME):
+ * checked, opened (*why and *err as for store_check and store_open_url), or
+ * from a string parsed first. queue_max bounds the events held in memory
+ * (local ring, producer queue).
  */
+int bus_check(const struct url *u, char **why);
+int bus_open_url(const struct url *u, size_t queue_max, struct bus **out, char **err);
 int bus_open(const char *url, size_t queue_max, struct bus **out, char **err);
 int bus_check_url(const char *url, char **err);
 

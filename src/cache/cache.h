@@ -52,7 +52,14 @@ struct cache {
     const struct cache_ops *ops;
 };
 
-/* Opens the cache named by url ("none" or redis://...). *err as for store_open. */
+struct url;
+
+/*
+ * The cache named by u ("none" or redis://...): checked, opened (*why and
+ * *err as for store_check and store_open_url), or from a string parsed first.
+ */
+int cache_check(const struct url *u, char **why);
+int cache_open_url(const struct url *u, struct cache **out, char **err);
 int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 

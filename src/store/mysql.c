@@ -20,6 +20,10 @@
  *   server from blocking a caller for more than about two seconds. InnoDB
  *   deadlocks and lock wait timeouts retry the whole transaction.
  *
+ *   TLS: ?ssl=1 makes every connection TLS or none (MYSQL_OPT_SSL_ENFORCE);
+ *   with ssl_ca the server's certificate must chain to that CA and name the
+ *   host. The password is handed to Connector/C only and never printed.
+ *
  *   Schema: CREATE ... IF NOT EXISTS migrations numbered like SQLite's,
  *   recorded in tally_schema, run under GET_LOCK so that several tallyd
  *   starting at once migrate exactly once.
@@ -33,10 +37,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -159,10 +165,13 @@ struct conn {
     struct conn *next_free;
 };
 
+/* What the URL says; pass is a secret: never logged. */
 struct mysql_cfg {
     char *host, *user, *pass, *dbname;
     unsigned port;
     int pool;
+    bool ssl;     /* TLS required */
+    char *ssl_ca; /* NULL: the server's certificate is not verified */
 };
 
 /* Shared by all threads; pool_lock guards free_conns. */
@@ -267,6 +276,15 @@ static int conn_connect(struct mysql_store *s, struct conn *c)
     mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
     mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
     mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (s->cfg.ssl) {
+        /* TLS or no connection; with a CA, the certificate and the host name are verified. */
+        my_bool enforce = 1, verify = s->cfg.ssl_ca != NULL;
+
+        mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &enforce);
+        mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        if (s->cfg.ssl_ca)
+            mysql_optionsv(c->db, MYSQL_OPT_SSL_CA, s->cfg.ssl_ca);
+    }
     if (!mysql_real_connect(c->db, s->cfg.host, s->cfg.user, s->cfg.pass, s->cfg.dbname,
                             s->cfg.port, NULL, CLIENT_MULTI_STATEMENTS)) {
         rc = db_err(c, "connect");
@@ -968,6 +986,7 @@ static void cfg_release(struct mysql_cfg *cfg)
     free(cfg->user);
     free(cfg->pass);
     free(cfg->dbname);
+    free(cfg->ssl_ca);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1037,57 +1056,50 @@ static int migrate(struct mysql_store *s)
     return rc;
 }
 
-/* Takes "user:pass@host:port/db?pool=N" apart; returns 0 or a reason. */
-static const char *parse_url(const char *url, struct mysql_cfg *cfg)
+static const char *const known_options[] = {"pool", "ssl", "ssl_ca", NULL};
+
+/* The settings u gives (cfg is released by the caller); 0 or a reason in *why. */
+static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
 {
-    const char *p = url + strlen("mysql://"), *at, *slash, *colon, *q;
-    int64_t v;
+    const char *ssl = url_option(u, "ssl"), *ca = url_option(u, "ssl_ca");
+    long long pool;
 
     memset(cfg, 0, sizeof(*cfg));
-    cfg->port = 3306;
-    cfg->pool = 8;
-    at = strrchr(p, '@');
-    if (!at)
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    colon = memchr(p, ':', (size_t)(at - p));
-    cfg->user = xstrndup(p, colon ? (size_t)(colon - p) : (size_t)(at - p));
-    cfg->pass = colon ? xstrndup(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
-    p = at + 1;
-    slash = strchr(p, '/');
-    if (!slash || !*cfg->user)
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    colon = memchr(p, ':', (size_t)(slash - p));
-    cfg->host = xstrndup(p, colon ? (size_t)(colon - p) : (size_t)(slash - p));
-    if (!*cfg->host)
-        return "missing host";
-    if (colon) {
-        if (item_parse_id(colon + 1, (size_t)(slash - colon - 1), &v) || v > 65535)
-            return "the port must be an integer in 1..65535";
-        cfg->port = (unsigned)v;
-    }
-    q = strchr(slash + 1, '?');
-    cfg->dbname = q ? xstrndup(slash + 1, (size_t)(q - slash - 1)) : xstrdup(slash + 1);
-    if (!*cfg->dbname)
-        return "missing database name";
-    if (q) {
-        if (strncmp(q + 1, "pool=", 5) != 0 || item_parse_id(q + 6, strlen(q + 6), &v) ||
-            v > POOL_MAX)
-            return "the only option is pool=N, N in 1..64";
-        cfg->pool = (int)v;
-    }
-    return NULL;
+    *why = NULL;
+    if (url_check_options(u, known_options, why))
+        return TALLY_EINVAL;
+    if (u->nhosts != 1 || !u->user || !*u->path)
+        *why = xstrdup("expected mysql://USER:PASS@HOST:PORT/DB");
+    else if (strchr(u->path, '/'))
+        *why = xstrdup("the path is one database name");
+    else if (url_option_int(u, "pool", 1, POOL_MAX, 8, &pool))
+        *why = xstrdup("pool=N takes N in 1..64");
+    else if (ssl && strcmp(ssl, "0") != 0 && strcmp(ssl, "1") != 0)
+        *why = xstrdup("ssl takes 0 or 1");
+    else if (ca && !(ssl && strcmp(ssl, "1") == 0))
+        *why = xstrdup("ssl_ca needs ssl=1");
+    else if (ca && access(ca, R_OK) != 0)
+        *why = xstrdup("ssl_ca: the CA file cannot be read");
+    if (*why)
+        return TALLY_EINVAL;
+    cfg->host = xstrdup(u->hosts[0].name);
+    cfg->port = u->hosts[0].port ? (unsigned)u->hosts[0].port : 3306;
+    cfg->user = xstrdup(u->user);
+    cfg->pass = xstrdup(u->password ? u->password : "");
+    cfg->dbname = xstrdup(u->path);
+    cfg->pool = (int)pool;
+    cfg->ssl = ssl && strcmp(ssl, "1") == 0;
+    cfg->ssl_ca = ca ? xstrdup(ca) : NULL;
+    return 0;
 }
 
-int store_mysql_check_url(const char *url, char **err)
+int store_mysql_check(const struct url *u, char **why)
 {
     struct mysql_cfg cfg;
-    const char *why = parse_url(url, &cfg);
+    int rc = cfg_from_url(u, &cfg, why);
 
     cfg_release(&cfg);
-    if (!why)
-        return 0;
-    *err = xstrfmt("invalid --store '%s': %s", url, why);
-    return TALLY_EINVAL;
+    return rc;
 }
 
 static const struct store_ops mdb_ops = {
@@ -1105,16 +1117,20 @@ static const struct store_ops mdb_ops = {
     .free = mdb_free,
 };
 
-int store_mysql_open(const char *url, struct store **out, char **err)
+int store_mysql_open(const struct url *u, struct store **out, char **err)
 {
-    struct mysql_store *s;
+    struct mysql_store *s = xcalloc(1, sizeof(*s));
+    char *why = NULL;
     int rc;
 
-    if ((rc = store_mysql_check_url(url, err)))
+    if ((rc = cfg_from_url(u, &s->cfg, &why))) {
+        *err = xstrfmt("invalid --store: %s", why);
+        free(why);
+        cfg_release(&s->cfg);
+        free(s);
         return rc;
-    s = xcalloc(1, sizeof(*s));
+    }
     s->base.ops = &mdb_ops;
-    parse_url(url, &s->cfg);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     for (int i = s->cfg.pool - 1; i >= 0; i--) {
@@ -1122,8 +1138,9 @@ int store_mysql_open(const char *url, struct store **out, char **err)
         s->free_conns = &s->conns[i];
     }
     if ((rc = migrate(s))) {
-        *err = xstrfmt("cannot open mysql store %s@%s:%u/%s: %s", s->cfg.user, s->cfg.host,
-                       s->cfg.port, s->cfg.dbname, tally_strerror(rc));
+        *err = xstrfmt("cannot open mysql store %s@%s:%u/%s%s: %s", s->cfg.user, s->cfg.host,
+                       s->cfg.port, s->cfg.dbname, s->cfg.ssl ? " (TLS)" : "",
+                       tally_strerror(rc));
         mdb_free(&s->base);
         return rc;
     }

@@ -94,13 +94,23 @@ struct store {
     const struct store_ops *ops;
 };
 
+struct url;
+
 /*
- * Opens the store named by url ("sqlite:PATH" or "mysql://..."), creating or migrating its
- * schema. On failure returns an error and writes one line into *err (caller
- * frees). The caller frees the store with store_free().
+ * Whether u ("sqlite:PATH" or "mysql://...", parsed by util/url.h) names a
+ * store this build knows, with valid options. Returns 0, or TALLY_EINVAL and
+ * *why, a reason that quotes no secret (caller frees).
  */
+int store_check(const struct url *u, char **why);
+/*
+ * Opens the store u names (store_check has passed), creating or migrating
+ * its schema. On failure returns an error and writes one line into *err
+ * (caller frees), with no secret in it. The caller frees the store with
+ * store_free().
+ */
+int store_open_url(const struct url *u, struct store **out, char **err);
+/* The same from a string, parsed and checked first (*err: "invalid --store '...': why"). */
 int store_open(const char *url, struct store **out, char **err);
-/* Whether url names a store adapter this build knows (checked before starting). */
 int store_check_url(const char *url, char **err);
 
 static inline int store_counts(struct store *s, const struct item *items, size_t n,

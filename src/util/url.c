@@ -288,6 +288,28 @@ const char *url_option(const struct url *u, const char *key)
     return NULL;
 }
 
+int url_option_int(const struct url *u, const char *key, long long lo, long long hi,
+                   long long def, long long *out)
+{
+    const char *v = url_option(u, key);
+    long long n = 0;
+
+    *out = def;
+    if (!v)
+        return 0;
+    if (!*v || strlen(v) > 18)
+        return TALLY_EINVAL;
+    for (const char *c = v; *c; c++) {
+        if (*c < '0' || *c > '9')
+            return TALLY_EINVAL;
+        n = n * 10 + (*c - '0');
+    }
+    if (n < lo || n > hi)
+        return TALLY_EINVAL;
+    *out = n;
+    return 0;
+}
+
 int url_check_options(const struct url *u, const char *const *known, char **why)
 {
     for (size_t i = 0; i < u->nopts; i++) {
@@ -381,4 +403,34 @@ void url_redact(struct strbuf *out, const char *s)
         strbuf_addch(out, '?');
         redact_options(out, q + 1, end, !exact);
     }
+}
+
+int url_parse_checked(const char *what, const char *s, int (*check)(const struct url *, char **),
+                      struct url *out, char **err)
+{
+    struct strbuf shown = STRBUF_INIT;
+    const char *why = NULL;
+    char *reason = NULL;
+    int rc = url_parse(s, strlen(s), out, &why);
+
+    if (rc == 0 && (rc = check(out, &reason)) == 0)
+        return 0;
+    url_redact(&shown, s);
+    *err = xstrfmt("invalid %s '%s': %s", what, shown.buf, reason ? reason : why);
+    free(reason);
+    strbuf_release(&shown);
+    return rc;
+}
+
+void url_scrub(struct strbuf *out, const char *text, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    const char *hit;
+
+    while (n && (hit = strstr(text, secret))) {
+        strbuf_add(out, text, (size_t)(hit - text));
+        strbuf_addstr(out, "***");
+        text = hit + n;
+    }
+    strbuf_addstr(out, text);
 }

@@ -63,6 +63,13 @@ void url_release(struct url *u);
 const char *url_option(const struct url *u, const char *key);
 
 /*
+ * Option key as an integer in lo..hi (decimal digits only) into *out, or
+ * def when it is absent. TALLY_EINVAL when it is there but not such a number.
+ */
+int url_option_int(const struct url *u, const char *key, long long lo, long long hi,
+                   long long def, long long *out);
+
+/*
  * 0 if every option of u is in known (NULL-terminated); else TALLY_EINVAL
  * and *why, a new string naming the first unknown option, that the caller
  * frees.
@@ -73,10 +80,25 @@ int url_check_options(const struct url *u, const char *const *known, char **why)
 bool url_is_secret_key(const char *key, size_t len);
 
 /*
+ * Parses s and checks it with the adapter's check (which returns 0, or an
+ * error and a reason it allocates). On failure *err is one line, freed by
+ * the caller: "invalid WHAT 'REDACTED-URL': reason". *out is released by
+ * the caller in every case.
+ */
+int url_parse_checked(const char *what, const char *s, int (*check)(const struct url *, char **),
+                      struct url *out, char **err);
+
+/*
  * Appends s with the password and every secret option's value replaced by
  * "***". Works on any string, parseable or not, so that an error about a
  * malformed URL can show it safely.
  */
 void url_redact(struct strbuf *out, const char *s);
+
+/*
+ * Appends text with every occurrence of secret replaced by "***" (for a
+ * library's message that might echo it). A NULL or empty secret hides nothing.
+ */
+void url_scrub(struct strbuf *out, const char *text, const char *secret);
 
 #endif
