@@ -133,7 +133,8 @@ struct redis_cache {
     size_t nrepair;
     bool repair_overflow;
     atomic_bool down; /* a connection failed and none has reconnected since: for the log */
-    atomic_bool auth_refused; /* the last connect failed on AUTH or NOAUTH */
+    atomic_bool auth_refused; /* the last connect failed on AUTH or NOAUTH: for the log */
+    bool opened;              /* set by cache_redis_open before any other thread runs */
     struct metric *m_auth_failed;
 };
 
@@ -168,10 +169,13 @@ static bool is_auth_error(const redisReply *r)
 /* Notes a refusal of the credentials in why (the server's words, scrubbed of the password). */
 static void auth_refused(struct redis_cache *rc, const redisReply *r, struct strbuf *why)
 {
-    atomic_store(&rc->auth_refused, true);
+    size_t at = why->len;
+
     metric_add(rc->m_auth_failed, 1);
-    strbuf_addstr(why, "authentication failed: ");
     url_scrub(why, r->str, rc->password);
+    /* A state change, logged once however many connections it refuses (at open: an error). */
+    if (!atomic_exchange(&rc->auth_refused, true) && rc->opened)
+        log_warn("redis: %s:%d refused the credentials: %s", rc->host, rc->port, why->buf + at);
 }
 
 /* AUTH [USER] PASSWORD on a fresh connection, when the URL has a password. */
@@ -695,6 +699,7 @@ int cache_redis_open(const struct url *u, struct cache **out, char **err)
 {
     struct redis_cache *rc;
     long long ttl_s, timeout_ms;
+    struct strbuf why = STRBUF_INIT;
     struct rconn *c;
 
     rc = xcalloc(1, sizeof(*rc));
@@ -721,17 +726,24 @@ int cache_redis_open(const struct url *u, struct cache **out, char **err)
      * A cache is optional: tallyd starts even if Redis is down, and uses it once it is up.
      * Credentials Redis refuses are a configuration error, though: refuse to start.
      */
-    if (conn_get(rc, &c)) {
+    c = &rc->conns[0];
+    if (rconn_open(rc, c, &why)) {
         if (atomic_load(&rc->auth_refused)) {
-            conn_put(rc, c);
-            *err = xstrfmt("redis at %s:%d refused the credentials of --cache%s", rc->host,
-                           rc->port, rc->password ? "" : " (it needs a password)");
+            *err = xstrfmt("redis at %s:%d refused the credentials of --cache (%s)", rc->host,
+                           rc->port, why.buf);
+            strbuf_release(&why);
             redis_free(&rc->base);
             return TALLY_EINVAL;
         }
-        log_warn("redis: %s:%d does not answer yet; serving from the store", rc->host, rc->port);
+        log_warn("redis: %s:%d does not answer yet (%s); serving from the store", rc->host,
+                 rc->port, why.buf);
+        atomic_store(&rc->down, true); /* so that its coming back is logged */
+        redisFree(c->ctx);
+        c->ctx = NULL;
+        c->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
     }
-    conn_put(rc, c);
+    strbuf_release(&why);
+    rc->opened = true;
     *out = &rc->base;
     return 0;
 }
