@@ -7,7 +7,7 @@
 # when the pin changes.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libevent-dev libhttp-parser-dev libjansson-dev libsqlite3-dev libcmocka-dev
+build_pkgs=(gcc make pkg-config libevent-dev libhttp-parser-dev libjwt-dev libssl-dev libjansson-dev libsqlite3-dev libcmocka-dev
             libhiredis-dev libmariadb-dev librdkafka-dev python3)
 service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 

@@ -2,9 +2,13 @@
  * main.c - tallyd: wiring and lifetime.
  *
  * Builds the three adapters from their URLs, starts the read-count
- * consumer and the HTTP loops, then waits for SIGTERM or SIGINT. The stop
+ * consumer and the HTTP loops, then waits for SIGTERM or SIGINT; SIGHUP
+ * reloads the API keys and the TLS certificate without dropping a request
+ * (a file that does not load leaves the old one in force). The stop
  * runs in the reverse order of the start: no new requests, then the bus is
- * drained into the store, then everything is freed. Signals are blocked in
+ * drained into the store, then everything is freed. A stop that could not
+ * deliver every accepted read within --stop-timeout-ms says how many it
+ * lost and exits 1. Signals are blocked in
  * every thread and taken with sigwait() here, so no handler runs in the
  * middle of library code.
  */
@@ -17,6 +21,7 @@
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "config.h"
+#include "http/auth.h"
 #include "http/server.h"
 #include "service/interactive.h"
 #include "service/readcount.h"
@@ -26,6 +31,22 @@
 #include "util/strbuf.h"
 #include "util/url.h"
 #include "util/banned.h"
+
+/* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
+static void reload(struct auth *auth, struct http_server *srv)
+{
+    char *err = NULL;
+
+    if (auth_reload(auth, &err) == 0)
+        log_info("tallyd: SIGHUP: API keys reloaded");
+    else
+        log_error("tallyd: SIGHUP: keeping the API keys in force: %s", err);
+    free(err);
+    err = NULL;
+    if (http_server_reload_tls(srv, &err))
+        log_error("tallyd: SIGHUP: keeping the TLS certificate in force: %s", err);
+    free(err);
+}
 
 static int fatal(char *err)
 {
@@ -42,11 +63,13 @@ int main(int argc, char **argv)
     struct bus *bus = NULL;
     struct readcount *rc = NULL;
     struct http_server *srv = NULL;
+    struct auth *auth = NULL;
     struct interactive svc;
     struct strbuf shown = STRBUF_INIT;
     sigset_t sigs;
     char *err = NULL;
     int sig, status = 1;
+    int64_t lost;
 
     switch (config_parse(&cfg, argc, argv)) {
     case CONFIG_EXIT_OK: return 0;
@@ -56,9 +79,21 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
 
+    if (auth_new(&(struct auth_config){.keys_path = cfg.keys,
+                                       .jwt_key = cfg.jwt_key,
+                                       .jwt_issuer = cfg.jwt_issuer,
+                                       .jwt_audience = cfg.jwt_audience},
+                 &auth, &err)) {
+        status = fatal(err);
+        goto out;
+    }
+    if (!auth_enabled(auth))
+        log_warn("tallyd: no --keys and no --jwt-key: the API is open to anyone who can reach "
+                 "%s", cfg.listen);
     if (store_open_url(&cfg.store_url, &store, &err) ||
         cache_open_url(&cfg.cache_url, &cache, &err) ||
         bus_open_url(&cfg.bus_url, cfg.queue_max, &bus, &err)) {
@@ -67,8 +102,10 @@ int main(int argc, char **argv)
     }
     interactive_init(&svc, store, cache, bus);
     rc = readcount_start(bus, store, cache,
-                         &(struct readcount_config){
-                             .batch = cfg.batch, .flush_ms = cfg.flush_ms, .stop_wait_ms = 10000});
+                         &(struct readcount_config){.batch = cfg.batch,
+                                                    .flush_ms = cfg.flush_ms,
+                                                    .stop_wait_ms = cfg.stop_timeout_ms});
+    svc.reads = rc;
     srv = http_server_start(&(struct http_config){.host = cfg.host,
                                                   .port = cfg.port,
                                                   .threads = cfg.threads,
@@ -76,7 +113,10 @@ int main(int argc, char **argv)
                                                   .idle_timeout_ms = cfg.idle_timeout_ms,
                                                   .max_conns = cfg.max_conns,
                                                   .workers = cfg.workers,
-                                                  .work_queue = cfg.work_queue},
+                                                  .work_queue = cfg.work_queue,
+                                                  .auth = auth,
+                                                  .tls_cert = cfg.tls_cert,
+                                                  .tls_key = cfg.tls_key},
                             &svc, &err);
     if (!srv) {
         status = fatal(err);
@@ -87,18 +127,25 @@ int main(int argc, char **argv)
     url_redact(&shown, cfg.cache);
     strbuf_addstr(&shown, ", bus ");
     url_redact(&shown, cfg.bus);
-    log_info("tallyd listening on %s port %d (store %s, batch %zu, flush %d ms)", cfg.host,
-             http_server_port(srv), shown.buf, cfg.batch, cfg.flush_ms);
+    log_info("tallyd listening on %s port %d%s (store %s, batch %zu, flush %d ms)", cfg.host,
+             http_server_port(srv), cfg.tls_cert ? " (HTTPS)" : "", shown.buf, cfg.batch,
+             cfg.flush_ms);
     strbuf_release(&shown);
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        reload(auth, srv);
     log_info("tallyd: signal %d, stopping", sig);
     status = 0;
 out:
     http_server_stop(srv);
-    readcount_stop(rc); /* drains the bus into the store */
-    bus_free(bus);
+    readcount_stop(rc); /* drains the bus into the store, or gives up at the deadline */
+    bus_free(bus);      /* after it, every delivery report has been counted */
+    if ((lost = readcount_lost_total()) > 0) {
+        log_error("tallyd: lost %lld accepted read events", (long long)lost);
+        status = 1;
+    }
     cache_free(cache);
     store_free(store);
+    auth_free(auth);
     metrics_release();
     config_release(&cfg);
     if (status == 0)

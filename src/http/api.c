@@ -76,6 +76,11 @@ static void fail_err(struct ctx *c, int err)
     case TALLY_EUNAVAIL:
     case TALLY_EFULL:
     case TALLY_ECLOSED: fail(c, 503, "unavailable", tally_strerror(err)); break;
+    case TALLY_EUNAUTH:
+        c->res->challenge = true;
+        fail(c, 401, "unauthenticated", "a valid bearer token is required");
+        break;
+    case TALLY_EDENIED: fail(c, 403, "permission_denied", "this credential may not do that"); break;
     default: fail(c, 500, "internal", tally_strerror(err)); break;
     }
 }
@@ -186,6 +191,27 @@ static bool param_id(struct ctx *c, const char *key, int64_t *out)
     return false;
 }
 
+/*
+ * A user's token acts for its own uid only: a uid the request names (path, query or
+ * body) must be the token's, and one it leaves out is the token's. Service keys and
+ * the open API act for whoever they name. `given` says whether the request named one.
+ */
+static bool bind_uid(struct ctx *c, int64_t *uid, bool given)
+{
+    const struct auth_principal *p = c->req->principal;
+
+    if (!p || p->kind != AUTH_USER)
+        return true;
+    if (!given) {
+        *uid = p->uid;
+        return true;
+    }
+    if (*uid == p->uid)
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
+}
+
 static bool param_limit(struct ctx *c, size_t dflt, size_t *out)
 {
     const char *v = param(c, "limit");
@@ -268,7 +294,7 @@ static void h_health(struct ctx *c)
         c->res->status = 200;
         strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
     } else {
-        fail(c, 503, "unavailable", "the store does not answer");
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
     }
 }
 
@@ -287,7 +313,8 @@ static void h_get_item(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid) ||
+        !bind_uid(c, &uid, uid != 0))
         return;
     if ((err = interactive_get(c->svc, &it, 1, uid, &st))) {
         fail_err(c, err);
@@ -307,7 +334,7 @@ static void h_get_items(struct ctx *c)
     size_t n = 0;
     int err;
 
-    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid) || !bind_uid(c, &uid, uid != 0))
         return;
     if (!ids) {
         invalid(c, "ids is required: 1 to 100 comma-separated ids");
@@ -381,7 +408,8 @@ static void h_read(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid) ||
+        !bind_uid(c, &uid, uid != 0))
         return;
     if ((err = interactive_read(c->svc, &it, uid))) {
         fail_err(c, err);
@@ -399,7 +427,8 @@ static void like(struct ctx *c, bool on)
     int64_t uid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, it.biz) || !cap_id(c, 2, "id", &it.id))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, it.biz) ||
+        !cap_id(c, 2, "id", &it.id))
         return;
     if ((err = interactive_like(c->svc, uid, &it, on, &st))) {
         fail_err(c, err);
@@ -429,8 +458,8 @@ static void h_list_likes(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, biz) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, biz) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_likes(c->svc, uid, biz, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -447,8 +476,8 @@ static void collect(struct ctx *c, bool on)
     int64_t uid, cid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !cap_biz(c, 2, it.biz) ||
-        !cap_id(c, 3, "id", &it.id))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !cap_biz(c, 2, it.biz) || !cap_id(c, 3, "id", &it.id))
         return;
     if ((err = interactive_collect(c->svc, uid, cid, &it, on, &st))) {
         fail_err(c, err);
@@ -477,8 +506,8 @@ static void h_list_collection(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_collection(c->svc, uid, cid, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -602,12 +631,19 @@ void api_response_init(struct api_response *res)
     strbuf_init(&res->body, 0);
     res->content_type = "application/json";
     res->allow = NULL;
+    res->challenge = false;
     res->route = NROUTES;
 }
 
 void api_response_release(struct api_response *res)
 {
     strbuf_release(&res->body);
+}
+
+/* Routes anyone may call, with or without a credential: the load balancer's probe. */
+static bool open_route(int r)
+{
+    return r < NROUTES && routes[r].on[API_GET] == h_health;
 }
 
 /* The route the request's path names and whether its method has a handler there. */
@@ -634,8 +670,37 @@ enum api_work api_work_of(const struct api_request *req, int *route)
     int r = find_route(req, &c, &allowed);
 
     *route = r;
-    /* 404, 405 and 413 are answered without a server. */
+    /* 401, 404, 405 and 413 are answered without a server. */
+    if (req->principal && req->principal->kind == AUTH_NONE && !open_route(r))
+        return API_WORK_LOOP;
     return allowed && req->body_len <= API_MAX_BODY ? routes[r].work : API_WORK_LOOP;
+}
+
+/*
+ * Who may do what: /healthz is open; anything else needs a valid credential first (so
+ * that routes cannot be probed without one), then the route's scope: `metrics` for
+ * /metrics, `read` for GET and HEAD of /v1, `write` for the rest; `admin` has them all.
+ */
+static bool authorized(struct ctx *c, int r, enum api_method m)
+{
+    const struct auth_principal *p = c->req->principal;
+    unsigned need;
+
+    if (!p || open_route(r))
+        return true;
+    if (p->kind == AUTH_NONE) {
+        fail_err(c, TALLY_EUNAUTH);
+        return false;
+    }
+    if (r == NROUTES)
+        return true; /* a 404 follows */
+    need = routes[r].on[API_GET] == h_metrics ? AUTH_METRICS
+           : m == API_GET                     ? AUTH_READ
+                                              : AUTH_WRITE;
+    if (p->scopes & (need | AUTH_ADMIN))
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
 }
 
 void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
@@ -646,6 +711,8 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
     int r = find_route(req, &c, &allowed);
 
     res->route = r;
+    if (!authorized(&c, r, m))
+        return;
     if (r == NROUTES) {
         fail(&c, 404, "not_found", "no such route");
         return;

@@ -10,8 +10,10 @@
 #ifndef TALLY_HTTP_API_H
 #define TALLY_HTTP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "http/auth.h"
 #include "service/interactive.h"
 #include "util/strbuf.h"
 
@@ -26,6 +28,8 @@ struct api_request {
     const char *query; /* raw, without '?'; NULL when absent */
     const char *body;
     size_t body_len;
+    /* Who is calling, as the server authenticated them; NULL: the API is open. */
+    const struct auth_principal *principal;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -34,6 +38,7 @@ struct api_response {
     struct strbuf body;
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
+    bool challenge;    /* for 401: send WWW-Authenticate: Bearer */
     int route;         /* index for metrics; see api_route_name() */
 };
 

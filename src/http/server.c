@@ -37,6 +37,10 @@
  *   doubling to 1 s) and resumes by itself, logging at most a line a
  *   second.
  *
+ *   TLS (--tls-cert/--tls-key): the same connections over libevent's OpenSSL
+ *   bufferevents, TLS 1.2 or newer; a reload swaps the context under a
+ *   lock, and each connection keeps the one it was accepted with.
+ *
  *   A reply that ends a connection (an error, Connection: close) is
  *   written, then the socket is shut for writing and read and discarded
  *   for up to LINGER_MS, so that the client sees the reply instead of a
@@ -54,12 +58,15 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -102,7 +109,7 @@ enum conn_state {
 };
 
 /* Which header the value being parsed belongs to (the ones the server reads itself). */
-enum header { H_OTHER, H_HOST, H_EXPECT };
+enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION };
 
 /*
  * A request being answered in a pool. Embedded in its connection; the worker
@@ -131,9 +138,12 @@ struct conn {
     size_t field_len;
     bool in_value;
     enum header header;
-    int hosts;
+    int hosts, authorizations;
+    struct strbuf authorization;
+    struct auth_principal principal;
     bool expect_continue, complete, bad_method, eof, read_paused;
-    int reject; /* a status the parser callbacks decided on, 0 if none */
+    int reject;             /* a status the parser callbacks decided on, 0 if none */
+    const char *reject_why; /* and its message */
     bool keep_alive, head, http10;
     int64_t started_us;
     struct job job;
@@ -156,9 +166,9 @@ struct loop {
     pthread_t thread;
 };
 
-#define STATUS_SLOTS 13
-static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 404, 405, 408, 413,
-                                               417, 431, 500, 503, 505, 0 /* other */};
+#define STATUS_SLOTS 15
+static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408,
+                                               413, 417, 431, 500, 503, 505, 0 /* other */};
 
 /* Created and freed by the main thread; loops and pools read it. */
 struct http_server {
@@ -169,6 +179,8 @@ struct http_server {
     int nloops;
     struct loop loops[MAX_THREADS];
     struct workpool *pools[3]; /* indexed by enum api_work; [API_WORK_LOOP] unused */
+    pthread_mutex_t tls_lock; /* owns tls; a reload swaps it while loops accept */
+    SSL_CTX *tls;             /* NULL: plain HTTP */
     atomic_int nconns;
     atomic_llong accept_logged_us;
     int malformed_route; /* the metrics' route for requests that never reached the API */
@@ -217,6 +229,8 @@ static const char *reason(int status)
     case 200: return "OK";
     case 202: return "Accepted";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -261,6 +275,7 @@ static void conn_close(struct conn *c)
     strbuf_release(&c->path);
     strbuf_release(&c->query);
     strbuf_release(&c->body);
+    strbuf_release(&c->authorization);
     free(c);
     if (l->stopping && l->nconns == 0)
         event_base_loopbreak(l->base);
@@ -283,7 +298,8 @@ static void conn_finish(struct conn *c)
 static void conn_linger(struct conn *c)
 {
     c->state = C_LINGER;
-    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    if (!bufferevent_openssl_get_ssl(c->bev)) /* TLS: the peer's close ends it */
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
     bufferevent_enable(c->bev, EV_READ);
     set_timer(c, LINGER_MS);
@@ -321,6 +337,8 @@ static void respond(struct conn *c, const struct api_response *res)
                 res->status, reason(res->status), http_date(l), res->content_type, res->body.len);
     if (res->allow)
         strbuf_addf(h, "Allow: %s\r\n", res->allow);
+    if (res->challenge)
+        strbuf_addstr(h, "WWW-Authenticate: Bearer\r\n");
     if (res->status >= 400 && res->route == l->srv->malformed_route)
         c->keep_alive = false;
     if (l->stopping)
@@ -360,16 +378,26 @@ static void reject(struct conn *c, int status, const char *code, const char *mes
 
 /* ------------------------------------------------------------ parser callbacks */
 
+/* Records the first reason found to refuse the request; answered once parsing stops. */
+static void refuse(struct conn *c, int status, const char *why)
+{
+    if (!c->reject) {
+        c->reject = status;
+        c->reject_why = why;
+    }
+}
+
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
 
     strbuf_reset(&c->url);
     strbuf_reset(&c->body);
+    strbuf_reset(&c->authorization);
     c->field_len = 0;
     c->in_value = false;
     c->header = H_OTHER;
-    c->hosts = 0;
+    c->hosts = c->authorizations = 0;
     c->expect_continue = false;
     c->reject = 0;
     return 0;
@@ -410,20 +438,27 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 
     if (!c->in_value) {
         c->in_value = true;
-        c->header = field_is(c, "host") ? H_HOST : field_is(c, "expect") ? H_EXPECT : H_OTHER;
+        c->header = field_is(c, "host")            ? H_HOST
+                    : field_is(c, "expect")        ? H_EXPECT
+                    : field_is(c, "authorization") ? H_AUTHORIZATION
+                                                   : H_OTHER;
         if (c->header == H_HOST)
             c->hosts++;
+        if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
+            refuse(c, 400, "a request may carry one Authorization header");
         if (c->header == H_EXPECT) {
             if (len == 12 && strncasecmp(at, "100-continue", 12) == 0)
                 c->expect_continue = true;
             else
-                c->reject = 417;
+                refuse(c, 417, "only Expect: 100-continue is understood");
             return 0;
         }
     }
-    if (c->header == H_EXPECT) { /* a value split across reads: not the one known value */
+    if (c->header == H_AUTHORIZATION)
+        strbuf_add(&c->authorization, at, len);
+    if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
         c->expect_continue = false;
-        c->reject = 417;
+        refuse(c, 417, "only Expect: 100-continue is understood");
     }
     return 0;
 }
@@ -433,11 +468,11 @@ static int on_headers_complete(http_parser *p)
     struct conn *c = p->data;
 
     if (p->http_major != 1 || p->http_minor > 1)
-        c->reject = 505;
+        refuse(c, 505, "HTTP/1.0 and HTTP/1.1 only");
     else if (c->hosts > 1 || (p->http_minor == 1 && c->hosts == 0))
-        c->reject = 400; /* RFC 9112 3.2: exactly one Host in HTTP/1.1 */
+        refuse(c, 400, "HTTP/1.1 requires exactly one Host header"); /* RFC 9112 3.2 */
     else if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY)
-        c->reject = 413;
+        refuse(c, 413, "request body is over 64 KiB");
     if (c->reject)
         return -1;
     if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0))
@@ -450,7 +485,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     struct conn *c = p->data;
 
     if (c->body.len + len > API_MAX_BODY) {
-        c->reject = 413;
+        refuse(c, 413, "request body is over 64 KiB");
         return -1;
     }
     strbuf_add(&c->body, at, len);
@@ -543,7 +578,11 @@ static void dispatch(struct conn *c, enum api_method method)
         .query = c->query.buf,
         .body = c->body.len ? c->body.buf : "",
         .body_len = c->body.len,
+        .principal = srv->cfg.auth ? &c->principal : NULL,
     };
+    if (srv->cfg.auth)
+        auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
+                   &c->principal);
     work = api_work_of(&j->req, &route);
     if (work != API_WORK_LOOP) {
         int err = workpool_submit(srv->pools[work], &j->work);
@@ -631,11 +670,11 @@ static void parse_failed(struct conn *c)
     struct strbuf msg = STRBUF_INIT;
 
     switch (c->reject) {
-    case 413: reject(c, 413, "payload_too_large", "request body is over 64 KiB"); return;
-    case 417: reject(c, 417, "expectation_failed", "only Expect: 100-continue is understood");
-        return;
-    case 505: reject(c, 505, "http_version_not_supported", "HTTP/1.0 and HTTP/1.1 only"); return;
-    case 400: reject(c, 400, "bad_request", "HTTP/1.1 requires exactly one Host header"); return;
+    case 0: break;
+    case 413: reject(c, 413, "payload_too_large", c->reject_why); return;
+    case 417: reject(c, 417, "expectation_failed", c->reject_why); return;
+    case 505: reject(c, 505, "http_version_not_supported", c->reject_why); return;
+    default: reject(c, c->reject, "bad_request", c->reject_why); return;
     }
     if (e == HPE_HEADER_OVERFLOW) {
         reject(c, 431, "headers_too_large", "request line and headers are over 16 KiB");
@@ -759,6 +798,25 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* A plain socket, or TLS with the certificate in force when the connection came. */
+static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
+{
+    struct http_server *srv = l->srv;
+    struct bufferevent *bev;
+    SSL *ssl = NULL;
+
+    if (!srv->cfg.tls_cert)
+        return bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    pthread_mutex_lock(&srv->tls_lock);
+    ssl = SSL_new(srv->tls);
+    pthread_mutex_unlock(&srv->tls_lock);
+    TALLY_ASSERT(ssl); /* only out of memory */
+    bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -769,13 +827,14 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->loop = l;
-    c->bev = bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->bev = new_bufferevent(l, fd);
     c->timer = evtimer_new(l->base, on_timer, c);
     TALLY_ASSERT(c->bev && c->timer);
     strbuf_init(&c->url, 0);
     strbuf_init(&c->path, 0);
     strbuf_init(&c->query, 0);
     strbuf_init(&c->body, 0);
+    strbuf_init(&c->authorization, 0);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->job.work.run = job_run;
@@ -1003,6 +1062,48 @@ static void loop_init(struct loop *l, struct http_server *srv)
     event_add(l->accept_ev, NULL);
 }
 
+/* A server context for TLS 1.2+ with the certificate chain and key; NULL and *err on failure. */
+static SSL_CTX *tls_context(const char *cert, const char *key, char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct strbuf msg = STRBUF_INIT;
+    const char *what = NULL;
+
+    if (!ctx)
+        what = "cannot create a TLS context";
+    else if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+        what = "cannot require TLS 1.2";
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        what = "cannot load --tls-cert";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        what = "cannot load --tls-key";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        what = "--tls-key does not match --tls-cert";
+    if (!what)
+        return ctx;
+    strbuf_addf(&msg, "%s: %s", what, ERR_reason_error_string(ERR_peek_last_error()) ?: "?");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    *err = strbuf_detach(&msg, NULL);
+    return NULL;
+}
+
+int http_server_reload_tls(struct http_server *srv, char **err)
+{
+    SSL_CTX *ctx, *old;
+
+    if (!srv->cfg.tls_cert)
+        return 0;
+    if (!(ctx = tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, err)))
+        return TALLY_EINVAL;
+    pthread_mutex_lock(&srv->tls_lock);
+    old = srv->tls;
+    srv->tls = ctx;
+    pthread_mutex_unlock(&srv->tls_lock);
+    SSL_CTX_free(old); /* connections made with it keep their own reference */
+    return 0;
+}
+
 struct http_server *http_server_start(const struct http_config *cfg, struct interactive *svc,
                                       char **err)
 {
@@ -1011,13 +1112,21 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
 
     TALLY_ASSERT(cfg->threads >= 1 && cfg->threads <= MAX_THREADS);
     TALLY_ASSERT(api_route_count() + 1 <= 17);
-    if ((fd = listen_on(cfg->host, cfg->port, err)) < 0)
+    SSL_CTX *tls = NULL;
+
+    if (cfg->tls_cert && !(tls = tls_context(cfg->tls_cert, cfg->tls_key, err)))
         return NULL;
+    if ((fd = listen_on(cfg->host, cfg->port, err)) < 0) {
+        SSL_CTX_free(tls);
+        return NULL;
+    }
     evthread_use_pthreads();
     http_parser_set_max_header_size(MAX_HEADER_BYTES);
     srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     srv->svc = svc;
+    srv->tls = tls;
+    pthread_mutex_init(&srv->tls_lock, NULL);
     srv->fd = fd;
     srv->port = bound_port(fd);
     srv->malformed_route = api_route_count();
@@ -1072,5 +1181,7 @@ void http_server_stop(struct http_server *srv)
         event_base_free(l->base);
     }
     close(srv->fd);
+    SSL_CTX_free(srv->tls);
+    pthread_mutex_destroy(&srv->tls_lock);
     free(srv);
 }

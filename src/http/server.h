@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "http/auth.h"
 #include "service/interactive.h"
 
 /* Limits of the server; every field is checked by config.c before it gets here. */
@@ -19,6 +20,9 @@ struct http_config {
     int max_conns;          /* open connections; past it new ones are closed at once */
     int workers;            /* threads of each worker pool (reads, writes) */
     size_t work_queue;      /* requests each pool holds waiting; full: 503 */
+    struct auth *auth;      /* who may call; NULL: the API is open (tests, benchmarks) */
+    const char *tls_cert;   /* with tls_key: HTTPS only; NULL: plain HTTP */
+    const char *tls_key;
 };
 
 struct http_server;
@@ -30,6 +34,8 @@ struct http_server;
  */
 struct http_server *http_server_start(const struct http_config *cfg, struct interactive *svc,
                                       char **err);
+/* Loads the TLS certificate and key again (SIGHUP); on failure the old ones stay. */
+int http_server_reload_tls(struct http_server *srv, char **err);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *srv);
 /*

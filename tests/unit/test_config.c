@@ -120,6 +120,28 @@ static void urls_from_files(void **state)
     }
 }
 
+static void stop_timeout_from_flag_or_environment(void **state)
+{
+    struct config cfg;
+    const char *plain[] = { "tallyd", NULL };
+    const char *flag[] = { "tallyd", "--stop-timeout-ms", "250", NULL };
+    const char *zero[] = { "tallyd", "--stop-timeout-ms", "0", NULL };
+    (void)state;
+
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 10000);
+    config_release(&cfg);
+    setenv("TALLY_STOP_TIMEOUT_MS", "1500", 1);
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 1500);
+    config_release(&cfg);
+    assert_int_equal(parse(&cfg, 3, flag), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 250);
+    config_release(&cfg);
+    unsetenv("TALLY_STOP_TIMEOUT_MS");
+    assert_int_equal(parse(&cfg, 3, zero), CONFIG_EXIT_USAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,6 +149,7 @@ int main(void)
         cmocka_unit_test(flag_beats_environment),
         cmocka_unit_test(bad_values_are_usage_errors),
         cmocka_unit_test(urls_from_files),
+        cmocka_unit_test(stop_timeout_from_flag_or_environment),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
