@@ -4,7 +4,8 @@
 #   make run             install what is missing, build, start tallyd on the embedded default
 #   make test            install, start MariaDB + Redis, run every suite on both stores
 #                        (plain and under ASan+UBSan), stop the servers
-#   make services-up     start MariaDB (13306) and Redis (16379) under .services/
+#   make services-up     start MariaDB (13306, TLS), Redis (16379, password) and Kafka
+#                        (19092, SASL on 19094) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
