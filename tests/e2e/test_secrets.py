@@ -42,8 +42,10 @@ def secrets():
 
 
 def assert_no_secret(text, where):
+    """No password in text; nor a sanitizer report (the error paths here are rarely run)."""
     for w in secrets():
         assert w not in text, f"{w!r} appears in {where}:\n{text}"
+    assert "Sanitizer" not in text and "runtime error" not in text, text
 
 
 def run_once(*args, env=None, timeout=60):
