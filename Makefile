@@ -10,8 +10,8 @@
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
-#   make fuzz            libFuzzer on the API, the HTTP layer and the Kafka message parser
-#                        (FUZZ_SECONDS each)
+#   make fuzz            libFuzzer on the API, the HTTP layer, the Kafka message parser and
+#                        the URL parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
 
 CC ?= cc
@@ -111,7 +111,7 @@ bench: deps
 
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http
+FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url
 fuzz:
 	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 	@mkdir -p build-fuzz
