@@ -48,6 +48,8 @@ void process_metrics_update(void)
     FILE *f;
     DIR *d;
 
+    if (!m_rss)
+        return; /* not registered: a program without process metrics */
     if ((f = fopen("/proc/self/statm", "r"))) {
         if (fscanf(f, "%ld %ld", &pages, &rss) == 2)
             metric_set(m_rss, (int64_t)rss * sysconf(_SC_PAGESIZE));

@@ -8,7 +8,7 @@
 
 /* Registers the metrics; version and commit label tally_build_info. Once, at start. */
 void process_metrics_init(const char *version, const char *commit);
-/* Refreshes resident memory, CPU time and open descriptors. Any thread. */
+/* Refreshes resident memory, CPU time and open descriptors; nothing before init. Any thread. */
 void process_metrics_update(void);
 
 #endif
