@@ -86,6 +86,7 @@ struct kafka_bus {
     rd_kafka_t *producer;
     pthread_t poller;
     atomic_bool closed, stop_poller;
+    size_t queue_max; /* what librdkafka's producer queue holds */
     /* consumer */
     rd_kafka_t *consumer; /* created on the first poll */
     struct part *parts;   /* grown to the largest assignment seen */
@@ -617,6 +618,15 @@ static void kafka_free(struct bus *b)
     free(kb);
 }
 
+static int kafka_ready(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+
+    if (atomic_load(&kb->closed))
+        return TALLY_ECLOSED;
+    return (size_t)rd_kafka_outq_len(kb->producer) >= kb->queue_max ? TALLY_EFULL : 0;
+}
+
 static const struct bus_ops kafka_ops = {
     .name = "kafka",
     .publish = kafka_publish,
@@ -624,6 +634,7 @@ static const struct bus_ops kafka_ops = {
     .expect = kafka_expect,
     .committed = kafka_committed,
     .rewind = kafka_rewind,
+    .ready = kafka_ready,
     .close = kafka_close,
     .free = kafka_free,
 };
@@ -753,6 +764,7 @@ int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char
     kb->base.ops = &kafka_ops;
     take_url(kb, u);
     kb->base.topic = kb->topic;
+    kb->queue_max = queue_max;
     kb->m_produced = metrics_counter("tally_kafka_messages_delivered_total",
                                      "Read events the broker acknowledged.", "");
     kb->m_delivery_failed = metrics_counter("tally_kafka_delivery_failures_total",

@@ -54,6 +54,7 @@ static const struct cache_ops none_ops = {
     .fill = none_fill,
     .begin = none_begin,
     .end = none_end,
+    .take = NULL, /* no buckets here: the rate limiter keeps them in memory */
     .free = none_free,
 };
 

@@ -29,6 +29,10 @@
  *   it is an outage like any other, counted in
  *   tally_redis_auth_failures_total. The password is never logged.
  *
+ *   SC_TAKE is not about counters: it is the rate limiter's token bucket
+ *   (cache.h, take; service/ratelimit.c), kept here because this is where
+ *   tallyd's Redis connections are.
+ *
  *   Failure: each call has a short timeout (100 ms by default). A failed
  *   connection is dropped and not retried for one second, so a dead Redis
  *   costs at most one timeout per second per connection; meanwhile every
@@ -63,7 +67,7 @@
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
 #define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
 
-enum script { SC_BEGIN, SC_END, SC_FILL, SCRIPT_COUNT };
+enum script { SC_BEGIN, SC_END, SC_FILL, SC_TAKE, SCRIPT_COUNT };
 
 static const char *const scripts[SCRIPT_COUNT] = {
     /* KEYS: the items; ARGV[1]: fence TTL in ms. */
@@ -100,6 +104,30 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 " 'collect_cnt', ARGV[4])\n"
                 "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
                 "return 1\n",
+    /*
+     * A token bucket (cache.h, take). KEYS[1]: the bucket; ARGV: now_ms, n,
+     * period_ms, burst. A token is period_ms units and a millisecond adds n
+     * units, so the arithmetic is exact in integers (below 2^53, checked by
+     * ratelimit_parse). The clock never goes back for a bucket: a tallyd
+     * whose clock is behind does not refill it. The key expires once full.
+     */
+    [SC_TAKE] = "local now, n, p = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+                "local cap = tonumber(ARGV[4]) * p\n"
+                "local b = redis.call('HMGET', KEYS[1], 'level', 'ts')\n"
+                "local level, ts = tonumber(b[1]), tonumber(b[2])\n"
+                "if not level or not ts then level, ts = cap, now end\n"
+                "if now > ts then\n"
+                "  level = math.min(cap, level + (now - ts) * n)\n"
+                "  ts = now\n"
+                "end\n"
+                "local retry = 0\n"
+                "if level >= p then level = level - p\n"
+                "else retry = math.ceil((p - level) / n) end\n"
+                "redis.call('HSET', KEYS[1], 'level', string.format('%d', level),"
+                " 'ts', string.format('%d', ts))\n"
+                "redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil((cap - level) / n)"
+                " + 1000))\n"
+                "return retry\n",
 };
 
 /* One connection; used by one thread at a time while checked out. */
@@ -644,6 +672,51 @@ static int redis_end(struct cache *base, const struct item *items, size_t n,
     return err;
 }
 
+/* ------------------------------------------------------------ take */
+
+struct take_args {
+    const char *key;
+    int64_t n, period_ms, burst, now_ms;
+    int64_t retry_ms; /* -1 until Redis answered */
+};
+
+static void add_take(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+{
+    struct take_args *a = arg;
+
+    (void)rc, (void)i;
+    redisAppendCommand(c->ctx, "EVALSHA %s 1 %s %lld %lld %lld %lld", c->sha[SC_TAKE], a->key,
+                       (long long)a->now_ms, (long long)a->n, (long long)a->period_ms,
+                       (long long)a->burst);
+}
+
+static void take_take(size_t i, const redisReply *r, void *arg)
+{
+    struct take_args *a = arg;
+
+    (void)i;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+        a->retry_ms = r->integer;
+}
+
+static int redis_take(struct cache *base, const char *key, int64_t n, int64_t period_ms,
+                      int64_t burst, int64_t now_ms, int64_t *retry_ms)
+{
+    struct redis_cache *rc = (struct redis_cache *)base;
+    struct take_args a = {key, n, period_ms, burst, now_ms, -1};
+    struct rconn *c;
+    int err;
+
+    if ((err = ready(rc, &c)))
+        return err;
+    err = pipeline(rc, c, 1, add_take, take_take, &a);
+    conn_put(rc, c);
+    if (err == 0 && a.retry_ms < 0) /* a script error: say so, the caller counts in memory */
+        err = TALLY_EINTERNAL;
+    *retry_ms = a.retry_ms;
+    return err;
+}
+
 /* ------------------------------------------------------------ open and free */
 
 static void redis_free(struct cache *base)
@@ -669,6 +742,7 @@ static const struct cache_ops redis_ops = {
     .fill = redis_fill,
     .begin = redis_begin,
     .end = redis_end,
+    .take = redis_take,
     .free = redis_free,
 };
 

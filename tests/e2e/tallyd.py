@@ -126,9 +126,13 @@ class Response:
 
 
 class Tallyd:
-    """One tallyd process. args are extra flags; store defaults to a file in tmp_path."""
+    """One tallyd process. args are extra flags; store defaults to a file in tmp_path.
 
-    def __init__(self, tmp_path, *args, env=None, store=None, cache=None):
+    token: sent as `Authorization: Bearer TOKEN` on every request unless the request gives
+    its own (token="" sends none). tls: an ssl.SSLContext to speak HTTPS with.
+    """
+
+    def __init__(self, tmp_path, *args, env=None, store=None, cache=None, token=None, tls=None):
         self.port = free_port()
         self.store = store or f"sqlite:{tmp_path}/tally.db"
         self.cache = cache or REDIS or "none"
@@ -138,6 +142,8 @@ class Tallyd:
         self.log_path = os.path.join(str(tmp_path), f"tallyd-{self.port}.log")
         self.proc = None
         self._conn = None
+        self.token = token
+        self.tls = tls
 
     def start(self, wait=True):
         self.log = open(self.log_path, "ab")
@@ -180,10 +186,14 @@ class Tallyd:
         return rc
 
     def connect(self):
+        if self.tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30,
+                                               context=self.tls)
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
-    def request(self, method, path, body=None, headers=None, conn=None):
-        """One request on a kept-alive connection (or the one given)."""
+    def request(self, method, path, body=None, headers=None, conn=None, token=None):
+        """One request on a kept-alive connection (or the one given), with self.token or
+        the token given ("" for none) unless headers carry an Authorization."""
         own = conn is None
         if own:
             if self._conn is None:
@@ -191,8 +201,12 @@ class Tallyd:
             conn = self._conn
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
+        headers = dict(headers or {})
+        token = self.token if token is None else token
+        if token and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = f"Bearer {token}"
         try:
-            conn.request(method, path, body=body, headers=headers or {})
+            conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             data = r.read()
         except (http.client.HTTPException, OSError):

@@ -54,6 +54,7 @@ static void bad_values_are_usage_errors(void **state)
         { "--bus", "nats://x" },     { "--batch", "0" },
         { "--batch", "-5" },         { "--flush-ms", "1.5" },
         { "--threads", "1000" },     { "--nope", "1" },
+        { "--rate-limit", "key=10/x" }, { "--rate-limit", "key=10/s:0" },
     };
     struct config cfg;
     (void)state;
