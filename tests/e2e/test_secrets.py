@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import pytest
 
-from tallyd import BINARY, MYSQL, REDIS, Tallyd, free_port, redis_cli, with_path
+from tallyd import BINARY, MYSQL, REDIS, free_port, redis_cli, with_path
 
 KAFKA_SASL = os.environ.get("TALLY_TEST_KAFKA_SASL")
 
@@ -93,17 +93,17 @@ needs_kafka = pytest.mark.skipif(not KAFKA_SASL, reason="needs the SASL Kafka li
 # ---------------------------------------------------------------- @PATH
 
 
-def test_urls_from_files(tmp_path, db):
+def test_urls_from_files(tmp_path, db, spawn):
     store, cache = tmp_path / "store.url", tmp_path / "cache.url"
     store.write_text(db.url + "\n")
     cache.write_text((REDIS or "none") + "\r\n")
-    t = Tallyd(tmp_path, "--bus", "local", store=f"@{store}", cache=f"@{cache}").start()
+    t = spawn("--bus", "local", store=f"@{store}", cache=f"@{cache}").start()
     assert t.request("PUT", "/v1/users/1/likes/article/5").status == 200
     assert t.get("/v1/items/article/5").json["like_cnt"] == 1
     assert t.stop() == 0
     assert_no_secret(t.output(), "the log")
     # the variables take @PATH too
-    t = Tallyd(tmp_path, store=f"@{store}", env={"TALLY_CACHE": f"@{cache}"})
+    t = spawn(store=f"@{store}", env={"TALLY_CACHE": f"@{cache}"})
     t.args.remove("--cache")
     t.args.remove(t.cache)
     t.start()
@@ -126,7 +126,7 @@ def test_bad_url_file_exits_2_naming_it(tmp_path, flag, content):
 
 
 @needs_redis
-def test_redis_auth_on_connect_and_reconnect(tmp_path, tallyd):
+def test_redis_auth_on_connect_and_reconnect(tallyd):
     assert url_password(REDIS), "scripts/services.sh starts Redis with a password"
     assert tallyd.get("/v1/items/article/9").status == 200
     wait_for(lambda: redis_cli("EXISTS", "interactive:article:9") == "1", what="a cached item")
@@ -144,10 +144,10 @@ def test_redis_auth_on_connect_and_reconnect(tmp_path, tallyd):
 
 
 @needs_redis
-def test_redis_acl_user(tmp_path, db):
+def test_redis_acl_user(db, spawn):
     redis_cli("ACL", "SETUSER", "tally-acl", "on", f">{ACL_PASSWORD}", "~*", "+@all")
     try:
-        t = Tallyd(tmp_path, store=db.url, cache=redis_url("tally-acl", ACL_PASSWORD)).start()
+        t = spawn(store=db.url, cache=redis_url("tally-acl", ACL_PASSWORD)).start()
         assert t.get("/v1/items/article/3").status == 200
         wait_for(lambda: redis_cli("EXISTS", "interactive:article:3") == "1", what="a fill")
         assert t.stop() == 0
@@ -168,7 +168,7 @@ def test_redis_refused_credentials_stop_the_start(db, user, password):
 
 
 @needs_redis
-def test_redis_password_changed_while_running_is_an_outage(tmp_path, tallyd):
+def test_redis_password_changed_while_running_is_an_outage(tallyd):
     old = url_password(REDIS)
     redis_cli("CONFIG", "SET", "requirepass", WRONG_REDIS)
     try:
@@ -210,8 +210,8 @@ def test_mariadb_without_tls_is_refused(db):
 
 
 @needs_mysql
-def test_mariadb_tls_without_ca_connects_unverified(tmp_path, db):
-    t = Tallyd(tmp_path, store=mysql_url(db=db.name, ssl_ca=None)).start()
+def test_mariadb_tls_without_ca_connects_unverified(db, spawn):
+    t = spawn(store=mysql_url(db=db.name, ssl_ca=None)).start()
     assert t.request("PUT", "/v1/users/1/likes/article/2").status == 200
     assert t.stop() == 0
 
@@ -241,9 +241,9 @@ def test_mariadb_wrong_password_is_refused_without_echo(db):
 
 
 @needs_kafka
-def test_kafka_sasl_plain_delivers_reads(tmp_path, db):
+def test_kafka_sasl_plain_delivers_reads(db, spawn):
     topic = f"tally.sasl.{os.getpid()}.{int(time.time() * 1000)}"
-    t = Tallyd(tmp_path, "--bus", kafka_url(topic), store=db.url).start()
+    t = spawn("--bus", kafka_url(topic), store=db.url).start()
     for i in range(50):
         assert t.request("POST", "/v1/items/article/77/reads").status == 202
 
@@ -257,9 +257,9 @@ def test_kafka_sasl_plain_delivers_reads(tmp_path, db):
 
 
 @needs_kafka
-def test_kafka_wrong_sasl_password_is_logged_without_it(tmp_path, db):
+def test_kafka_wrong_sasl_password_is_logged_without_it(db, spawn):
     topic = f"tally.sasl.bad.{os.getpid()}"
-    t = Tallyd(tmp_path, "--bus", kafka_url(topic, WRONG_KAFKA), store=db.url).start()
+    t = spawn("--bus", kafka_url(topic, WRONG_KAFKA), store=db.url).start()
     wait_for(lambda: "Authentication failed" in t.output(), what="the broker's refusal")
     assert_no_secret(t.output(), "the log")
     assert_no_secret(t.get("/metrics").body, "/metrics")
@@ -270,7 +270,7 @@ def test_kafka_wrong_sasl_password_is_logged_without_it(tmp_path, db):
 # ---------------------------------------------------------------- nothing leaks
 
 
-def test_no_password_in_errors_help_or_unreachable_servers(tmp_path, db):
+def test_no_password_in_errors_help_or_unreachable_servers(db, spawn):
     """Config errors, --help, --version, and servers that are not there: never a password."""
     port = free_port()  # nothing listens there
     outputs = []
@@ -294,7 +294,7 @@ def test_no_password_in_errors_help_or_unreachable_servers(tmp_path, db):
     assert rc == 1
     outputs.append(out)
     # Redis and Kafka that are not there: tallyd runs, logs the outage, serves from the store.
-    t = Tallyd(tmp_path, "--bus", f"kafka://127.0.0.1:{port}/t?security.protocol=SASL_PLAINTEXT"
+    t = spawn("--bus", f"kafka://127.0.0.1:{port}/t?security.protocol=SASL_PLAINTEXT"
                f"&sasl.mechanism=PLAIN&sasl.username=u&sasl.password={FAKE}",
                store=db.url, cache=f"redis://:{FAKE}@127.0.0.1:{port}").start()
     assert t.request("PUT", "/v1/users/1/likes/article/8").status == 200
@@ -310,11 +310,11 @@ def test_no_password_in_errors_help_or_unreachable_servers(tmp_path, db):
 @needs_mysql
 @needs_redis
 @needs_kafka
-def test_no_password_anywhere_with_every_server_secured(tmp_path, db):
+def test_no_password_anywhere_with_every_server_secured(db, spawn):
     """A whole life with every URL holding a password: start, traffic, /metrics, Redis
     dropping the connections, stop; then starts that fail. Zero hits for any password."""
     topic = f"tally.secrets.{os.getpid()}.{int(time.time() * 1000)}"
-    t = Tallyd(tmp_path, "--bus", kafka_url(topic), store=db.url).start()
+    t = spawn("--bus", kafka_url(topic), store=db.url).start()
     for i in range(20):
         assert t.request("PUT", f"/v1/users/{i + 1}/likes/article/1").status == 200
         assert t.request("POST", "/v1/items/article/1/reads").status == 202
