@@ -51,16 +51,16 @@ int ctl_fail(const char *cmd, const char *fmt, ...)
     return rc;
 }
 
-/* mysql://USER:PASS@HOST...: the password runs from the first ':' after the
- * scheme to the last '@' (the rule mysql.c parses by). */
+/* SCHEME://USER:PASS@HOST...: the password runs from the first ':' after the
+ * scheme to the last '@' (the rule mysql.c parses by), whatever the scheme. */
 char *ctl_redact(const char *url)
 {
-    const char *p, *at, *colon;
+    const char *p = strstr(url, "://"), *at, *colon;
     struct strbuf sb = STRBUF_INIT;
 
-    if (strncmp(url, "mysql://", 8) != 0 || !(at = strrchr(url + 8, '@')))
+    if (!p || !(at = strrchr(p + 3, '@')))
         return xstrdup(url);
-    p = url + 8;
+    p += 3;
     colon = memchr(p, ':', (size_t)(at - p));
     if (!colon)
         return xstrdup(url);
