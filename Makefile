@@ -29,6 +29,9 @@ BUILD ?= build
 OPT = -O2 -g
 endif
 
+# One version for the binaries, /metrics and docs/openapi.yaml (a test checks they agree).
+VERSION := $(shell cat VERSION)
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
@@ -40,7 +43,7 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down
+.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down FORCE
 all: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -60,6 +63,12 @@ $(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
 $(BUILD)/tally-produce: tools/produce.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-shadow -o $@ $< $(LDFLAGS) -lrdkafka -lm
+
+# The one object that knows the version and the commit; rebuilt every time.
+$(BUILD)/src/util/version.o: src/util/version.c FORCE
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTALLY_VERSION='"$(VERSION)"' -DTALLY_COMMIT='"$(COMMIT)"' -c $< -o $@
+FORCE:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

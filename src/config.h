@@ -30,7 +30,10 @@ struct config {
     const char *jwt_audience; /* NULL: not checked */
     const char *tls_cert;     /* with tls_key: HTTPS only; NULL: plain HTTP */
     const char *tls_key;
-    bool insecure; /* allow an open API on an address other than loopback */
+    bool insecure;   /* allow an open API on an address other than loopback */
+    bool log_json;   /* --log-format json */
+    bool access_log; /* one log line per request */
+    int drain_ms;    /* after SIGTERM, serve this long with /readyz 503 before stopping */
     int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
 };

@@ -12,11 +12,13 @@
  * every thread and taken with sigwait() here, so no handler runs in the
  * middle of library code.
  */
+#include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/bus.h"
 #include "cache/cache.h"
@@ -28,6 +30,8 @@
 #include "service/readcount.h"
 #include "store/store.h"
 #include "util/log.h"
+#include "util/process.h"
+#include "util/version.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
 #include "util/banned.h"
@@ -63,6 +67,30 @@ static void reload(struct auth *auth, struct http_server *srv)
     free(err);
 }
 
+/* libevent's own warnings go through tally's logger (and its format). */
+static void libevent_log(int severity, const char *msg)
+{
+    log_msg(severity >= EVENT_LOG_ERR ? LOG_ERROR : severity >= EVENT_LOG_WARN ? LOG_WARN
+                                                                                : LOG_DEBUG,
+            "libevent: %s", msg);
+}
+
+/*
+ * The first step of a stop: /readyz turns 503 at once, so load balancers take this
+ * instance out, while it goes on serving for drain_ms; then it stops accepting.
+ */
+static void drain(struct interactive *svc, int drain_ms)
+{
+    struct timespec left = {drain_ms / 1000, (long)(drain_ms % 1000) * 1000000L};
+
+    atomic_store(&svc->draining, true);
+    if (drain_ms > 0) {
+        log_info("tallyd: draining for %d ms (/readyz answers 503)", drain_ms);
+        while (nanosleep(&left, &left) != 0)
+            ;
+    }
+}
+
 static int fatal(char *err)
 {
     fprintf(stderr, "tallyd: %s\n", err);
@@ -92,6 +120,9 @@ int main(int argc, char **argv)
     case CONFIG_EXIT_USAGE: return 2;
     case CONFIG_RUN: break;
     }
+    log_set_format(cfg.log_json ? LOG_JSON : LOG_TEXT);
+    event_set_log_callback(libevent_log);
+    process_metrics_init(tally_version(), tally_commit());
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
@@ -142,6 +173,7 @@ int main(int argc, char **argv)
                                                   .workers = cfg.workers,
                                                   .work_queue = cfg.work_queue,
                                                   .auth = auth,
+                                                  .access_log = cfg.access_log,
                                                   .tls_cert = cfg.tls_cert,
                                                   .tls_key = cfg.tls_key},
                             &svc, &err);
@@ -158,6 +190,7 @@ int main(int argc, char **argv)
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         reload(auth, srv);
     log_info("tallyd: signal %d, stopping", sig);
+    drain(&svc, cfg.drain_ms);
     status = 0;
 out:
     http_server_stop(srv);

@@ -55,6 +55,8 @@ struct bus_ops {
      * process (a producer's queue to reach the broker); those that cannot are
      * dropped and counted lost.
      */
+    /* Whether publish() would take an event now: 0, TALLY_EFULL or TALLY_ECLOSED (/readyz). */
+    int (*ready)(struct bus *b);
     void (*close)(struct bus *b, int timeout_ms);
     void (*free)(struct bus *b);
 };
@@ -97,6 +99,10 @@ static inline void bus_rewind(struct bus *b)
 static inline void bus_close(struct bus *b, int timeout_ms)
 {
     b->ops->close(b, timeout_ms);
+}
+static inline int bus_ready(struct bus *b)
+{
+    return b->ops->ready(b);
 }
 static inline void bus_free(struct bus *b)
 {

@@ -75,6 +75,7 @@ struct kafka_bus {
     rd_kafka_t *producer;
     pthread_t poller;
     atomic_bool closed, stop_poller;
+    size_t queue_max; /* what librdkafka's producer queue holds */
     /* consumer */
     rd_kafka_t *consumer; /* created on the first poll */
     struct part *parts;   /* grown to the largest assignment seen */
@@ -553,6 +554,15 @@ static void kafka_free(struct bus *b)
     free(kb);
 }
 
+static int kafka_ready(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+
+    if (atomic_load(&kb->closed))
+        return TALLY_ECLOSED;
+    return (size_t)rd_kafka_outq_len(kb->producer) >= kb->queue_max ? TALLY_EFULL : 0;
+}
+
 static const struct bus_ops kafka_ops = {
     .name = "kafka",
     .publish = kafka_publish,
@@ -560,6 +570,7 @@ static const struct bus_ops kafka_ops = {
     .expect = kafka_expect,
     .committed = kafka_committed,
     .rewind = kafka_rewind,
+    .ready = kafka_ready,
     .close = kafka_close,
     .free = kafka_free,
 };
@@ -645,6 +656,7 @@ int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **e
     kb->base.ops = &kafka_ops;
     parse_url(url, &kb->brokers, &kb->topic, &kb->group, &kb->session_timeout_ms);
     kb->base.topic = kb->topic;
+    kb->queue_max = queue_max;
     kb->m_produced = metrics_counter("tally_kafka_messages_delivered_total",
                                      "Read events the broker acknowledged.", "");
     kb->m_delivery_failed = metrics_counter("tally_kafka_delivery_failures_total",

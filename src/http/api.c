@@ -26,6 +26,7 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/process.h"
 #include "util/banned.h"
 
 #define MAX_CAPTURES 4
@@ -356,8 +357,33 @@ static void h_health(struct ctx *c)
     }
 }
 
+/* The process and its loops answer: this runs on the loop that took the request. */
+static void h_live(struct ctx *c)
+{
+    c->res->status = 200;
+    strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
+}
+
+/* Whether a load balancer should send traffic here: store, bus, and not draining. */
+static void h_ready(struct ctx *c)
+{
+    int err = interactive_ready(c->svc);
+
+    if (err == 0) {
+        c->res->status = 200;
+        strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
+    } else if (err == TALLY_ECLOSED) {
+        fail(c, 503, "unavailable", "stopping: draining connections");
+    } else if (err == TALLY_EFULL) {
+        fail(c, 503, "unavailable", "the read queue is full");
+    } else {
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
+    }
+}
+
 static void h_metrics(struct ctx *c)
 {
+    process_metrics_update();
     c->res->status = 200;
     c->res->content_type = "text/plain; version=0.0.4";
     metrics_render(&c->res->body);
@@ -602,6 +628,8 @@ static void h_top(struct ctx *c)
 static const struct route routes[] = {
     {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD", API_WORK_READ},
     {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD", API_WORK_LOOP},
+    {"livez", "livez", {[API_GET] = h_live}, "GET, HEAD", API_WORK_LOOP},
+    {"readyz", "readyz", {[API_GET] = h_ready}, "GET, HEAD", API_WORK_READ},
     {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD", API_WORK_READ},
     {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD", API_WORK_READ},
     /* Publishing never waits on a server (bus.h), so reads are answered on the loop. */
@@ -699,10 +727,11 @@ void api_response_release(struct api_response *res)
     strbuf_release(&res->body);
 }
 
-/* Routes anyone may call, with or without a credential: the load balancer's probe. */
+/* Routes anyone may call, with or without a credential: the load balancer's probes. */
 static bool open_route(int r)
 {
-    return r < NROUTES && routes[r].on[API_GET] == h_health;
+    return r < NROUTES && (routes[r].on[API_GET] == h_health || routes[r].on[API_GET] == h_live ||
+                           routes[r].on[API_GET] == h_ready);
 }
 
 /* The route the request's path names and whether its method has a handler there. */

@@ -182,3 +182,14 @@ int interactive_health(struct interactive *svc)
         return TALLY_EUNAVAIL;
     return store_ping(svc->store);
 }
+
+int interactive_ready(struct interactive *svc)
+{
+    int rc;
+
+    if (atomic_load(&svc->draining))
+        return TALLY_ECLOSED;
+    if ((rc = interactive_health(svc)))
+        return rc;
+    return bus_ready(svc->bus);
+}
