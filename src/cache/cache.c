@@ -43,6 +43,12 @@ static int none_end(struct cache *c, const struct item *items, size_t n, const s
     return 0;
 }
 
+static int none_invalidate(struct cache *c, const struct item *items, size_t n)
+{
+    (void)c, (void)items, (void)n;
+    return 0;
+}
+
 static void none_free(struct cache *c)
 {
     (void)c; /* static instance */
@@ -56,6 +62,7 @@ static const struct cache_ops none_ops = {
     .end = none_end,
     .take = NULL, /* no buckets here: the rate limiter keeps them in memory */
     .free = none_free,
+    .invalidate = none_invalidate,
 };
 
 static struct cache none_cache = {&none_ops};

@@ -56,6 +56,11 @@ struct cache_ops {
     int (*take)(struct cache *c, const char *key, int64_t n, int64_t period_ms, int64_t burst,
                 int64_t now_ms, int64_t *retry_ms);
     void (*free)(struct cache *c);
+    /*
+     * Drops the entries of n items, so that the next read fills them from the
+     * store (tallyctl, after it rewrote counts behind tallyd's back).
+     */
+    int (*invalidate)(struct cache *c, const struct item *items, size_t n);
 };
 
 struct cache {
@@ -100,6 +105,10 @@ static inline int cache_take(struct cache *c, const char *key, int64_t n, int64_
                              int64_t burst, int64_t now_ms, int64_t *retry_ms)
 {
     return c->ops->take(c, key, n, period_ms, burst, now_ms, retry_ms);
+}
+static inline int cache_invalidate(struct cache *c, const struct item *items, size_t n)
+{
+    return c->ops->invalidate(c, items, n);
 }
 static inline void cache_free(struct cache *c)
 {

@@ -719,6 +719,42 @@ static int redis_take(struct cache *base, const char *key, int64_t n, int64_t pe
 
 /* ------------------------------------------------------------ open and free */
 
+/* ------------------------------------------------------------ invalidate */
+
+struct del_args {
+    const struct item *items;
+    struct strbuf key;
+};
+
+static void add_del(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+{
+    struct del_args *a = arg;
+
+    (void)rc;
+    key_of(&a->key, &a->items[i]);
+    redisAppendCommand(c->ctx, "DEL %s", a->key.buf);
+}
+
+/* Unlike the other calls this one reports EUNAVAIL: its caller must know the keys stay. */
+static int redis_invalidate(struct cache *base, const struct item *items, size_t n)
+{
+    struct redis_cache *rc = (struct redis_cache *)base;
+    struct del_args a = {.key = STRBUF_INIT};
+    struct rconn *c;
+    int err;
+
+    if ((err = ready(rc, &c)))
+        return err;
+    for (size_t done = 0; done < n && err == 0; done += PIPELINE_MAX) {
+        a.items = items + done;
+        err = pipeline(rc, c, n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX, add_del, NULL,
+                       &a);
+    }
+    conn_put(rc, c);
+    strbuf_release(&a.key);
+    return err;
+}
+
 static void redis_free(struct cache *base)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
@@ -744,6 +780,7 @@ static const struct cache_ops redis_ops = {
     .end = redis_end,
     .take = redis_take,
     .free = redis_free,
+    .invalidate = redis_invalidate,
 };
 
 static const char *const known_options[] = {"ttl", "timeout_ms", NULL};
