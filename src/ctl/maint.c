@@ -232,7 +232,7 @@ int ctl_cmd_check(int argc, char **argv)
         printf("FAIL  open: see the line above\ncheck: the store cannot be opened\n");
         return 1;
     }
-    if ((rc = store_check(s, check_line, &st, &problems))) {
+    if ((rc = store_check_integrity(s, check_line, &st, &problems))) {
         printf("FAIL  store: %s\n", tally_strerror(rc));
         problems++;
     }

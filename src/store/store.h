@@ -254,7 +254,7 @@ static inline int store_recount(struct store *s, const struct item *items, size_
 {
     return s->ops->recount(s, items, n, now_ms, changed);
 }
-static inline int store_check(struct store *s,
+static inline int store_check_integrity(struct store *s,
                               void (*line)(void *arg, bool ok, const char *what,
                                            const char *detail),
                               void *arg, int *problems)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, REDIS, Database, Tallyd, mysql_cli_args
+from tallyd import MYSQL, REDIS, Database, Tallyd, redis_cli
 
 TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
                                                    "../../build/tallyctl"))
@@ -303,12 +303,6 @@ def test_import_while_tallyd_serves_likes(db, tallyd):
 
 
 # ---------------------------------------------------------------- recount
-
-def redis_cli(*args):
-    host, port = REDIS[len("redis://"):].split("?")[0].split(":")
-    return subprocess.run(["redis-cli", "-h", host, "-p", port, *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
-
 
 def test_recount_finds_and_fixes_drift(db, tallyd):
     for uid in range(1, 8):
