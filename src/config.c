@@ -12,7 +12,6 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <arpa/inet.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -127,39 +126,6 @@ static int parse_listen(struct config *cfg, const char *s)
     return 0;
 }
 
-/*
- * The contents of the file a URL flag names with @PATH, trailing newlines
- * trimmed, into *out (freed by config_release). Unreadable, empty or holding
- * a NUL byte: one line on stderr naming the file.
- */
-static int read_url_file(const char *flag, const char *path, char **out)
-{
-    FILE *f = fopen(path, "rb");
-    struct strbuf sb = STRBUF_INIT;
-    char chunk[1024];
-    size_t n;
-    int failed;
-
-    if (!f) {
-        fprintf(stderr, "tallyd: cannot read the %s file '%s': %s\n", flag, path, strerror(errno));
-        return -1;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && sb.len <= URL_MAX)
-        strbuf_add(&sb, chunk, n);
-    failed = ferror(f);
-    fclose(f);
-    while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
-        sb.buf[--sb.len] = '\0';
-    if (failed || sb.len == 0 || memchr(sb.buf, '\0', sb.len)) {
-        fprintf(stderr, "tallyd: the %s file '%s' %s\n", flag, path,
-                failed ? "cannot be read" : sb.len ? "holds a NUL byte" : "is empty");
-        strbuf_release(&sb);
-        return -1;
-    }
-    *out = strbuf_detach(&sb, NULL);
-    return 0;
-}
-
 /* A value a module checks itself (the rate-limit spec): one line on stderr if bad. */
 static int check_value(const char *value, int (*check)(const char *, char **))
 {
@@ -177,14 +143,10 @@ static int parse_url_flag(const char *flag, const char *value, const char **show
                           struct url *u, int (*check)(const struct url *, char **))
 {
     char *err = NULL;
+    int rc = url_parse_arg(flag, value, check, u, owned, &err);
 
-    if (value[0] == '@') {
-        if (read_url_file(flag, value + 1, owned))
-            return -1;
-        value = *owned;
-    }
-    *shown = value;
-    if (url_parse_checked(flag, value, check, u, &err) == 0)
+    *shown = *owned ? *owned : value;
+    if (rc == 0)
         return 0;
     fprintf(stderr, "tallyd: %s\n", err);
     free(err);

@@ -6,6 +6,11 @@
  * each page costs the same however far the import has come and memory stays
  * at one page. Columns the course's ORM left nullable read NULL as 0, which
  * the validity check then refuses where 0 is not a value.
+ *
+ * --from is a mysql:// URL exactly as tallyd's --store takes it (the same
+ * parser and check, percent-encoded passwords, ?ssl=1&ssl_ca=PATH), and the
+ * connection is set up by the store's own code (store_mysql_connect), so TLS
+ * and certificate checks cannot differ between the two.
  */
 #include "ctl/course.h"
 
@@ -16,8 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/mysql.h"
 #include "util/error.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -39,31 +46,6 @@ static const char *const page_sql[RECORD_TYPE_COUNT] = {
                           " FROM user_collection_bizs WHERE id > ? ORDER BY id LIMIT ?",
 };
 
-/* Takes USER:PASS@HOST:PORT/DB apart (the rule mysql.c's store URLs follow). */
-static const char *parse(const char *url, char **user, char **pass, char **host, unsigned *port,
-                         char **db)
-{
-    const char *p = url + strlen("mysql://"), *at = strrchr(p, '@'), *colon, *slash;
-    int64_t v = 3306;
-
-    *user = *pass = *host = *db = NULL;
-    if (strncmp(url, "mysql://", 8) != 0 || !at || !(slash = strchr(at, '/')) || !slash[1] ||
-        strchr(slash, '?'))
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    colon = memchr(p, ':', (size_t)(at - p));
-    *user = xstrndup(p, colon ? (size_t)(colon - p) : (size_t)(at - p));
-    *pass = colon ? xstrndup(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
-    colon = memchr(at + 1, ':', (size_t)(slash - at - 1));
-    *host = xstrndup(at + 1, colon ? (size_t)(colon - at - 1) : (size_t)(slash - at - 1));
-    *db = xstrdup(slash + 1);
-    if (!**user || !**host)
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    if (colon && (item_parse_id(colon + 1, (size_t)(slash - colon - 1), &v) || v > 65535))
-        return "the port must be an integer in 1..65535";
-    *port = (unsigned)v;
-    return NULL;
-}
-
 /* Whether user_collection_bizs has a status column (the course's has none). */
 static int has_status(MYSQL *db, bool *out)
 {
@@ -78,31 +60,28 @@ static int has_status(MYSQL *db, bool *out)
     return mysql_errno(db) == ER_BAD_FIELD_ERROR ? 0 : -1;
 }
 
-int course_open(const char *url, struct course **out, char **err)
+int course_check(const struct url *u, char **why)
 {
-    char *user, *pass, *host, *dbname;
-    unsigned port = 3306, timeout = 30;
-    const char *why = parse(url, &user, &pass, &host, &port, &dbname);
-    struct course *c = NULL;
+    if (strcmp(u->scheme, "mysql") == 0 && !u->opaque)
+        return store_mysql_check(u, why);
+    *why = xstrdup("expected mysql://USER:PASS@HOST:PORT/DB");
+    return TALLY_EINVAL;
+}
+
+int course_open(const struct url *u, struct course **out, char **err)
+{
+    struct course *c = xcalloc(1, sizeof(*c));
+    char *where = store_mysql_where(u), *why = NULL;
     bool status;
-    int rc = 0;
+    int rc;
 
     *out = NULL;
-    if (why) {
-        *err = xstrfmt("invalid --from: %s", why);
-        rc = TALLY_EINVAL;
-        goto out;
-    }
-    c = xcalloc(1, sizeof(*c));
-    c->db = mysql_init(NULL);
-    mysql_options(c->db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-    mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &timeout);
-    mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (!mysql_real_connect(c->db, host, user, pass, dbname, port, NULL, 0) ||
-        has_status(c->db, &status)) {
-        *err = xstrfmt("course database %s@%s:%u/%s: %s", user, host, port, dbname,
-                       mysql_error(c->db));
+    if ((rc = store_mysql_connect(u, 30, &c->db, &why)) == 0 && has_status(c->db, &status)) {
+        why = xstrdup(mysql_error(c->db));
         rc = TALLY_EUNAVAIL;
+    }
+    if (rc) {
+        *err = xstrfmt("course database %s: %s", where, why);
         goto out;
     }
     for (int t = 0; t < RECORD_TYPE_COUNT; t++) {
@@ -110,8 +89,7 @@ int course_open(const char *url, struct course **out, char **err)
 
         c->st[t] = mysql_stmt_init(c->db);
         if (!c->st[t] || mysql_stmt_prepare(c->st[t], sql, (unsigned long)strlen(sql))) {
-            *err = xstrfmt("course database %s@%s:%u/%s: %s (is this the course's schema?)",
-                           user, host, port, dbname,
+            *err = xstrfmt("course database %s: %s (is this the course's schema?)", where,
                            c->st[t] ? mysql_stmt_error(c->st[t]) : mysql_error(c->db));
             rc = TALLY_EUNAVAIL;
         }
@@ -123,10 +101,8 @@ int course_open(const char *url, struct course **out, char **err)
     c = NULL;
 out:
     course_close(c);
-    free(user);
-    free(pass);
-    free(host);
-    free(dbname);
+    free(where);
+    free(why);
     return rc;
 }
 

@@ -23,12 +23,20 @@ struct course_item {
     int64_t like_cnt, collect_cnt;
 };
 
+struct url;
+
 /*
- * Connects to mysql://USER:PASS@HOST:PORT/DB. TALLY_EINVAL for a URL that is
- * not one, TALLY_EUNAVAIL when the database cannot be read; *err says why in
- * one line without the password (caller frees). Free with course_close.
+ * Whether u (parsed by util/url.h) is a mysql:// URL the store would take:
+ * mysql://USER[:PASS]@HOST[:PORT]/DB[?ssl=1&ssl_ca=PATH]. 0, or TALLY_EINVAL
+ * and *why, a reason that quotes no secret (caller frees).
  */
-int course_open(const char *url, struct course **out, char **err);
+int course_check(const struct url *u, char **why);
+/*
+ * Connects to the database u names (course_check has passed), as the mysql
+ * store would. TALLY_EUNAVAIL when it cannot be read; *err says why in one
+ * line without the password (caller frees). Free with course_close.
+ */
+int course_open(const struct url *u, struct course **out, char **err);
 /*
  * The next records of one table after row id *after, in id order: up to cap
  * records that tally can hold (rows with an invalid biz or id are skipped and

@@ -13,8 +13,9 @@
 #include "model/item.h"
 #include "store/store.h"
 #include "util/clock.h"
+#include "util/error.h"
 #include "util/strbuf.h"
-#include "util/xmalloc.h"
+#include "util/url.h"
 #include "util/banned.h"
 
 static int say(int status, const char *cmd, const char *fmt, va_list ap)
@@ -51,83 +52,44 @@ int ctl_fail(const char *cmd, const char *fmt, ...)
     return rc;
 }
 
-/* SCHEME://USER:PASS@HOST...: the password runs from the first ':' after the
- * scheme to the last '@' (the rule mysql.c parses by), whatever the scheme. */
-char *ctl_redact(const char *url)
+/* 0 when rc is; else prints err (an adapter's one line, freed here) and returns status. */
+static int report(int rc, int status, const char *cmd, char *err)
 {
-    const char *p = strstr(url, "://"), *at, *colon;
-    struct strbuf sb = STRBUF_INIT;
+    const char *line = err ? err : tally_strerror(rc); /* an adapter that gave no reason */
 
-    if (!p || !(at = strrchr(p + 3, '@')))
-        return xstrdup(url);
-    p += 3;
-    colon = memchr(p, ':', (size_t)(at - p));
-    if (!colon)
-        return xstrdup(url);
-    strbuf_add(&sb, url, (size_t)(colon - url) + 1);
-    strbuf_addstr(&sb, "***");
-    strbuf_addstr(&sb, at);
-    return strbuf_detach(&sb, NULL);
+    if (rc == 0)
+        return 0;
+    rc = status == 2 ? ctl_usage(cmd, "%s", line) : ctl_fail(cmd, "%s", line);
+    free(err);
+    return rc;
 }
 
-/* err with every copy of url in it redacted. */
-static char *redact_in(const char *err, const char *url)
+int ctl_parse_url(const char *cmd, const char *flag, const char *value,
+                  int (*check)(const struct url *, char **), struct url *u)
 {
-    struct strbuf sb = STRBUF_INIT;
-    char *safe = ctl_redact(url);
-    size_t ulen = strlen(url);
-    const char *p = err, *hit;
+    char *err = NULL;
+    int rc = url_parse_arg(flag, value, check, u, NULL, &err);
 
-    while (ulen && (hit = strstr(p, url))) {
-        strbuf_add(&sb, p, (size_t)(hit - p));
-        strbuf_addstr(&sb, safe);
-        p = hit + ulen;
-    }
-    strbuf_addstr(&sb, p);
-    free(safe);
-    return strbuf_detach(&sb, NULL);
+    return report(rc, 2, cmd, err);
 }
 
-int ctl_open_store(const char *cmd, const char *url, bool must_exist, struct store **out)
-{
-    char *err = NULL, *msg;
-    int rc;
-
-    if (store_check_url(url, &err)) {
-        msg = redact_in(err, url);
-        rc = ctl_usage(cmd, "%s", msg);
-        free(msg);
-        free(err);
-        return rc;
-    }
-    if (must_exist && strncmp(url, "sqlite:", 7) == 0 && access(url + 7, F_OK) != 0)
-        return ctl_fail(cmd, "no store at %s", url + 7);
-    if (store_open(url, out, &err)) {
-        msg = redact_in(err, url);
-        rc = ctl_fail(cmd, "%s", msg);
-        free(msg);
-        free(err);
-        return rc;
-    }
-    return 0;
-}
-
-int ctl_open_cache(const char *cmd, const char *url, struct cache **out)
+int ctl_open_store(const char *cmd, const struct url *u, bool must_exist, struct store **out)
 {
     char *err = NULL;
     int rc;
 
-    if (cache_check_url(url, &err)) {
-        rc = ctl_usage(cmd, "%s", err);
-        free(err);
-        return rc;
-    }
-    if (cache_open(url, out, &err)) {
-        rc = ctl_fail(cmd, "%s", err);
-        free(err);
-        return rc;
-    }
-    return 0;
+    if (must_exist && strcmp(u->scheme, "sqlite") == 0 && access(u->path, F_OK) != 0)
+        return ctl_fail(cmd, "no store at %s", u->path);
+    rc = store_open_url(u, out, &err);
+    return report(rc, 1, cmd, err);
+}
+
+int ctl_open_cache(const char *cmd, const struct url *u, struct cache **out)
+{
+    char *err = NULL;
+    int rc = cache_open_url(u, out, &err);
+
+    return report(rc, 1, cmd, err);
 }
 
 void ctl_progress_init(struct ctl_progress *p)

@@ -18,22 +18,28 @@
 
 struct store;
 struct cache;
+struct url;
 
 /* Prints "tallyctl CMD: message" on stderr; returns 2. */
 int ctl_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints "tallyctl CMD: message" on stderr; returns 1. */
 int ctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* url with the password of a mysql:// URL replaced by ***; the caller frees. */
-char *ctl_redact(const char *url);
-
 /*
- * Checks url like tallyd does and opens the store. must_exist: a SQLite file
- * that is not there is an error rather than a new empty store. Returns 0, or
- * the exit status after printing one line.
+ * A URL flag's value, or @PATH, a file holding it, parsed and checked
+ * exactly as tallyd does (url_parse_arg with the adapter's check: store_check,
+ * cache_check, course_check). Returns 0, or 2 after one line that shows the
+ * URL only in url_redact's form. *u is released by the caller in every case.
  */
-int ctl_open_store(const char *cmd, const char *url, bool must_exist, struct store **out);
-int ctl_open_cache(const char *cmd, const char *url, struct cache **out);
+int ctl_parse_url(const char *cmd, const char *flag, const char *value,
+                  int (*check)(const struct url *, char **), struct url *u);
+/*
+ * Opens the store u names (parsed by ctl_parse_url with store_check).
+ * must_exist: a SQLite file that is not there is an error rather than a new
+ * empty store. Returns 0, or 1 after printing one line.
+ */
+int ctl_open_store(const char *cmd, const struct url *u, bool must_exist, struct store **out);
+int ctl_open_cache(const char *cmd, const struct url *u, struct cache **out);
 
 /* A progress line, redrawn at most 5 times a second, only on a terminal. */
 struct ctl_progress {

@@ -28,8 +28,8 @@
 #include "model/record.h"
 #include "store/store.h"
 #include "util/clock.h"
-#include "util/error.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -57,12 +57,15 @@ const char ctl_usage_export[] =
 const char ctl_usage_import[] =
     "usage: tallyctl import --store URL [--batch N] --format jsonl FILE|-\n"
     "       tallyctl import --store URL [--batch N] --from mysql://USER:PASS@HOST:PORT/DB\n"
+    "                                           [?ssl=1&ssl_ca=PATH]\n"
     "\n"
     "Merges records into the store, N per transaction (default 1000, at most 10000).\n"
     "--format jsonl reads what `tallyctl export` writes (unknown fields are ignored).\n"
     "--from reads the course design's tables interactives, user_like_bizs and\n"
     "user_collection_bizs (with or without a status column) and prints each item whose\n"
-    "like_cnt/collect_cnt there differ from its rows.\n"
+    "like_cnt/collect_cnt there differ from its rows. It takes any URL tallyd's --store\n"
+    "takes for MariaDB: a percent-encoded password, ssl=1 for TLS, ssl_ca to check the\n"
+    "server's certificate. A URL may be given as @PATH, a file holding it.\n"
     "\n"
     "Rules, which make a second run change nothing and let tallyd serve meanwhile:\n"
     "  - a like or collection is added, or replaces the stored one if its utime is newer;\n"
@@ -165,6 +168,7 @@ int ctl_cmd_export(int argc, char **argv)
 {
     const char *url = NULL, *format = NULL, *path = "-";
     struct export_state e = {.out = stdout};
+    struct url su = {0};
     struct store *s = NULL;
     int rc;
 
@@ -174,8 +178,9 @@ int ctl_cmd_export(int argc, char **argv)
         return ctl_usage("export", "one FILE at most (see tallyctl export --help)");
     if (optind < argc)
         path = argv[optind];
-    if ((rc = ctl_open_store("export", url, true, &s)))
-        return rc;
+    if ((rc = ctl_parse_url("export", "--store", url, store_check, &su)) ||
+        (rc = ctl_open_store("export", &su, true, &s)))
+        goto out;
     if (strcmp(path, "-") != 0 && !(e.out = fopen(path, "w"))) {
         rc = ctl_fail("export", "cannot write %s", path);
         goto out;
@@ -197,6 +202,7 @@ out:
     if (e.out && e.out != stdout && fclose(e.out) != 0 && rc == 0)
         rc = ctl_fail("export", "cannot write %s", path);
     store_free(s);
+    url_release(&su);
     return rc;
 }
 
@@ -362,7 +368,7 @@ static void report_drift(struct import_state *st)
     }
 }
 
-static int import_course(struct import_state *st, const char *from)
+static int import_course(struct import_state *st, const struct url *from)
 {
     static const enum record_type order[] = {RECORD_LIKE, RECORD_COLLECTION, RECORD_ITEM};
     struct course *c = NULL;
@@ -370,7 +376,7 @@ static int import_course(struct import_state *st, const char *from)
     int rc = 0;
 
     if ((rc = course_open(from, &c, &err))) {
-        rc = rc == TALLY_EINVAL ? ctl_usage("import", "%s", err) : ctl_fail("import", "%s", err);
+        rc = ctl_fail("import", "%s", err);
         free(err);
         return rc;
     }
@@ -408,6 +414,7 @@ int ctl_cmd_import(int argc, char **argv)
     const char *url = NULL, *format = NULL, *from = NULL;
     int64_t batch = BATCH_DEFAULT;
     struct import_state st = {0};
+    struct url su = {0}, fu = {0};
     int rc;
 
     if ((rc = parse_opts("import", argc, argv, &url, &format, &from, &batch)))
@@ -419,15 +426,15 @@ int ctl_cmd_import(int argc, char **argv)
         return ctl_usage("import", "--format jsonl reads one FILE, or - for stdin");
     if (from && argc - optind != 0)
         return ctl_usage("import", "--from takes no FILE");
-    if (from && strncmp(from, "mysql://", 8) != 0)
-        return ctl_usage("import", "--from must be mysql://USER:PASS@HOST:PORT/DB");
-    if ((rc = ctl_open_store("import", url, false, &st.s)))
-        return rc;
+    if ((rc = ctl_parse_url("import", "--store", url, store_check, &su)) ||
+        (from && (rc = ctl_parse_url("import", "--from", from, course_check, &fu))) ||
+        (rc = ctl_open_store("import", &su, false, &st.s)))
+        goto out;
     st.cap = (size_t)batch;
     st.batch = xcalloc(st.cap, sizeof(*st.batch));
     st.after = xcalloc(st.cap, sizeof(*st.after));
     ctl_progress_init(&st.progress);
-    rc = format ? import_jsonl(&st, argv[optind]) : import_course(&st, from);
+    rc = format ? import_jsonl(&st, argv[optind]) : import_course(&st, &fu);
     ctl_progress_done(&st.progress);
     printf("imported %lld items, %lld likes, %lld collections in %lld transactions: %lld rows"
            " changed",
@@ -441,5 +448,8 @@ int ctl_cmd_import(int argc, char **argv)
     free(st.batch);
     free(st.after);
     store_free(st.s);
+out:
+    url_release(&su);
+    url_release(&fu);
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/error.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -166,6 +167,7 @@ int ctl_cmd_recount(int argc, char **argv)
 {
     const char *url = NULL, *cache_url = NULL;
     struct recount_totals t = {0};
+    struct url su = {0}, cu = {0};
     struct store *s = NULL;
     struct cache *c = NULL;
     bool fix = false;
@@ -178,9 +180,10 @@ int ctl_cmd_recount(int argc, char **argv)
                          argv[optind]);
     if (cache_url && !fix)
         return ctl_usage("recount", "--cache is used only with --fix");
-    if (cache_url && (rc = ctl_open_cache("recount", cache_url, &c)))
-        return rc;
-    if ((rc = ctl_open_store("recount", url, true, &s)))
+    if ((rc = ctl_parse_url("recount", "--store", url, store_check, &su)) ||
+        (cache_url && (rc = ctl_parse_url("recount", "--cache", cache_url, cache_check, &cu))) ||
+        (cache_url && (rc = ctl_open_cache("recount", &cu, &c))) ||
+        (rc = ctl_open_store("recount", &su, true, &s)))
         goto out;
     rc = recount_all(s, c, fix, &t);
     printf("recount: %lld items, %lld drifting (like_cnt off by %lld, collect_cnt off by %lld in"
@@ -196,6 +199,8 @@ int ctl_cmd_recount(int argc, char **argv)
 out:
     store_free(s);
     cache_free(c);
+    url_release(&su);
+    url_release(&cu);
     return rc;
 }
 
@@ -217,6 +222,7 @@ int ctl_cmd_check(int argc, char **argv)
 {
     const char *url = NULL;
     struct check_state st = {0};
+    struct url su = {0};
     struct store *s = NULL;
     int rc, problems = 0;
 
@@ -225,20 +231,22 @@ int ctl_cmd_check(int argc, char **argv)
     if (optind < argc)
         return ctl_usage("check", "unexpected argument '%s' (see tallyctl check --help)",
                          argv[optind]);
-    rc = ctl_open_store("check", url, true, &s);
-    if (rc == 2)
-        return rc;
-    if (rc) {
+    if ((rc = ctl_parse_url("check", "--store", url, store_check, &su)))
+        goto out;
+    if ((rc = ctl_open_store("check", &su, true, &s))) {
         printf("FAIL  open: see the line above\ncheck: the store cannot be opened\n");
-        return 1;
+        goto out;
     }
     if ((rc = store_check_integrity(s, check_line, &st, &problems))) {
         printf("FAIL  store: %s\n", tally_strerror(rc));
         problems++;
     }
     printf("check: %d checks, %d problem%s\n", st.checks, problems, problems == 1 ? "" : "s");
+    rc = problems ? 1 : 0;
+out:
     store_free(s);
-    return problems ? 1 : 0;
+    url_release(&su);
+    return rc;
 }
 
 /* ------------------------------------------------------------ backup */
@@ -260,6 +268,7 @@ int ctl_cmd_backup(int argc, char **argv)
 {
     const char *url = NULL, *dest;
     struct backup_state b = {.pages = 0};
+    struct url su = {0};
     struct store *s = NULL;
     int rc;
 
@@ -268,11 +277,15 @@ int ctl_cmd_backup(int argc, char **argv)
     if (argc - optind != 1)
         return ctl_usage("backup", "give one DEST file (see tallyctl backup --help)");
     dest = argv[optind];
-    if (strncmp(url, "mysql://", 8) == 0)
-        return ctl_usage("backup", "MariaDB stores are backed up with mariadb-dump"
-                                   " --single-transaction (docs/operations.md)");
-    if ((rc = ctl_open_store("backup", url, true, &s)))
+    if ((rc = ctl_parse_url("backup", "--store", url, store_check, &su)))
         return rc;
+    if (strcmp(su.scheme, "mysql") == 0) {
+        rc = ctl_usage("backup", "MariaDB stores are backed up with mariadb-dump"
+                                 " --single-transaction (docs/operations.md)");
+        goto out;
+    }
+    if ((rc = ctl_open_store("backup", &su, true, &s)))
+        goto out;
     if (!store_has_backup(s)) {
         rc = ctl_usage("backup", "the %s store has no online backup here", s->ops->name);
         goto out;
@@ -288,5 +301,6 @@ int ctl_cmd_backup(int argc, char **argv)
         printf("backup: %lld pages copied to %s\n", (long long)b.pages, dest);
 out:
     store_free(s);
+    url_release(&su);
     return rc;
 }

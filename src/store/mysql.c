@@ -23,6 +23,8 @@
  *   TLS: ?ssl=1 makes every connection TLS or none (MYSQL_OPT_SSL_ENFORCE);
  *   with ssl_ca the server's certificate must chain to that CA and name the
  *   host. The password is handed to Connector/C only and never printed.
+ *   db_connect is the one place a connection is set up; tallyctl's course
+ *   import gets its connection from it too (store_mysql_connect).
  *
  *   Schema: CREATE ... IF NOT EXISTS migrations numbered like SQLite's,
  *   recorded in tally_schema, run under GET_LOCK so that several tallyd
@@ -294,34 +296,44 @@ static int prepare(struct conn *c, const char *sql, size_t len, MYSQL_STMT **out
     return 0;
 }
 
+/*
+ * A handle set up as cfg says (utf8mb4, timeouts, TLS) and connected: 0, or
+ * TALLY_EUNAVAIL with *db kept for its error. The caller closes *db.
+ */
+static int db_connect(const struct mysql_cfg *cfg, unsigned connect_s, unsigned io_s,
+                      unsigned long flags, MYSQL **db)
+{
+    *db = mysql_init(NULL);
+    TALLY_ASSERT(*db);
+    mysql_options(*db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+    mysql_options(*db, MYSQL_OPT_READ_TIMEOUT, &io_s);
+    mysql_options(*db, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+    mysql_options(*db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (cfg->ssl) {
+        /* TLS or no connection; with a CA, the certificate and the host name are verified. */
+        my_bool enforce = 1, verify = cfg->ssl_ca != NULL;
+
+        mysql_optionsv(*db, MYSQL_OPT_SSL_ENFORCE, &enforce);
+        mysql_optionsv(*db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        if (cfg->ssl_ca)
+            mysql_optionsv(*db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
+    }
+    if (!mysql_real_connect(*db, cfg->host, cfg->user, cfg->pass, cfg->dbname, cfg->port, NULL,
+                            flags))
+        return TALLY_EUNAVAIL;
+    return 0;
+}
+
 /* Connects c, without preparing anything. */
 static int conn_connect(struct mysql_store *s, struct conn *c)
 {
-    unsigned connect_timeout = 1, io_timeout = 2;
     int rc;
 
-    c->db = mysql_init(NULL);
-    TALLY_ASSERT(c->db);
-    mysql_options(c->db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-    mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
-    mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (s->cfg.ssl) {
-        /* TLS or no connection; with a CA, the certificate and the host name are verified. */
-        my_bool enforce = 1, verify = s->cfg.ssl_ca != NULL;
-
-        mysql_optionsv(c->db, MYSQL_OPT_SSL_ENFORCE, &enforce);
-        mysql_optionsv(c->db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
-        if (s->cfg.ssl_ca)
-            mysql_optionsv(c->db, MYSQL_OPT_SSL_CA, s->cfg.ssl_ca);
-    }
-    if (!mysql_real_connect(c->db, s->cfg.host, s->cfg.user, s->cfg.pass, s->cfg.dbname,
-                            s->cfg.port, NULL, CLIENT_MULTI_STATEMENTS)) {
-        rc = db_err(c, "connect");
-        conn_close(c);
-        return rc == TALLY_EINTERNAL ? TALLY_EUNAVAIL : rc;
-    }
-    return 0;
+    if (db_connect(&s->cfg, 1, 2, CLIENT_MULTI_STATEMENTS, &c->db) == 0)
+        return 0;
+    rc = db_err(c, "connect");
+    conn_close(c);
+    return rc == TALLY_EINTERNAL ? TALLY_EUNAVAIL : rc;
 }
 
 static int conn_open(struct mysql_store *s, struct conn *c)
@@ -1626,6 +1638,13 @@ static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
     return 0;
 }
 
+/* USER@HOST:PORT/DB, and whether over TLS: what messages name, never the password. */
+static char *where(const struct mysql_cfg *cfg)
+{
+    return xstrfmt("%s@%s:%u/%s%s", cfg->user, cfg->host, cfg->port, cfg->dbname,
+                   cfg->ssl ? " (TLS)" : "");
+}
+
 int store_mysql_check(const struct url *u, char **why)
 {
     struct mysql_cfg cfg;
@@ -1678,12 +1697,46 @@ int store_mysql_open(const struct url *u, struct store **out, char **err)
         s->free_conns = &s->conns[i];
     }
     if ((rc = migrate(s))) {
-        *err = xstrfmt("cannot open mysql store %s@%s:%u/%s%s: %s", s->cfg.user, s->cfg.host,
-                       s->cfg.port, s->cfg.dbname, s->cfg.ssl ? " (TLS)" : "",
-                       tally_strerror(rc));
+        char *w = where(&s->cfg);
+
+        *err = xstrfmt("cannot open mysql store %s: %s", w, tally_strerror(rc));
+        free(w);
         mdb_free(&s->base);
         return rc;
     }
     *out = &s->base;
     return 0;
+}
+
+char *store_mysql_where(const struct url *u)
+{
+    struct mysql_cfg cfg;
+    char *why = NULL, *w;
+
+    if (cfg_from_url(u, &cfg, &why)) {
+        free(why);
+        cfg_release(&cfg);
+        return xstrdup("(an invalid mysql URL)");
+    }
+    w = where(&cfg);
+    cfg_release(&cfg);
+    return w;
+}
+
+int store_mysql_connect(const struct url *u, unsigned timeout_s, MYSQL **db, char **err)
+{
+    struct mysql_cfg cfg;
+    int rc;
+
+    *db = NULL;
+    if ((rc = cfg_from_url(u, &cfg, err)))
+        goto out;
+    if ((rc = db_connect(&cfg, timeout_s, timeout_s, 0, db))) {
+        *err = xstrdup(mysql_error(*db));
+        mysql_close(*db);
+        *db = NULL;
+    }
+out:
+    cfg_release(&cfg);
+    return rc;
 }

@@ -3,7 +3,8 @@
  *
  * DESIGN
  *   One parser for every adapter, so that a URL means the same thing to
- *   --store, --cache and --bus, and so that the redaction knows exactly
+ *   tallyd's --store, --cache and --bus and to tallyctl's --store, --cache
+ *   and --from (both read a flag through url_parse_arg), and so that the redaction knows exactly
  *   where the parser found the password: url_redact splits a string with
  *   the same rules (user information up to the last '@' before the first
  *   '?', options split on '&' and '='). A string that does not parse is
@@ -17,7 +18,9 @@
  */
 #include "util/url.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -419,6 +422,58 @@ int url_parse_checked(const char *what, const char *s, int (*check)(const struct
     *err = xstrfmt("invalid %s '%s': %s", what, shown.buf, reason ? reason : why);
     free(reason);
     strbuf_release(&shown);
+    return rc;
+}
+
+/*
+ * The contents of the file at path, trailing newlines trimmed, into *out
+ * (caller frees). Unreadable, empty or holding a NUL byte: *err names the file.
+ */
+static int read_url_file(const char *flag, const char *path, char **out, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    struct strbuf sb = STRBUF_INIT;
+    char chunk[1024];
+    size_t n;
+    int failed;
+
+    if (!f) {
+        *err = xstrfmt("cannot read the %s file '%s': %s", flag, path, strerror(errno));
+        return TALLY_EINVAL;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && sb.len <= URL_MAX)
+        strbuf_add(&sb, chunk, n);
+    failed = ferror(f);
+    fclose(f);
+    while (sb.len && (sb.buf[sb.len - 1] == '\n' || sb.buf[sb.len - 1] == '\r'))
+        sb.buf[--sb.len] = '\0';
+    if (failed || sb.len == 0 || memchr(sb.buf, '\0', sb.len)) {
+        *err = xstrfmt("the %s file '%s' %s", flag, path,
+                       failed ? "cannot be read" : sb.len ? "holds a NUL byte" : "is empty");
+        strbuf_release(&sb);
+        return TALLY_EINVAL;
+    }
+    *out = strbuf_detach(&sb, NULL);
+    return 0;
+}
+
+int url_parse_arg(const char *flag, const char *value,
+                  int (*check)(const struct url *, char **), struct url *out, char **text,
+                  char **err)
+{
+    char *file = NULL;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (text)
+        *text = NULL;
+    if (value[0] == '@' && (rc = read_url_file(flag, value + 1, &file, err)))
+        return rc;
+    rc = url_parse_checked(flag, file ? file : value, check, out, err);
+    if (text)
+        *text = file;
+    else
+        free(file);
     return rc;
 }
 

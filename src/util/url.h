@@ -89,6 +89,19 @@ int url_parse_checked(const char *what, const char *s, int (*check)(const struct
                       struct url *out, char **err);
 
 /*
+ * A URL flag's value as tallyd and tallyctl take it: the URL, or @PATH, a
+ * file holding it (trailing newlines trimmed), so that a password stays out
+ * of ps and shell history. Read, then parsed and checked as
+ * url_parse_checked does. *text (may be NULL): the file's contents when
+ * value is @PATH, a new string the caller frees, else NULL. On failure *err
+ * is one line, freed by the caller, naming the flag and the file or showing
+ * the URL redacted. *out is released by the caller in every case.
+ */
+int url_parse_arg(const char *flag, const char *value,
+                  int (*check)(const struct url *, char **), struct url *out, char **text,
+                  char **err);
+
+/*
  * Appends s with the password and every secret option's value replaced by
  * "***". Works on any string, parseable or not, so that an error about a
  * malformed URL can show it safely.

@@ -115,6 +115,9 @@ def wait_until(fn, timeout=20):
     ["import", "--store", "sqlite:/x", "--format", "jsonl", "f", "--from", "mysql://a:b@h/d"],
     ["import", "--store", "sqlite:/x", "--batch", "0", "--format", "jsonl", "-"],
     ["import", "--store", "sqlite:/x", "--from", "postgres://u:hunter2@h/d"],
+    ["import", "--store", "sqlite:/x", "--from", "mysql://u:hunter2@h/d?sslca=/x"],
+    ["import", "--store", "sqlite:/x", "--from", "mysql://u:hunter2@h/d?ssl_ca=/dev/null"],
+    ["import", "--store", "@/nonexistent/url", "--format", "jsonl", "-"],
     ["import", "--store", "mysql://u:hunter2@h:1/", "--format", "jsonl", "-"],
     ["recount", "--store", "sqlite:/x", "--cache", "redis://h:1"],
     ["recount", "--store", "sqlite:/x", "--fix", "--cache", "memcached://x"],
@@ -148,6 +151,22 @@ def test_failures_do_not_echo_the_password(tmp_path):
         assert "hunter2" not in r.stderr + r.stdout
     r = ctl("import", "--store", f"sqlite:{tmp_path}/t.db", "--from", bad)
     assert r.returncode == 1 and "hunter2" not in r.stderr + r.stdout, r
+
+
+def test_urls_from_files(db, tmp_path):
+    """--store, --cache and --from take @PATH as tallyd's flags do."""
+    store, cache = tmp_path / "store.url", tmp_path / "cache.url"
+    store.write_text(db.url + "\n")
+    cache.write_text((REDIS or "none") + "\r\n")
+    r = ctl("import", "--store", f"@{store}", "--format", "jsonl", "-",
+            stdin=jsonl(sample_records(3, 2)))
+    assert r.returncode == 0, r.stderr
+    r = ctl("recount", "--store", f"@{store}", "--fix", "--cache", f"@{cache}")
+    assert r.returncode == 0 and "0 drifting" in r.stdout, r
+    if MYSQL:  # the course import reads its URL from a file too (here: an empty database)
+        r = ctl("import", "--store", f"@{store}", "--from", f"@{store}")
+        assert r.returncode == 1 and "user_collection_bizs" in r.stderr, r
+        assert "mysql-pw" not in r.stdout + r.stderr
 
 
 def test_export_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path):

@@ -221,6 +221,88 @@ static void redacts_each_case(void **state)
     }
 }
 
+/* A check that takes any URL with a host, as an adapter's would. */
+static int needs_host(const struct url *u, char **why)
+{
+    if (u->nhosts)
+        return 0;
+    *why = strdup("expected a host");
+    return TALLY_EINVAL;
+}
+
+/* Writes data into a fresh file under $TMPDIR; returns its path (caller frees). */
+static char *temp_file(const char *data, size_t len)
+{
+    char *path = unit_temp_db();
+    FILE *f = fopen(path, "wb");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+    return path;
+}
+
+static void flag_values_and_at_files(void **state)
+{
+#define TEMP(literal) temp_file(literal, sizeof(literal) - 1)
+    char *ok = TEMP("mysql://u:p%2Fw@h/db?ssl=1\r\n\n"), *empty = TEMP("\n");
+    char *nul = TEMP("redis://h\0:1"), *bad = TEMP("mysql://u:hunter2@/db");
+#undef TEMP
+    char *arg = NULL, *text = NULL, *err = NULL;
+    struct url u;
+    (void)state;
+
+    /* the URL itself: no text, parsed and checked */
+    assert_int_equal(url_parse_arg("--store", "redis://:pw@h:1", needs_host, &u, &text, &err), 0);
+    assert_null(text);
+    assert_string_equal(u.password, "pw");
+    url_release(&u);
+    assert_int_equal(url_parse_arg("--store", "sqlite:x:pw@y", needs_host, &u, &text, &err),
+                     TALLY_EINVAL);
+    assert_string_equal(err, "invalid --store 'sqlite:***@y': expected a host");
+    free(err);
+    url_release(&u);
+    /* @PATH: the file's contents, newlines trimmed, handed back in text */
+    arg = xstrfmt("@%s", ok);
+    assert_int_equal(url_parse_arg("--from", arg, needs_host, &u, &text, &err), 0);
+    assert_string_equal(text, "mysql://u:p%2Fw@h/db?ssl=1");
+    assert_string_equal(u.password, "p/w");
+    assert_string_equal(url_option(&u, "ssl"), "1");
+    free(text);
+    url_release(&u);
+    assert_int_equal(url_parse_arg("--from", arg, needs_host, &u, NULL, &err), 0);
+    url_release(&u);
+    free(arg);
+    /* a bad URL in a file is shown redacted; a bad file is named */
+    arg = xstrfmt("@%s", bad);
+    assert_int_equal(url_parse_arg("--from", arg, needs_host, &u, NULL, &err), TALLY_EINVAL);
+    assert_string_equal(err, "invalid --from 'mysql://***@/db': missing host");
+    free(err);
+    url_release(&u);
+    free(arg);
+    for (char **f = (char *[]){empty, nul, NULL}; *f; f++) {
+        arg = xstrfmt("@%s", *f);
+        assert_int_equal(url_parse_arg("--cache", arg, needs_host, &u, &text, &err),
+                         TALLY_EINVAL);
+        assert_null(text);
+        assert_non_null(strstr(err, *f));
+        assert_non_null(strstr(err, *f == empty ? "is empty" : "holds a NUL byte"));
+        free(err);
+        url_release(&u);
+        free(arg);
+    }
+    assert_int_equal(url_parse_arg("--cache", "@/nonexistent/url", needs_host, &u, &text, &err),
+                     TALLY_EINVAL);
+    assert_string_equal(err, "cannot read the --cache file '/nonexistent/url': No such file or"
+                             " directory");
+    free(err);
+    url_release(&u);
+    for (char **f = (char *[]){ok, empty, nul, bad, NULL}; *f; f++) {
+        unlink(*f);
+        free(*f);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +310,7 @@ int main(void)
         cmocka_unit_test(length_limit),
         cmocka_unit_test(options_are_checked_against_a_list),
         cmocka_unit_test(redacts_each_case),
+        cmocka_unit_test(flag_values_and_at_files),
     };
     return cmocka_run_group_tests_name("url", tests, NULL, NULL);
 }
