@@ -19,6 +19,7 @@ void interactive_init(struct interactive *svc, struct store *store, struct cache
     svc->cache = cache;
     svc->bus = bus;
     svc->reads = NULL;
+    atomic_init(&svc->draining, false);
     svc->limits = NULL;
     svc->m_published =
         metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
