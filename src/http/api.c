@@ -27,6 +27,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/process.h"
+#include "util/hex.h"
 #include "util/banned.h"
 
 #define MAX_CAPTURES 4
@@ -146,17 +147,6 @@ static bool admit_uid(struct ctx *c, int64_t uid)
 
 /* ------------------------------------------------------- parameters */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [p, p+len) (and '+' as space) into a new string, or NULL if malformed. */
 static char *url_decode(const char *p, size_t len)
 {
@@ -164,8 +154,8 @@ static char *url_decode(const char *p, size_t len)
 
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '%') {
-            int hi = i + 2 < len ? hexval(p[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval(p[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_value(p[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_value(p[i + 2]) : -1;
 
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) { /* truncated, not hex, or NUL */
                 strbuf_release(&sb);

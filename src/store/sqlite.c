@@ -1075,6 +1075,23 @@ static bool check_integrity(struct conn *c, struct strbuf *detail)
     return problems == 0;
 }
 
+/* One line of `tallyctl check`: the rows a count query finds, or why it cannot run. */
+static bool check_count(struct conn *c, const char *sql, const char *noun, const char *what,
+                        check_line_fn *line, void *arg)
+{
+    struct strbuf d = STRBUF_INIT;
+    int64_t v;
+    bool ok = query_i64(c, sql, &v) == 0;
+
+    if (ok)
+        strbuf_addf(&d, "%lld %s", (long long)v, noun);
+    else
+        strbuf_addf(&d, "not readable: %s", sqlite3_errmsg(c->db));
+    line(arg, ok, what, d.buf);
+    strbuf_release(&d);
+    return ok;
+}
+
 static int sqlite_check(struct store *base, check_line_fn *line, void *arg, int *problems)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -1094,24 +1111,10 @@ static int sqlite_check(struct store *base, check_line_fn *line, void *arg, int 
     line(arg, ok, "integrity", d.buf);
     *problems += !ok;
 
-    strbuf_reset(&d);
-    ok = query_i64(c, "SELECT count(*) FROM read_offsets", &v) == 0;
-    if (ok)
-        strbuf_addf(&d, "%lld partitions stored", (long long)v);
-    else
-        strbuf_addf(&d, "not readable: %s", sqlite3_errmsg(c->db));
-    line(arg, ok, "offsets", d.buf);
-    *problems += !ok;
-
-    strbuf_reset(&d);
-    ok = query_i64(c, "SELECT count(*) FROM read_dead_letter", &v) == 0;
-    if (ok)
-        strbuf_addf(&d, "%lld events refused for good", (long long)v);
-    else
-        strbuf_addf(&d, "not readable: %s", sqlite3_errmsg(c->db));
-    line(arg, ok, "dead letters", d.buf);
-    *problems += !ok;
-
+    *problems += !check_count(c, "SELECT count(*) FROM read_offsets", "partitions stored",
+                              "offsets", line, arg);
+    *problems += !check_count(c, "SELECT count(*) FROM read_dead_letter",
+                              "events refused for good", "dead letters", line, arg);
     strbuf_release(&d);
     reader_put(s, c);
     return 0;

@@ -27,23 +27,13 @@
 
 #include "util/error.h"
 #include "util/xmalloc.h"
+#include "util/hex.h"
 #include "util/banned.h"
 
 static int fail(const char **why, const char *reason)
 {
     *why = reason;
     return TALLY_EINVAL;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* Decodes %XX escapes of s[0..n) into a new string (*out, freed by the caller). */
@@ -57,11 +47,11 @@ static int decode(const char *s, size_t n, char **out, const char **why)
             *w++ = s[i];
             continue;
         }
-        if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+        if (i + 2 >= n || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) {
             *w = '\0';
             return fail(why, "a '%' must start an escape of two hex digits");
         }
-        *w = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+        *w = (char)(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
         if (*w == '\0')
             return fail(why, "an escape decodes to a NUL byte");
         w++;
@@ -124,7 +114,7 @@ static int parse_host(const char *s, size_t n, struct url_host *h, const char **
         if (name_end == end || name_end == name)
             return fail(why, "an IPv6 address needs its closing ']'");
         for (const char *p = name; p < name_end; p++)
-            if (!(hexval(*p) >= 0 || *p == ':' || *p == '.'))
+            if (!(hex_value(*p) >= 0 || *p == ':' || *p == '.'))
                 return fail(why, "malformed IPv6 address");
         rest = name_end + 1;
         if (rest < end && *rest != ':')
