@@ -1,21 +1,27 @@
 # tally - build, run and test.
 #
-#   make                 build ./build/tallyd
+#   make                 build ./build/tallyd and ./build/tallyctl
 #   make run             install what is missing, build, start tallyd on the embedded default
 #   make test            install, start MariaDB + Redis, run every suite on both stores
 #                        (plain and under ASan+UBSan), stop the servers
 #   make services-up     start MariaDB (13306) and Redis (16379) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
+#   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
-#   make fuzz            libFuzzer on the API and the Kafka message parser (FUZZ_SECONDS each)
+#   make fuzz            libFuzzer on the API, the HTTP layer and the Kafka message parser
+#                        (FUZZ_SECONDS each)
+#   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
 
 CC ?= cc
 ifeq ($(origin CC),default)
 CC = cc
 endif
 
-ifdef SANITIZE
+ifeq ($(SANITIZE),thread)
+BUILD ?= build-tsan
+OPT = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+else ifdef SANITIZE
 BUILD ?= build-asan
 OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -26,7 +32,7 @@ endif
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
-LIBS = -levent -levent_pthreads -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
+LIBS = -levent -levent_pthreads -levent_openssl -lhttp_parser -ljwt -lssl -lcrypto -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c
@@ -34,13 +40,20 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e clean bench fuzz services-up services-down
-all: $(BUILD)/tallyd $(BUILD)/tally-produce
+.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down
+all: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
 $(BUILD)/bench/hello: bench/hello.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) -levent -levent_pthreads -lpthread
+
+# tallyd's own HTTP layer serving a fixed body: what the layer costs next to bare evhttp.
+HELLO_OBJ = $(filter $(BUILD)/src/util/%.o $(BUILD)/src/model/%.o,$(OBJ)) \
+            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o
+$(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -lhttp_parser -lpthread
 
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
@@ -54,11 +67,15 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tallyd: $(OBJ) $(BUILD)/src/main.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+CTL_SRC = $(wildcard src/ctl/*.c)
+$(BUILD)/tallyctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(OBJ) $(LDFLAGS) $(LIBS) -lcmocka
 
--include $(OBJ:.o=.d) $(BUILD)/src/main.d
+-include $(OBJ:.o=.d) $(BUILD)/src/main.d $(CTL_SRC:%.c=$(BUILD)/%.d)
 
 deps:
 	@scripts/deps.sh build
@@ -70,8 +87,14 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-e2e: $(BUILD)/tallyd $(BUILD)/tally-produce
-	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e
+e2e: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
+	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLYCTL=$(CURDIR)/$(BUILD)/tallyctl TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e
+
+# The OpenAPI contract, checked by Schemathesis (pinned in tests/contract/requirements.txt)
+# against a tallyd of its own on a temporary SQLite file: see tests/contract/run.py.
+contract: $(BUILD)/tallyd
+	@scripts/deps.sh contract
+	python3 tests/contract/run.py --tallyd $(CURDIR)/$(BUILD)/tallyd --out $(CURDIR)/$(BUILD)/contract
 
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:
@@ -80,13 +103,14 @@ test:
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello \
+	  $(BUILD)/bench/hello_tally
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = fuzz_api fuzz_kafka_parse
+FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http
 fuzz:
 	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 	@mkdir -p build-fuzz
@@ -95,7 +119,8 @@ fuzz:
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
 	    $(filter-out src/main.c,$(SRC)) $(LIBS); \
 	  mkdir -p build-fuzz/corpus-$$t; \
-	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$t; \
+	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$t \
+	    $$(test -d fuzz/corpus-$${t#fuzz_} && echo fuzz/corpus-$${t#fuzz_}); \
 	done
 
 services-up:

@@ -8,7 +8,8 @@ Redis and Kafka first. Measures, on this machine:
 
 1. the HTTP path with wrk (same threads, connections and duration for every target; the
    server under test pinned to CPU 0, wrk to CPU 1): a bare libevent "hello" server
-   (bench/hello.c, the ceiling), then tallyd's endpoints;
+   (bench/hello.c, the ceiling the ratios are taken against), tallyd's own HTTP layer
+   serving the same body (bench/hello_tally.c), then tallyd's endpoints;
 2. read-event ingest from Kafka into MariaDB: 1,000,000 events (uniform and Zipf s=1.1 over
    100,000 items) with the batch consumer and with --batch 1, and the drain rate against
    the batch size;
@@ -199,6 +200,9 @@ def bench_http():
     port = free_port()
     hello = Proc([os.path.join(BUILD, "bench", "hello"), str(port), "2"], port, "/")
     run("hello (bare libevent)", hello, "/")
+    hello.stop()
+    hello = Proc([os.path.join(BUILD, "bench", "hello_tally"), str(port), "2"], port, "/")
+    run("hello (tallyd's HTTP layer)", hello, "/")
     hello.stop()
 
     t = tallyd()

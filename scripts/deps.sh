@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tally needs to build and test, only when missing.
-# Usage: scripts/deps.sh [build|services]
+# Usage: scripts/deps.sh [build|services|bench|contract]
+#
+# contract: Schemathesis, pinned in tests/contract/requirements.txt, from PyPI into a venv at
+# .cache/contract-venv (never into the system Python, which Debian manages). Reinstalled only
+# when the pin changes.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev libcmocka-dev
+build_pkgs=(gcc make pkg-config libevent-dev libhttp-parser-dev libjwt-dev libssl-dev libjansson-dev libsqlite3-dev libcmocka-dev
             libhiredis-dev libmariadb-dev librdkafka-dev python3)
 service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 
@@ -11,6 +15,7 @@ case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   services) want=("${service_pkgs[@]}") ;;
   bench) want=(wrk gnuplot-nox) ;;
+  contract) want=(python3) ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
@@ -37,5 +42,30 @@ if [ "${1:-build}" = build ] && ! python3 -c 'import pytest' 2>/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pytest >/dev/null
   }
+fi
+if [ "${1:-build}" = contract ]; then
+  venv=.cache/contract-venv
+  req=tests/contract/requirements.txt
+  cd "$(dirname "$0")/.."
+  # Running st (not just finding it) also catches a venv whose Python has gone away.
+  if cmp -s "$req" "$venv/requirements.txt" && "$venv/bin/st" --version >/dev/null 2>&1; then
+    exit 0
+  fi
+  echo "deps: installing $(grep -v '^#' "$req" | xargs) into $venv"
+  rm -rf "$venv"
+  # `python3 -m venv` needs ensurepip, which Debian ships apart in python3-venv; when the
+  # python3 on PATH cannot make one, install that and use Debian's own python3.
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! dpkg-query -W -f='${Status}' python3-venv 2>/dev/null | grep -q 'install ok installed'; then
+      $sudo apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        python3-venv >/dev/null
+    fi
+    /usr/bin/python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.txt"
 fi
 exit 0

@@ -3,6 +3,7 @@
 #
 #   embedded   SQLite store, no cache, local bus (and the Kafka tests on SQLite)
 #   servers    MariaDB store + Redis cache (and the Kafka tests on MariaDB)
+# and the OpenAPI contract (Schemathesis) against the embedded default.
 # MariaDB, Redis and Kafka are started here and stopped on exit, also on failure.
 # The Kafka crash test consumes 1,000,000 events in the plain runs and 200,000 under the
 # sanitizers (which slow tallyd several times over).
@@ -26,6 +27,10 @@ for sanitize in "" 1; do
   echo "== end-to-end, embedded default$label"
   env -u TALLY_TEST_MYSQL -u TALLY_TEST_REDIS make --no-print-directory ${sanitize:+SANITIZE=1} e2e \
     2>&1 | tee -a "$summary"
+  # One line per API operation, then "N passed, N failed" like pytest's: Schemathesis's own
+  # output stays in build*/contract/schemathesis.log, out of the counts below.
+  echo "== contract (Schemathesis, docs/openapi.yaml), embedded default$label"
+  make --no-print-directory ${sanitize:+SANITIZE=1} contract 2>&1 | tee -a "$summary"
   echo "== end-to-end, MariaDB + Redis$label"
   make --no-print-directory ${sanitize:+SANITIZE=1} e2e 2>&1 | tee -a "$summary"
 done

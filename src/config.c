@@ -8,7 +8,11 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,10 @@
 static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
     "              [--batch N] [--flush-ms N] [--threads N] [--queue N]\n"
+    "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
+    "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
+    "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
+    "              [--insecure] [--stop-timeout-ms N]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
@@ -35,6 +43,23 @@ static const char usage[] =
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
     "  --queue N           read events the local bus holds, 1..10000000 (100000)\n"
+    "  --header-timeout-ms N  a request must arrive whole within N ms of its first\n"
+    "                      byte, 100..600000 (10000)\n"
+    "  --idle-timeout-ms N an idle keep-alive connection is closed, 100..3600000 (30000)\n"
+    "  --max-conns N       open connections; more are closed at once, 1..1000000 (10000)\n"
+    "  --workers N         threads of each worker pool (reads, writes), 1..256 (4)\n"
+    "  --work-queue N      requests each pool holds waiting (then 503), 1..1000000 (1024)\n"
+    "  --keys PATH         API keys, one 'NAME SCOPES SHA256HEX' a line (tallyctl key);\n"
+    "                      reloaded on SIGHUP\n"
+    "  --jwt-key PATH      users' tokens: a PEM public key (RS256, ES256) or hs256:PATH\n"
+    "  --jwt-issuer S      the iss users' tokens must carry\n"
+    "  --jwt-audience S    the aud users' tokens must carry\n"
+    "  --tls-cert PATH     serve HTTPS only, with this certificate chain (PEM) ...\n"
+    "  --tls-key PATH      ... and this private key; both reloaded on SIGHUP\n"
+    "  --insecure          allow an open API (no --keys, no --jwt-key) on an address\n"
+    "                      other than loopback\n"
+    "  --stop-timeout-ms N longest a stop waits to deliver accepted reads; past it they\n"
+    "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
 
@@ -93,17 +118,48 @@ static int check_url(const char *value, int (*check)(const char *, char **))
     return -1;
 }
 
-enum opt { O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE, O_COUNT };
+enum opt {
+    O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
+    O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
+    O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
+    O_STOP_TIMEOUT, O_COUNT
+};
 
 static const char *const env_names[O_COUNT] = {
-    "TALLY_LISTEN", "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
-    "TALLY_BATCH",  "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
+    "TALLY_LISTEN",     "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
+    "TALLY_BATCH",      "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
+    "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
+    "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
+    "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
+};
+
+static const char *const flags[O_COUNT] = {
+    "--listen",  "--store",   "--cache",     "--bus",     "--batch",
+    "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
+    "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
+    "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
+};
+
+/* The integer options: where each goes and its range. */
+static const struct {
+    long long lo, hi;
+    size_t offset;
+    bool is_size;
+} numbers[O_COUNT] = {
+    [O_BATCH] = {1, 100000, offsetof(struct config, batch), true},
+    [O_FLUSH] = {1, 60000, offsetof(struct config, flush_ms), false},
+    [O_THREADS] = {1, 64, offsetof(struct config, threads), false},
+    [O_QUEUE] = {1, 10000000, offsetof(struct config, queue_max), true},
+    [O_HEADER_TIMEOUT] = {100, 600000, offsetof(struct config, header_timeout_ms), false},
+    [O_IDLE_TIMEOUT] = {100, 3600000, offsetof(struct config, idle_timeout_ms), false},
+    [O_MAX_CONNS] = {1, 1000000, offsetof(struct config, max_conns), false},
+    [O_WORKERS] = {1, 256, offsetof(struct config, workers), false},
+    [O_WORK_QUEUE] = {1, 1000000, offsetof(struct config, work_queue), true},
+    [O_STOP_TIMEOUT] = {1, 3600000, offsetof(struct config, stop_timeout_ms), false},
 };
 
 static int apply(struct config *cfg, enum opt o, const char *v)
 {
-    static const char *const flags[O_COUNT] = {"--listen", "--store",    "--cache",   "--bus",
-                                               "--batch",  "--flush-ms", "--threads", "--queue"};
     long long n;
 
     switch (o) {
@@ -111,28 +167,55 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_STORE: cfg->store = v; return check_url(v, store_check_url);
     case O_CACHE: cfg->cache = v; return check_url(v, cache_check_url);
     case O_BUS: cfg->bus = v; return check_url(v, bus_check_url);
-    case O_BATCH:
-        if (parse_number(flags[o], v, 1, 100000, &n))
-            return -1;
-        cfg->batch = (size_t)n;
+    case O_KEYS: cfg->keys = v; return 0;
+    case O_JWT_KEY: cfg->jwt_key = v; return 0;
+    case O_JWT_ISSUER: cfg->jwt_issuer = v; return 0;
+    case O_JWT_AUDIENCE: cfg->jwt_audience = v; return 0;
+    case O_TLS_CERT: cfg->tls_cert = v; return 0;
+    case O_TLS_KEY: cfg->tls_key = v; return 0;
+    case O_INSECURE:
+        if (strcmp(v, "1") && strcmp(v, "0") && strcmp(v, "true") && strcmp(v, "false"))
+            return bad(flags[o], v, "expected 1, 0, true or false");
+        cfg->insecure = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
         return 0;
-    case O_FLUSH:
-        if (parse_number(flags[o], v, 1, 60000, &n))
+    default:
+        if (parse_number(flags[o], v, numbers[o].lo, numbers[o].hi, &n))
             return -1;
-        cfg->flush_ms = (int)n;
+        if (numbers[o].is_size)
+            *(size_t *)((char *)cfg + numbers[o].offset) = (size_t)n;
+        else
+            *(int *)((char *)cfg + numbers[o].offset) = (int)n;
         return 0;
-    case O_THREADS:
-        if (parse_number(flags[o], v, 1, 64, &n))
-            return -1;
-        cfg->threads = (int)n;
-        return 0;
-    case O_QUEUE:
-        if (parse_number(flags[o], v, 1, 10000000, &n))
-            return -1;
-        cfg->queue_max = (size_t)n;
-        return 0;
-    default: return -1;
     }
+}
+
+static bool is_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+/* Rules between flags, once each has been checked on its own. */
+static int check_together(const struct config *cfg)
+{
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "tallyd: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    if ((cfg->jwt_issuer || cfg->jwt_audience) && !cfg->jwt_key) {
+        fprintf(stderr, "tallyd: --jwt-issuer and --jwt-audience need --jwt-key\n");
+        return -1;
+    }
+    if (!cfg->keys && !cfg->jwt_key && !cfg->insecure && !is_loopback(cfg->host)) {
+        fprintf(stderr, "tallyd: refusing an open API on %s: give --keys or --jwt-key (or "
+                        "--insecure)\n", cfg->listen);
+        return -1;
+    }
+    return 0;
 }
 
 enum config_result config_parse(struct config *cfg, int argc, char **argv)
@@ -146,6 +229,19 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
         {"flush-ms", required_argument, NULL, O_FLUSH},
         {"threads", required_argument, NULL, O_THREADS},
         {"queue", required_argument, NULL, O_QUEUE},
+        {"header-timeout-ms", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"idle-timeout-ms", required_argument, NULL, O_IDLE_TIMEOUT},
+        {"max-conns", required_argument, NULL, O_MAX_CONNS},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"work-queue", required_argument, NULL, O_WORK_QUEUE},
+        {"keys", required_argument, NULL, O_KEYS},
+        {"jwt-key", required_argument, NULL, O_JWT_KEY},
+        {"jwt-issuer", required_argument, NULL, O_JWT_ISSUER},
+        {"jwt-audience", required_argument, NULL, O_JWT_AUDIENCE},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"insecure", no_argument, NULL, O_INSECURE},
+        {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -162,6 +258,12 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
     given[O_FLUSH] = "100";
     given[O_THREADS] = "2";
     given[O_QUEUE] = "100000";
+    given[O_HEADER_TIMEOUT] = "10000";
+    given[O_IDLE_TIMEOUT] = "30000";
+    given[O_MAX_CONNS] = "10000";
+    given[O_WORKERS] = "4";
+    given[O_WORK_QUEUE] = "1024";
+    given[O_STOP_TIMEOUT] = "10000";
     for (int o = 0; o < O_COUNT; o++) {
         const char *env = getenv(env_names[o]);
         if (env)
@@ -182,14 +284,14 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             fprintf(stderr, "tallyd: invalid option '%s' (see --help)\n", argv[optind - 1]);
             return CONFIG_EXIT_USAGE;
         }
-        given[ch] = optarg;
+        given[ch] = ch == O_INSECURE ? "1" : optarg;
     }
     if (optind < argc) {
         fprintf(stderr, "tallyd: unexpected argument '%s' (see --help)\n", argv[optind]);
         return CONFIG_EXIT_USAGE;
     }
     for (int o = 0; o < O_COUNT; o++)
-        if (apply(cfg, (enum opt)o, given[o]))
+        if (given[o] && apply(cfg, (enum opt)o, given[o]))
             return CONFIG_EXIT_USAGE;
-    return CONFIG_RUN;
+    return check_together(cfg) ? CONFIG_EXIT_USAGE : CONFIG_RUN;
 }

@@ -4,6 +4,7 @@
 #ifndef TALLY_CONFIG_H
 #define TALLY_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Owned by main; the strings point into argv/environ or static defaults. */
@@ -18,6 +19,19 @@ struct config {
     int flush_ms;
     int threads;
     size_t queue_max;
+    int header_timeout_ms;
+    int idle_timeout_ms;
+    int max_conns;
+    int workers;
+    size_t work_queue;
+    const char *keys;         /* API keys file; NULL: none */
+    const char *jwt_key;      /* PEM public key path, or hs256:PATH; NULL: none */
+    const char *jwt_issuer;   /* NULL: not checked */
+    const char *jwt_audience; /* NULL: not checked */
+    const char *tls_cert;     /* with tls_key: HTTPS only; NULL: plain HTTP */
+    const char *tls_key;
+    bool insecure; /* allow an open API on an address other than loopback */
+    int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

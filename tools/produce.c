@@ -5,12 +5,15 @@
  *
  * usage: tally-produce BROKERS TOPIC COUNT ITEMS [uniform|zipf:S] [MALFORMED]
  *        tally-produce BROKERS --check
+ *        tally-produce BROKERS --create TOPIC PARTITIONS
  *
  * Uniform sends item (i % ITEMS) + 1 for message i, so every item gets
  * COUNT / ITEMS reads exactly; zipf:S draws items from a Zipf law of
  * exponent S (seeded, repeatable). MALFORMED extra messages that are not
  * valid reads are mixed in evenly. Prints "produced N malformed M" and
- * exits 1 if the broker did not acknowledge every message.
+ * exits 1 if the broker did not acknowledge every message. --create makes a
+ * topic with that many partitions (auto-created topics get the broker's
+ * default).
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -100,6 +103,44 @@ static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, cons
     }
 }
 
+/* Creates topic with n partitions (replication 1); 0 or 1. */
+static int create_topic(const char *brokers, const char *topic, int n)
+{
+    rd_kafka_t *rk = producer(brokers);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    char err[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, n, 1, err, sizeof(err));
+    rd_kafka_event_t *ev;
+    const rd_kafka_topic_result_t **res;
+    size_t cnt = 0;
+    int rc = 1;
+
+    if (!nt) {
+        fprintf(stderr, "tally-produce: %s\n", err);
+        return 1;
+    }
+    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    if (ev && !rd_kafka_event_error(ev)) {
+        res = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+        if (cnt == 1 && rd_kafka_topic_result_error(res[0]) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rc = 0;
+        else if (cnt == 1)
+            fprintf(stderr, "tally-produce: %s\n", rd_kafka_topic_result_error_string(res[0]));
+    } else {
+        fprintf(stderr, "tally-produce: create topic: %s\n",
+                ev ? rd_kafka_event_error_string(ev) : "timed out");
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    if (rc == 0)
+        printf("created %s partitions %d\n", topic, n);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const char *const bad[] = {"not json",
@@ -123,9 +164,12 @@ int main(int argc, char **argv)
         rd_kafka_destroy(rk);
         return ok ? 0 : 1;
     }
+    if (argc == 5 && strcmp(argv[2], "--create") == 0)
+        return create_topic(argv[1], argv[3], (int)strtol(argv[4], NULL, 10));
     if (argc < 5) {
         fprintf(stderr, "usage: tally-produce BROKERS TOPIC COUNT ITEMS [uniform|zipf:S] "
-                        "[MALFORMED]\n       tally-produce BROKERS --check\n");
+                        "[MALFORMED]\n       tally-produce BROKERS --check\n"
+                        "       tally-produce BROKERS --create TOPIC PARTITIONS\n");
         return 2;
     }
     count = strtol(argv[3], NULL, 10);

@@ -7,7 +7,9 @@
  * consumer thread (service/readcount.c), the same code for every adapter.
  * After close(), publish() refuses with TALLY_ECLOSED and poll() hands out
  * what is still queued, then returns TALLY_ECLOSED: a graceful stop loses
- * nothing that was accepted.
+ * nothing that was accepted, unless it runs out of time. An adapter that
+ * gives up on an accepted event (a producer that never got it acknowledged)
+ * counts it, once, in tally_read_events_lost_total.
  *
  * Offsets (a bus whose events have partitions, i.e. Kafka): the consumer
  * applies each batch together with, per partition, the offset range it
@@ -48,7 +50,12 @@ struct bus_ops {
     void (*committed)(struct bus *b, const struct store_offset *offs, size_t n);
     /* The store refused a batch's offsets: restart every partition from the store. */
     void (*rewind)(struct bus *b);
-    void (*close)(struct bus *b);
+    /*
+     * Stops accepting. Waits up to timeout_ms for accepted events to leave the
+     * process (a producer's queue to reach the broker); those that cannot are
+     * dropped and counted lost.
+     */
+    void (*close)(struct bus *b, int timeout_ms);
     void (*free)(struct bus *b);
 };
 
@@ -87,9 +94,9 @@ static inline void bus_rewind(struct bus *b)
 {
     b->ops->rewind(b);
 }
-static inline void bus_close(struct bus *b)
+static inline void bus_close(struct bus *b, int timeout_ms)
 {
-    b->ops->close(b);
+    b->ops->close(b, timeout_ms);
 }
 static inline void bus_free(struct bus *b)
 {

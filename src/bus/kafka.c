@@ -24,6 +24,12 @@
  *   A message that is not a valid read is counted, logged once per kind,
  *   and handed to the consumer marked skip, so its offset is stored with
  *   the batch and it is never read again.
+ *
+ *   Loss: an accepted read is lost only when the broker never acknowledges
+ *   it. The delivery report is the one place that counts it (a message that
+ *   timed out, or one purged when a stop runs out of time), so each is
+ *   counted exactly once in tally_read_events_lost_total. A consumer's
+ *   uncommitted batch is not lost at stop: it stays in the topic.
  */
 #include "bus/kafka.h"
 
@@ -43,8 +49,6 @@
 #include "util/strbuf.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
-
-#define MAX_PARTS 256
 
 enum skip_reason { SKIP_JSON, SKIP_ITEM, SKIP_FIELD, SKIP_COUNT };
 static const char *const skip_names[SKIP_COUNT] = {"invalid_json", "invalid_item", "invalid_field"};
@@ -73,10 +77,10 @@ struct kafka_bus {
     atomic_bool closed, stop_poller;
     /* consumer */
     rd_kafka_t *consumer; /* created on the first poll */
-    struct part parts[MAX_PARTS];
-    int nparts;
+    struct part *parts;   /* grown to the largest assignment seen */
+    int nparts, parts_cap;
     bool revoked; /* since the last poll returned */
-    struct metric *m_produced, *m_delivery_failed, *m_skipped[SKIP_COUNT], *m_rebalances;
+    struct metric *m_produced, *m_delivery_failed, *m_lost, *m_skipped[SKIP_COUNT], *m_rebalances;
 };
 
 /* ------------------------------------------------------------ message format */
@@ -161,10 +165,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     (void)rk;
     if (m->err) {
+        /* The only place a produced event is declared lost: each report comes once. */
         metric_add(kb->m_delivery_failed, 1);
+        metric_add(kb->m_lost, 1);
         LOG_ONCE(LOG_ERROR,
                  "kafka: a read event could not be delivered: %s (counted in "
-                 "tally_kafka_delivery_failures_total)",
+                 "tally_kafka_delivery_failures_total and tally_read_events_lost_total)",
                  rd_kafka_err2str(m->err));
     } else {
         metric_add(kb->m_produced, 1);
@@ -256,11 +262,15 @@ static int64_t restart_at_stored(struct kafka_bus *kb, struct part *p)
     return p->expect >= 0 ? p->expect : RD_KAFKA_OFFSET_BEGINNING;
 }
 
-/* Starts each partition in list at its stored offset and remembers it. */
+/* Starts each partition in list at its stored offset and remembers it (any number of them). */
 static void start_at_stored(struct kafka_bus *kb, rd_kafka_topic_partition_list_t *list)
 {
+    if (list->cnt > kb->parts_cap) {
+        kb->parts_cap = list->cnt;
+        kb->parts = xrealloc(kb->parts, (size_t)kb->parts_cap * sizeof(*kb->parts));
+    }
     kb->nparts = 0;
-    for (int i = 0; i < list->cnt && kb->nparts < MAX_PARTS; i++) {
+    for (int i = 0; i < list->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &list->elems[i];
         struct part *p = &kb->parts[kb->nparts++];
         struct strbuf labels = STRBUF_INIT;
@@ -502,24 +512,33 @@ static void kafka_rewind(struct bus *b)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-static void kafka_close(struct bus *b)
+/*
+ * Waits up to timeout_ms for the broker to acknowledge every produced event.
+ * What is left is purged: each purged message gets a failed delivery report,
+ * which counts it lost (on_delivery), served by the flush after the purge.
+ */
+static void kafka_close(struct bus *b, int timeout_ms)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
-    rd_kafka_resp_err_t err;
 
     if (atomic_exchange(&kb->closed, true))
         return;
-    err = rd_kafka_flush(kb->producer, 30000);
-    if (err)
-        log_error("kafka: %d read events still undelivered at stop: %s",
-                  rd_kafka_outq_len(kb->producer), rd_kafka_err2str(err));
+    if (rd_kafka_flush(kb->producer, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    log_error("kafka: %d read events not acknowledged by the broker within %d ms; giving up "
+              "on them",
+              rd_kafka_outq_len(kb->producer), timeout_ms);
+    rd_kafka_purge(kb->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (rd_kafka_flush(kb->producer, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_error("kafka: %d delivery reports still pending after the purge",
+                  rd_kafka_outq_len(kb->producer));
 }
 
 static void kafka_free(struct bus *b)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
 
-    kafka_close(b);
+    kafka_close(b, 0);
     if (kb->consumer) {
         rd_kafka_consumer_close(kb->consumer);
         rd_kafka_destroy(kb->consumer);
@@ -530,6 +549,7 @@ static void kafka_free(struct bus *b)
     free(kb->brokers);
     free(kb->topic);
     free(kb->group);
+    free(kb->parts);
     free(kb);
 }
 
@@ -629,6 +649,10 @@ int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **e
                                      "Read events the broker acknowledged.", "");
     kb->m_delivery_failed = metrics_counter("tally_kafka_delivery_failures_total",
                                             "Read events the broker never acknowledged.", "");
+    kb->m_lost = metrics_counter("tally_read_events_lost_total",
+                                 "Accepted read events never applied nor dead-lettered: dropped "
+                                 "at stop or never acknowledged by the broker.",
+                                 ""); /* the same series as readcount's */
     kb->m_rebalances = metrics_counter("tally_kafka_rebalances_total",
                                        "Partition assignments and revocations seen.", "");
     for (int i = 0; i < SKIP_COUNT; i++) {

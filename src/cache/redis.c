@@ -26,7 +26,8 @@
  *   Failure: each call has a short timeout (100 ms by default). A failed
  *   connection is dropped and not retried for one second, so a dead Redis
  *   costs at most one timeout per second per connection; meanwhile every
- *   read is a miss served from the store. Writes whose end() could not
+ *   read is a miss served from the store. The log shows each change of
+ *   state: the first failure of an outage, and the first reconnect. Writes whose end() could not
  *   reach Redis leave their keys on a repair list, and those keys are
  *   deleted as soon as Redis answers again, so a Redis that was only
  *   unreachable cannot keep serving counts that miss those writes.
@@ -35,6 +36,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
 #define REPAIR_MAX     10000
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
+#define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SCRIPT_COUNT };
 
@@ -99,7 +102,13 @@ struct rconn {
     struct rconn *next_free;
 };
 
-/* Shared by all threads. pool_lock guards free_conns; repair_lock the repair list. */
+/*
+ * Shared by all threads. pool_lock guards free_conns; repair_lock guards
+ * repair, nrepair and repair_overflow. Keys are only ever added to the
+ * list under the lock (repair_add_locked); a repair takes the whole list
+ * under the lock, sends its DELs without it, and on failure adds what it
+ * took back to whatever other threads added meanwhile: never replaces it.
+ */
 struct redis_cache {
     struct cache base;
     char *host;
@@ -114,6 +123,7 @@ struct redis_cache {
     struct item *repair;
     size_t nrepair;
     bool repair_overflow;
+    atomic_bool down; /* a connection failed and none has reconnected since: for the log */
 };
 
 static void key_of(struct strbuf *sb, const struct item *it)
@@ -125,9 +135,11 @@ static void key_of(struct strbuf *sb, const struct item *it)
     strbuf_add_i64(sb, it->id);
 }
 
-static void rconn_drop(struct rconn *c, const char *why)
+/* Logs each outage once, when it begins, however many connections it breaks. */
+static void rconn_drop(struct redis_cache *rc, struct rconn *c, const char *why)
 {
-    LOG_ONCE(LOG_WARN, "redis: %s; serving from the store until it is back", why);
+    if (!atomic_exchange(&rc->down, true))
+        log_warn("redis: %s; serving from the store until it is back", why);
     if (c->ctx)
         redisFree(c->ctx);
     c->ctx = NULL;
@@ -165,7 +177,9 @@ static int conn_get(struct redis_cache *rc, struct rconn **out)
         c->ctx = redisConnectWithTimeout(rc->host, rc->port, rc->timeout);
         if (!c->ctx || c->ctx->err || redisSetTimeout(c->ctx, rc->timeout) != REDIS_OK ||
             load_scripts(c))
-            rconn_drop(c, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+            rconn_drop(rc, c, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+        else if (atomic_load(&rc->down) && atomic_exchange(&rc->down, false))
+            log_info("redis: %s:%d answers again", rc->host, rc->port);
     }
     *out = c;
     return c->ctx ? 0 : TALLY_EUNAVAIL;
@@ -186,9 +200,10 @@ static bool is_noscript(const redisReply *r)
 }
 
 /*
- * Sends n commands built by `add` as one pipeline and hands each reply to
- * `take`. A script Redis no longer knows (NOSCRIPT) is loaded again and the
- * commands that hit it are sent once more: they were not executed.
+ * Sends n <= PIPELINE_MAX commands built by `add` as one pipeline and
+ * hands each reply to `take`. A script Redis no longer knows (NOSCRIPT) is
+ * loaded again and the commands that hit it are sent once more: they were
+ * not executed.
  */
 typedef void add_fn(struct redis_cache *rc, struct rconn *c, size_t i, void *arg);
 typedef void take_fn(size_t i, const redisReply *r, void *arg);
@@ -196,17 +211,17 @@ typedef void take_fn(size_t i, const redisReply *r, void *arg);
 static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *add, take_fn *take,
                     void *arg)
 {
-    bool again[256];
+    bool again[PIPELINE_MAX];
     size_t nagain = 0;
 
-    TALLY_ASSERT(n <= 256);
+    TALLY_ASSERT(n <= PIPELINE_MAX);
     for (size_t i = 0; i < n; i++)
         add(rc, c, i, arg);
     for (size_t i = 0; i < n; i++) {
         redisReply *r = NULL;
 
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             return TALLY_EUNAVAIL;
         }
         again[i] = is_noscript(r);
@@ -219,7 +234,7 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         return 0;
     log_warn("redis: scripts were flushed (NOSCRIPT); loading them again");
     if (load_scripts(c)) {
-        rconn_drop(c, "cannot load scripts");
+        rconn_drop(rc, c, "cannot load scripts");
         return TALLY_EUNAVAIL;
     }
     for (size_t i = 0; i < n; i++)
@@ -231,7 +246,7 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         if (!again[i])
             continue;
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             return TALLY_EUNAVAIL;
         }
         if (take && !is_noscript(r))
@@ -239,6 +254,20 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
         freeReplyObject(r);
     }
     return 0;
+}
+
+/* Adds keys to the repair list; past REPAIR_MAX only notes the overflow. Hold repair_lock. */
+static void repair_add_locked(struct redis_cache *rc, const struct item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rc->nrepair == REPAIR_MAX) {
+            rc->repair_overflow = true;
+            break;
+        }
+        if (!rc->repair)
+            rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
+        rc->repair[rc->nrepair++] = items[i];
+    }
 }
 
 /* Deletes the keys of writes whose end() failed, now that Redis answers. */
@@ -267,23 +296,22 @@ static int repair(struct redis_cache *rc, struct rconn *c)
     for (size_t i = 0; i < n && err == 0; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(c, c->ctx->errstr);
+            rconn_drop(rc, c, c->ctx->errstr);
             err = TALLY_EUNAVAIL;
         }
         if (r)
             freeReplyObject(r);
     }
     if (err == 0) {
-        log_info("redis: back; dropped %zu entries that missed writes%s", n,
+        log_info("redis: dropped %zu entries that missed writes%s", n,
                  overflow ? " (more writes were missed than tracked: those expire by TTL)" : "");
         free(items);
-    } else { /* keep them for the next try */
+    } else { /* keep them for the next try, beside the keys added meanwhile */
         pthread_mutex_lock(&rc->repair_lock);
-        free(rc->repair);
-        rc->repair = items;
-        rc->nrepair = n;
+        repair_add_locked(rc, items, n);
         rc->repair_overflow |= overflow;
         pthread_mutex_unlock(&rc->repair_lock);
+        free(items);
     }
     strbuf_release(&key);
     return err;
@@ -292,15 +320,7 @@ static int repair(struct redis_cache *rc, struct rconn *c)
 static void remember_for_repair(struct redis_cache *rc, const struct item *items, size_t n)
 {
     pthread_mutex_lock(&rc->repair_lock);
-    for (size_t i = 0; i < n; i++) {
-        if (rc->nrepair == REPAIR_MAX) {
-            rc->repair_overflow = true;
-            break;
-        }
-        if (!rc->repair)
-            rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
-        rc->repair[rc->nrepair++] = items[i];
-    }
+    repair_add_locked(rc, items, n);
     pthread_mutex_unlock(&rc->repair_lock);
 }
 
@@ -368,7 +388,7 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
                      bool *hit, cache_token *token)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct get_args a = {items, out, hit, token, STRBUF_INIT};
+    struct get_args a = {.key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
@@ -377,7 +397,14 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
         token[i] = CACHE_NO_FILL; /* unless Redis says otherwise */
     if ((err = ready(rc, &c)))
         return err;
-    err = pipeline(rc, c, n, add_get, take_get, &a);
+    for (size_t done = 0, k; done < n && err == 0; done += k) {
+        k = n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX;
+        a.items = items + done;
+        a.out = out + done;
+        a.hit = hit + done;
+        a.token = token + done;
+        err = pipeline(rc, c, k, add_get, take_get, &a);
+    }
     conn_put(rc, c);
     strbuf_release(&a.key);
     if (err) { /* partial answers are not trusted */
@@ -416,20 +443,25 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
                       const struct counts *counts, const cache_token *token)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    size_t index[256], k = 0;
+    size_t index[PIPELINE_MAX], i = 0, k;
     struct write_args a = {
         .items = items, .counts = counts, .token = token, .index = index, .key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
-    for (size_t i = 0; i < n; i++)
-        if (token[i] != CACHE_NO_FILL)
-            index[k++] = i;
-    if (k == 0)
+    while (i < n && token[i] == CACHE_NO_FILL)
+        i++;
+    if (i == n)
         return 0;
     if ((err = ready(rc, &c)))
         return err;
-    err = pipeline(rc, c, k, add_fill, NULL, &a);
+    while (i < n && err == 0) { /* up to PIPELINE_MAX fills per pipeline */
+        for (k = 0; i < n && k < PIPELINE_MAX; i++)
+            if (token[i] != CACHE_NO_FILL)
+                index[k++] = i;
+        if (k > 0)
+            err = pipeline(rc, c, k, add_fill, NULL, &a);
+    }
     conn_put(rc, c);
     strbuf_release(&a.key);
     return err;
@@ -498,8 +530,8 @@ static int write_all(struct redis_cache *rc, add_fn *add, const struct item *ite
         return 0;
     if ((err = ready(rc, &c)))
         return err;
-    for (size_t done = 0; done < calls && err == 0; done += 256) {
-        size_t k = calls - done < 256 ? calls - done : 256;
+    for (size_t done = 0; done < calls && err == 0; done += PIPELINE_MAX) {
+        size_t k = calls - done < PIPELINE_MAX ? calls - done : PIPELINE_MAX;
         a.first_call = done;
         err = pipeline(rc, c, k, add, NULL, &a);
     }

@@ -6,7 +6,7 @@
  * route but a malformed value (/v1/items/Bad/7) is a 400, not a 404:
  * the client named a real resource type with a bad identifier. A path
  * of the right shape with an unsupported method is a 405 with Allow.
- * Statuses for tally's error codes come from one table, status_of().
+ * Statuses for tally's error codes come from one table, fail_err().
  */
 #include "http/api.h"
 
@@ -51,6 +51,7 @@ struct route {
     const char *pattern;
     handler_fn *on[API_OTHER]; /* indexed by method; NULL: not allowed */
     const char *allow;
+    enum api_work work; /* where its handlers run; see api_work_of() */
 };
 
 /* ---------------------------------------------------------------- errors */
@@ -75,6 +76,11 @@ static void fail_err(struct ctx *c, int err)
     case TALLY_EUNAVAIL:
     case TALLY_EFULL:
     case TALLY_ECLOSED: fail(c, 503, "unavailable", tally_strerror(err)); break;
+    case TALLY_EUNAUTH:
+        c->res->challenge = true;
+        fail(c, 401, "unauthenticated", "a valid bearer token is required");
+        break;
+    case TALLY_EDENIED: fail(c, 403, "permission_denied", "this credential may not do that"); break;
     default: fail(c, 500, "internal", tally_strerror(err)); break;
     }
 }
@@ -185,6 +191,27 @@ static bool param_id(struct ctx *c, const char *key, int64_t *out)
     return false;
 }
 
+/*
+ * A user's token acts for its own uid only: a uid the request names (path, query or
+ * body) must be the token's, and one it leaves out is the token's. Service keys and
+ * the open API act for whoever they name. `given` says whether the request named one.
+ */
+static bool bind_uid(struct ctx *c, int64_t *uid, bool given)
+{
+    const struct auth_principal *p = c->req->principal;
+
+    if (!p || p->kind != AUTH_USER)
+        return true;
+    if (!given) {
+        *uid = p->uid;
+        return true;
+    }
+    if (*uid == p->uid)
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
+}
+
 static bool param_limit(struct ctx *c, size_t dflt, size_t *out)
 {
     const char *v = param(c, "limit");
@@ -267,7 +294,7 @@ static void h_health(struct ctx *c)
         c->res->status = 200;
         strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
     } else {
-        fail(c, 503, "unavailable", "the store does not answer");
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
     }
 }
 
@@ -286,7 +313,8 @@ static void h_get_item(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !param_id(c, "uid", &uid) ||
+        !bind_uid(c, &uid, uid != 0))
         return;
     if ((err = interactive_get(c->svc, &it, 1, uid, &st))) {
         fail_err(c, err);
@@ -306,7 +334,7 @@ static void h_get_items(struct ctx *c)
     size_t n = 0;
     int err;
 
-    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid))
+    if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid) || !bind_uid(c, &uid, uid != 0))
         return;
     if (!ids) {
         invalid(c, "ids is required: 1 to 100 comma-separated ids");
@@ -380,7 +408,8 @@ static void h_read(struct ctx *c)
     int64_t uid = 0;
     int err;
 
-    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid))
+    if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id) || !read_body_uid(c, &uid) ||
+        !bind_uid(c, &uid, uid != 0))
         return;
     if ((err = interactive_read(c->svc, &it, uid))) {
         fail_err(c, err);
@@ -398,7 +427,8 @@ static void like(struct ctx *c, bool on)
     int64_t uid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, it.biz) || !cap_id(c, 2, "id", &it.id))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, it.biz) ||
+        !cap_id(c, 2, "id", &it.id))
         return;
     if ((err = interactive_like(c->svc, uid, &it, on, &st))) {
         fail_err(c, err);
@@ -428,8 +458,8 @@ static void h_list_likes(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_biz(c, 1, biz) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_biz(c, 1, biz) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_likes(c->svc, uid, biz, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -446,8 +476,8 @@ static void collect(struct ctx *c, bool on)
     int64_t uid, cid;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !cap_biz(c, 2, it.biz) ||
-        !cap_id(c, 3, "id", &it.id))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !cap_biz(c, 2, it.biz) || !cap_id(c, 3, "id", &it.id))
         return;
     if ((err = interactive_collect(c->svc, uid, cid, &it, on, &st))) {
         fail_err(c, err);
@@ -476,8 +506,8 @@ static void h_list_collection(struct ctx *c)
     bool more;
     int err;
 
-    if (!cap_id(c, 0, "uid", &uid) || !cap_id(c, 1, "cid", &cid) || !param_limit(c, 20, &limit) ||
-        !param_cursor(c, &cur))
+    if (!cap_id(c, 0, "uid", &uid) || !bind_uid(c, &uid, true) || !cap_id(c, 1, "cid", &cid) ||
+        !param_limit(c, 20, &limit) || !param_cursor(c, &cur))
         return;
     if ((err = interactive_list_collection(c->svc, uid, cid, limit, &cur, e, &n, &more))) {
         fail_err(c, err);
@@ -512,25 +542,33 @@ static void h_top(struct ctx *c)
 /* ------------------------------------------------------- routing */
 
 static const struct route routes[] = {
-    {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD"},
-    {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD"},
-    {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD"},
-    {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD"},
-    {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST"},
+    {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD", API_WORK_READ},
+    {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD", API_WORK_LOOP},
+    {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD", API_WORK_READ},
+    {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD", API_WORK_READ},
+    /* Publishing never waits on a server (bus.h), so reads are answered on the loop. */
+    {"read", "v1/items/:biz/:id/reads", {[API_POST] = h_read}, "POST", API_WORK_LOOP},
     {"like",
      "v1/users/:uid/likes/:biz/:id",
      {[API_PUT] = h_like, [API_DELETE] = h_unlike},
-     "PUT, DELETE"},
-    {"list_likes", "v1/users/:uid/likes/:biz", {[API_GET] = h_list_likes}, "GET, HEAD"},
+     "PUT, DELETE",
+     API_WORK_WRITE},
+    {"list_likes",
+     "v1/users/:uid/likes/:biz",
+     {[API_GET] = h_list_likes},
+     "GET, HEAD",
+     API_WORK_READ},
     {"collect",
      "v1/users/:uid/collections/:cid/items/:biz/:id",
      {[API_PUT] = h_collect, [API_DELETE] = h_uncollect},
-     "PUT, DELETE"},
+     "PUT, DELETE",
+     API_WORK_WRITE},
     {"list_collection",
      "v1/users/:uid/collections/:cid/items",
      {[API_GET] = h_list_collection},
-     "GET, HEAD"},
-    {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD"},
+     "GET, HEAD",
+     API_WORK_READ},
+    {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD", API_WORK_READ},
 };
 #define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 
@@ -593,6 +631,7 @@ void api_response_init(struct api_response *res)
     strbuf_init(&res->body, 0);
     res->content_type = "application/json";
     res->allow = NULL;
+    res->challenge = false;
     res->route = NROUTES;
 }
 
@@ -601,27 +640,84 @@ void api_response_release(struct api_response *res)
     strbuf_release(&res->body);
 }
 
-void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
+/* Routes anyone may call, with or without a credential: the load balancer's probe. */
+static bool open_route(int r)
 {
-    struct ctx c = {.svc = svc, .req = req, .res = res};
+    return r < NROUTES && routes[r].on[API_GET] == h_health;
+}
+
+/* The route the request's path names and whether its method has a handler there. */
+static int find_route(const struct api_request *req, struct ctx *c, bool *allowed)
+{
     struct slice seg[MAX_SEGMENTS];
     enum api_method m = req->method == API_HEAD ? API_GET : req->method;
     int nseg, r;
 
-    res->route = NROUTES;
-    if (!split_path(req->path, seg, &nseg)) {
-        fail(&c, 404, "not_found", "no such route");
-        return;
-    }
+    *allowed = false;
+    if (!split_path(req->path, seg, &nseg))
+        return NROUTES;
     for (r = 0; r < NROUTES; r++)
-        if (match(routes[r].pattern, seg, nseg, &c))
+        if (match(routes[r].pattern, seg, nseg, c))
             break;
+    *allowed = r < NROUTES && m != API_OTHER && routes[r].on[m];
+    return r;
+}
+
+enum api_work api_work_of(const struct api_request *req, int *route)
+{
+    struct ctx c = {.req = req};
+    bool allowed;
+    int r = find_route(req, &c, &allowed);
+
+    *route = r;
+    /* 401, 404, 405 and 413 are answered without a server. */
+    if (req->principal && req->principal->kind == AUTH_NONE && !open_route(r))
+        return API_WORK_LOOP;
+    return allowed && req->body_len <= API_MAX_BODY ? routes[r].work : API_WORK_LOOP;
+}
+
+/*
+ * Who may do what: /healthz is open; anything else needs a valid credential first (so
+ * that routes cannot be probed without one), then the route's scope: `metrics` for
+ * /metrics, `read` for GET and HEAD of /v1, `write` for the rest; `admin` has them all.
+ */
+static bool authorized(struct ctx *c, int r, enum api_method m)
+{
+    const struct auth_principal *p = c->req->principal;
+    unsigned need;
+
+    if (!p || open_route(r))
+        return true;
+    if (p->kind == AUTH_NONE) {
+        fail_err(c, TALLY_EUNAUTH);
+        return false;
+    }
+    if (r == NROUTES)
+        return true; /* a 404 follows */
+    need = routes[r].on[API_GET] == h_metrics ? AUTH_METRICS
+           : m == API_GET                     ? AUTH_READ
+                                              : AUTH_WRITE;
+    if (p->scopes & (need | AUTH_ADMIN))
+        return true;
+    fail_err(c, TALLY_EDENIED);
+    return false;
+}
+
+void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res)
+{
+    struct ctx c = {.svc = svc, .req = req, .res = res};
+    enum api_method m = req->method == API_HEAD ? API_GET : req->method;
+    bool allowed;
+    int r = find_route(req, &c, &allowed);
+
+    res->route = r;
+    if (!authorized(&c, r, m))
+        return;
     if (r == NROUTES) {
         fail(&c, 404, "not_found", "no such route");
         return;
     }
-    res->route = r;
-    if (m == API_OTHER || !routes[r].on[m]) {
+    if (!allowed) {
         res->allow = routes[r].allow;
         fail(&c, 405, "method_not_allowed", "method not allowed on this path");
         return;

@@ -10,8 +10,10 @@
 #ifndef TALLY_HTTP_API_H
 #define TALLY_HTTP_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "http/auth.h"
 #include "service/interactive.h"
 #include "util/strbuf.h"
 
@@ -26,6 +28,8 @@ struct api_request {
     const char *query; /* raw, without '?'; NULL when absent */
     const char *body;
     size_t body_len;
+    /* Who is calling, as the server authenticated them; NULL: the API is open. */
+    const struct auth_principal *principal;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -34,6 +38,7 @@ struct api_response {
     struct strbuf body;
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
+    bool challenge;    /* for 401: send WWW-Authenticate: Bearer */
     int route;         /* index for metrics; see api_route_name() */
 };
 
@@ -41,6 +46,15 @@ void api_response_init(struct api_response *res);
 void api_response_release(struct api_response *res);
 
 void api_handle(struct interactive *svc, const struct api_request *req, struct api_response *res);
+
+/*
+ * Where api_handle() may run for this request: on the event loop (it never
+ * waits on a server: errors, /metrics, publishing a read), or on a worker
+ * pool for reads or for writes of the store; *route is the route for metrics. Writes have a pool of their
+ * own so that a store whose write lock is taken cannot hold up reads.
+ */
+enum api_work { API_WORK_LOOP, API_WORK_READ, API_WORK_WRITE };
+enum api_work api_work_of(const struct api_request *req, int *route);
 
 /* Number of routes and a stable name for each ("unmatched" for 404s). */
 int api_route_count(void);

@@ -1,76 +1,199 @@
 /*
- * server.c - libevent glue: sockets, event loops, metrics per request.
+ * server.c - HTTP/1.1 over libevent bufferevents, parsed by http-parser.
  *
  * DESIGN
- *   N event-loop threads (default 2, one per core) each run their own
- *   event_base and evhttp and accept from one shared listening socket, so
- *   the kernel spreads connections and no request ever crosses a thread.
- *   Handlers run to completion on the loop thread. Store calls block that
- *   loop for their duration: for SQLite that is microseconds, and for a
- *   networked store it is one round trip on a loopback or LAN link, which
- *   is why there are several loops rather than one. Everything slow
- *   (read counting, broker I/O) happens off these threads.
+ *   N event-loop threads (default 2) each accept from one shared listening
+ *   socket and own the connections they accepted; no connection ever
+ *   crosses a loop. The loops never wait on a server: a request that needs
+ *   the store or the cache is handed to a worker pool (one for reads, one
+ *   for writes, so a store whose write lock is taken elsewhere holds up
+ *   only the writes), and the pool posts the finished response back to the
+ *   connection's loop. What needs no server (errors, /metrics, publishing a
+ *   read on the bus) is answered on the loop at once.
  *
- *   libevent was chosen by measurement; see docs/architecture.md.
+ *   Why not libevent's evhttp: it cannot bound what a client makes it
+ *   hold. Its header timeout restarts on every byte, it buffers pipelined
+ *   input and unsent output without limit, takes the first of two
+ *   Content-Length headers, answers its own errors in HTML and spins at the
+ *   fd limit. Here every connection is a small state machine with hard
+ *   limits; the HTTP grammar itself is left to http-parser (strict build:
+ *   it refuses duplicate Content-Length, Content-Length with
+ *   Transfer-Encoding, bad chunks and bad tokens). docs/architecture.md
+ *   has the measurements.
  *
- *   Stopping: http_server_stop() activates a per-loop event that removes the
- *   listener and lets the loop run for a grace period, so responses already
- *   queued are written before the loop exits and the threads are joined.
+ *   Limits every connection lives under:
+ *     - a request (line, headers and body) arrives whole within
+ *       header_timeout_ms of its first byte, however it is dribbled: the
+ *       deadline is set once and never pushed back; 408 when it passes;
+ *     - an idle keep-alive connection is closed after idle_timeout_ms, and
+ *       so is one whose unsent output makes no progress for that long;
+ *     - headers are at most 16 KiB (431), bodies 64 KiB (413, unread);
+ *     - one request at a time: while one is being answered the parser is
+ *       paused, at most MAX_PIPELINED bytes of the next ones are buffered,
+ *       and a connection with more than MAX_UNSENT bytes of responses its
+ *       client has not read is not read from until they drain.
+ *   Per server: at most max_conns connections (more are closed on
+ *   accept); at the fd limit the loop stops accepting, backs off (10 ms
+ *   doubling to 1 s) and resumes by itself, logging at most a line a
+ *   second.
+ *
+ *   TLS (--tls-cert/--tls-key): the same connections over libevent's OpenSSL
+ *   bufferevents, TLS 1.2 or newer; a reload swaps the context under a
+ *   lock, and each connection keeps the one it was accepted with.
+ *
+ *   A reply that ends a connection (an error, Connection: close) is
+ *   written, then the socket is shut for writing and read and discarded
+ *   for up to LINGER_MS, so that the client sees the reply instead of a
+ *   reset.
+ *
+ *   Stopping: each loop stops accepting, closes its idle connections,
+ *   answers what is in flight and exits when its last connection closes
+ *   (or after STOP_GRACE_MS). The pools are freed after the loops are
+ *   joined and before any connection is freed, so a job never outlives
+ *   the connection it answers.
  */
 #include "http/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
+#include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/json.h"
 #include "util/clock.h"
+#include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/workpool.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-#define MAX_THREADS  64
-#define STATUS_SLOTS 8
-#define GRACE_MS     300
+#define MAX_THREADS      64
+#define MAX_HEADER_BYTES (16 * 1024)
+#define MAX_PIPELINED    (64 * 1024)   /* unparsed input held while a request is answered */
+#define MAX_UNSENT       (1024 * 1024) /* unread responses before reading stops */
+#define ACCEPT_BATCH     64
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+#define LINGER_MS        500
+#define STOP_GRACE_MS    2000
 
-/* One event loop. Owned by its thread once started; `stop` is the only way in. */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+enum conn_state {
+    C_IDLE,    /* between requests; the idle timeout runs */
+    C_READING, /* a request has begun; its deadline runs */
+    C_WORKING, /* a whole request is being answered in a pool; the parser is paused */
+    C_CLOSING, /* the last reply is being written */
+    C_LINGER,  /* written and shut for writing; input is read and dropped */
+};
+
+/* Which header the value being parsed belongs to (the ones the server reads itself). */
+enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION };
+
+/*
+ * A request being answered in a pool. Embedded in its connection; the worker
+ * touches only req, res and work, and hands the job back through its loop.
+ */
+struct job {
+    struct work work;
+    struct loop *loop;
+    struct interactive *svc;
+    struct api_request req;
+    struct api_response res;
+    struct job *next_done;
+};
+
+/* One client connection. Owned by its loop's thread. */
+struct conn {
+    struct loop *loop;
+    struct conn *prev, *next; /* the loop's list */
+    struct bufferevent *bev;  /* NULL once closed while a job was out */
+    http_parser parser;
+    enum conn_state state;
+    struct event *timer; /* idle timeout, request deadline or linger, by state */
+    /* the request being read */
+    struct strbuf url, path, query, body;
+    char field[16];
+    size_t field_len;
+    bool in_value;
+    enum header header;
+    int hosts, authorizations;
+    struct strbuf authorization;
+    struct auth_principal principal;
+    bool expect_continue, complete, bad_method, eof, read_paused;
+    int reject;             /* a status the parser callbacks decided on, 0 if none */
+    const char *reject_why; /* and its message */
+    bool keep_alive, head, http10;
+    int64_t started_us;
+    struct job job;
+};
+
+/* One event loop. Owned by its thread once started; `stop_ev` and `done_ev` are the ways in. */
 struct loop {
     struct http_server *srv;
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
-    struct event *stop;
+    struct event *accept_ev, *resume_ev, *stop_ev, *done_ev;
+    int backoff_ms;
+    bool stopping;
+    struct conn *conns;
+    int nconns;
+    pthread_mutex_t done_lock; /* owns done_head/done_tail, which workers append to */
+    struct job *done_head, *done_tail;
+    struct strbuf head; /* scratch for response headers */
+    time_t date_sec;
+    char date[64];
     pthread_t thread;
 };
 
-/* Created and freed by the main thread; loops read srv->svc and the metric tables. */
+#define STATUS_SLOTS 15
+static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408,
+                                               413, 417, 431, 500, 503, 505, 0 /* other */};
+
+/* Created and freed by the main thread; loops and pools read it. */
 struct http_server {
+    struct http_config cfg;
     struct interactive *svc;
     evutil_socket_t fd;
     int port;
     int nloops;
     struct loop loops[MAX_THREADS];
+    struct workpool *pools[3]; /* indexed by enum api_work; [API_WORK_LOOP] unused */
+    pthread_mutex_t tls_lock; /* owns tls; a reload swaps it while loops accept */
+    SSL_CTX *tls;             /* NULL: plain HTTP */
+    atomic_int nconns;
+    atomic_llong accept_logged_us;
+    int malformed_route; /* the metrics' route for requests that never reached the API */
     /* [route][status slot], created on first use; see count_request(). */
-    _Atomic(struct metric *) requests[16][STATUS_SLOTS];
-    struct metric *latency[16];
+    _Atomic(struct metric *) requests[17][STATUS_SLOTS];
+    struct metric *latency[17];
+    struct metric *m_conns, *m_refused, *m_paused, *m_timeout_header, *m_timeout_idle,
+        *m_timeout_write;
 };
 
-static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 404, 405, 413, 500, 503};
+static const struct http_parser_settings parser_settings;
+
+/* ------------------------------------------------------------ metrics */
 
 static void count_request(struct http_server *srv, int route, int status, double seconds)
 {
@@ -83,8 +206,13 @@ static void count_request(struct http_server *srv, int route, int status, double
     if (!m) {
         struct strbuf labels = STRBUF_INIT;
 
-        strbuf_addf(&labels, "route=\"%s\",status=\"%d\"", api_route_name(route),
-                    status_slots[slot]);
+        strbuf_addf(&labels, "route=\"%s\",status=\"", route == srv->malformed_route
+                                                             ? "malformed"
+                                                             : api_route_name(route));
+        if (status_slots[slot])
+            strbuf_addf(&labels, "%d\"", status_slots[slot]);
+        else
+            strbuf_addstr(&labels, "other\"");
         m = metrics_counter("tally_http_requests_total", "HTTP requests by route and status.",
                             labels.buf);
         strbuf_release(&labels);
@@ -94,61 +222,747 @@ static void count_request(struct http_server *srv, int route, int status, double
     metric_observe(srv->latency[route], seconds);
 }
 
-static enum api_method method_of(enum evhttp_cmd_type cmd)
+static const char *reason(int status)
 {
-    switch (cmd) {
-    case EVHTTP_REQ_GET: return API_GET;
-    case EVHTTP_REQ_HEAD: return API_HEAD;
-    case EVHTTP_REQ_POST: return API_POST;
-    case EVHTTP_REQ_PUT: return API_PUT;
-    case EVHTTP_REQ_DELETE: return API_DELETE;
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 202: return "Accepted";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_process(struct conn *c);
+static void conn_finish(struct conn *c);
+static void set_timer(struct conn *c, int ms);
+
+/* Closes the socket; the struct goes too unless a job still points at it. */
+static void conn_close(struct conn *c)
+{
+    struct loop *l = c->loop;
+
+    if (c->bev) {
+        bufferevent_free(c->bev); /* closes the socket */
+        c->bev = NULL;
+        atomic_fetch_sub(&l->srv->nconns, 1);
+        metric_set(l->srv->m_conns, atomic_load(&l->srv->nconns));
+    }
+    if (c->state == C_WORKING)
+        return; /* freed when the job comes back */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    l->nconns--;
+    event_free(c->timer);
+    strbuf_release(&c->url);
+    strbuf_release(&c->path);
+    strbuf_release(&c->query);
+    strbuf_release(&c->body);
+    strbuf_release(&c->authorization);
+    free(c);
+    if (l->stopping && l->nconns == 0)
+        event_base_loopbreak(l->base);
+}
+
+/* Closes c once what it has to send is written (the client stopped sending, or a stop). */
+static void conn_finish(struct conn *c)
+{
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        conn_close(c);
+        return;
+    }
+    c->state = C_CLOSING;
+    evtimer_del(c->timer);
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+}
+
+/* Shuts the socket for writing and drops what the client still sends, for a moment. */
+static void conn_linger(struct conn *c)
+{
+    c->state = C_LINGER;
+    if (!bufferevent_openssl_get_ssl(c->bev)) /* TLS: the peer's close ends it */
+        shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+    bufferevent_enable(c->bev, EV_READ);
+    set_timer(c, LINGER_MS);
+}
+
+static void set_timer(struct conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+static const char *http_date(struct loop *l)
+{
+    time_t now = time(NULL);
+
+    if (now != l->date_sec) {
+        struct tm tm;
+
+        gmtime_r(&now, &tm);
+        strftime(l->date, sizeof(l->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        l->date_sec = now;
+    }
+    return l->date;
+}
+
+/* Writes one response and moves the connection on: to the next request, or to closing. */
+static void respond(struct conn *c, const struct api_response *res)
+{
+    struct loop *l = c->loop;
+    struct strbuf *h = &l->head;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    strbuf_reset(h);
+    strbuf_addf(h, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+                res->status, reason(res->status), http_date(l), res->content_type, res->body.len);
+    if (res->allow)
+        strbuf_addf(h, "Allow: %s\r\n", res->allow);
+    if (res->challenge)
+        strbuf_addstr(h, "WWW-Authenticate: Bearer\r\n");
+    if (res->status >= 400 && res->route == l->srv->malformed_route)
+        c->keep_alive = false;
+    if (l->stopping)
+        c->keep_alive = false;
+    if (!c->keep_alive)
+        strbuf_addstr(h, "Connection: close\r\n");
+    else if (c->http10)
+        strbuf_addstr(h, "Connection: keep-alive\r\n");
+    strbuf_addstr(h, "\r\n");
+    evbuffer_add(out, h->buf, h->len);
+    if (!c->head)
+        evbuffer_add(out, res->body.buf, res->body.len);
+    count_request(l->srv, res->route, res->status,
+                  (double)(clock_mono_us() - c->started_us) / 1e6);
+    if (c->keep_alive) {
+        c->state = C_IDLE;
+        set_timer(c, l->srv->cfg.idle_timeout_ms);
+    } else {
+        conn_finish(c);
+    }
+}
+
+/* Answers with an error of the server's own (the request never reached the API). */
+static void reject(struct conn *c, int status, const char *code, const char *message)
+{
+    struct api_response res;
+
+    api_response_init(&res);
+    res.status = status;
+    res.route = c->loop->srv->malformed_route;
+    json_add_error(&res.body, code, message);
+    c->keep_alive = false;
+    c->head = false;
+    respond(c, &res);
+    api_response_release(&res);
+}
+
+/* ------------------------------------------------------------ parser callbacks */
+
+/* Records the first reason found to refuse the request; answered once parsing stops. */
+static void refuse(struct conn *c, int status, const char *why)
+{
+    if (!c->reject) {
+        c->reject = status;
+        c->reject_why = why;
+    }
+}
+
+static int on_message_begin(http_parser *p)
+{
+    struct conn *c = p->data;
+
+    strbuf_reset(&c->url);
+    strbuf_reset(&c->body);
+    strbuf_reset(&c->authorization);
+    c->field_len = 0;
+    c->in_value = false;
+    c->header = H_OTHER;
+    c->hosts = c->authorizations = 0;
+    c->expect_continue = false;
+    c->reject = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+
+    strbuf_add(&c->url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+
+    if (c->in_value) { /* a new field begins */
+        c->in_value = false;
+        c->field_len = 0;
+    }
+    /* Only short names matter here; a longer one just stops matching. */
+    if (c->field_len + len < sizeof(c->field))
+        memcpy(c->field + c->field_len, at, len);
+    c->field_len += len;
+    return 0;
+}
+
+static bool field_is(const struct conn *c, const char *name)
+{
+    size_t n = strlen(name);
+    return c->field_len == n && strncasecmp(c->field, name, n) == 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+
+    if (!c->in_value) {
+        c->in_value = true;
+        c->header = field_is(c, "host")            ? H_HOST
+                    : field_is(c, "expect")        ? H_EXPECT
+                    : field_is(c, "authorization") ? H_AUTHORIZATION
+                                                   : H_OTHER;
+        if (c->header == H_HOST)
+            c->hosts++;
+        if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
+            refuse(c, 400, "a request may carry one Authorization header");
+        if (c->header == H_EXPECT) {
+            if (len == 12 && strncasecmp(at, "100-continue", 12) == 0)
+                c->expect_continue = true;
+            else
+                refuse(c, 417, "only Expect: 100-continue is understood");
+            return 0;
+        }
+    }
+    if (c->header == H_AUTHORIZATION)
+        strbuf_add(&c->authorization, at, len);
+    if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
+        c->expect_continue = false;
+        refuse(c, 417, "only Expect: 100-continue is understood");
+    }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+
+    if (p->http_major != 1 || p->http_minor > 1)
+        refuse(c, 505, "HTTP/1.0 and HTTP/1.1 only");
+    else if (c->hosts > 1 || (p->http_minor == 1 && c->hosts == 0))
+        refuse(c, 400, "HTTP/1.1 requires exactly one Host header"); /* RFC 9112 3.2 */
+    else if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY)
+        refuse(c, 413, "request body is over 64 KiB");
+    if (c->reject)
+        return -1;
+    if (c->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0))
+        bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct conn *c = p->data;
+
+    if (c->body.len + len > API_MAX_BODY) {
+        refuse(c, 413, "request body is over 64 KiB");
+        return -1;
+    }
+    strbuf_add(&c->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct conn *c = p->data;
+
+    c->complete = true;
+    http_parser_pause(p, 1); /* one request at a time */
+    return 0;
+}
+
+static const struct http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ------------------------------------------------------------ requests */
+
+static enum api_method method_of(unsigned m)
+{
+    switch (m) {
+    case HTTP_GET: return API_GET;
+    case HTTP_HEAD: return API_HEAD;
+    case HTTP_POST: return API_POST;
+    case HTTP_PUT: return API_PUT;
+    case HTTP_DELETE: return API_DELETE;
     default: return API_OTHER;
     }
 }
 
-static void on_request(struct evhttp_request *req, void *arg)
+/* Splits the request target into c->path and c->query; false when it is not a URL. */
+static bool split_target(struct conn *c, const char *url, size_t len, bool connect)
 {
-    struct http_server *srv = arg;
-    int64_t start = clock_mono_us();
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    struct evbuffer *out;
-    struct api_response res;
-    struct api_request ar = {
-        .method = method_of(evhttp_request_get_command(req)),
-        .path = uri ? evhttp_uri_get_path(uri) : NULL,
-        .query = uri ? evhttp_uri_get_query(uri) : NULL,
-        .body_len = evbuffer_get_length(in),
+    struct http_parser_url u;
+
+    http_parser_url_init(&u);
+    if (len == 0 || http_parser_parse_url(url, len, connect, &u) != 0)
+        return false;
+    strbuf_reset(&c->path);
+    strbuf_reset(&c->query);
+    if (u.field_set & (1 << UF_PATH))
+        strbuf_add(&c->path, url + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
+    else
+        strbuf_addch(&c->path, '/');
+    if (u.field_set & (1 << UF_QUERY))
+        strbuf_add(&c->query, url + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+    return true;
+}
+
+static void job_run(struct work *w)
+{
+    struct job *j = container_of(w, struct job, work);
+    struct loop *l = j->loop;
+    bool wake;
+
+    api_handle(j->svc, &j->req, &j->res);
+    pthread_mutex_lock(&l->done_lock);
+    wake = l->done_head == NULL;
+    if (l->done_tail)
+        l->done_tail->next_done = j;
+    else
+        l->done_head = j;
+    l->done_tail = j;
+    pthread_mutex_unlock(&l->done_lock);
+    if (wake)
+        event_active(l->done_ev, EV_READ, 0);
+}
+
+/* Answers the request c has read, on the loop or through a pool. */
+static void dispatch(struct conn *c, enum api_method method)
+{
+    struct http_server *srv = c->loop->srv;
+    struct job *j = &c->job;
+    enum api_work work;
+    int route;
+
+    api_response_init(&j->res);
+    j->req = (struct api_request){
+        .method = method,
+        .path = c->path.buf,
+        .query = c->query.buf,
+        .body = c->body.len ? c->body.buf : "",
+        .body_len = c->body.len,
+        .principal = srv->cfg.auth ? &c->principal : NULL,
     };
+    if (srv->cfg.auth)
+        auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
+                   &c->principal);
+    work = api_work_of(&j->req, &route);
+    if (work != API_WORK_LOOP) {
+        int err = workpool_submit(srv->pools[work], &j->work);
 
-    if (!ar.path || !*ar.path)
-        ar.path = "/";
-    ar.body = ar.body_len ? (const char *)evbuffer_pullup(in, -1) : "";
-    api_response_init(&res);
-    api_handle(srv->svc, &ar, &res);
+        if (err == 0) {
+            c->state = C_WORKING;
+            evtimer_del(c->timer);
+            return;
+        }
+        j->res.status = 503;
+        j->res.route = route;
+        json_add_error(&j->res.body, "unavailable", "the server is busy; try again");
+    } else {
+        api_handle(srv->svc, &j->req, &j->res);
+    }
+    respond(c, &j->res);
+    api_response_release(&j->res);
+}
 
-    evhttp_add_header(headers, "Content-Type", res.content_type);
-    if (res.allow)
-        evhttp_add_header(headers, "Allow", res.allow);
-    out = evbuffer_new();
-    evbuffer_add(out, res.body.buf, res.body.len);
-    evhttp_send_reply(req, res.status, NULL, out);
-    evbuffer_free(out);
-    count_request(srv, res.route, res.status, (double)(clock_mono_us() - start) / 1e6);
-    api_response_release(&res);
+static void request_complete(struct conn *c)
+{
+    http_parser *p = &c->parser;
+
+    c->complete = false;
+    http_parser_pause(p, 0);
+    c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    c->head = p->method == HTTP_HEAD;
+    c->http10 = p->http_minor == 0;
+    c->started_us = clock_mono_us();
+    if (!split_target(c, c->url.buf, c->url.len, p->method == HTTP_CONNECT)) {
+        reject(c, 400, "bad_request", "the request target is not a valid URL");
+        return;
+    }
+    dispatch(c, method_of(p->method));
+}
+
+/*
+ * http-parser knows a fixed list of methods. Any other well-formed request
+ * line ("FOO /v1/items/a/1 HTTP/1.1") is still a request for a path: the API
+ * answers it (405 with Allow, or 404), and the connection closes since the
+ * body's framing is unknown. Returns false while the line is incomplete.
+ */
+static bool answer_unknown_method(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t eol_len, len;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+    const char *line, *sp1, *sp2;
+    bool ok = true;
+
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) <= MAX_HEADER_BYTES && !c->eof)
+            return false;
+        reject(c, evbuffer_get_length(in) > MAX_HEADER_BYTES ? 431 : 400,
+               evbuffer_get_length(in) > MAX_HEADER_BYTES ? "headers_too_large" : "bad_request",
+               "malformed request line");
+        return true;
+    }
+    len = (size_t)eol.pos;
+    line = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    sp1 = memchr(line, ' ', len);
+    sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
+    ok = sp1 && sp2 && sp1 > line && sp2 > sp1 + 1 &&
+         (size_t)(line + len - (sp2 + 1)) == 8 &&
+         (memcmp(sp2 + 1, "HTTP/1.1", 8) == 0 || memcmp(sp2 + 1, "HTTP/1.0", 8) == 0);
+    for (const char *q = line; ok && q < sp1; q++) /* RFC 9110 tchar */
+        ok = (*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
+             strchr("!#$%&'*+-.^_`|~", *q) != NULL;
+    c->started_us = clock_mono_us();
+    if (!ok || !split_target(c, sp1 + 1, (size_t)(sp2 - sp1 - 1), false)) {
+        reject(c, 400, "bad_request", "malformed request line");
+        return true;
+    }
+    c->keep_alive = false;
+    c->head = false;
+    c->http10 = false;
+    dispatch(c, API_OTHER);
+    return true;
+}
+
+/* The parser stopped on an error: answer it and close. */
+static void parse_failed(struct conn *c)
+{
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    struct strbuf msg = STRBUF_INIT;
+
+    switch (c->reject) {
+    case 0: break;
+    case 413: reject(c, 413, "payload_too_large", c->reject_why); return;
+    case 417: reject(c, 417, "expectation_failed", c->reject_why); return;
+    case 505: reject(c, 505, "http_version_not_supported", c->reject_why); return;
+    default: reject(c, c->reject, "bad_request", c->reject_why); return;
+    }
+    if (e == HPE_HEADER_OVERFLOW) {
+        reject(c, 431, "headers_too_large", "request line and headers are over 16 KiB");
+        return;
+    }
+    strbuf_addf(&msg, "malformed HTTP request: %s", http_errno_description(e));
+    reject(c, 400, "bad_request", msg.buf);
+    strbuf_release(&msg);
+}
+
+/* Reads requests from the input buffer and answers them, as far as the limits allow. */
+static void conn_process(struct conn *c)
+{
+    struct evbuffer *in, *out;
+
+    while (c->bev && (c->state == C_IDLE || c->state == C_READING)) {
+        size_t len, n;
+        const char *data;
+
+        in = bufferevent_get_input(c->bev);
+        out = bufferevent_get_output(c->bev);
+        if (evbuffer_get_length(out) > MAX_UNSENT) { /* wait until the client reads */
+            c->read_paused = true;
+            bufferevent_disable(c->bev, EV_READ);
+            return;
+        }
+        if ((len = evbuffer_get_length(in)) == 0)
+            break;
+        if (c->state == C_IDLE) { /* the first byte of a request: its deadline starts */
+            c->state = C_READING;
+            set_timer(c, c->loop->srv->cfg.header_timeout_ms);
+        }
+        if (c->bad_method) {
+            if (!answer_unknown_method(c))
+                break;
+            continue;
+        }
+        data = (const char *)evbuffer_pullup(in, -1);
+        n = http_parser_execute(&c->parser, &parser_settings, data, len);
+        if (c->complete) {
+            evbuffer_drain(in, n);
+            request_complete(c);
+            continue;
+        }
+        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_INVALID_METHOD && !c->reject) {
+            c->bad_method = true;
+            continue;
+        }
+        if (HTTP_PARSER_ERRNO(&c->parser) != HPE_OK) {
+            parse_failed(c);
+            break;
+        }
+        evbuffer_drain(in, n);
+    }
+    if (c->bev && c->eof && (c->state == C_IDLE || c->state == C_READING))
+        conn_finish(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->state == C_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    conn_process(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+
+    if (c->state == C_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_linger(c);
+        return;
+    }
+    if (c->read_paused) { /* the client read its responses: take its next requests */
+        c->read_paused = false;
+        bufferevent_enable(bev, EV_READ);
+        conn_process(c);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)bev;
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+        metric_add(c->loop->srv->m_timeout_write, 1);
+        conn_close(c);
+    } else if ((what & BEV_EVENT_EOF) && c->state != C_LINGER) {
+        /* The client is done sending; what it asked for is still answered. */
+        c->eof = true;
+        if (c->state == C_IDLE || c->state == C_READING)
+            conn_process(c);
+    } else {
+        conn_close(c);
+    }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+
+    (void)fd, (void)what;
+    switch (c->state) {
+    case C_IDLE:
+        metric_add(c->loop->srv->m_timeout_idle, 1);
+        conn_close(c);
+        break;
+    case C_READING:
+        metric_add(c->loop->srv->m_timeout_header, 1);
+        c->started_us = clock_mono_us();
+        reject(c, 408, "request_timeout", "the request did not arrive in time");
+        break;
+    default: conn_close(c); break;
+    }
+}
+
+/* A plain socket, or TLS with the certificate in force when the connection came. */
+static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
+{
+    struct http_server *srv = l->srv;
+    struct bufferevent *bev;
+    SSL *ssl = NULL;
+
+    if (!srv->cfg.tls_cert)
+        return bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    pthread_mutex_lock(&srv->tls_lock);
+    ssl = SSL_new(srv->tls);
+    pthread_mutex_unlock(&srv->tls_lock);
+    TALLY_ASSERT(ssl); /* only out of memory */
+    bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static void conn_new(struct loop *l, evutil_socket_t fd)
+{
+    struct conn *c = xcalloc(1, sizeof(*c));
+    struct http_server *srv = l->srv;
+    struct timeval write_tv = {srv->cfg.idle_timeout_ms / 1000,
+                               (srv->cfg.idle_timeout_ms % 1000) * 1000};
+    int one = 1;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->loop = l;
+    c->bev = new_bufferevent(l, fd);
+    c->timer = evtimer_new(l->base, on_timer, c);
+    TALLY_ASSERT(c->bev && c->timer);
+    strbuf_init(&c->url, 0);
+    strbuf_init(&c->path, 0);
+    strbuf_init(&c->query, 0);
+    strbuf_init(&c->body, 0);
+    strbuf_init(&c->authorization, 0);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->job.work.run = job_run;
+    c->job.loop = l;
+    c->job.svc = srv->svc;
+    c->state = C_IDLE;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, MAX_PIPELINED);
+    bufferevent_setwatermark(c->bev, EV_WRITE, MAX_UNSENT / 2, 0);
+    bufferevent_set_timeouts(c->bev, NULL, &write_tv);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    set_timer(c, srv->cfg.idle_timeout_ms);
+}
+
+/* ------------------------------------------------------------ loops */
+
+/* Jobs the pools finished: answer them and go on with their connections. */
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *l = arg;
+    struct job *j;
+
+    (void)fd, (void)what;
+    pthread_mutex_lock(&l->done_lock);
+    j = l->done_head;
+    l->done_head = l->done_tail = NULL;
+    pthread_mutex_unlock(&l->done_lock);
+    while (j) {
+        struct job *next = j->next_done;
+        struct conn *c = container_of(j, struct conn, job);
+
+        j->next_done = NULL;
+        if (!c->bev) { /* the client went away meanwhile */
+            api_response_release(&j->res);
+            c->state = C_CLOSING;
+            conn_close(c);
+        } else {
+            respond(c, &j->res);
+            api_response_release(&j->res); /* before the next request reuses the job */
+            conn_process(c);
+        }
+        j = next;
+    }
+}
+
+static void log_accept_pause(struct http_server *srv, int err)
+{
+    int64_t now = clock_mono_us(), last = atomic_load(&srv->accept_logged_us);
+
+    if (now - last >= 1000000 && atomic_compare_exchange_strong(&srv->accept_logged_us, &last, now))
+        log_warn("http: cannot accept: %s; pausing accepts (tally_http_accept_paused_total)",
+                 strerror(err));
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *l = arg;
+    struct http_server *srv = l->srv;
+
+    (void)what;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* Out of descriptors or memory: stop accepting for a while; the kernel
+             * keeps the connections waiting in the backlog. */
+            metric_add(srv->m_paused, 1);
+            log_accept_pause(srv, errno);
+            l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
+            if (l->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+                l->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+            event_del(l->accept_ev);
+            struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
+            evtimer_add(l->resume_ev, &tv);
+            return;
+        }
+        l->backoff_ms = 0;
+        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
+            atomic_fetch_sub(&srv->nconns, 1);
+            metric_add(srv->m_refused, 1);
+            close(cfd);
+            continue;
+        }
+        metric_set(srv->m_conns, atomic_load(&srv->nconns));
+        conn_new(l, cfd);
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *l = arg;
+
+    (void)fd, (void)what;
+    if (!l->stopping)
+        event_add(l->accept_ev, NULL);
 }
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct loop *l = arg;
-    struct timeval grace = {0, GRACE_MS * 1000};
+    struct timeval grace = {STOP_GRACE_MS / 1000, (STOP_GRACE_MS % 1000) * 1000};
+    struct conn *c = l->conns;
 
     (void)fd, (void)what;
-    if (l->bound)
-        evhttp_del_accept_socket(l->http, l->bound);
-    l->bound = NULL;
-    event_base_loopexit(l->base, &grace);
+    l->stopping = true;
+    event_del(l->accept_ev);
+    evtimer_del(l->resume_ev);
+    while (c) { /* idle ones go now; the others after their reply */
+        struct conn *next = c->next;
+
+        c->keep_alive = false;
+        if (c->state == C_IDLE)
+            conn_finish(c);
+        c = next;
+    }
+    if (l->nconns == 0)
+        event_base_loopbreak(l->base);
+    else
+        event_base_loopexit(l->base, &grace);
 }
 
 static void *loop_main(void *arg)
@@ -204,54 +1018,125 @@ static int bound_port(evutil_socket_t fd)
     return ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
-struct http_server *http_server_start(const char *host, int port, int threads,
-                                      struct interactive *svc, char **err)
+static void init_metrics(struct http_server *srv)
 {
     static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                     0.01,   0.025,   0.05,   0.1,   0.25,   1};
-    struct http_server *srv;
-    evutil_socket_t fd;
+    const char *timeouts = "HTTP connections closed for a timeout, by phase.";
 
-    TALLY_ASSERT(threads >= 1 && threads <= MAX_THREADS);
-    TALLY_ASSERT(api_route_count() <= 16);
-    if ((fd = listen_on(host, port, err)) < 0)
-        return NULL;
-    evthread_use_pthreads();
-    srv = xcalloc(1, sizeof(*srv));
-    srv->svc = svc;
-    srv->fd = fd;
-    srv->port = bound_port(fd);
-    for (int r = 0; r < api_route_count(); r++) {
+    for (int r = 0; r <= srv->malformed_route; r++) {
         struct strbuf labels = STRBUF_INIT;
 
-        strbuf_addf(&labels, "route=\"%s\"", api_route_name(r));
+        strbuf_addf(&labels, "route=\"%s\"",
+                    r == srv->malformed_route ? "malformed" : api_route_name(r));
         srv->latency[r] = metrics_histogram("tally_http_request_duration_seconds",
                                             "Time to handle a request, by route.", labels.buf,
                                             bounds, sizeof(bounds) / sizeof(bounds[0]));
         strbuf_release(&labels);
     }
-    for (int i = 0; i < threads; i++) {
+    srv->m_conns = metrics_gauge("tally_http_connections", "Open HTTP connections.", "");
+    srv->m_refused = metrics_counter("tally_http_connections_refused_total",
+                                     "Connections closed on accept: --max-conns were open.", "");
+    srv->m_paused = metrics_counter(
+        "tally_http_accept_paused_total",
+        "Times accepting paused because the process was out of descriptors or memory.", "");
+    srv->m_timeout_header = metrics_counter("tally_http_timeouts_total", timeouts,
+                                            "phase=\"header\"");
+    srv->m_timeout_idle = metrics_counter("tally_http_timeouts_total", timeouts, "phase=\"idle\"");
+    srv->m_timeout_write = metrics_counter("tally_http_timeouts_total", timeouts,
+                                           "phase=\"write\"");
+}
+
+static void loop_init(struct loop *l, struct http_server *srv)
+{
+    l->srv = srv;
+    l->base = event_base_new();
+    TALLY_ASSERT(l->base);
+    l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
+    l->resume_ev = evtimer_new(l->base, on_resume, l);
+    l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
+    l->done_ev = event_new(l->base, -1, EV_PERSIST, on_done, l);
+    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev && l->done_ev);
+    pthread_mutex_init(&l->done_lock, NULL);
+    strbuf_init(&l->head, 256);
+    event_add(l->accept_ev, NULL);
+}
+
+/* A server context for TLS 1.2+ with the certificate chain and key; NULL and *err on failure. */
+static SSL_CTX *tls_context(const char *cert, const char *key, char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct strbuf msg = STRBUF_INIT;
+    const char *what = NULL;
+
+    if (!ctx)
+        what = "cannot create a TLS context";
+    else if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+        what = "cannot require TLS 1.2";
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        what = "cannot load --tls-cert";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        what = "cannot load --tls-key";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        what = "--tls-key does not match --tls-cert";
+    if (!what)
+        return ctx;
+    strbuf_addf(&msg, "%s: %s", what, ERR_reason_error_string(ERR_peek_last_error()) ?: "?");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    *err = strbuf_detach(&msg, NULL);
+    return NULL;
+}
+
+int http_server_reload_tls(struct http_server *srv, char **err)
+{
+    SSL_CTX *ctx, *old;
+
+    if (!srv->cfg.tls_cert)
+        return 0;
+    if (!(ctx = tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, err)))
+        return TALLY_EINVAL;
+    pthread_mutex_lock(&srv->tls_lock);
+    old = srv->tls;
+    srv->tls = ctx;
+    pthread_mutex_unlock(&srv->tls_lock);
+    SSL_CTX_free(old); /* connections made with it keep their own reference */
+    return 0;
+}
+
+struct http_server *http_server_start(const struct http_config *cfg, struct interactive *svc,
+                                      char **err)
+{
+    struct http_server *srv;
+    evutil_socket_t fd;
+
+    TALLY_ASSERT(cfg->threads >= 1 && cfg->threads <= MAX_THREADS);
+    TALLY_ASSERT(api_route_count() + 1 <= 17);
+    SSL_CTX *tls = NULL;
+
+    if (cfg->tls_cert && !(tls = tls_context(cfg->tls_cert, cfg->tls_key, err)))
+        return NULL;
+    if ((fd = listen_on(cfg->host, cfg->port, err)) < 0) {
+        SSL_CTX_free(tls);
+        return NULL;
+    }
+    evthread_use_pthreads();
+    http_parser_set_max_header_size(MAX_HEADER_BYTES);
+    srv = xcalloc(1, sizeof(*srv));
+    srv->cfg = *cfg;
+    srv->svc = svc;
+    srv->tls = tls;
+    pthread_mutex_init(&srv->tls_lock, NULL);
+    srv->fd = fd;
+    srv->port = bound_port(fd);
+    srv->malformed_route = api_route_count();
+    init_metrics(srv);
+    srv->pools[API_WORK_READ] = workpool_new("reads", cfg->workers, cfg->work_queue);
+    srv->pools[API_WORK_WRITE] = workpool_new("writes", cfg->workers, cfg->work_queue);
+    for (int i = 0; i < cfg->threads; i++) {
         struct loop *l = &srv->loops[i];
 
-        l->srv = srv;
-        l->base = event_base_new();
-        l->http = evhttp_new(l->base);
-        TALLY_ASSERT(l->base && l->http);
-        /* Let every method through so that api.c answers 405 in JSON. */
-        evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-                                                EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-        /* Bodies between API_MAX_BODY and this get a JSON 413 from api.c; beyond it
-         * libevent refuses them itself, without reading them into memory. */
-        evhttp_set_max_body_size(l->http, 4 * API_MAX_BODY);
-        evhttp_set_max_headers_size(l->http, 16 * 1024);
-        evhttp_set_timeout(l->http, 30);
-        evhttp_set_gencb(l->http, on_request, srv);
-        /* Each listener closes its socket when freed, so each gets its own dup. */
-        l->bound = evhttp_accept_socket_with_handle(l->http, dup(fd));
-        l->stop = event_new(l->base, -1, 0, on_stop, l);
-        TALLY_ASSERT(l->bound && l->stop);
+        loop_init(l, srv);
         if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
             log_error("http: cannot start loop thread");
             abort();
@@ -271,15 +1156,32 @@ void http_server_stop(struct http_server *srv)
     if (!srv)
         return;
     for (int i = 0; i < srv->nloops; i++)
-        event_active(srv->loops[i].stop, EV_READ, 0);
+        event_active(srv->loops[i].stop_ev, EV_READ, 0);
+    for (int i = 0; i < srv->nloops; i++)
+        pthread_join(srv->loops[i].thread, NULL);
+    /* Jobs still out finish now; their connections are freed only after. */
+    workpool_free(srv->pools[API_WORK_READ]);
+    workpool_free(srv->pools[API_WORK_WRITE]);
     for (int i = 0; i < srv->nloops; i++) {
         struct loop *l = &srv->loops[i];
 
-        pthread_join(l->thread, NULL);
-        event_free(l->stop);
-        evhttp_free(l->http);
+        l->stopping = false; /* no loopbreak from the frees below */
+        for (struct job *j = l->done_head; j; j = j->next_done)
+            api_response_release(&j->res);
+        while (l->conns) {
+            l->conns->state = C_CLOSING;
+            conn_close(l->conns);
+        }
+        event_free(l->accept_ev);
+        event_free(l->resume_ev);
+        event_free(l->stop_ev);
+        event_free(l->done_ev);
+        pthread_mutex_destroy(&l->done_lock);
+        strbuf_release(&l->head);
         event_base_free(l->base);
     }
     close(srv->fd);
+    SSL_CTX_free(srv->tls);
+    pthread_mutex_destroy(&srv->tls_lock);
     free(srv);
 }

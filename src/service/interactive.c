@@ -18,6 +18,7 @@ void interactive_init(struct interactive *svc, struct store *store, struct cache
     svc->store = store;
     svc->cache = cache;
     svc->bus = bus;
+    svc->reads = NULL;
     svc->m_published =
         metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
     svc->m_rejected =
@@ -175,5 +176,8 @@ int interactive_top(struct interactive *svc, const char *biz, enum count_field b
 
 int interactive_health(struct interactive *svc)
 {
+    /* A full disk still answers a ping: what matters is whether reads can be committed. */
+    if (svc->reads && readcount_failing(svc->reads))
+        return TALLY_EUNAVAIL;
     return store_ping(svc->store);
 }

@@ -22,6 +22,7 @@
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "model/item.h"
+#include "service/readcount.h"
 #include "store/store.h"
 
 #define INTERACTIVE_MAX_IDS   100
@@ -32,6 +33,7 @@ struct interactive {
     struct store *store;
     struct cache *cache;
     struct bus *bus;
+    struct readcount *reads; /* optional, set by main: while it cannot commit, health fails */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
 
@@ -60,6 +62,7 @@ int interactive_list_collection(struct interactive *svc, int64_t uid, int64_t ci
                                 bool *more);
 int interactive_top(struct interactive *svc, const char *biz, enum count_field by, size_t limit,
                     struct item_state *out, size_t *n);
+/* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
 
 #endif

@@ -5,8 +5,18 @@
  * 1,000 reads of a popular item becomes one row of one multi-row upsert;
  * the rows are sorted by (biz, id) so two consumers writing to the same
  * database always lock rows in the same order and cannot deadlock.
- * A batch is retried until the store takes it (or the bus says it is no
- * longer ours): reads are never dropped because a server is down.
+ *
+ * Failures are sorted by what retrying can do. A store that cannot commit
+ * now (down, locked, disk full) is retried with capped backoff for as long
+ * as it takes, and the consumer says it is failing, so /healthz answers 503
+ * and the bounded bus turns further reads into 503s: nothing accepted is
+ * dropped because a server is down. A batch the store refuses for good is
+ * split in halves, recursively, until the event it refuses is alone; that
+ * event goes to the dead-letter table and the others are counted. Halves
+ * follow the order the bus handed the events out, so each half covers a
+ * contiguous offset range of every partition and is committed with those
+ * offsets: splitting keeps every commit exactly once. A stop gives up at its
+ * deadline; what the local bus still held is then lost, and counted.
  */
 #include "service/readcount.h"
 
@@ -21,24 +31,46 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/strbuf.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-#define MAX_PARTITIONS 64
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define INTERNAL_TRIES 3 /* a TALLY_EINTERNAL is a bug: tried this often, then dead-lettered */
 
-/* Owned by the consumer thread, except `stopping`, which readcount_stop sets. */
+enum dead_reason { DEAD_REJECTED, DEAD_INTERNAL, DEAD_COUNT };
+static const char *const dead_names[DEAD_COUNT] = {"rejected", "internal"};
+
+static const char lost_help[] = "Accepted read events never applied nor dead-lettered: dropped "
+                                "at stop or never acknowledged by the broker.";
+
+/*
+ * Owned by the consumer thread, except: stopping and deadline_us (set by
+ * readcount_stop, under lock; wake cuts a backoff short) and failing (read by
+ * any thread for /healthz).
+ */
 struct readcount {
     struct bus *bus;
     struct store *store;
     struct cache *cache;
     struct readcount_config cfg;
     pthread_t thread;
-    atomic_bool stopping;
-    struct read_event *events;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stopping;
+    int64_t deadline_us; /* clock_mono_us() when a stop gives up */
+    atomic_bool failing;
+    struct read_event *events;  /* the batch, in the order the bus handed it out */
+    struct read_event *scratch; /* a copy of a range, reordered by merging */
     struct read_delta *deltas;
     struct item *items;
     struct counts *incr;
-    struct metric *m_applied, *m_batches, *m_batch_size, *m_failures, *m_lost, *m_stale;
+    struct store_offset *offs; /* one per partition of a range: at most `batch` */
+    size_t dead_in_batch;
+    bool gave_up; /* a stop ran out of time */
+    struct metric *m_applied, *m_batches, *m_batch_size, *m_failures, *m_lost, *m_stale,
+        *m_failing, *m_dead[DEAD_COUNT];
 };
 
 static int event_cmp(const void *a, const void *b)
@@ -67,13 +99,13 @@ size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
 }
 
 /*
- * The offset range each partition of the batch covers (taken before merging
- * reorders the events): from where the bus says the partition stands in the
- * store, to just past the last event.
+ * The offset range each partition of ev[0, n) covers: from where the bus
+ * says the partition stands in the store, to just past its last event. Any
+ * number of partitions: there are at most n, and rc->offs holds `batch`.
  */
-static size_t collect_offsets(struct bus *bus, const struct read_event *ev, size_t n,
-                              struct store_offset *offs)
+static size_t collect_offsets(struct readcount *rc, const struct read_event *ev, size_t n)
 {
+    struct store_offset *offs = rc->offs;
     size_t k = 0;
 
     for (size_t i = 0; i < n; i++) {
@@ -84,9 +116,8 @@ static size_t collect_offsets(struct bus *bus, const struct read_event *ev, size
         for (j = 0; j < k && offs[j].partition != ev[i].partition; j++)
             ;
         if (j == k) {
-            TALLY_ASSERT(k < MAX_PARTITIONS);
             offs[k].partition = ev[i].partition;
-            offs[k].expect = bus_expect(bus, ev[i].partition);
+            offs[k].expect = bus_expect(rc->bus, ev[i].partition);
             offs[k].next = ev[i].offset + 1;
             k++;
         } else if (ev[i].offset + 1 > offs[j].next) {
@@ -96,62 +127,218 @@ static size_t collect_offsets(struct bus *bus, const struct read_event *ev, size
     return k;
 }
 
-static void sleep_ms(int ms)
+/* Whether a stop is under way and its deadline has passed. */
+static bool out_of_time(struct readcount *rc)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    bool over;
+
+    pthread_mutex_lock(&rc->lock);
+    over = rc->stopping && clock_mono_us() >= rc->deadline_us;
+    pthread_mutex_unlock(&rc->lock);
+    return over;
 }
 
-static void apply(struct readcount *rc, size_t n)
+/*
+ * Waits *backoff_ms (then doubles it, up to BACKOFF_MAX_MS), never past a
+ * stop's deadline. Returns false when that deadline has passed.
+ */
+static bool backoff_wait(struct readcount *rc, int *backoff_ms)
 {
-    struct store_offset offs[MAX_PARTITIONS];
-    size_t noffs = collect_offsets(rc->bus, rc->events, n, offs);
-    size_t k = readcount_merge(rc->events, n, rc->deltas);
-    int64_t give_up_at = 0;
-    int backoff = 50, err;
+    int64_t until = clock_mono_us() + (int64_t)*backoff_ms * 1000, now;
+    bool more = true;
 
+    pthread_mutex_lock(&rc->lock);
+    for (;;) {
+        int64_t end = until;
+        struct timespec ts;
+
+        now = clock_mono_us();
+        if (rc->stopping && rc->deadline_us < end)
+            end = rc->deadline_us;
+        if (now >= end) {
+            more = !(rc->stopping && now >= rc->deadline_us);
+            break;
+        }
+        ts.tv_sec = (time_t)(end / 1000000);
+        ts.tv_nsec = (long)(end % 1000000) * 1000L;
+        pthread_cond_timedwait(&rc->wake, &rc->lock, &ts);
+    }
+    pthread_mutex_unlock(&rc->lock);
+    *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
+    return more;
+}
+
+/* Publishes whether the store is failing; logs only the changes. */
+static void set_failing(struct readcount *rc, bool failing, int err)
+{
+    if (atomic_exchange(&rc->failing, failing) == failing)
+        return;
+    metric_set(rc->m_failing, failing ? 1 : 0);
+    if (failing)
+        log_warn("readcount: the store cannot commit (%s); holding read events and retrying",
+                 tally_strerror(err));
+    else
+        log_info("readcount: the store commits again");
+}
+
+/*
+ * Whether err is worth another try: transient, or a bug not yet tried `tries`
+ * times (INTERNAL_TRIES on a whole batch; once on the halves of a batch that
+ * already failed so, or isolating a culprit would wait out backoffs at every level).
+ */
+static bool retry(struct readcount *rc, int err, int attempt, int tries)
+{
+    if (err != TALLY_EUNAVAIL && (err != TALLY_EINTERNAL || attempt >= tries))
+        return false;
+    set_failing(rc, true, err);
+    return true;
+}
+
+/*
+ * Commits ev[0, n) in one transaction with its offset ranges. Returns 0,
+ * TALLY_ESTALE (another consumer moved the offsets), TALLY_EREJECTED or
+ * TALLY_EINTERNAL (permanent for this data), or TALLY_ECLOSED (a stop ran
+ * out of time first).
+ */
+static int commit_range(struct readcount *rc, const struct read_event *ev, size_t n, int tries)
+{
+    size_t noffs = collect_offsets(rc, ev, n), k, counted = 0;
+    int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
+
+    memcpy(rc->scratch, ev, n * sizeof(*ev));
+    k = readcount_merge(rc->scratch, n, rc->deltas);
     for (size_t i = 0; i < k; i++) {
         rc->items[i] = rc->deltas[i].item;
         rc->incr[i] = (struct counts){.read_cnt = rc->deltas[i].n};
+        counted += (size_t)rc->deltas[i].n;
     }
     cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
-    for (;;) {
-        err = store_apply_reads(rc->store, rc->deltas, k, rc->bus->topic, offs, noffs,
+    for (int attempt = 1; !out_of_time(rc); attempt++) {
+        err = store_apply_reads(rc->store, rc->deltas, k, rc->bus->topic, rc->offs, noffs,
                                 clock_now_ms());
         if (err == 0 || err == TALLY_ESTALE)
             break;
         metric_add(rc->m_failures, 1);
-        if (atomic_load(&rc->stopping)) {
-            if (!give_up_at)
-                give_up_at = clock_mono_us() + (int64_t)rc->cfg.stop_wait_ms * 1000;
-            else if (clock_mono_us() >= give_up_at)
-                break;
+        if (!retry(rc, err, attempt, tries))
+            break;
+        if (!backoff_wait(rc, &backoff)) {
+            err = TALLY_ECLOSED;
+            break;
         }
-        LOG_ONCE(LOG_WARN, "readcount: store %s; retrying the batch until it succeeds",
-                 tally_strerror(err));
-        sleep_ms(backoff);
-        backoff = backoff * 2 > 2000 ? 2000 : backoff * 2;
     }
     cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL);
-    if (err == TALLY_ESTALE) {
-        /* Another consumer moved these offsets: it counted the batch. Start again from
-         * what the store holds, for every partition still ours. */
-        log_warn("readcount: offsets moved by another consumer; batch of %zu left to it", n);
-        metric_add(rc->m_stale, n);
-        bus_rewind(rc->bus);
-    } else if (err) {
-        log_error("readcount: store still %s at stop; %zu read events lost", tally_strerror(err),
-                  n);
-        metric_add(rc->m_lost, n);
-    } else {
-        size_t counted = 0;
-
-        for (size_t i = 0; i < k; i++)
-            counted += (size_t)rc->deltas[i].n;
-        bus_committed(rc->bus, offs, noffs);
+    if (err == 0) {
+        set_failing(rc, false, 0);
+        bus_committed(rc->bus, rc->offs, noffs);
         metric_add(rc->m_applied, counted);
         metric_add(rc->m_batches, 1);
         metric_observe(rc->m_batch_size, (double)n);
+    }
+    return err;
+}
+
+/*
+ * Records one event the store refused (why) in its dead-letter table, moving
+ * its offset past it in the same transaction. Returns 0 (recorded, or lost
+ * when even that is refused), TALLY_ESTALE or TALLY_ECLOSED.
+ */
+static int dead_letter(struct readcount *rc, const struct read_event *ev, int why)
+{
+    size_t noffs = collect_offsets(rc, ev, 1);
+    int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
+    enum dead_reason reason = why == TALLY_EREJECTED ? DEAD_REJECTED : DEAD_INTERNAL;
+
+    for (int attempt = 1; !out_of_time(rc); attempt++) {
+        err = store_dead_letter(rc->store, ev, 1, rc->bus->topic, rc->offs, noffs,
+                                tally_strerror(why), clock_now_ms());
+        if (err == 0 || err == TALLY_ESTALE || !retry(rc, err, attempt, INTERNAL_TRIES))
+            break;
+        if (!backoff_wait(rc, &backoff)) {
+            err = TALLY_ECLOSED;
+            break;
+        }
+    }
+    if (err == 0) {
+        set_failing(rc, false, 0);
+        bus_committed(rc->bus, rc->offs, noffs);
+        metric_add(rc->m_dead[reason], 1);
+        rc->dead_in_batch++;
+    } else if (err != TALLY_ESTALE && err != TALLY_ECLOSED) {
+        /* Not even its record is accepted: give it up rather than stall every later read.
+         * Its offset is moved past by the next commit of its partition. */
+        log_error("readcount: a read of %s/%lld was refused (%s) and cannot be dead-lettered "
+                  "(%s); dropped",
+                  ev->item.biz, (long long)ev->item.id, tally_strerror(why), tally_strerror(err));
+        metric_add(rc->m_lost, 1);
+        err = 0;
+    }
+    return err;
+}
+
+/*
+ * Applies ev[0, n): whole when the store takes it, else in halves, down to
+ * the single event it refuses. *done: how many events from the start were
+ * committed or dead-lettered (the rest are untouched when an error returns).
+ */
+static int apply_range(struct readcount *rc, const struct read_event *ev, size_t n, bool split,
+                       size_t *done)
+{
+    size_t half = n / 2, more = 0;
+    int err = commit_range(rc, ev, n, split ? 1 : INTERNAL_TRIES);
+
+    *done = 0;
+    if (err == 0) {
+        *done = n;
+        return 0;
+    }
+    if (err != TALLY_EREJECTED && err != TALLY_EINTERNAL)
+        return err;
+    if (n == 1) {
+        if ((err = dead_letter(rc, ev, err)) == 0)
+            *done = 1;
+        return err;
+    }
+    if ((err = apply_range(rc, ev, half, true, done)))
+        return err;
+    err = apply_range(rc, ev + half, n - half, true, &more);
+    *done += more;
+    return err;
+}
+
+/* A stop ran out of time: the local bus's events are lost; a broker's stay in their topic. */
+static void give_up(struct readcount *rc, const struct read_event *ev, size_t n)
+{
+    size_t lost = 0;
+
+    for (size_t i = 0; i < n; i++)
+        lost += ev[i].partition < 0;
+    metric_add(rc->m_lost, lost);
+    if (!rc->gave_up) /* once: later batches of the same stop go the same way */
+        log_warn("readcount: stop deadline reached with the store still failing; read events "
+                 "not yet applied are given up (those of a topic remain in it)");
+    rc->gave_up = true;
+}
+
+static void apply(struct readcount *rc, size_t n)
+{
+    size_t done = 0;
+    int err;
+
+    rc->dead_in_batch = 0;
+    err = apply_range(rc, rc->events, n, false, &done);
+    if (rc->dead_in_batch)
+        log_warn("readcount: %zu read events refused by the store are recorded in "
+                 "read_dead_letter (tally_read_events_dead_total); the others were counted",
+                 rc->dead_in_batch);
+    if (err == TALLY_ESTALE) {
+        /* Another consumer moved these offsets: it counted the rest. Start again from
+         * what the store holds, for every partition still ours. */
+        log_warn("readcount: offsets moved by another consumer; %zu read events left to it",
+                 n - done);
+        metric_add(rc->m_stale, n - done);
+        bus_rewind(rc->bus);
+    } else if (err) {
+        give_up(rc, rc->events + done, n - done);
     }
 }
 
@@ -201,16 +388,24 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
 {
     static const double sizes[] = {1, 10, 100, 1000, 10000};
     struct readcount *rc = xcalloc(1, sizeof(*rc));
+    pthread_condattr_t attr;
 
     TALLY_ASSERT(cfg->batch >= 1);
     rc->bus = bus;
     rc->store = store;
     rc->cache = cache;
     rc->cfg = *cfg;
+    pthread_mutex_init(&rc->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadlines are clock_mono_us() */
+    pthread_cond_init(&rc->wake, &attr);
+    pthread_condattr_destroy(&attr);
     rc->events = xcalloc(cfg->batch, sizeof(*rc->events));
+    rc->scratch = xcalloc(cfg->batch, sizeof(*rc->scratch));
     rc->deltas = xcalloc(cfg->batch, sizeof(*rc->deltas));
     rc->items = xcalloc(cfg->batch, sizeof(*rc->items));
     rc->incr = xcalloc(cfg->batch, sizeof(*rc->incr));
+    rc->offs = xcalloc(cfg->batch, sizeof(*rc->offs));
     rc->m_applied = metrics_counter("tally_read_events_applied_total",
                                     "Read events counted into the store.", "");
     rc->m_batches =
@@ -223,8 +418,19 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
     rc->m_stale = metrics_counter(
         "tally_read_events_stale_total",
         "Read events dropped uncommitted because their partition moved to another consumer.", "");
-    rc->m_lost = metrics_counter("tally_read_events_lost_total",
-                                 "Read events dropped at stop because the store was down.", "");
+    rc->m_lost = metrics_counter("tally_read_events_lost_total", lost_help, "");
+    rc->m_failing = metrics_gauge("tally_read_store_failing",
+                                  "1 while the read consumer's last attempt to commit failed.", "");
+    for (int i = 0; i < DEAD_COUNT; i++) {
+        struct strbuf labels = STRBUF_INIT;
+
+        strbuf_addf(&labels, "reason=\"%s\"", dead_names[i]);
+        rc->m_dead[i] = metrics_counter("tally_read_events_dead_total",
+                                        "Read events the store refused for good, recorded in "
+                                        "read_dead_letter.",
+                                        labels.buf);
+        strbuf_release(&labels);
+    }
     bus->load_offset = load_offset;
     bus->load_ctx = rc;
     if (pthread_create(&rc->thread, NULL, consumer_main, rc) != 0) {
@@ -238,12 +444,30 @@ void readcount_stop(struct readcount *rc)
 {
     if (!rc)
         return;
-    atomic_store(&rc->stopping, true);
-    bus_close(rc->bus);
+    pthread_mutex_lock(&rc->lock);
+    rc->stopping = true;
+    rc->deadline_us = clock_mono_us() + (int64_t)rc->cfg.stop_wait_ms * 1000;
+    pthread_cond_broadcast(&rc->wake);
+    pthread_mutex_unlock(&rc->lock);
+    bus_close(rc->bus, rc->cfg.stop_wait_ms); /* a producer flushes meanwhile */
     pthread_join(rc->thread, NULL);
+    pthread_mutex_destroy(&rc->lock);
+    pthread_cond_destroy(&rc->wake);
     free(rc->events);
+    free(rc->scratch);
     free(rc->deltas);
     free(rc->items);
     free(rc->incr);
+    free(rc->offs);
     free(rc);
+}
+
+bool readcount_failing(const struct readcount *rc)
+{
+    return atomic_load(&rc->failing);
+}
+
+int64_t readcount_lost_total(void)
+{
+    return metric_value(metrics_counter("tally_read_events_lost_total", lost_help, ""));
 }

@@ -6,11 +6,19 @@
  * batch in one store transaction (together with the bus offsets, when the
  * bus has any), then increments the cache. The same code drains the local
  * bus and a broker.
+ *
+ * Failures: a store that cannot commit now (TALLY_EUNAVAIL) is retried with
+ * capped backoff and the events are held; readcount_failing() says so, for
+ * /healthz. Events the store refuses for good (TALLY_EREJECTED, or
+ * TALLY_EINTERNAL a few times over) are isolated by splitting the batch and
+ * recorded in the store's dead-letter table; the others are counted.
  */
 #ifndef TALLY_READCOUNT_H
 #define TALLY_READCOUNT_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bus/bus.h"
 #include "cache/cache.h"
@@ -21,17 +29,28 @@ struct readcount;
 struct readcount_config {
     size_t batch;     /* events per store transaction, >= 1 */
     int flush_ms;     /* how long a partial batch may wait */
-    int stop_wait_ms; /* how long a stop keeps retrying an unavailable store */
+    int stop_wait_ms; /* how long a stop may take to deliver what was accepted */
 };
 
 /* Starts the consumer thread. The three ports must outlive it. */
 struct readcount *readcount_start(struct bus *bus, struct store *store, struct cache *cache,
                                   const struct readcount_config *cfg);
 /*
- * Closes the bus, waits until everything it had accepted is applied (or
- * stop_wait_ms passed with the store down), joins the thread and frees rc.
+ * Closes the bus and waits until everything it had accepted is applied, or
+ * until stop_wait_ms have passed; then what the local bus still held is
+ * counted lost (a broker's events stay in their topic). Joins the thread
+ * and frees rc.
  */
 void readcount_stop(struct readcount *rc);
+
+/* Whether the consumer's last attempt to commit failed (the store is failing). Any thread. */
+bool readcount_failing(const struct readcount *rc);
+
+/*
+ * Accepted read events this process lost (tally_read_events_lost_total):
+ * dropped at a stop that ran out of time, or never acknowledged by a broker.
+ */
+int64_t readcount_lost_total(void);
 
 /*
  * Sorts events by item and merges them into deltas (at most n; returns how

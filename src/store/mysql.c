@@ -81,6 +81,15 @@ static const char *const migrations[] = {
     "  next_offset BIGINT NOT NULL, utime BIGINT NOT NULL,"
     "  PRIMARY KEY (topic, part)"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
+    /* 1 -> 2: read events the store refused for good (topic/part/msg_offset NULL on the
+     * local bus). */
+    "CREATE TABLE IF NOT EXISTS read_dead_letter ("
+    "  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  biz VARCHAR(32) NOT NULL, biz_id BIGINT NOT NULL, uid BIGINT NOT NULL,"
+    "  ts BIGINT NOT NULL,"
+    "  topic VARCHAR(255) NULL, part INT NULL, msg_offset BIGINT NULL,"
+    "  error VARCHAR(255) NOT NULL, ctime BIGINT NOT NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -100,6 +109,7 @@ enum stmt {
     S_OFFSET_GET,
     S_OFFSET_CAS,
     S_OFFSET_NEW,
+    S_DEAD_LETTER,
     STMT_COUNT
 };
 
@@ -144,6 +154,9 @@ static const char *const stmt_sql[STMT_COUNT] = {
                      " WHERE topic = ? AND part = ? AND next_offset = ?",
     [S_OFFSET_NEW] = "INSERT IGNORE INTO read_offsets (topic, part, next_offset, utime)"
                      " VALUES (?, ?, ?, ?)",
+    [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
+                      " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 };
 
 /* Statements whose text depends on a count, prepared on first use per count. */
@@ -212,6 +225,19 @@ static int map_err(struct conn *c, unsigned err, const char *msg, const char *wh
         err == ER_CON_COUNT_ERROR) {
         conn_close(c);
         return TALLY_EUNAVAIL;
+    }
+    /* A full disk or a read-only server is the store's state, not the data's: hold and retry. */
+    if (err == ER_RECORD_FILE_FULL || err == ER_DISK_FULL || err == ER_OPTION_PREVENTS_STATEMENT ||
+        err == ER_READ_ONLY_MODE) {
+        LOG_ONCE(LOG_WARN, "mysql: %s: %u %s", what, err, msg);
+        return TALLY_EUNAVAIL;
+    }
+    /* The data's fault: out of range (a counter past 2^63-1), truncated, NULL, too long. */
+    if (err == ER_WARN_DATA_OUT_OF_RANGE || err == ER_DATA_OUT_OF_RANGE ||
+        err == ER_TRUNCATED_WRONG_VALUE_FOR_FIELD || err == WARN_DATA_TRUNCATED ||
+        err == ER_BAD_NULL_ERROR || err == ER_DATA_TOO_LONG) {
+        log_warn("mysql: %s: %u %s", what, err, msg);
+        return TALLY_EREJECTED;
     }
     log_error("mysql: %s: %u %s", what, err, msg);
     return TALLY_EINTERNAL;
@@ -749,7 +775,12 @@ static int do_list(struct conn *c, void *arg)
         return rc;
     a->n = 0;
     while ((rc = fetch(c, st)) == 1) {
-        TALLY_ASSERT(r.len[1] <= ITEM_BIZ_MAX && a->n < (size_t)a->limit);
+        if (r.len[1] > ITEM_BIZ_MAX || a->n >= (size_t)a->limit) {
+            /* A row written by hand, or a server ignoring LIMIT: refuse, never abort. */
+            log_error("mysql: list: a row's biz is not a valid biz, or too many rows");
+            mysql_stmt_free_result(st);
+            return TALLY_EINTERNAL;
+        }
         e.item.biz[r.len[1]] = '\0';
         a->out[a->n++] = e;
     }
@@ -903,6 +934,56 @@ static int do_apply(struct conn *c, void *arg)
         rc = exec(c, st, &p, NULL);
     }
     return rc;
+}
+
+struct dead_args {
+    const struct read_event *ev;
+    size_t n;
+    const char *topic;
+    const struct store_offset *offs;
+    size_t noffs;
+    const char *error;
+    int64_t now;
+};
+
+static int insert_dead(struct conn *c, const struct dead_args *a, const struct read_event *ev)
+{
+    BINDS(p, 12);
+    MYSQL_BIND *b;
+    bool in_topic = ev->partition >= 0 && a->topic;
+
+    bind_item(&p, &ev->item);
+    bind_i64(&p, &ev->uid);
+    bind_i64(&p, &ev->ts);
+    bind_str(&p, in_topic ? a->topic : "", 0);
+    bind_i32(&p, &ev->partition);
+    bind_i64(&p, &ev->offset);
+    for (b = &p.b[p.n - 3]; !in_topic && b < &p.b[p.n]; b++)
+        b->buffer_type = MYSQL_TYPE_NULL;
+    bind_str(&p, a->error, 0);
+    bind_i64(&p, &a->now);
+    return exec(c, c->stmt[S_DEAD_LETTER], &p, NULL);
+}
+
+static int do_dead_letter(struct conn *c, void *arg)
+{
+    struct dead_args *a = arg;
+    int rc = 0;
+
+    for (size_t i = 0; i < a->noffs && rc == 0; i++)
+        rc = move_offset(c, a->topic, &a->offs[i], &a->now);
+    for (size_t i = 0; i < a->n && rc == 0; i++)
+        rc = insert_dead(c, a, &a->ev[i]);
+    return rc;
+}
+
+static int mdb_dead_letter(struct store *base, const struct read_event *ev, size_t n,
+                           const char *topic, const struct store_offset *offs, size_t noffs,
+                           const char *error, int64_t now_ms)
+{
+    struct dead_args a = {ev, n, topic, offs, noffs, error, now_ms};
+
+    return with_conn((struct mysql_store *)base, true, do_dead_letter, &a);
 }
 
 static int mdb_apply_reads(struct store *base, const struct read_delta *d, size_t n,
@@ -1100,6 +1181,7 @@ static const struct store_ops mdb_ops = {
     .list_collection = mdb_list_collection,
     .top = mdb_top,
     .apply_reads = mdb_apply_reads,
+    .dead_letter = mdb_dead_letter,
     .load_offset = mdb_load_offset,
     .ping = mdb_ping,
     .free = mdb_free,

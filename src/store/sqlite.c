@@ -67,6 +67,13 @@ static const char *const migrations[] = {
     "  topic TEXT NOT NULL, part INTEGER NOT NULL,"
     "  next_offset INTEGER NOT NULL, utime INTEGER NOT NULL,"
     "  PRIMARY KEY (topic, part)) WITHOUT ROWID;",
+    /* 1 -> 2: read events the store refused for good (topic/part/msg_offset NULL on the
+     * local bus). */
+    "CREATE TABLE read_dead_letter ("
+    "  id INTEGER PRIMARY KEY,"
+    "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL, uid INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    "  topic TEXT, part INTEGER, msg_offset INTEGER,"
+    "  error TEXT NOT NULL, ctime INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -92,6 +99,7 @@ enum stmt {
     S_OFFSET_CAS,
     S_OFFSET_NEW,
     S_PING,
+    S_DEAD_LETTER,
     S_UPSERT_CHUNK,
     STMT_COUNT
 };
@@ -99,9 +107,12 @@ enum stmt {
 #define READ_ROW "(?,?,?,0,0,?,?)"
 #define READ_UPSERT_HEAD \
     "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime) VALUES "
-#define READ_UPSERT_TAIL                                                                \
-    " ON CONFLICT (biz, biz_id) DO UPDATE SET read_cnt = read_cnt + excluded.read_cnt," \
-    " utime = excluded.utime"
+/* SQLite turns an integer overflow into a REAL: a sum that would pass 2^63-1 becomes NULL
+ * instead, which the NOT NULL constraint refuses (TALLY_EREJECTED), so the row is unchanged. */
+#define READ_UPSERT_TAIL                                                             \
+    " ON CONFLICT (biz, biz_id) DO UPDATE SET read_cnt = CASE"                       \
+    " WHEN excluded.read_cnt > 9223372036854775807 - read_cnt THEN NULL"            \
+    " ELSE read_cnt + excluded.read_cnt END, utime = excluded.utime"
 #define TOP_SQL(col)                                                  \
     "SELECT biz_id, read_cnt, like_cnt, collect_cnt FROM interactive" \
     " WHERE biz = ?1 ORDER BY " col " DESC, biz_id ASC LIMIT ?2"
@@ -150,6 +161,9 @@ static const char *const stmt_sql[STMT_COUNT - 1] = {
     [S_OFFSET_NEW] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
                      " VALUES (?1, ?2, ?3, ?5) ON CONFLICT DO NOTHING",
     [S_PING] = "PRAGMA user_version",
+    [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
+                      " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 };
 
 /* One connection and its prepared statements. Used by one thread at a time:
@@ -188,6 +202,13 @@ static int map_err(sqlite3 *db, int rc, const char *what)
     case SQLITE_NOMEM:
         log_warn("sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         return TALLY_EUNAVAIL;
+    /* The data's fault, not the store's: the same write can never succeed. */
+    case SQLITE_CONSTRAINT:
+    case SQLITE_CORRUPT:
+    case SQLITE_MISMATCH:
+    case SQLITE_TOOBIG:
+        log_warn("sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        return TALLY_EREJECTED;
     default:
         log_error("sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
         return TALLY_EINTERNAL;
@@ -527,11 +548,16 @@ static int read_list(struct conn *c, sqlite3_stmt *st, struct list_entry *out, s
 
     *n = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct list_entry *e = &out[(*n)++];
+        struct list_entry *e = &out[*n];
         const unsigned char *biz = sqlite3_column_text(st, 1);
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
 
-        TALLY_ASSERT(biz && len <= ITEM_BIZ_MAX);
+        if (!biz || len > ITEM_BIZ_MAX) { /* a row written by hand: refuse, never abort */
+            log_error("sqlite: list: a row's biz is not a valid biz");
+            sqlite3_reset(st);
+            return TALLY_EINTERNAL;
+        }
+        (*n)++;
         memcpy(e->item.biz, biz, len);
         e->item.biz[len] = '\0';
         e->cursor_id = sqlite3_column_int64(st, 0);
@@ -680,6 +706,44 @@ out:
     return rc;
 }
 
+static int insert_dead(struct conn *c, const char *topic, const struct read_event *ev,
+                       const char *error, int64_t now_ms)
+{
+    sqlite3_stmt *st = stmt(c, S_DEAD_LETTER);
+
+    bind_item(st, 1, &ev->item);
+    sqlite3_bind_int64(st, 3, ev->uid);
+    sqlite3_bind_int64(st, 4, ev->ts);
+    if (ev->partition >= 0 && topic) {
+        sqlite3_bind_text(st, 5, topic, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, ev->partition);
+        sqlite3_bind_int64(st, 7, ev->offset);
+    }
+    sqlite3_bind_text(st, 8, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 9, now_ms);
+    return exec_stmt(c, st);
+}
+
+static int sqlite_dead_letter(struct store *base, const struct read_event *ev, size_t n,
+                              const char *topic, const struct store_offset *offs, size_t noffs,
+                              const char *error, int64_t now_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    int rc;
+
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    for (size_t i = 0; i < noffs && rc == 0; i++)
+        rc = move_offset(c, topic, &offs[i], now_ms);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = insert_dead(c, topic, &ev[i], error, now_ms);
+out:
+    rc = finish(c, rc);
+    writer_put(s);
+    return rc;
+}
+
 static int sqlite_load_offset(struct store *base, const char *topic, int32_t partition,
                               int64_t *next)
 {
@@ -734,6 +798,7 @@ static const struct store_ops sqlite_ops = {
     .list_collection = sqlite_list_collection,
     .top = sqlite_top,
     .apply_reads = sqlite_apply_reads,
+    .dead_letter = sqlite_dead_letter,
     .load_offset = sqlite_load_offset,
     .ping = sqlite_ping,
     .free = sqlite_free,

@@ -16,8 +16,13 @@
  *     call fail with TALLY_ESTALE.
  *   - Every function may be called from any thread at the same time; the
  *     adapter owns its connections and their locking.
- *   - Errors: TALLY_EUNAVAIL when the database cannot be reached (callers
- *     may retry), TALLY_EINTERNAL otherwise.
+ *   - A counter never passes 2^63-1: a write that would is refused whole
+ *     (never wrapped, never turned into a float).
+ *   - Errors: TALLY_EUNAVAIL when the database cannot take the write now
+ *     (unreachable, locked, deadlocked, disk full, read-only: callers may
+ *     retry); TALLY_EREJECTED when it refuses this data for good (a counter
+ *     out of range, a constraint, a damaged page: retrying the same call
+ *     cannot succeed); TALLY_EINTERNAL otherwise.
  */
 #ifndef TALLY_STORE_H
 #define TALLY_STORE_H
@@ -83,6 +88,14 @@ struct store_ops {
     /* Add read deltas (sorted by item) and move offsets of topic, atomically. */
     int (*apply_reads)(struct store *s, const struct read_delta *d, size_t n, const char *topic,
                        const struct store_offset *offs, size_t noffs, int64_t now_ms);
+    /*
+     * Records n read events the store refused (one read_dead_letter row each,
+     * with error) and moves offsets of topic, atomically: a poisoned event is
+     * stored past exactly like a counted one.
+     */
+    int (*dead_letter)(struct store *s, const struct read_event *ev, size_t n, const char *topic,
+                       const struct store_offset *offs, size_t noffs, const char *error,
+                       int64_t now_ms);
     /* The stored next offset of (topic, partition), -1 when none. */
     int (*load_offset)(struct store *s, const char *topic, int32_t partition, int64_t *next);
     /* Cheap round trip, for /healthz. */
@@ -146,6 +159,12 @@ static inline int store_apply_reads(struct store *s, const struct read_delta *d,
                                     size_t noffs, int64_t now_ms)
 {
     return s->ops->apply_reads(s, d, n, topic, offs, noffs, now_ms);
+}
+static inline int store_dead_letter(struct store *s, const struct read_event *ev, size_t n,
+                                    const char *topic, const struct store_offset *offs,
+                                    size_t noffs, const char *error, int64_t now_ms)
+{
+    return s->ops->dead_letter(s, ev, n, topic, offs, noffs, error, now_ms);
 }
 static inline int store_load_offset(struct store *s, const char *topic, int32_t partition,
                                     int64_t *next)

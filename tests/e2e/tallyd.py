@@ -64,6 +64,16 @@ class Database:
             self.sql(f"DROP DATABASE IF EXISTS {self.name}", db="mysql")
 
 
+def report(name, **figures):
+    """Records measured figures (make test prints them at the end)."""
+    path = os.environ.get("TALLY_REPORT")
+    line = json.dumps({"test": name, **figures})
+    print(line)
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
 def flush_redis():
     if REDIS:
         host, port = REDIS[len("redis://"):].split("?")[0].split(":")

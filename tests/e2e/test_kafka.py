@@ -4,7 +4,6 @@ Runs when `make test` provides the broker (TALLY_TEST_KAFKA), against whichever 
 run uses (SQLite, or MariaDB when TALLY_TEST_MYSQL is set). Events come from tally-produce,
 a plain librdkafka producer, so tallyd is only the consumer.
 """
-import json
 import os
 import random
 import signal
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL
+from tallyd import MYSQL, report
 
 KAFKA = os.environ.get("TALLY_TEST_KAFKA")
 PRODUCE = os.environ.get("TALLY_PRODUCE",
@@ -60,16 +59,6 @@ def wait_total(db, want, timeout=300, during=None):
             during()
         time.sleep(0.1)
     return None
-
-
-def report(name, **figures):
-    """Records measured figures (make test prints them at the end)."""
-    path = os.environ.get("TALLY_REPORT")
-    line = json.dumps({"test": name, **figures})
-    print(line)
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
 
 
 def test_http_reads_through_kafka_count_exactly(spawn, db, topic):
@@ -197,3 +186,67 @@ def test_mariadb_stopped_for_10s_during_consumption(spawn, db, topic):
     assert totals(db) == (items, events, events // items, events // items)
     assert t.metric("tally_read_batch_failures_total") > 0
     assert t.stop() == 0
+
+
+def test_poison_event_is_dead_lettered_and_its_offset_stored_past(spawn, db, topic):
+    """Item 7 sits at 2^63-1, so each of its 100 reads is refused for good: each goes to
+    read_dead_letter with its partition and offset, and every other read counts."""
+    events, items, poison_id, max64 = 4000, 40, 7, 9223372036854775807
+    assert spawn().start().stop() == 0  # creates the schema
+    insert = ("INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime,"
+              f" utime) VALUES ('article', {poison_id}, {max64}, 0, 0, 0, 0)")
+    if MYSQL:
+        db.sql(insert)
+    else:
+        import sqlite3
+        con = sqlite3.connect(db.path)
+        con.execute(insert)
+        con.commit()
+        con.close()
+    produce(topic, events, items)
+    t = spawn("--bus", bus_url(topic), "--flush-ms", "50").start()
+    want_dead = events // items
+
+    def counted():
+        return int(db.sql("SELECT COALESCE(sum(read_cnt), 0) FROM interactive"
+                          f" WHERE biz = 'article' AND biz_id <> {poison_id}")[0][0])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+            counted() == events - want_dead
+            and t.metric("tally_read_events_dead_total") == want_dead):
+        time.sleep(0.1)
+    rows = db.sql(f"SELECT read_cnt FROM interactive WHERE biz_id = {poison_id}")
+    dead = db.sql("SELECT part, msg_offset FROM read_dead_letter"
+                  f" WHERE biz_id = {poison_id} AND topic = '{topic}'")
+    offsets = dict((int(p), int(n)) for p, n in
+                   db.sql(f"SELECT part, next_offset FROM read_offsets WHERE topic = '{topic}'"))
+    report("kafka_poison", store="mysql" if MYSQL else "sqlite", events=events, dead=len(dead),
+           counted_others=counted())
+    assert counted() == events - want_dead
+    assert int(rows[0][0]) == max64
+    assert len(dead) == want_dead and len(set(dead)) == want_dead  # each poisoned event once
+    assert all(int(o) < offsets[int(p)] for p, o in dead)  # stored past each of them
+    assert sum(offsets.values()) == events  # every message's offset, poison included
+    assert t.metric('tally_read_events_dead_total{reason="rejected"}') == want_dead
+    assert t.stop() == 0
+    assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()
+
+
+def test_128_partitions_count_exactly(spawn, db, topic):
+    events, items, parts = CRASH_EVENTS // 10, 2000, 128
+    out = subprocess.run([PRODUCE, KAFKA, "--create", topic, str(parts)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    produce(topic, events, items)
+    start = time.time()
+    t = spawn("--bus", bus_url(topic)).start()
+    assert wait_total(db, events, timeout=300), totals(db)
+    drain_s = time.time() - start
+    offsets = db.sql(f"SELECT count(*), sum(next_offset) FROM read_offsets WHERE topic = '{topic}'")
+    report("kafka_128_partitions", store="mysql" if MYSQL else "sqlite", partitions=parts,
+           events=events, items=items, drain_s=round(drain_s, 1))
+    assert totals(db) == (items, events, events // items, events // items)
+    assert [tuple(int(v) for v in offsets[0])] == [(parts, events)]
+    assert f'tally_kafka_consumer_lag{{topic="{topic}",partition="127"}}' in t.get("/metrics").body
+    assert t.stop() == 0
+    assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()

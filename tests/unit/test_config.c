@@ -73,12 +73,32 @@ static void bad_values_are_usage_errors(void **state)
     }
 }
 
+static void stop_timeout_from_flag_or_environment(void **state)
+{
+    struct config cfg;
+    const char *plain[] = { "tallyd", NULL };
+    const char *flag[] = { "tallyd", "--stop-timeout-ms", "250", NULL };
+    const char *zero[] = { "tallyd", "--stop-timeout-ms", "0", NULL };
+    (void)state;
+
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 10000);
+    setenv("TALLY_STOP_TIMEOUT_MS", "1500", 1);
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 1500);
+    assert_int_equal(parse(&cfg, 3, flag), CONFIG_RUN);
+    assert_int_equal(cfg.stop_timeout_ms, 250);
+    unsetenv("TALLY_STOP_TIMEOUT_MS");
+    assert_int_equal(parse(&cfg, 3, zero), CONFIG_EXIT_USAGE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults),
         cmocka_unit_test(flag_beats_environment),
         cmocka_unit_test(bad_values_are_usage_errors),
+        cmocka_unit_test(stop_timeout_from_flag_or_environment),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -1,13 +1,20 @@
 /*
- * test_readcount.c - the local bus and the batch consumer over a real SQLite store.
+ * test_readcount.c - the local bus and the batch consumer over a real SQLite store,
+ * and the consumer's failure handling (poison isolation, transient failures, the
+ * stop deadline) over a scripted store and a partitioned bus.
  */
 #include "unit.h"
+
+#include <pthread.h>
+#include <time.h>
 
 #include "bus/local.h"
 #include "cache/cache.h"
 #include "service/readcount.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/metrics.h"
 
 static struct read_event ev(const char *biz, int64_t id)
 {
@@ -29,7 +36,7 @@ static void local_bus_bounds_and_drains(void **state)
     assert_int_equal(bus_publish(b, &e), TALLY_EFULL);
     assert_int_equal(bus_poll(b, out, 2, 0, &n), 0);
     assert_int_equal(n, 2);
-    bus_close(b);
+    bus_close(b, 0);
     assert_int_equal(bus_publish(b, &e), TALLY_ECLOSED);
     /* What was accepted before close is still handed out. */
     assert_int_equal(bus_poll(b, out, 8, 0, &n), 0);
@@ -107,6 +114,396 @@ static void consumer_counts_everything_by_stop(void **state)
     unit_remove_db(path);
 }
 
+/* ------------------------------------------------------------ a scripted store */
+
+#define FAKE_ITEMS 64
+#define FAKE_PARTS 8
+#define POISON_REJECTED 7 /* apply_reads refuses any batch with this id: TALLY_EREJECTED */
+#define POISON_INTERNAL 9 /* ... and with this one: TALLY_EINTERNAL */
+
+/* Shared by the consumer thread and the test under lock. */
+struct fake_store {
+    struct store base;
+    pthread_mutex_t lock;
+    int64_t count[FAKE_ITEMS];   /* read_cnt per id */
+    int64_t stored[FAKE_PARTS];  /* next offset per partition, -1: none */
+    struct read_event dead[4096];
+    size_t ndead, applies, stale;
+    int unavail;                 /* the next `unavail` calls fail with TALLY_EUNAVAIL */
+    int64_t internal_calls;
+};
+
+/* The compare-and-set every adapter performs; 0 or TALLY_ESTALE. */
+static int fake_offsets(struct fake_store *f, const struct store_offset *offs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (f->stored[offs[i].partition] != offs[i].expect) {
+            f->stale++;
+            return TALLY_ESTALE;
+        }
+    for (size_t i = 0; i < n; i++)
+        f->stored[offs[i].partition] = offs[i].next;
+    return 0;
+}
+
+static int fake_apply(struct store *s, const struct read_delta *d, size_t n, const char *topic,
+                      const struct store_offset *offs, size_t noffs, int64_t now_ms)
+{
+    struct fake_store *f = (struct fake_store *)s;
+    int rc = 0;
+    (void)topic, (void)now_ms;
+
+    pthread_mutex_lock(&f->lock);
+    if (f->unavail > 0) {
+        f->unavail--;
+        rc = TALLY_EUNAVAIL;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].item.id == POISON_REJECTED)
+            rc = TALLY_EREJECTED;
+        if (d[i].item.id == POISON_INTERNAL && !rc) {
+            f->internal_calls++;
+            rc = TALLY_EINTERNAL;
+        }
+    }
+    if (rc || (rc = fake_offsets(f, offs, noffs)))
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        f->count[d[i].item.id] += d[i].n;
+    f->applies++;
+out:
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+static int fake_dead_letter(struct store *s, const struct read_event *ev, size_t n,
+                            const char *topic, const struct store_offset *offs, size_t noffs,
+                            const char *error, int64_t now_ms)
+{
+    struct fake_store *f = (struct fake_store *)s;
+    int rc;
+    (void)topic, (void)error, (void)now_ms;
+
+    pthread_mutex_lock(&f->lock);
+    if ((rc = fake_offsets(f, offs, noffs)) == 0)
+        for (size_t i = 0; i < n; i++)
+            f->dead[f->ndead++] = ev[i];
+    pthread_mutex_unlock(&f->lock);
+    return rc;
+}
+
+static int fake_load_offset(struct store *s, const char *topic, int32_t partition, int64_t *next)
+{
+    struct fake_store *f = (struct fake_store *)s;
+    (void)topic;
+
+    pthread_mutex_lock(&f->lock);
+    *next = f->stored[partition];
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+static const struct store_ops fake_store_ops = {
+    .name = "fake",
+    .apply_reads = fake_apply,
+    .dead_letter = fake_dead_letter,
+    .load_offset = fake_load_offset,
+};
+
+static struct fake_store *fake_store_new(void)
+{
+    struct fake_store *f = calloc(1, sizeof(*f));
+
+    f->base.ops = &fake_store_ops;
+    pthread_mutex_init(&f->lock, NULL);
+    for (int p = 0; p < FAKE_PARTS; p++)
+        f->stored[p] = -1;
+    return f;
+}
+
+/* ------------------------------------------------------------ a partitioned bus */
+
+/* A topic in memory: events with partitions and offsets, handed out in order. */
+struct fake_bus {
+    struct bus base;
+    pthread_mutex_t lock;
+    struct read_event ev[4096];
+    size_t n, next;
+    int64_t expect[FAKE_PARTS];
+    bool closed;
+};
+
+static int fbus_publish(struct bus *b, const struct read_event *ev)
+{
+    struct fake_bus *fb = (struct fake_bus *)b;
+
+    pthread_mutex_lock(&fb->lock);
+    fb->ev[fb->n++] = *ev;
+    pthread_mutex_unlock(&fb->lock);
+    return 0;
+}
+
+static int fbus_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
+{
+    struct fake_bus *fb = (struct fake_bus *)b;
+    int rc = 0;
+
+    pthread_mutex_lock(&fb->lock);
+    for (*n = 0; !fb->closed && *n < max && fb->next < fb->n;)
+        out[(*n)++] = fb->ev[fb->next++];
+    if (fb->closed)
+        rc = TALLY_ECLOSED; /* like Kafka: a stop leaves the rest in the topic */
+    pthread_mutex_unlock(&fb->lock);
+    if (*n == 0 && !rc) {
+        struct timespec ts = {0, (long)(timeout_ms < 5 ? timeout_ms : 5) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rc;
+}
+
+static int64_t fbus_expect(struct bus *b, int32_t partition)
+{
+    return ((struct fake_bus *)b)->expect[partition];
+}
+
+static void fbus_committed(struct bus *b, const struct store_offset *offs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ((struct fake_bus *)b)->expect[offs[i].partition] = offs[i].next;
+}
+
+static void fbus_rewind(struct bus *b)
+{
+    (void)b;
+}
+
+static void fbus_close(struct bus *b, int timeout_ms)
+{
+    struct fake_bus *fb = (struct fake_bus *)b;
+    (void)timeout_ms;
+
+    pthread_mutex_lock(&fb->lock);
+    fb->closed = true;
+    pthread_mutex_unlock(&fb->lock);
+}
+
+static const struct bus_ops fake_bus_ops = {
+    .name = "fake",
+    .publish = fbus_publish,
+    .poll = fbus_poll,
+    .expect = fbus_expect,
+    .committed = fbus_committed,
+    .rewind = fbus_rewind,
+    .close = fbus_close,
+};
+
+static struct fake_bus *fake_bus_new(void)
+{
+    struct fake_bus *fb = calloc(1, sizeof(*fb));
+
+    fb->base.ops = &fake_bus_ops;
+    fb->base.topic = "t";
+    pthread_mutex_init(&fb->lock, NULL);
+    for (int p = 0; p < FAKE_PARTS; p++)
+        fb->expect[p] = -1;
+    return fb;
+}
+
+static bool fbus_consumed(struct fake_bus *fb)
+{
+    bool all;
+
+    pthread_mutex_lock(&fb->lock);
+    all = fb->next == fb->n;
+    pthread_mutex_unlock(&fb->lock);
+    return all;
+}
+
+static int64_t dead_metric(const char *reason)
+{
+    char labels[64];
+
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
+    return metric_value(metrics_counter("tally_read_events_dead_total", "", labels));
+}
+
+/* Waits up to 10 s for cond(arg); false if it never held. */
+static bool eventually(bool (*cond)(void *), void *arg)
+{
+    int64_t until = clock_mono_us() + 10 * 1000000;
+
+    while (!cond(arg)) {
+        struct timespec ts = {0, 2000000};
+        if (clock_mono_us() > until)
+            return false;
+        nanosleep(&ts, NULL);
+    }
+    return true;
+}
+
+static bool store_settled(void *arg)
+{
+    struct fake_store *f = arg;
+    bool idle;
+
+    pthread_mutex_lock(&f->lock);
+    idle = f->stored[0] == 500 && f->stored[1] == 500 && f->stored[2] == 500 &&
+           f->stored[3] == 500; /* 2,000 events over 4 partitions: offsets 0..499 */
+    pthread_mutex_unlock(&f->lock);
+    return idle;
+}
+
+/*
+ * 2,000 events over 4 partitions and 20 items in one batch; the store refuses every
+ * batch holding item 7 (for good) or item 9 (as a bug). Splitting must isolate each of
+ * those events, dead-letter it with its offset, count every other event exactly, and
+ * keep every commit's offsets contiguous (the fake store's compare-and-set).
+ */
+static void poison_events_are_isolated_and_dead_lettered(void **state)
+{
+    struct fake_store *f = fake_store_new();
+    struct fake_bus *fb = fake_bus_new();
+    struct cache *c;
+    char *err = NULL;
+    struct readcount_config cfg = { .batch = 2000, .flush_ms = 20, .stop_wait_ms = 1000 };
+    struct readcount *rc;
+    int64_t want[FAKE_ITEMS] = {0}, rejected0 = dead_metric("rejected"),
+            internal0 = dead_metric("internal"), last[FAKE_PARTS];
+    size_t poison = 0;
+    bool seen[2000] = {false};
+    (void)state;
+
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    for (int i = 0; i < 2000; i++) {
+        struct read_event e = ev("article", 1 + (i * 7 + i / 3) % 20);
+        e.partition = i % 4;
+        e.offset = i / 4;
+        last[e.partition] = e.offset;
+        want[e.item.id]++;
+        poison += e.item.id == POISON_REJECTED || e.item.id == POISON_INTERNAL;
+        fbus_publish(&fb->base, &e);
+    }
+    rc = readcount_start(&fb->base, &f->base, c, &cfg);
+    assert_true(eventually(store_settled, f));
+    assert_true(fbus_consumed(fb));
+    readcount_stop(rc);
+
+    for (int id = 1; id <= 20; id++)
+        if (id != POISON_REJECTED && id != POISON_INTERNAL)
+            assert_int_equal(f->count[id], want[id]);
+    assert_int_equal(f->count[POISON_REJECTED], 0);
+    assert_int_equal(f->count[POISON_INTERNAL], 0);
+    assert_int_equal(f->ndead, poison);
+    for (size_t i = 0; i < f->ndead; i++) {
+        int64_t at = f->dead[i].offset * 4 + f->dead[i].partition;
+        assert_true(f->dead[i].item.id == POISON_REJECTED ||
+                    f->dead[i].item.id == POISON_INTERNAL);
+        assert_false(seen[at]); /* each poisoned event exactly once */
+        seen[at] = true;
+    }
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(f->stored[p], last[p] + 1); /* stored past every event */
+    assert_int_equal(f->stale, 0); /* every split commit continued where the last ended */
+    assert_int_equal(dead_metric("rejected") - rejected0, want[POISON_REJECTED]);
+    assert_int_equal(dead_metric("internal") - internal0, want[POISON_INTERNAL]);
+    /* A bug is retried a few times on the whole batch, then once per split range. */
+    assert_true(f->internal_calls <= 3 + 2 * want[POISON_INTERNAL] * 11);
+    cache_free(c);
+    free(fb);
+    free(f);
+}
+
+static bool failing(void *arg)
+{
+    return readcount_failing(arg);
+}
+
+static bool applied_50(void *arg)
+{
+    struct fake_store *f = arg;
+    bool done;
+
+    pthread_mutex_lock(&f->lock);
+    done = f->count[1] == 50;
+    pthread_mutex_unlock(&f->lock);
+    return done;
+}
+
+/* A store that cannot commit for a while: the consumer says so, holds, then applies all. */
+static void transient_failures_are_held_and_reported(void **state)
+{
+    struct fake_store *f = fake_store_new();
+    struct cache *c;
+    struct bus *b = bus_local_new(1000);
+    char *err = NULL;
+    struct readcount_config cfg = { .batch = 100, .flush_ms = 5, .stop_wait_ms = 5000 };
+    struct readcount *rc;
+    (void)state;
+
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    f->unavail = 6; /* 50 + 100 + ... ms of backoff */
+    rc = readcount_start(b, &f->base, c, &cfg);
+    for (int i = 0; i < 50; i++) {
+        struct read_event e = ev("article", 1);
+        assert_int_equal(bus_publish(b, &e), 0);
+    }
+    assert_true(eventually(failing, rc));
+    assert_true(eventually(applied_50, f));
+    assert_false(readcount_failing(rc));
+    assert_int_equal(f->ndead, 0);
+    readcount_stop(rc);
+    bus_free(b);
+    cache_free(c);
+    free(f);
+}
+
+/*
+ * A stop with the store still failing gives up at its deadline: what the local bus held
+ * is counted lost; a partitioned bus's events are not (they stay in their topic).
+ */
+static void stop_deadline_counts_local_events_lost(void **state)
+{
+    struct fake_store *f = fake_store_new();
+    struct fake_bus *fb = fake_bus_new();
+    struct cache *c;
+    struct bus *b = bus_local_new(1000);
+    char *err = NULL;
+    struct readcount_config cfg = { .batch = 100, .flush_ms = 5, .stop_wait_ms = 300 };
+    struct readcount *rc;
+    int64_t lost0 = readcount_lost_total(), t0;
+    (void)state;
+
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    f->unavail = 1 << 30;
+    rc = readcount_start(b, &f->base, c, &cfg);
+    for (int i = 0; i < 250; i++) {
+        struct read_event e = ev("article", 1 + i % 3);
+        assert_int_equal(bus_publish(b, &e), 0);
+    }
+    assert_true(eventually(failing, rc));
+    t0 = clock_mono_us();
+    readcount_stop(rc);
+    assert_true(clock_mono_us() - t0 < 2000000); /* bounded by the deadline, not the backoff */
+    assert_int_equal(readcount_lost_total() - lost0, 250);
+    bus_free(b);
+
+    for (int i = 0; i < 30; i++) {
+        struct read_event e = ev("article", 1);
+        e.partition = 0;
+        e.offset = i;
+        fbus_publish(&fb->base, &e);
+    }
+    rc = readcount_start(&fb->base, &f->base, c, &cfg);
+    assert_true(eventually(failing, rc));
+    readcount_stop(rc);
+    assert_int_equal(readcount_lost_total() - lost0, 250);
+    assert_int_equal(f->count[1], 0);
+    cache_free(c);
+    free(fb);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +511,9 @@ int main(void)
         cmocka_unit_test(poll_times_out_empty),
         cmocka_unit_test(merge_sorts_and_sums),
         cmocka_unit_test(consumer_counts_everything_by_stop),
+        cmocka_unit_test(poison_events_are_isolated_and_dead_lettered),
+        cmocka_unit_test(transient_failures_are_held_and_reported),
+        cmocka_unit_test(stop_deadline_counts_local_events_lost),
     };
     return cmocka_run_group_tests_name("readcount", tests, NULL, NULL);
 }

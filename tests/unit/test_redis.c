@@ -5,14 +5,45 @@
  * and a writer (begin -> store commit -> end) that a black-box test could
  * only hit by luck. Needs TALLY_TEST_REDIS (set by `make test`); skipped
  * without it.
+ *
+ * redis.c is included, so that a test can reach the pool's retry clock and
+ * put a seam between the module and hiredis: every reply the module reads
+ * passes through seam_get_reply, which can run another thread's step at
+ * that exact point or break the connection under the module. The object
+ * built from redis.c is linked as well; its public names are renamed here.
  */
 #include "unit.h"
 
 #include <hiredis/hiredis.h>
+#include <signal.h>
+#include <sys/socket.h>
 
-#include "cache/cache.h"
+static int seam_get_reply(redisContext *ctx, void **reply);
+#define redisGetReply         seam_get_reply
+#define cache_redis_open      unit_cache_redis_open
+#define cache_redis_check_url unit_cache_redis_check_url
+#include "cache/redis.c"
+#undef redisGetReply
 
-static const struct item it = { "race", 1 };
+static const struct item it = { "race", 1 }, other = { "race", 2 };
+
+static void (*before_next_reply)(void *arg); /* one shot */
+static void *before_next_reply_arg;
+static int replies_to_break; /* the module's next N reply reads find the connection broken */
+
+static int seam_get_reply(redisContext *ctx, void **reply)
+{
+    void (*run)(void *) = before_next_reply;
+    bool broken = replies_to_break > 0;
+
+    replies_to_break -= broken;
+    before_next_reply = NULL;
+    if (run)
+        run(before_next_reply_arg);
+    if (broken)
+        shutdown(ctx->fd, SHUT_RDWR); /* before the pipelined commands go out: none runs */
+    return redisGetReply(ctx, reply);
+}
 
 struct fixture {
     struct cache *c;
@@ -29,11 +60,11 @@ static int setup(void **state)
     if (!url)
         return 0;
     f = calloc(1, sizeof(*f));
-    assert_int_equal(cache_open(url, &f->c, &err), 0);
+    assert_int_equal(cache_redis_open(url, &f->c, &err), 0);
     port = (int)strtol(strrchr(url, ':') + 1, NULL, 10);
     f->r = redisConnect("127.0.0.1", port);
     assert_true(f->r && !f->r->err);
-    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
+    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1 interactive:race:2"));
     *state = f;
     return 0;
 }
@@ -134,6 +165,92 @@ static void fill_straddling_begin_is_refused(void **state)
     assert_false(lookup(f, &got, &tok));
 }
 
+/* More items than one pipeline carries: get and fill send them in parts. */
+static void batches_larger_than_a_pipeline(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    enum { N = 2 * PIPELINE_MAX + 3 };
+    struct item *items = calloc(N, sizeof(*items));
+    struct counts *got = calloc(N, sizeof(*got));
+    cache_token *tok = calloc(N, sizeof(*tok));
+    bool *hit = calloc(N, sizeof(*hit));
+
+    for (int i = 0; i < N; i++) {
+        snprintf(items[i].biz, sizeof(items[i].biz), "batch");
+        items[i].id = i + 1;
+        freeReplyObject(redisCommand(f->r, "DEL interactive:batch:%d", i + 1));
+    }
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    for (int i = 0; i < N; i++) {
+        assert_false(hit[i]);
+        got[i].read_cnt = i;
+    }
+    tok[N - 1] = CACHE_NO_FILL; /* the last one is not filled */
+    assert_int_equal(cache_fill(f->c, items, N, got, tok), 0);
+    memset(got, 0, N * sizeof(*got));
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    for (int i = 0; i < N - 1; i++) {
+        assert_true(hit[i]);
+        assert_int_equal(got[i].read_cnt, i);
+    }
+    assert_false(hit[N - 1]);
+    free(items);
+    free(got);
+    free(tok);
+    free(hit);
+}
+
+/* Lets dropped connections reconnect now rather than after RETRY_AFTER_US. */
+static void reconnect_now(struct fixture *f)
+{
+    struct redis_cache *rc = (struct redis_cache *)f->c;
+
+    for (int i = 0; i < POOL; i++)
+        rc->conns[i].retry_at_us = 0;
+}
+
+/* Another thread: the end() of a write to `it` cannot reach Redis. */
+static void end_fails(void *arg)
+{
+    struct fixture *f = arg;
+    struct counts plus_one = { 1, 0, 0 };
+
+    replies_to_break = 1;
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), TALLY_EUNAVAIL);
+}
+
+/*
+ * A repair takes the list, and while its DELs are on the wire another
+ * write's end() fails and puts its key on the list. The repair fails too.
+ * The key must survive on the list: it is cached with a count that misses
+ * that write, and only the repair removes it before its TTL.
+ */
+static void failed_repair_keeps_keys_added_meanwhile(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct counts got, five = { 5, 0, 0 };
+    cache_token tok;
+    bool hit;
+
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_fill(f->c, &it, 1, &five, &tok), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1), 0); /* the store then commits 6 */
+    replies_to_break = 1;
+    assert_int_equal(cache_begin(f->c, &other, 1), TALLY_EUNAVAIL); /* `other` awaits repair */
+    reconnect_now(f);
+    before_next_reply = end_fails; /* runs while the repair's DEL is on the wire, */
+    before_next_reply_arg = f;
+    replies_to_break = 1; /* then the repair's connection breaks */
+    assert_int_equal(cache_get(f->c, &it, 1, &got, &hit, &tok), TALLY_EUNAVAIL);
+    assert_int_equal(replies_to_break, 0);
+    reconnect_now(f);
+    if (lookup(f, &got, &tok)) /* the repair must have deleted the 5 that missed the write */
+        fail_msg("a failed repair lost a key: read_cnt %lld served after a write to 6",
+                 (long long)got.read_cnt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -141,6 +258,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(stale_fill_after_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_during_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_straddling_begin_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(batches_larger_than_a_pipeline, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_repair_keeps_keys_added_meanwhile, setup, teardown),
     };
+
+    signal(SIGPIPE, SIG_IGN); /* as tallyd does: a broken connection is an error, not a signal */
     return cmocka_run_group_tests_name("cache_redis", tests, NULL, NULL);
 }

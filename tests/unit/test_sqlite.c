@@ -223,6 +223,63 @@ static void reads_and_offsets_apply_atomically(void **state)
     assert_int_equal(next, 20);
 }
 
+/* A counter that would pass 2^63-1 is refused whole: no wrap, no REAL, offsets unmoved. */
+static void read_counter_never_passes_int64_max(void **state)
+{
+    struct fixture *f = *state;
+    struct read_delta d[2] = { { item("article", 1), INT64_MAX - 1 }, { item("article", 2), 5 } };
+    struct store_offset o = { 0, -1, 10 };
+    struct read_event e = { .item = item("article", 1), .uid = 3, .ts = 4, .partition = 0,
+                            .offset = 10 };
+    struct counts c[2];
+    struct item items[2] = { d[0].item, d[1].item };
+    sqlite3 *db;
+    sqlite3_stmt *q;
+
+    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 1), 0);
+    d[0].n = 2; /* INT64_MAX - 1 + 2 */
+    o = (struct store_offset){ 0, 10, 20 };
+    assert_int_equal(store_apply_reads(f->s, d, 2, "t", &o, 1, 2), TALLY_EREJECTED);
+    assert_int_equal(store_counts(f->s, items, 2, c), 0);
+    assert_int_equal(c[0].read_cnt, INT64_MAX - 1);
+    assert_int_equal(c[1].read_cnt, 5); /* the whole transaction rolled back */
+    d[0].n = 1; /* exactly INT64_MAX is a valid count */
+    assert_int_equal(store_apply_reads(f->s, d, 1, "t", &o, 1, 3), 0);
+    assert_int_equal(store_counts(f->s, items, 1, c), 0);
+    assert_int_equal(c[0].read_cnt, INT64_MAX);
+    /* The refused event is recorded, and its offset moved, in one transaction. */
+    o = (struct store_offset){ 0, 20, 11 };
+    assert_int_equal(store_dead_letter(f->s, &e, 1, "t", &o, 1, "rejected by the store", 5), 0);
+    assert_int_equal(store_dead_letter(f->s, &e, 1, "t", &o, 1, "x", 6), TALLY_ESTALE);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT typeof(read_cnt), (SELECT count(*) FROM "
+                                            "read_dead_letter WHERE biz_id = 1 AND part = 0 AND "
+                                            "msg_offset = 10 AND topic = 't') FROM interactive "
+                                            "WHERE biz_id = 1", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "integer");
+    assert_int_equal(sqlite3_column_int(q, 1), 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+/* A row edited by hand (a biz longer than any valid one) fails the call; it never aborts. */
+static void hand_written_row_is_an_error_not_a_crash(void **state)
+{
+    struct fixture *f = *state;
+    struct list_cursor start = LIST_CURSOR_START;
+    struct list_entry out[4];
+    size_t n;
+    sqlite3 *db;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO user_collection (uid, cid, biz, biz_id, status,"
+                                      " ctime, utime) VALUES (1, 2, printf('%.40c', 'x'), 3, 1,"
+                                      " 4, 4)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_list_collection(f->s, 1, 2, &start, 4, out, &n), TALLY_EINTERNAL);
+}
+
 static void schema_survives_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -255,7 +312,7 @@ static void schema_survives_reopen(void **state)
     assert_non_null(strstr(err, "cannot open sqlite store"));
     free(err);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL); /* this tallyd's */
     sqlite3_close(db);
     assert_int_equal(store_open(url, &f->s, &err), 0);
 }
@@ -280,6 +337,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(lists_page_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(top_uses_index_and_orders, setup, teardown),
         cmocka_unit_test_setup_teardown(reads_and_offsets_apply_atomically, setup, teardown),
+        cmocka_unit_test_setup_teardown(read_counter_never_passes_int64_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(hand_written_row_is_an_error_not_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(schema_survives_reopen, setup, teardown),
         cmocka_unit_test(bad_urls),
     };

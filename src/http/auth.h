@@ -1,0 +1,65 @@
+/*
+ * auth.h - who is calling: API keys with scopes, and users' signed tokens (JWT).
+ *
+ * A request's `Authorization: Bearer TOKEN` names its caller. A token with
+ * the shape of a JWT is an end user's: verified against the configured key
+ * and algorithm only, its `sub` is the uid it may act as. Any other token is
+ * an API key: its SHA-256 is compared, in constant time, with the hashes in
+ * the keys file (the secrets themselves are never stored). Without keys and
+ * without a JWT key the API is open: every caller has every scope.
+ */
+#ifndef TALLY_HTTP_AUTH_H
+#define TALLY_HTTP_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum auth_scope {
+    AUTH_READ = 1 << 0,    /* GET of /v1 */
+    AUTH_WRITE = 1 << 1,   /* POST, PUT, DELETE of /v1 */
+    AUTH_METRICS = 1 << 2, /* /metrics */
+    AUTH_ADMIN = 1 << 3,   /* everything */
+};
+
+#define AUTH_NAME_MAX 64
+
+/* The caller of one request, as authenticated. Lives with the request. */
+struct auth_principal {
+    enum { AUTH_OPEN, AUTH_NONE, AUTH_KEY, AUTH_USER } kind; /* AUTH_NONE: no valid token */
+    unsigned scopes;               /* what the caller may do */
+    char name[AUTH_NAME_MAX + 1];  /* AUTH_KEY: the key's name */
+    int64_t uid;                   /* AUTH_USER: the uid of `sub`; 0 otherwise */
+};
+
+/* Set once at start from flags; paths are re-read on auth_reload(). */
+struct auth_config {
+    const char *keys_path;    /* NULL: no API keys */
+    const char *jwt_key;      /* PATH of a PEM public key (RS256/ES256), or hs256:PATH */
+    const char *jwt_issuer;   /* NULL: not checked */
+    const char *jwt_audience; /* NULL: not checked */
+};
+
+struct auth;
+
+/*
+ * Loads the keys file and the JWT key. On failure returns TALLY_EINVAL and one line in
+ * *err (caller frees) naming the file and the line. The caller frees *out with auth_free().
+ */
+int auth_new(const struct auth_config *cfg, struct auth **out, char **err);
+/* Re-reads the keys file (SIGHUP). On failure the keys in force stay, and *err says why. */
+int auth_reload(struct auth *a, char **err);
+/* Whether any credential is configured (otherwise the API is open). */
+bool auth_enabled(const struct auth *a);
+/*
+ * Authenticates the value of an Authorization header (NULL when absent). 0 with *out
+ * filled, or TALLY_EUNAUTH with out->kind AUTH_NONE and no scopes. Any thread, any
+ * time, also during a reload.
+ */
+int auth_check(struct auth *a, const char *authorization, struct auth_principal *out);
+/* Parses "read,write" into scope bits; TALLY_EINVAL on an unknown or empty scope. */
+int auth_parse_scopes(const char *s, size_t len, unsigned *out);
+/* NULL is a no-op. */
+void auth_free(struct auth *a);
+
+#endif
