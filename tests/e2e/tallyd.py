@@ -84,17 +84,6 @@ def flush_redis():
 _seq = itertools.count()
 
 
-def report(name, **figures):
-    """Records a test's measured figures as one JSON line in $TALLY_REPORT (make test prints
-    them at the end) and on stdout."""
-    line = json.dumps({"test": name, **figures})
-    print(line)
-    path = os.environ.get("TALLY_REPORT")
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
