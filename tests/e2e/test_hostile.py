@@ -776,8 +776,8 @@ def store_write_lock(db):
     """Holds the store's write lock from another client until the block ends: SQLite's
     RESERVED lock with an insert pending, or MariaDB's LOCK TABLES on what a like writes."""
     if MYSQL:
-        args = mysql_cli_args(db.url)
-        p = subprocess.Popen([args[0], "--unbuffered", *args[1:]], stdin=subprocess.PIPE,
+        args = mysql_cli_args(db.url)  # mariadb --no-defaults ... (that one must come first)
+        p = subprocess.Popen([*args[:2], "--unbuffered", *args[2:]], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             p.stdin.write("LOCK TABLES interactive WRITE, user_like WRITE;\nSELECT 'locked';\n")
