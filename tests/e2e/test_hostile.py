@@ -280,6 +280,7 @@ MALFORMED = {
     "content_length_and_chunked": READS + b"Content-Length: 2\r\nTransfer-Encoding: chunked"
                                           b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
     "transfer_encoding_gzip": READS + b"Transfer-Encoding: gzip\r\n\r\n{}",
+    "http11_without_host": b"GET /healthz HTTP/1.1\r\n\r\n",
 }
 
 
@@ -296,6 +297,24 @@ def test_malformed_request_is_400_json_then_closed(tallyd, case):
     assert counted == 1
     assert tallyd.metric("tally_read_events_queued_total") == 0  # nothing got through
     assert tallyd.get("/healthz").status == 200
+
+
+def test_valid_framing_still_passes_the_strict_parser(tallyd):
+    """The control for the cases above: chunked bodies, HTTP/1.0 without Host, keep-alive."""
+    with Raw(tallyd.port) as c:
+        c.send(READS + b"Transfer-Encoding: chunked\r\n\r\n4\r\n{\"ui\r\n6\r\nd\":42}\r\n0\r\n\r\n")
+        chunked = c.reply()
+        c.send(READS + b"Content-Length: 2\r\n\r\n{}")
+        sized = c.reply()
+        assert c.open_now()
+    r10, _ = exchange(tallyd.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    report("valid_framing", config=CONFIG, chunked=chunked.status, sized=sized.status,
+           http10=r10.status)
+    assert chunked.status == 202 and chunked.json == {"accepted": True}
+    assert sized.status == 202
+    assert r10.status == 200 and r10.json == {"status": "ok"}
+    assert wait_for(lambda: tallyd.metric("tally_read_events_applied_total") == 2)
+    assert metric(tallyd, "tally_http_requests_total", route="malformed") == 0
 
 
 def test_headers_over_16k_are_431(tallyd):
