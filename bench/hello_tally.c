@@ -20,6 +20,8 @@ void api_response_init(struct api_response *res)
     strbuf_init(&res->body, 0);
     res->content_type = "application/json";
     res->allow = NULL;
+    res->challenge = false;
+    res->retry_after = 0;
     res->route = 0;
 }
 
@@ -35,9 +37,10 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
     strbuf_addstr(&res->body, "{\"hello\":\"world\"}");
 }
 
-enum api_work api_work_of(const struct api_request *req, int *route)
+enum api_work api_work_of(const struct interactive *svc, const struct api_request *req,
+                          int *route)
 {
-    (void)req;
+    (void)svc, (void)req;
     *route = 0;
     return API_WORK_LOOP;
 }

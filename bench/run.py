@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.join(ROOT, "build")
@@ -43,11 +45,11 @@ BATCH = 10000  # tallyd's default --batch
 SWEEP_SECONDS = 2 if QUICK else 8
 SERVER_CPU, LOAD_CPU = "0", "1"
 
-URLS = dict(line.split("=", 1) for line in subprocess.run(
+# NAME='VALUE' lines; the URLs carry the services' test passwords and TLS options.
+URLS = dict(shlex.split(line)[0].split("=", 1) for line in subprocess.run(
     [os.path.join(ROOT, "scripts/services.sh"), "urls"], capture_output=True, text=True,
-    check=True).stdout.split())
+    check=True).stdout.splitlines())
 MYSQL, REDIS, KAFKA = URLS["TALLY_TEST_MYSQL"], URLS["TALLY_TEST_REDIS"], URLS["TALLY_TEST_KAFKA"]
-MYSQL_BASE = MYSQL.rsplit("/", 1)[0]
 
 REPORT_LUA = """
 done = function(summary, latency, requests)
@@ -84,34 +86,39 @@ def free_port():
 
 
 def mysql(sql, db="mysql"):
-    rest = MYSQL[len("mysql://"):]
-    cred, hostpart = rest.rsplit("@", 1)
-    user, password = cred.split(":", 1)
-    host, port = hostpart.split("/")[0].split(":")
-    out = subprocess.run(["mariadb", "--no-defaults", "-h", host, "-P", port, f"-u{user}",
-                          f"-p{password}", "--batch", "--skip-column-names", db, "-e", sql],
-                         capture_output=True, text=True, check=True)
+    u = urlsplit(MYSQL)
+    opts = dict(parse_qsl(u.query))
+    tls = ["--ssl", f"--ssl-ca={opts['ssl_ca']}"] if "ssl_ca" in opts else []
+    out = subprocess.run(["mariadb", "--no-defaults", "-h", u.hostname, "-P", str(u.port),
+                          f"-u{unquote(u.username)}", *tls, "--batch", "--skip-column-names",
+                          db, "-e", sql], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, MYSQL_PWD=unquote(u.password or "")))
     return out.stdout.strip()
 
 
 def fresh_db(name):
     mysql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
-    return f"{MYSQL_BASE}/{name}"
+    return urlunsplit(urlsplit(MYSQL)._replace(path="/" + name))
 
 
 def questions():
     return int(mysql("SHOW GLOBAL STATUS LIKE 'Questions'").split()[1])
 
 
+def redis_cli(*args):
+    u = urlsplit(REDIS)
+    return subprocess.run(["redis-cli", "-h", u.hostname, "-p", str(u.port), *args],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, REDISCLI_AUTH=unquote(u.password or ""))).stdout
+
+
 def redis_calls():
-    port = REDIS.rsplit(":", 1)[1]
-    info = subprocess.run(["redis-cli", "-p", port, "INFO", "stats"], capture_output=True,
-                          text=True).stdout
+    info = redis_cli("INFO", "stats")
     return int(re.search(r"total_commands_processed:(\d+)", info).group(1))
 
 
 def redis_flush():
-    subprocess.run(["redis-cli", "-p", REDIS.rsplit(":", 1)[1], "FLUSHALL"], capture_output=True)
+    redis_cli("FLUSHALL")
 
 
 class Proc:

@@ -43,6 +43,14 @@ if [ "${1:-build}" = build ] && ! python3 -c 'import pytest' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pytest >/dev/null
   }
 fi
+# The auth tests make keys, certificates and signed tokens with the `cryptography` module.
+if [ "${1:-build}" = build ] && ! python3 -c 'import cryptography' 2>/dev/null; then
+  echo "deps: installing cryptography"
+  python3 -m pip install -q cryptography 2>/dev/null || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-cryptography >/dev/null
+  }
+fi
 if [ "${1:-build}" = contract ]; then
   venv=.cache/contract-venv
   req=tests/contract/requirements.txt

@@ -12,11 +12,13 @@
  * every thread and taken with sigwait() here, so no handler runs in the
  * middle of library code.
  */
+#include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/bus.h"
 #include "cache/cache.h"
@@ -24,27 +26,16 @@
 #include "http/auth.h"
 #include "http/server.h"
 #include "service/interactive.h"
+#include "service/ratelimit.h"
 #include "service/readcount.h"
 #include "store/store.h"
 #include "util/log.h"
+#include "util/process.h"
+#include "util/version.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/banned.h"
-
-/* scheme://user:secret@host... -> scheme://user:***@host..., for logs. */
-static void redact_password(struct strbuf *out, const char *url)
-{
-    const char *auth = strstr(url, "://"), *at, *colon;
-
-    if (auth && (at = strchr(auth + 3, '@')) &&
-        (colon = memchr(auth + 3, ':', (size_t)(at - auth - 3)))) {
-        strbuf_add(out, url, (size_t)(colon + 1 - url));
-        strbuf_addstr(out, "***");
-        strbuf_addstr(out, at);
-    } else {
-        strbuf_addstr(out, url);
-    }
-}
 
 /* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
 static void reload(struct auth *auth, struct http_server *srv)
@@ -62,6 +53,30 @@ static void reload(struct auth *auth, struct http_server *srv)
     free(err);
 }
 
+/* libevent's own warnings go through tally's logger (and its format). */
+static void libevent_log(int severity, const char *msg)
+{
+    log_msg(severity >= EVENT_LOG_ERR ? LOG_ERROR : severity >= EVENT_LOG_WARN ? LOG_WARN
+                                                                                : LOG_DEBUG,
+            "libevent: %s", msg);
+}
+
+/*
+ * The first step of a stop: /readyz turns 503 at once, so load balancers take this
+ * instance out, while it goes on serving for drain_ms; then it stops accepting.
+ */
+static void drain(struct interactive *svc, int drain_ms)
+{
+    struct timespec left = {drain_ms / 1000, (long)(drain_ms % 1000) * 1000000L};
+
+    atomic_store(&svc->draining, true);
+    if (drain_ms > 0) {
+        log_info("tallyd: draining for %d ms (/readyz answers 503)", drain_ms);
+        while (nanosleep(&left, &left) != 0)
+            ;
+    }
+}
+
 static int fatal(char *err)
 {
     fprintf(stderr, "tallyd: %s\n", err);
@@ -76,6 +91,7 @@ int main(int argc, char **argv)
     struct cache *cache = NULL;
     struct bus *bus = NULL;
     struct readcount *rc = NULL;
+    struct ratelimit *limits = NULL;
     struct http_server *srv = NULL;
     struct auth *auth = NULL;
     struct interactive svc;
@@ -90,6 +106,9 @@ int main(int argc, char **argv)
     case CONFIG_EXIT_USAGE: return 2;
     case CONFIG_RUN: break;
     }
+    log_set_format(cfg.log_json ? LOG_JSON : LOG_TEXT);
+    event_set_log_callback(libevent_log);
+    process_metrics_init(tally_version(), tally_commit());
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
@@ -108,12 +127,25 @@ int main(int argc, char **argv)
     if (!auth_enabled(auth))
         log_warn("tallyd: no --keys and no --jwt-key: the API is open to anyone who can reach "
                  "%s", cfg.listen);
-    if (store_open(cfg.store, &store, &err) || cache_open(cfg.cache, &cache, &err) ||
-        bus_open(cfg.bus, cfg.queue_max, &bus, &err)) {
+    if (store_open_url(&cfg.store_url, &store, &err) ||
+        cache_open_url(&cfg.cache_url, &cache, &err) ||
+        bus_open_url(&cfg.bus_url, cfg.queue_max, &bus, &err)) {
         status = fatal(err);
         goto out;
     }
     interactive_init(&svc, store, cache, bus);
+    if (cfg.rate_limit && *cfg.rate_limit) {
+        struct ratelimit_config rl = {.cache = cache};
+
+        if (ratelimit_parse(cfg.rate_limit, &rl.spec, &err)) { /* config_parse checked it */
+            status = fatal(err);
+            goto out;
+        }
+        svc.limits = limits = ratelimit_new(&rl);
+        log_info("rate limits %s, buckets %s", cfg.rate_limit,
+                 ratelimit_may_wait(limits) ? "in Redis (in memory while it does not answer)"
+                                            : "in memory");
+    }
     rc = readcount_start(bus, store, cache,
                          &(struct readcount_config){.batch = cfg.batch,
                                                     .flush_ms = cfg.flush_ms,
@@ -128,6 +160,7 @@ int main(int argc, char **argv)
                                                   .workers = cfg.workers,
                                                   .work_queue = cfg.work_queue,
                                                   .auth = auth,
+                                                  .access_log = cfg.access_log,
                                                   .tls_cert = cfg.tls_cert,
                                                   .tls_key = cfg.tls_key},
                             &svc, &err);
@@ -135,18 +168,23 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
-    redact_password(&shown, cfg.store);
-    log_info("tallyd listening on %s port %d%s (store %s, cache %s, bus %s, batch %zu, "
-             "flush %d ms)",
-             cfg.host, http_server_port(srv), cfg.tls_cert ? " (HTTPS)" : "", shown.buf, cfg.cache, cfg.bus, cfg.batch,
+    url_redact(&shown, cfg.store);
+    strbuf_addstr(&shown, ", cache ");
+    url_redact(&shown, cfg.cache);
+    strbuf_addstr(&shown, ", bus ");
+    url_redact(&shown, cfg.bus);
+    log_info("tallyd listening on %s port %d%s (store %s, batch %zu, flush %d ms)", cfg.host,
+             http_server_port(srv), cfg.tls_cert ? " (HTTPS)" : "", shown.buf, cfg.batch,
              cfg.flush_ms);
     strbuf_release(&shown);
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         reload(auth, srv);
     log_info("tallyd: signal %d, stopping", sig);
+    drain(&svc, cfg.drain_ms);
     status = 0;
 out:
     http_server_stop(srv);
+    ratelimit_free(limits); /* no request runs any more */
     readcount_stop(rc); /* drains the bus into the store, or gives up at the deadline */
     bus_free(bus);      /* after it, every delivery report has been counted */
     if ((lost = readcount_lost_total()) > 0) {
@@ -157,6 +195,7 @@ out:
     store_free(store);
     auth_free(auth);
     metrics_release();
+    config_release(&cfg);
     if (status == 0)
         log_info("tallyd: stopped cleanly");
     return status;

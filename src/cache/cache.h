@@ -45,14 +45,36 @@ struct cache_ops {
      * Entries that are not cached stay uncached.
      */
     int (*end)(struct cache *c, const struct item *items, size_t n, const struct counts *delta);
+    /*
+     * Takes a token from the token bucket at key, atomically for every
+     * process sharing the cache (service/ratelimit.c): n tokens per
+     * period_ms, at most burst, a full bucket when the key is absent; idle
+     * buckets expire once full again. now_ms is the caller's wall clock.
+     * *retry_ms: 0 when a token was taken, else when one will be there.
+     * NULL in a cache that cannot hold buckets ("none"): see cache_has_take().
+     */
+    int (*take)(struct cache *c, const char *key, int64_t n, int64_t period_ms, int64_t burst,
+                int64_t now_ms, int64_t *retry_ms);
     void (*free)(struct cache *c);
+    /*
+     * Drops the entries of n items, so that the next read fills them from the
+     * store (tallyctl, after it rewrote counts behind tallyd's back).
+     */
+    int (*invalidate)(struct cache *c, const struct item *items, size_t n);
 };
 
 struct cache {
     const struct cache_ops *ops;
 };
 
-/* Opens the cache named by url ("none" or redis://...). *err as for store_open. */
+struct url;
+
+/*
+ * The cache named by u ("none" or redis://...): checked, opened (*why and
+ * *err as for store_check and store_open_url), or from a string parsed first.
+ */
+int cache_check(const struct url *u, char **why);
+int cache_open_url(const struct url *u, struct cache **out, char **err);
 int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 
@@ -74,6 +96,19 @@ static inline int cache_end(struct cache *c, const struct item *items, size_t n,
                             const struct counts *delta)
 {
     return c->ops->end(c, items, n, delta);
+}
+static inline bool cache_has_take(const struct cache *c)
+{
+    return c && c->ops->take;
+}
+static inline int cache_take(struct cache *c, const char *key, int64_t n, int64_t period_ms,
+                             int64_t burst, int64_t now_ms, int64_t *retry_ms)
+{
+    return c->ops->take(c, key, n, period_ms, burst, now_ms, retry_ms);
+}
+static inline int cache_invalidate(struct cache *c, const struct item *items, size_t n)
+{
+    return c->ops->invalidate(c, items, n);
 }
 static inline void cache_free(struct cache *c)
 {

@@ -30,6 +30,9 @@ struct api_request {
     size_t body_len;
     /* Who is calling, as the server authenticated them; NULL: the API is open. */
     const struct auth_principal *principal;
+    /* The client's address, "addr:IP": names the per-caller rate limit's bucket when no
+     * credential does (see caller_of() in api.c); NULL: none. */
+    const char *caller;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -39,6 +42,7 @@ struct api_response {
     const char *content_type;
     const char *allow; /* for 405: the methods the path takes */
     bool challenge;    /* for 401: send WWW-Authenticate: Bearer */
+    int retry_after;   /* for 429: seconds for the Retry-After header; 0: none */
     int route;         /* index for metrics; see api_route_name() */
 };
 
@@ -51,10 +55,13 @@ void api_handle(struct interactive *svc, const struct api_request *req, struct a
  * Where api_handle() may run for this request: on the event loop (it never
  * waits on a server: errors, /metrics, publishing a read), or on a worker
  * pool for reads or for writes of the store; *route is the route for metrics. Writes have a pool of their
- * own so that a store whose write lock is taken cannot hold up reads.
+ * own so that a store whose write lock is taken cannot hold up reads. svc
+ * says whether the rate limiter may wait on Redis (then nothing limited
+ * runs on the loop).
  */
 enum api_work { API_WORK_LOOP, API_WORK_READ, API_WORK_WRITE };
-enum api_work api_work_of(const struct api_request *req, int *route);
+enum api_work api_work_of(const struct interactive *svc, const struct api_request *req,
+                          int *route);
 
 /* Number of routes and a stable name for each ("unmatched" for 404s). */
 int api_route_count(void);

@@ -358,13 +358,30 @@ static bool audience_ok(jwt_t *jwt, const char *want)
     return ok;
 }
 
-/* A time claim: *present says whether it is there; false when it is there but not a number. */
+/*
+ * A time claim: *present says whether it is there; false when it is there but not a number.
+ * Read as JSON because libjwt 1.10's jwt_get_grant_int() answers 0, with no error, for a
+ * string: "nbf":"99999999999" would pass as 1970.
+ */
 static bool time_claim(jwt_t *jwt, const char *name, long *value, bool *present)
 {
-    errno = 0;
-    *value = jwt_get_grant_int(jwt, name);
-    *present = errno != ENOENT;
-    return errno == 0 || errno == ENOENT;
+    char *json = jwt_get_grants_json(jwt, name);
+    json_t *v = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+    bool ok = !json;
+
+    *present = json != NULL;
+    *value = 0;
+    if (json_is_integer(v)) {
+        *value = (long)json_integer_value(v);
+        ok = true;
+    } else if (json_is_real(v) && json_real_value(v) > -1e15 &&
+               json_real_value(v) < 1e15) { /* RFC 7519: may be 1.5 */
+        *value = (long)json_real_value(v);
+        ok = true;
+    }
+    json_decref(v);
+    free(json);
+    return ok;
 }
 
 static int check_jwt(struct auth *a, const char *token, struct auth_principal *out)
@@ -380,7 +397,7 @@ static int check_jwt(struct auth *a, const char *token, struct auth_principal *o
         return TALLY_EUNAUTH;
     if (jwt_get_alg(jwt) != a->jwt_alg)
         goto out;
-    if (!time_claim(jwt, "exp", &exp, &has_exp) || !has_exp || now > exp + LEEWAY_S)
+    if (!time_claim(jwt, "exp", &exp, &has_exp) || !has_exp || now - LEEWAY_S > exp)
         goto out;
     if (!time_claim(jwt, "nbf", &nbf, &has_nbf) || (has_nbf && now + LEEWAY_S < nbf))
         goto out;

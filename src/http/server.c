@@ -66,6 +66,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -109,7 +110,9 @@ enum conn_state {
 };
 
 /* Which header the value being parsed belongs to (the ones the server reads itself). */
-enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION };
+enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION, H_REQUEST_ID };
+
+#define REQUEST_ID_MAX 128
 
 /*
  * A request being answered in a pool. Embedded in its connection; the worker
@@ -121,6 +124,7 @@ struct job {
     struct interactive *svc;
     struct api_request req;
     struct api_response res;
+    const char *request_id; /* its connection's, for the worker's log lines */
     struct job *next_done;
 };
 
@@ -140,12 +144,17 @@ struct conn {
     enum header header;
     int hosts, authorizations;
     struct strbuf authorization;
+    char request_id[REQUEST_ID_MAX + 1]; /* taken from X-Request-Id, or made; "" until then */
+    size_t request_id_len;
+    bool request_id_bad, request_id_ready;
+    const char *method; /* for the access log */
     struct auth_principal principal;
     bool expect_continue, complete, bad_method, eof, read_paused;
     int reject;             /* a status the parser callbacks decided on, 0 if none */
     const char *reject_why; /* and its message */
     bool keep_alive, head, http10;
     int64_t started_us;
+    struct strbuf caller; /* "addr:IP" of the peer, read once at accept: the per-caller limit */
     struct job job;
 };
 
@@ -166,9 +175,9 @@ struct loop {
     pthread_t thread;
 };
 
-#define STATUS_SLOTS 15
-static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408,
-                                               413, 417, 431, 500, 503, 505, 0 /* other */};
+#define STATUS_SLOTS 16
+static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408, 413,
+                                               417, 429, 431, 500, 503, 505, 0 /* other */};
 
 /* Created and freed by the main thread; loops and pools read it. */
 struct http_server {
@@ -183,6 +192,8 @@ struct http_server {
     SSL_CTX *tls;             /* NULL: plain HTTP */
     atomic_int nconns;
     atomic_llong accept_logged_us;
+    unsigned request_id_prefix; /* random per process, so that ids of two instances differ */
+    atomic_ullong request_ids;
     int malformed_route; /* the metrics' route for requests that never reached the API */
     /* [route][status slot], created on first use; see count_request(). */
     _Atomic(struct metric *) requests[17][STATUS_SLOTS];
@@ -236,6 +247,7 @@ static const char *reason(int status)
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -276,6 +288,7 @@ static void conn_close(struct conn *c)
     strbuf_release(&c->query);
     strbuf_release(&c->body);
     strbuf_release(&c->authorization);
+    strbuf_release(&c->caller);
     free(c);
     if (l->stopping && l->nconns == 0)
         event_base_loopbreak(l->base);
@@ -325,12 +338,65 @@ static const char *http_date(struct loop *l)
     return l->date;
 }
 
+static void forget_request_id(struct conn *c)
+{
+    c->request_id[0] = '\0';
+    c->request_id_len = 0;
+    c->request_id_bad = c->request_id_ready = false;
+    c->method = NULL;
+}
+
+/*
+ * The request's id: the client's X-Request-Id when it is 1..128 characters of
+ * [A-Za-z0-9._:/+=~-], else one made here (process prefix + counter, unique per process).
+ */
+static const char *request_id(struct conn *c)
+{
+    struct http_server *srv = c->loop->srv;
+    size_t n = c->request_id_len;
+    bool ok = !c->request_id_bad && n > 0 && n <= REQUEST_ID_MAX;
+
+    if (c->request_id_ready)
+        return c->request_id;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = c->request_id[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             (ch && strchr("._:/+=~-", ch));
+    }
+    if (ok) {
+        c->request_id[n] = '\0';
+    } else {
+        snprintf(c->request_id, sizeof(c->request_id), "%08x%016llx", srv->request_id_prefix,
+                 (unsigned long long)atomic_fetch_add(&srv->request_ids, 1));
+        c->request_id_len = strlen(c->request_id);
+    }
+    c->request_id_ready = true;
+    return c->request_id;
+}
+
+/* One line per request, when --access-log is on. */
+static void access_log(struct conn *c, const struct api_response *res, int64_t us)
+{
+    struct http_server *srv = c->loop->srv;
+    struct log_field f[] = {
+        {"method", c->method ? c->method : "-", 0},
+        {"route", res->route == srv->malformed_route ? "malformed" : api_route_name(res->route), 0},
+        {"status", NULL, res->status},
+        {"duration_us", NULL, us},
+        {"bytes", NULL, (int64_t)(c->head ? 0 : res->body.len)},
+        {"request_id", c->request_id, 0},
+    };
+
+    log_fields(LOG_INFO, "request", f, sizeof(f) / sizeof(f[0]));
+}
+
 /* Writes one response and moves the connection on: to the next request, or to closing. */
 static void respond(struct conn *c, const struct api_response *res)
 {
     struct loop *l = c->loop;
     struct strbuf *h = &l->head;
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    int64_t us;
 
     strbuf_reset(h);
     strbuf_addf(h, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
@@ -339,6 +405,9 @@ static void respond(struct conn *c, const struct api_response *res)
         strbuf_addf(h, "Allow: %s\r\n", res->allow);
     if (res->challenge)
         strbuf_addstr(h, "WWW-Authenticate: Bearer\r\n");
+    if (res->retry_after > 0)
+        strbuf_addf(h, "Retry-After: %d\r\n", res->retry_after);
+    strbuf_addf(h, "X-Request-Id: %s\r\n", request_id(c));
     if (res->status >= 400 && res->route == l->srv->malformed_route)
         c->keep_alive = false;
     if (l->stopping)
@@ -351,8 +420,11 @@ static void respond(struct conn *c, const struct api_response *res)
     evbuffer_add(out, h->buf, h->len);
     if (!c->head)
         evbuffer_add(out, res->body.buf, res->body.len);
-    count_request(l->srv, res->route, res->status,
-                  (double)(clock_mono_us() - c->started_us) / 1e6);
+    us = clock_mono_us() - c->started_us;
+    count_request(l->srv, res->route, res->status, (double)us / 1e6);
+    if (l->srv->cfg.access_log)
+        access_log(c, res, us);
+    forget_request_id(c); /* the next request has its own */
     if (c->keep_alive) {
         c->state = C_IDLE;
         set_timer(c, l->srv->cfg.idle_timeout_ms);
@@ -394,6 +466,7 @@ static int on_message_begin(http_parser *p)
     strbuf_reset(&c->url);
     strbuf_reset(&c->body);
     strbuf_reset(&c->authorization);
+    forget_request_id(c);
     c->field_len = 0;
     c->in_value = false;
     c->header = H_OTHER;
@@ -441,7 +514,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         c->header = field_is(c, "host")            ? H_HOST
                     : field_is(c, "expect")        ? H_EXPECT
                     : field_is(c, "authorization") ? H_AUTHORIZATION
+                    : field_is(c, "x-request-id")  ? H_REQUEST_ID
                                                    : H_OTHER;
+        if (c->header == H_REQUEST_ID && c->request_id_len > 0)
+            c->request_id_bad = true; /* two of them: make one */
         if (c->header == H_HOST)
             c->hosts++;
         if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
@@ -456,6 +532,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     }
     if (c->header == H_AUTHORIZATION)
         strbuf_add(&c->authorization, at, len);
+    if (c->header == H_REQUEST_ID) {
+        if (c->request_id_len + len > REQUEST_ID_MAX)
+            c->request_id_bad = true;
+        else
+            memcpy(c->request_id + c->request_id_len, at, len);
+        c->request_id_len += len;
+    }
     if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
         c->expect_continue = false;
         refuse(c, 417, "only Expect: 100-continue is understood");
@@ -550,7 +633,9 @@ static void job_run(struct work *w)
     struct loop *l = j->loop;
     bool wake;
 
+    log_set_request_id(j->request_id);
     api_handle(j->svc, &j->req, &j->res);
+    log_set_request_id(NULL);
     pthread_mutex_lock(&l->done_lock);
     wake = l->done_head == NULL;
     if (l->done_tail)
@@ -579,11 +664,13 @@ static void dispatch(struct conn *c, enum api_method method)
         .body = c->body.len ? c->body.buf : "",
         .body_len = c->body.len,
         .principal = srv->cfg.auth ? &c->principal : NULL,
+        .caller = c->caller.buf,
     };
     if (srv->cfg.auth)
         auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
                    &c->principal);
-    work = api_work_of(&j->req, &route);
+    j->request_id = request_id(c);
+    work = api_work_of(srv->svc, &j->req, &route);
     if (work != API_WORK_LOOP) {
         int err = workpool_submit(srv->pools[work], &j->work);
 
@@ -596,7 +683,9 @@ static void dispatch(struct conn *c, enum api_method method)
         j->res.route = route;
         json_add_error(&j->res.body, "unavailable", "the server is busy; try again");
     } else {
+        log_set_request_id(j->request_id);
         api_handle(srv->svc, &j->req, &j->res);
+        log_set_request_id(NULL);
     }
     respond(c, &j->res);
     api_response_release(&j->res);
@@ -611,6 +700,7 @@ static void request_complete(struct conn *c)
     c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     c->head = p->method == HTTP_HEAD;
     c->http10 = p->http_minor == 0;
+    c->method = http_method_str(p->method);
     c->started_us = clock_mono_us();
     if (!split_target(c, c->url.buf, c->url.len, p->method == HTTP_CONNECT)) {
         reject(c, 400, "bad_request", "the request target is not a valid URL");
@@ -659,6 +749,7 @@ static bool answer_unknown_method(struct conn *c)
     c->keep_alive = false;
     c->head = false;
     c->http10 = false;
+    c->method = "OTHER";
     dispatch(c, API_OTHER);
     return true;
 }
@@ -766,6 +857,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
 
     (void)bev;
+    if (what == BEV_EVENT_CONNECTED) /* a TLS handshake finished: requests follow */
+        return;
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
         metric_add(c->loop->srv->m_timeout_write, 1);
         conn_close(c);
@@ -817,6 +910,22 @@ static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
     return bev;
 }
 
+/* "addr:IP" of the peer: who calls, for the per-caller rate limit of an open API. */
+static void peer_name(struct strbuf *out, evutil_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = NULL;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+            : ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                                      : NULL;
+    strbuf_addstr(out, "addr:");
+    strbuf_addstr(out, a && inet_ntop(ss.ss_family, a, ip, sizeof(ip)) ? ip : "unknown");
+}
+
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -835,6 +944,8 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     strbuf_init(&c->query, 0);
     strbuf_init(&c->body, 0);
     strbuf_init(&c->authorization, 0);
+    strbuf_init(&c->caller, 0);
+    peer_name(&c->caller, fd);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->job.work.run = job_run;
@@ -1130,6 +1241,8 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     srv->fd = fd;
     srv->port = bound_port(fd);
     srv->malformed_route = api_route_count();
+    if (RAND_bytes((unsigned char *)&srv->request_id_prefix, sizeof(srv->request_id_prefix)) != 1)
+        srv->request_id_prefix = (unsigned)getpid();
     init_metrics(srv);
     srv->pools[API_WORK_READ] = workpool_new("reads", cfg->workers, cfg->work_queue);
     srv->pools[API_WORK_WRITE] = workpool_new("writes", cfg->workers, cfg->work_queue);

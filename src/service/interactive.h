@@ -15,6 +15,7 @@
 #ifndef TALLY_INTERACTIVE_H
 #define TALLY_INTERACTIVE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,12 +29,16 @@
 #define INTERACTIVE_MAX_IDS   100
 #define INTERACTIVE_MAX_LIMIT 100
 
+struct ratelimit;
+
 /* Borrows the three ports; they must outlive it. Owned by main. */
 struct interactive {
     struct store *store;
     struct cache *cache;
     struct bus *bus;
     struct readcount *reads; /* optional, set by main: while it cannot commit, health fails */
+    struct ratelimit *limits; /* borrowed; NULL (the default): no rate limits; set by main */
+    atomic_bool draining;     /* set by main at SIGTERM: /readyz answers 503 from then on */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
 
@@ -64,5 +69,7 @@ int interactive_top(struct interactive *svc, const char *biz, enum count_field b
                     struct item_state *out, size_t *n);
 /* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
+/* For /readyz: not draining, the store answers, the bus would take a read. */
+int interactive_ready(struct interactive *svc);
 
 #endif

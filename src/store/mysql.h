@@ -6,8 +6,13 @@
 
 #include "store/store.h"
 
-/* url: mysql://USER:PASS@HOST[:PORT]/DB[?pool=N]. *err as for store_open. */
-int store_mysql_open(const char *url, struct store **out, char **err);
-int store_mysql_check_url(const char *url, char **err);
+struct url;
+
+/*
+ * u: mysql://USER[:PASS]@HOST[:PORT]/DB[?pool=N&ssl=1&ssl_ca=PATH]. *why and
+ * *err as for store_check and store_open_url.
+ */
+int store_mysql_check(const struct url *u, char **why);
+int store_mysql_open(const struct url *u, struct store **out, char **err);
 
 #endif

@@ -24,7 +24,8 @@ enum {
     TALLY_EINTERNAL = -6, /* a bug or a broken invariant in a dependency */
     TALLY_EREJECTED = -7, /* the store refuses this data for good (a counter past 2^63-1) */
     TALLY_EUNAUTH = -8,   /* no valid credential: who is calling is unknown */
-    TALLY_EDENIED = -9    /* the caller is known but may not do this */
+    TALLY_EDENIED = -9,   /* the caller is known but may not do this */
+    TALLY_ELIMITED = -10  /* a rate limit refused the request; try again later */
 };
 
 /* A static, human-readable name for an error code. */
@@ -40,6 +41,7 @@ static inline const char *tally_strerror(int err)
     case TALLY_EUNAUTH: return "unauthenticated";
     case TALLY_EDENIED: return "permission denied";
     case TALLY_EREJECTED: return "rejected by the store";
+    case TALLY_ELIMITED: return "rate limited";
     default: return "internal error";
     }
 }
