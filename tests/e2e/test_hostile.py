@@ -818,22 +818,30 @@ def test_slowloris_is_cut_off_and_others_are_served(serve):
 @contextlib.contextmanager
 def store_write_lock(db):
     """Holds the store's write lock from another client until the block ends: SQLite's
-    RESERVED lock with an insert pending, or MariaDB's LOCK TABLES on what a like writes."""
+    RESERVED lock with an insert pending, or, in MariaDB, a transaction holding InnoDB's
+    next-key locks on every row and gap of what a like writes (readers still see the last
+    committed rows, as InnoDB's consistent reads do)."""
     if MYSQL:
         args, env = mysql_cli(db.url)  # mariadb --no-defaults ... (that one must come first)
         p = subprocess.Popen([*args[:2], "--unbuffered", *args[2:]], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
-            p.stdin.write("LOCK TABLES interactive WRITE, user_like WRITE;\nSELECT 'locked';\n")
+            p.stdin.write("BEGIN;\nSELECT COUNT(*) FROM interactive FOR UPDATE;\n"
+                          "SELECT COUNT(*) FROM user_like FOR UPDATE;\nSELECT 'locked';\n")
             p.stdin.flush()
-            ready, _, _ = select.select([p.stdout], [], [], 10)
-            if not ready or p.stdout.readline().strip() != "locked":
+            deadline, line = time.monotonic() + 10, ""
+            while line != "locked":  # the counts come first, then the marker
+                ready, _, _ = select.select([p.stdout], [], [], max(0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                line = p.stdout.readline().strip()
+            if line != "locked":
                 p.kill()
                 raise AssertionError(f"could not lock the tables: {p.stderr.read()}")
             yield
         finally:
             if p.poll() is None:
-                p.stdin.write("UNLOCK TABLES;\n")
+                p.stdin.write("ROLLBACK;\n")
                 p.stdin.close()
                 p.wait(10)
     else:
