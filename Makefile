@@ -114,7 +114,7 @@ test:
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello \
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce $(BUILD)/bench/hello \
 	  $(BUILD)/bench/hello_tally
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)

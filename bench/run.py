@@ -193,6 +193,36 @@ def wrk(proc, path, script=""):
     return res
 
 
+def bearer_lua(token):
+    return f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+def credentials():
+    """An API key (made by tallyctl) and an RS256 key pair with a user's token, in a temp dir."""
+    import base64
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    d = tempfile.mkdtemp()
+    out = subprocess.run([os.path.join(BUILD, "tallyctl"), "key", "bench", "read"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    with open(f"{d}/keys", "w") as f:
+        f.write(out[1] + "\n")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with open(f"{d}/jwt.pem", "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "42", "exp": int(time.time()) + 3600}).encode())
+    sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {"keys": f"{d}/keys", "key_token": out[0], "jwt_key": f"{d}/jwt.pem",
+            "jwt_token": f"{head}.{body}.{b64(sig)}"}
+
+
 def bench_http():
     results = {}
 
@@ -217,6 +247,14 @@ def bench_http():
     results["_idle_rss_mib"] = round(t.mem_kib("VmRSS") / 1024, 1)
     run("GET item, SQLite", t, "/v1/items/article/7")
     run("POST reads, local bus", t, "/v1/items/article/7/reads", POST_LUA)
+    t.stop()
+
+    # What authentication adds to the same GET: an API key, then a user's RS256 token.
+    creds = credentials()
+    t = tallyd("--keys", creds["keys"], "--jwt-key", creds["jwt_key"])
+    run("GET item, SQLite, API key", t, "/v1/items/article/7", bearer_lua(creds["key_token"]))
+    run("GET item, SQLite, RS256 user token", t, "/v1/items/article/7",
+        bearer_lua(creds["jwt_token"]))
     t.stop()
 
     redis_flush()
