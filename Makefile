@@ -4,13 +4,14 @@
 #   make run             install what is missing, build, start tallyd on the embedded default
 #   make test            install, start MariaDB + Redis, run every suite on both stores
 #                        (plain and under ASan+UBSan), stop the servers
-#   make services-up     start MariaDB (13306) and Redis (16379) under .services/
+#   make services-up     start MariaDB (13306, TLS), Redis (16379, password) and Kafka
+#                        (19092, SASL on 19094) under .services/
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
-#   make fuzz            libFuzzer on the API, the HTTP layer and the Kafka message parser
-#                        (FUZZ_SECONDS each)
+#   make fuzz            libFuzzer on the API, the HTTP layer, the Kafka message parser and
+#                        the URL parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
 
 CC ?= cc
@@ -29,6 +30,9 @@ BUILD ?= build
 OPT = -O2 -g
 endif
 
+# One version for the binaries, /metrics and docs/openapi.yaml (a test checks they agree).
+VERSION := $(shell cat VERSION)
+COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
           -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
 LDFLAGS += $(OPT)
@@ -40,7 +44,7 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down
+.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down FORCE
 all: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -60,6 +64,12 @@ $(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
 $(BUILD)/tally-produce: tools/produce.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-shadow -o $@ $< $(LDFLAGS) -lrdkafka -lm
+
+# The one object that knows the version and the commit; rebuilt every time.
+$(BUILD)/src/util/version.o: src/util/version.c FORCE
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTALLY_VERSION='"$(VERSION)"' -DTALLY_COMMIT='"$(COMMIT)"' -c $< -o $@
+FORCE:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -104,14 +114,14 @@ test:
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
 	@scripts/deps.sh bench
-	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce $(BUILD)/bench/hello \
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce $(BUILD)/bench/hello \
 	  $(BUILD)/bench/hello_tally
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http
+FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url
 fuzz:
 	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 	@mkdir -p build-fuzz

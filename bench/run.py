@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.join(ROOT, "build")
@@ -51,11 +53,11 @@ BATCH = 10000  # tallyd's default --batch
 SWEEP_SECONDS = 2 if QUICK else 8
 SERVER_CPU, LOAD_CPU = "0", "1"
 
-URLS = dict(line.split("=", 1) for line in subprocess.run(
+# NAME='VALUE' lines; the URLs carry the services' test passwords and TLS options.
+URLS = dict(shlex.split(line)[0].split("=", 1) for line in subprocess.run(
     [os.path.join(ROOT, "scripts/services.sh"), "urls"], capture_output=True, text=True,
-    check=True).stdout.split())
+    check=True).stdout.splitlines())
 MYSQL, REDIS, KAFKA = URLS["TALLY_TEST_MYSQL"], URLS["TALLY_TEST_REDIS"], URLS["TALLY_TEST_KAFKA"]
-MYSQL_BASE = MYSQL.rsplit("/", 1)[0]
 
 REPORT_LUA = """
 done = function(summary, latency, requests)
@@ -92,34 +94,39 @@ def free_port():
 
 
 def mysql(sql, db="mysql"):
-    rest = MYSQL[len("mysql://"):]
-    cred, hostpart = rest.rsplit("@", 1)
-    user, password = cred.split(":", 1)
-    host, port = hostpart.split("/")[0].split(":")
-    out = subprocess.run(["mariadb", "--no-defaults", "-h", host, "-P", port, f"-u{user}",
-                          f"-p{password}", "--batch", "--skip-column-names", db, "-e", sql],
-                         capture_output=True, text=True, check=True)
+    u = urlsplit(MYSQL)
+    opts = dict(parse_qsl(u.query))
+    tls = ["--ssl", f"--ssl-ca={opts['ssl_ca']}"] if "ssl_ca" in opts else []
+    out = subprocess.run(["mariadb", "--no-defaults", "-h", u.hostname, "-P", str(u.port),
+                          f"-u{unquote(u.username)}", *tls, "--batch", "--skip-column-names",
+                          db, "-e", sql], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, MYSQL_PWD=unquote(u.password or "")))
     return out.stdout.strip()
 
 
 def fresh_db(name):
     mysql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")
-    return f"{MYSQL_BASE}/{name}"
+    return urlunsplit(urlsplit(MYSQL)._replace(path="/" + name))
 
 
 def questions():
     return int(mysql("SHOW GLOBAL STATUS LIKE 'Questions'").split()[1])
 
 
+def redis_cli(*args):
+    u = urlsplit(REDIS)
+    return subprocess.run(["redis-cli", "-h", u.hostname, "-p", str(u.port), *args],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, REDISCLI_AUTH=unquote(u.password or ""))).stdout
+
+
 def redis_calls():
-    port = REDIS.rsplit(":", 1)[1]
-    info = subprocess.run(["redis-cli", "-p", port, "INFO", "stats"], capture_output=True,
-                          text=True).stdout
+    info = redis_cli("INFO", "stats")
     return int(re.search(r"total_commands_processed:(\d+)", info).group(1))
 
 
 def redis_flush():
-    subprocess.run(["redis-cli", "-p", REDIS.rsplit(":", 1)[1], "FLUSHALL"], capture_output=True)
+    redis_cli("FLUSHALL")
 
 
 class Proc:
@@ -194,6 +201,36 @@ def wrk(proc, path, script="", conns=None):
     return res
 
 
+def bearer_lua(token):
+    return f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+
+
+def credentials():
+    """An API key (made by tallyctl) and an RS256 key pair with a user's token, in a temp dir."""
+    import base64
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    d = tempfile.mkdtemp()
+    out = subprocess.run([os.path.join(BUILD, "tallyctl"), "key", "bench", "read"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    with open(f"{d}/keys", "w") as f:
+        f.write(out[1] + "\n")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with open(f"{d}/jwt.pem", "wb") as f:
+        f.write(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": "42", "exp": int(time.time()) + 3600}).encode())
+    sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return {"keys": f"{d}/keys", "key_token": out[0], "jwt_key": f"{d}/jwt.pem",
+            "jwt_token": f"{head}.{body}.{b64(sig)}"}
+
+
 def bench_http():
     results = {}
 
@@ -218,6 +255,14 @@ def bench_http():
     results["_idle_rss_mib"] = round(t.mem_kib("VmRSS") / 1024, 1)
     run("GET item, SQLite", t, "/v1/items/article/7")
     run("POST reads, local bus", t, "/v1/items/article/7/reads", POST_LUA)
+    t.stop()
+
+    # What authentication adds to the same GET: an API key, then a user's RS256 token.
+    creds = credentials()
+    t = tallyd("--keys", creds["keys"], "--jwt-key", creds["jwt_key"])
+    run("GET item, SQLite, API key", t, "/v1/items/article/7", bearer_lua(creds["key_token"]))
+    run("GET item, SQLite, RS256 user token", t, "/v1/items/article/7",
+        bearer_lua(creds["jwt_token"]))
     t.stop()
 
     redis_flush()

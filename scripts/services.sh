@@ -7,22 +7,35 @@
 #                                                 when running
 #   scripts/services.sh down [mysql|redis|kafka]  stop what `up` started, by pid
 #   scripts/services.sh kill redis|mysql|kafka    SIGKILL one server (for the fault tests)
-#   scripts/services.sh urls                 print the URLs to pass to tallyd
+#   scripts/services.sh urls                 print the URLs to pass to tallyd, as
+#                                            NAME='VALUE' lines for `eval "export ..."`
 #
 # Kafka (19092, KRaft, single node) runs from Maven Central jars cached in .cache/kafka/libs:
 # the first `up` fetches them with Maven, later ones need no network.
 #
+# Secured like production, so that every suite exercises it: Redis requires a password,
+# MariaDB's tally user must connect over TLS (a CA and a server certificate, self-signed,
+# generated once into .services/tls/ with the openssl CLI), and Kafka has a second
+# listener, SASL_PLAINTEXT with PLAIN, beside the PLAINTEXT one. The passwords are test
+# passwords, distinctive so that a test can grep tallyd's output for them.
+#
 # Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT, TALLY_KAFKA_PORT (and that port + 1 for the
-# Kafka controller).
+# Kafka controller, + 2 for its SASL listener).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD/.services
+tls=$root/tls
 mysql_port=${TALLY_MYSQL_PORT:-13306}
 redis_port=${TALLY_REDIS_PORT:-16379}
 kafka_port=${TALLY_KAFKA_PORT:-19092}
-mysql_url="mysql://tally:tally@127.0.0.1:$mysql_port/tally"
-redis_url="redis://127.0.0.1:$redis_port"
+kafka_sasl_port=$((kafka_port + 2))
+mysql_password='mysql-pw/K4v9'   # in URLs as mysql-pw%2FK4v9
+redis_password='redis-pw-Q7x2'
+kafka_password='kafka-pw-Z8m3'   # of the SASL user "tally"
+mysql_url="mysql://tally:mysql-pw%2FK4v9@127.0.0.1:$mysql_port/tally?ssl=1&ssl_ca=$tls/ca.pem"
+redis_url="redis://:$redis_password@127.0.0.1:$redis_port"
 kafka_url="kafka://127.0.0.1:$kafka_port/tally.reads?group=tally"
+kafka_sasl_url="kafka://127.0.0.1:$kafka_sasl_port/?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN&sasl.username=tally&sasl.password=$kafka_password"
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -33,10 +46,26 @@ wait_for() { # what, seconds, command...
   return 1
 }
 
+# A CA and a certificate for 127.0.0.1/localhost signed by it, made once.
+tls_up() {
+  [ -f "$tls/server.pem" ] && return 0
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tally test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+    "extendedKeyUsage=serverAuth" >"$tls/server.ext"
+  openssl x509 -req -days 3650 -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -extfile "$tls/server.ext" -out "$tls/server.pem.tmp" 2>/dev/null
+  mv "$tls/server.pem.tmp" "$tls/server.pem"
+}
+
 mysql_up() {
   local dir=$root/mariadb
   mkdir -p "$dir"
   if alive "$dir/mariadbd.pid"; then return 0; fi
+  tls_up
   if [ ! -d "$dir/data/mysql" ]; then
     mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
       --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1
@@ -46,15 +75,19 @@ mysql_up() {
     --bind-address=127.0.0.1 --socket="$dir/mariadbd.sock" --pid-file="$dir/mariadbd.pid" \
     --user="$(id -un)" --innodb-buffer-pool-size=256M --innodb-log-file-size=256M \
     --innodb-flush-log-at-trx-commit=2 --max-connections=500 --skip-name-resolve \
+    --ssl-ca="$tls/ca.pem" --ssl-cert="$tls/server.pem" --ssl-key="$tls/server.key" \
     --log-error="$dir/mariadbd.log" >/dev/null 2>&1 &
   wait_for MariaDB 60 mariadb-admin --no-defaults --socket="$dir/mariadbd.sock" -uroot ping
   wait_for MariaDB 10 test -f "$dir/mariadbd.pid"
-  mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot <<'SQL'
+  # The tally user connects over TLS or not at all: a test run without TLS would fail.
+  mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot <<SQL
 DELETE FROM mysql.global_priv WHERE User = '';
 FLUSH PRIVILEGES;
 CREATE DATABASE IF NOT EXISTS tally;
-CREATE USER IF NOT EXISTS 'tally'@'%' IDENTIFIED BY 'tally';
-CREATE USER IF NOT EXISTS 'tally'@'localhost' IDENTIFIED BY 'tally';
+CREATE USER IF NOT EXISTS 'tally'@'%';
+CREATE USER IF NOT EXISTS 'tally'@'localhost';
+ALTER USER 'tally'@'%' IDENTIFIED BY '$mysql_password' REQUIRE SSL;
+ALTER USER 'tally'@'localhost' IDENTIFIED BY '$mysql_password' REQUIRE SSL;
 GRANT ALL ON *.* TO 'tally'@'%';
 GRANT ALL ON *.* TO 'tally'@'localhost';
 SQL
@@ -64,9 +97,11 @@ redis_up() {
   local dir=$root/redis
   mkdir -p "$dir"
   if alive "$dir/redis.pid"; then return 0; fi
-  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no
-  wait_for Redis 10 redis-cli -p "$redis_port" ping
+  # The password goes in through stdin, not argv: a config file of one line.
+  printf 'requirepass %s\n' "$redis_password" | redis-server - --port "$redis_port" \
+    --bind 127.0.0.1 --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
+    --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
+  wait_for Redis 10 env REDISCLI_AUTH="$redis_password" redis-cli -p "$redis_port" ping
 }
 
 kafka_up() {
@@ -81,6 +116,7 @@ kafka_up() {
     touch "$libs/.complete"
   fi
   sed -e "s|@PORT@|$kafka_port|g" -e "s|@CONTROLLER_PORT@|$((kafka_port + 1))|g" \
+      -e "s|@SASL_PORT@|$kafka_sasl_port|g" -e "s|@SASL_PASSWORD@|$kafka_password|g" \
       -e "s|@DATA@|$dir/data|g" scripts/kafka/server.properties >"$dir/server.properties"
   if [ ! -f "$dir/data/meta.properties" ]; then
     java -cp "$libs/*" kafka.tools.StorageTool format --standalone \
@@ -113,9 +149,9 @@ case "${1:-}" in
     if want mysql "${2:-}"; then mysql_up; fi
     if want redis "${2:-}"; then redis_up; fi
     if want kafka "${2:-}"; then kafka_up; fi
-    echo "services: MariaDB on 127.0.0.1:$mysql_port, Redis on 127.0.0.1:$redis_port," \
-         "Kafka on 127.0.0.1:$kafka_port"
-    echo "  ./build/tallyd --store $mysql_url --cache $redis_url --bus '$kafka_url'"
+    echo "services: MariaDB on 127.0.0.1:$mysql_port (TLS), Redis on 127.0.0.1:$redis_port" \
+         "(password), Kafka on 127.0.0.1:$kafka_port (SASL on $kafka_sasl_port)"
+    echo "  ./build/tallyd --store '$mysql_url' --cache '$redis_url' --bus '$kafka_url'"
     ;;
   down)
     if want kafka "${2:-}"; then stop_pid "$root/kafka/kafka.pid"; fi
@@ -137,9 +173,11 @@ case "${1:-}" in
     rm -f "$pidfile"
     ;;
   urls)
-    echo "TALLY_TEST_MYSQL=$mysql_url"
-    echo "TALLY_TEST_REDIS=$redis_url"
-    echo "TALLY_TEST_KAFKA=127.0.0.1:$kafka_port"
+    # Quoted: the values hold '&'. TALLY_TEST_KAFKA_SASL has no topic (it goes after the '/').
+    echo "TALLY_TEST_MYSQL='$mysql_url'"
+    echo "TALLY_TEST_REDIS='$redis_url'"
+    echo "TALLY_TEST_KAFKA='127.0.0.1:$kafka_port'"
+    echo "TALLY_TEST_KAFKA_SASL='$kafka_sasl_url'"
     ;;
   *) echo "usage: scripts/services.sh up|down|kill|urls [mysql|redis|kafka]" >&2; exit 2 ;;
 esac

@@ -3,8 +3,12 @@
  *
  * Every value is checked here, before anything starts: a typo in a flag
  * must fail fast with one line on stderr and exit status 2, not half-start
- * a server. Adapter URLs are checked by their own modules (store_check_url
- * and friends) so that the knowledge of each scheme stays in one place.
+ * a server. Adapter URLs are parsed here, once, by util/url.c and checked
+ * by their own modules (store_check and friends) so that the knowledge of
+ * each scheme stays in one place; main opens the adapters from the parsed
+ * URLs. A URL may hold a password, so a bad one is echoed only in
+ * url_redact's form, and a URL flag's value may be @PATH, a file to read it
+ * from, to keep the password out of ps and shell history.
  */
 #include "config.h"
 
@@ -22,11 +26,11 @@
 #include "model/item.h"
 #include "service/ratelimit.h"
 #include "store/store.h"
+#include "util/strbuf.h"
+#include "util/url.h"
+#include "util/version.h"
 #include "util/banned.h"
 
-#ifndef TALLY_VERSION
-#define TALLY_VERSION "0.1.0"
-#endif
 
 static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
@@ -38,9 +42,13 @@ static const char usage[] =
     "              [--windows on|off] [--window-retention DURATION] [--read-window DURATION]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
-    "  --store URL         sqlite:PATH (sqlite:tally.db)\n"
-    "  --cache URL         none (none)\n"
-    "  --bus URL           local (local)\n"
+    "  --store URL         sqlite:PATH (sqlite:tally.db), or\n"
+    "                      mysql://USER:PASS@HOST:PORT/DB[?pool=N&ssl=1&ssl_ca=PATH]\n"
+    "  --cache URL         none (none), or\n"
+    "                      redis://[USER:PASS@]HOST:PORT[?ttl=S&timeout_ms=MS]\n"
+    "  --bus URL           local (local), or kafka://HOST:PORT[,...]/TOPIC?group=NAME\n"
+    "                      [&security.protocol=P&sasl.mechanism=M&sasl.username=U\n"
+    "                      &sasl.password=S&ssl.ca.location=PATH]\n"
     "  --batch N           read events per store transaction, 1..100000 (10000)\n"
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
@@ -62,16 +70,23 @@ static const char usage[] =
     "                      other than loopback\n"
     "  --stop-timeout-ms N longest a stop waits to deliver accepted reads; past it they\n"
     "                      are counted lost and tallyd exits 1, 1..3600000 (10000)\n"
+    "  --drain-ms N        after SIGTERM, keep serving this long with /readyz 503 before\n"
+    "                      no longer accepting, 0..3600000 (0)\n"
+    "  --log-format F      text or json (JSON Lines) (text)\n"
+    "  --access-log        one log line per request: method, route, status, duration,\n"
+    "                      bytes, request id\n"
     "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
     "                      (RATE/s|m|h:BURST; over it 429; none by default)\n"
     "  --read-window DURATION  a read by the same uid or viewer of the same item within\n"
     "                      this of their last counted one counts nothing, e.g. 8h, 30m, 2s;\n"
     "                      0: every read counts (0)\n"
-    "  --windows on|off    keep hourly counts and trending windows (on)\n"
+    "  --windows on|off    keep hourly counts of reads and trending windows (on)\n"
     "  --window-retention DURATION  hourly counts (history, trending windows) are kept\n"
     "                      this long, e.g. 35d, 90d; at least 30d (35d)\n"
     "\n"
-    "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n";
+    "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n"
+    "A URL given as @PATH is read from that file, so that its password stays out of\n"
+    "ps and shell history; passwords are shown as *** in every message.\n";
 
 static int bad(const char *what, const char *value, const char *why)
 {
@@ -81,9 +96,10 @@ static int bad(const char *what, const char *value, const char *why)
 
 static int parse_number(const char *what, const char *s, long long lo, long long hi, long long *out)
 {
-    int64_t v;
+    int64_t v = 0;
 
-    if (item_parse_id(s, strlen(s), &v) || v < lo || v > hi) {
+    /* item_parse_id takes 1..2^63-1 in digits only; 0 is spelled "0". */
+    if ((strcmp(s, "0") != 0 && item_parse_id(s, strlen(s), &v)) || v < lo || v > hi) {
         char why[96];
         snprintf(why, sizeof(why), "expected an integer in %lld..%lld", lo, hi);
         return bad(what, s, why);
@@ -145,7 +161,8 @@ static int parse_listen(struct config *cfg, const char *s)
     return 0;
 }
 
-static int check_url(const char *value, int (*check)(const char *, char **))
+/* A value a module checks itself (the rate-limit spec): one line on stderr if bad. */
+static int check_value(const char *value, int (*check)(const char *, char **))
 {
     char *err = NULL;
 
@@ -156,88 +173,147 @@ static int check_url(const char *value, int (*check)(const char *, char **))
     return -1;
 }
 
+/* A URL flag: from @PATH or as given, parsed once into *u and checked by its adapter. */
+static int parse_url_flag(const char *flag, const char *value, const char **shown, char **owned,
+                          struct url *u, int (*check)(const struct url *, char **))
+{
+    char *err = NULL;
+    int rc = url_parse_arg(flag, value, check, u, owned, &err);
+
+    *shown = *owned ? *owned : value;
+    if (rc == 0)
+        return 0;
+    fprintf(stderr, "tallyd: %s\n", err);
+    free(err);
+    return -1;
+}
+
 enum opt {
     O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
-    O_STOP_TIMEOUT, O_RATE_LIMIT, O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_COUNT
+    O_STOP_TIMEOUT, O_RATE_LIMIT, O_DRAIN, O_LOG_FORMAT, O_ACCESS_LOG,
+    O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_COUNT
 };
 
-static const char *const env_names[O_COUNT] = {
-    "TALLY_LISTEN",     "TALLY_STORE",    "TALLY_CACHE",   "TALLY_BUS",
-    "TALLY_BATCH",      "TALLY_FLUSH_MS", "TALLY_THREADS", "TALLY_QUEUE",
-    "TALLY_HEADER_TIMEOUT_MS", "TALLY_IDLE_TIMEOUT_MS", "TALLY_MAX_CONNS", "TALLY_WORKERS",
-    "TALLY_WORK_QUEUE", "TALLY_KEYS", "TALLY_JWT_KEY", "TALLY_JWT_ISSUER", "TALLY_JWT_AUDIENCE",
-    "TALLY_TLS_CERT", "TALLY_TLS_KEY", "TALLY_INSECURE", "TALLY_STOP_TIMEOUT_MS",
-    "TALLY_RATE_LIMIT", "TALLY_WINDOWS", "TALLY_WINDOW_RETENTION", "TALLY_READ_WINDOW",
-};
+enum opt_type { T_TEXT, T_SWITCH, T_INT, T_SIZE };
 
-static const char *const flags[O_COUNT] = {
-    "--listen",  "--store",   "--cache",     "--bus",     "--batch",
-    "--flush-ms", "--threads", "--queue",    "--header-timeout-ms", "--idle-timeout-ms",
-    "--max-conns", "--workers", "--work-queue", "--keys", "--jwt-key", "--jwt-issuer",
-    "--jwt-audience", "--tls-cert", "--tls-key", "--insecure", "--stop-timeout-ms",
-    "--rate-limit", "--windows", "--window-retention", "--read-window",
-};
-
-/* The integer options: where each goes and its range. */
-static const struct {
-    long long lo, hi;
+/*
+ * Every option, one row each: its flag (without the dashes), its variable, its default
+ * (NULL: none), and for numbers the field it fills and its range. The rest of this file
+ * reads only this table.
+ */
+static const struct opt_spec {
+    const char *flag, *env, *dflt;
+    enum opt_type type;
     size_t offset;
-    bool is_size;
-} numbers[O_COUNT] = {
-    [O_BATCH] = {1, 100000, offsetof(struct config, batch), true},
-    [O_FLUSH] = {1, 60000, offsetof(struct config, flush_ms), false},
-    [O_THREADS] = {1, 64, offsetof(struct config, threads), false},
-    [O_QUEUE] = {1, 10000000, offsetof(struct config, queue_max), true},
-    [O_HEADER_TIMEOUT] = {100, 600000, offsetof(struct config, header_timeout_ms), false},
-    [O_IDLE_TIMEOUT] = {100, 3600000, offsetof(struct config, idle_timeout_ms), false},
-    [O_MAX_CONNS] = {1, 1000000, offsetof(struct config, max_conns), false},
-    [O_WORKERS] = {1, 256, offsetof(struct config, workers), false},
-    [O_WORK_QUEUE] = {1, 1000000, offsetof(struct config, work_queue), true},
-    [O_STOP_TIMEOUT] = {1, 3600000, offsetof(struct config, stop_timeout_ms), false},
+    long long lo, hi;
+} opts[O_COUNT] = {
+#define NUM(t, field, lo, hi) t, offsetof(struct config, field), lo, hi
+    [O_LISTEN] = {"listen", "TALLY_LISTEN", "127.0.0.1:8080", T_TEXT},
+    [O_STORE] = {"store", "TALLY_STORE", "sqlite:tally.db", T_TEXT},
+    [O_CACHE] = {"cache", "TALLY_CACHE", "none", T_TEXT},
+    [O_BUS] = {"bus", "TALLY_BUS", "local", T_TEXT},
+    [O_BATCH] = {"batch", "TALLY_BATCH", "10000", NUM(T_SIZE, batch, 1, 100000)},
+    [O_FLUSH] = {"flush-ms", "TALLY_FLUSH_MS", "100", NUM(T_INT, flush_ms, 1, 60000)},
+    [O_THREADS] = {"threads", "TALLY_THREADS", "2", NUM(T_INT, threads, 1, 64)},
+    [O_QUEUE] = {"queue", "TALLY_QUEUE", "100000", NUM(T_SIZE, queue_max, 1, 10000000)},
+    [O_HEADER_TIMEOUT] = {"header-timeout-ms", "TALLY_HEADER_TIMEOUT_MS", "10000",
+                          NUM(T_INT, header_timeout_ms, 100, 600000)},
+    [O_IDLE_TIMEOUT] = {"idle-timeout-ms", "TALLY_IDLE_TIMEOUT_MS", "30000",
+                        NUM(T_INT, idle_timeout_ms, 100, 3600000)},
+    [O_MAX_CONNS] = {"max-conns", "TALLY_MAX_CONNS", "10000", NUM(T_INT, max_conns, 1, 1000000)},
+    [O_WORKERS] = {"workers", "TALLY_WORKERS", "4", NUM(T_INT, workers, 1, 256)},
+    [O_WORK_QUEUE] = {"work-queue", "TALLY_WORK_QUEUE", "1024",
+                      NUM(T_SIZE, work_queue, 1, 1000000)},
+    [O_KEYS] = {"keys", "TALLY_KEYS", NULL, T_TEXT},
+    [O_JWT_KEY] = {"jwt-key", "TALLY_JWT_KEY", NULL, T_TEXT},
+    [O_JWT_ISSUER] = {"jwt-issuer", "TALLY_JWT_ISSUER", NULL, T_TEXT},
+    [O_JWT_AUDIENCE] = {"jwt-audience", "TALLY_JWT_AUDIENCE", NULL, T_TEXT},
+    [O_TLS_CERT] = {"tls-cert", "TALLY_TLS_CERT", NULL, T_TEXT},
+    [O_TLS_KEY] = {"tls-key", "TALLY_TLS_KEY", NULL, T_TEXT},
+    [O_INSECURE] = {"insecure", "TALLY_INSECURE", NULL, T_SWITCH,
+                    offsetof(struct config, insecure)},
+    [O_STOP_TIMEOUT] = {"stop-timeout-ms", "TALLY_STOP_TIMEOUT_MS", "10000",
+                        NUM(T_INT, stop_timeout_ms, 1, 3600000)},
+    [O_RATE_LIMIT] = {"rate-limit", "TALLY_RATE_LIMIT", NULL, T_TEXT},
+    [O_DRAIN] = {"drain-ms", "TALLY_DRAIN_MS", "0", NUM(T_INT, drain_ms, 0, 3600000)},
+    [O_LOG_FORMAT] = {"log-format", "TALLY_LOG_FORMAT", "text", T_TEXT},
+    [O_WINDOWS] = {"windows", "TALLY_WINDOWS", "on", T_TEXT},
+    [O_WINDOW_RETENTION] = {"window-retention", "TALLY_WINDOW_RETENTION", "35d", T_TEXT},
+    [O_READ_WINDOW] = {"read-window", "TALLY_READ_WINDOW", "0", T_TEXT},
+    [O_ACCESS_LOG] = {"access-log", "TALLY_ACCESS_LOG", NULL, T_SWITCH,
+                      offsetof(struct config, access_log)},
+#undef NUM
 };
+
+/* A flag without a value (set to "1" when given) or its variable: 1, 0, true, false. */
+static int parse_switch(const char *what, const char *v, bool *out)
+{
+    if (strcmp(v, "1") && strcmp(v, "0") && strcmp(v, "true") && strcmp(v, "false"))
+        return bad(what, v, "expected 1, 0, true or false");
+    *out = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
+    return 0;
+}
 
 static int apply(struct config *cfg, enum opt o, const char *v)
 {
+    const struct opt_spec *spec = &opts[o];
+    struct strbuf flag = STRBUF_INIT;
     long long n;
+    int rc = 0;
 
+    strbuf_addf(&flag, "--%s", spec->flag);
     switch (o) {
-    case O_LISTEN: return parse_listen(cfg, v);
-    case O_STORE: cfg->store = v; return check_url(v, store_check_url);
-    case O_CACHE: cfg->cache = v; return check_url(v, cache_check_url);
-    case O_BUS: cfg->bus = v; return check_url(v, bus_check_url);
-    case O_KEYS: cfg->keys = v; return 0;
-    case O_JWT_KEY: cfg->jwt_key = v; return 0;
-    case O_JWT_ISSUER: cfg->jwt_issuer = v; return 0;
-    case O_JWT_AUDIENCE: cfg->jwt_audience = v; return 0;
-    case O_TLS_CERT: cfg->tls_cert = v; return 0;
-    case O_TLS_KEY: cfg->tls_key = v; return 0;
-    case O_RATE_LIMIT: cfg->rate_limit = v; return check_url(v, ratelimit_check);
+    case O_LISTEN: rc = parse_listen(cfg, v); break;
+    case O_STORE:
+        rc = parse_url_flag(flag.buf, v, &cfg->store, &cfg->files[0], &cfg->store_url,
+                            store_check);
+        break;
+    case O_CACHE:
+        rc = parse_url_flag(flag.buf, v, &cfg->cache, &cfg->files[1], &cfg->cache_url,
+                            cache_check);
+        break;
+    case O_BUS:
+        rc = parse_url_flag(flag.buf, v, &cfg->bus, &cfg->files[2], &cfg->bus_url, bus_check);
+        break;
+    case O_KEYS: cfg->keys = v; break;
+    case O_JWT_KEY: cfg->jwt_key = v; break;
+    case O_JWT_ISSUER: cfg->jwt_issuer = v; break;
+    case O_JWT_AUDIENCE: cfg->jwt_audience = v; break;
+    case O_TLS_CERT: cfg->tls_cert = v; break;
+    case O_TLS_KEY: cfg->tls_key = v; break;
+    case O_RATE_LIMIT: cfg->rate_limit = v; rc = check_value(v, ratelimit_check); break;
     case O_WINDOWS:
         if (strcmp(v, "on") && strcmp(v, "off"))
-            return bad(flags[o], v, "expected on or off");
+            rc = bad(flag.buf, v, "expected on or off");
         cfg->windows = strcmp(v, "on") == 0;
-        return 0;
-    case O_READ_WINDOW:
-        return parse_duration(flags[o], v, 0, 3650 * 24 * HOUR_MS, &cfg->read_window_ms);
+        break;
     case O_WINDOW_RETENTION:
-        return parse_duration(flags[o], v, WINDOW_MAX_HOURS * HOUR_MS, 3650 * 24 * HOUR_MS,
-                              &cfg->window_retention_ms);
-    case O_INSECURE:
-        if (strcmp(v, "1") && strcmp(v, "0") && strcmp(v, "true") && strcmp(v, "false"))
-            return bad(flags[o], v, "expected 1, 0, true or false");
-        cfg->insecure = strcmp(v, "1") == 0 || strcmp(v, "true") == 0;
-        return 0;
+        rc = parse_duration(flag.buf, v, WINDOW_MAX_HOURS * HOUR_MS, 3650 * 24 * HOUR_MS,
+                            &cfg->window_retention_ms);
+        break;
+    case O_READ_WINDOW:
+        rc = parse_duration(flag.buf, v, 0, 3650 * 24 * HOUR_MS, &cfg->read_window_ms);
+        break;
+    case O_LOG_FORMAT:
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            rc = bad(flag.buf, v, "expected text or json");
+        cfg->log_json = strcmp(v, "json") == 0;
+        break;
     default:
-        if (parse_number(flags[o], v, numbers[o].lo, numbers[o].hi, &n))
-            return -1;
-        if (numbers[o].is_size)
-            *(size_t *)((char *)cfg + numbers[o].offset) = (size_t)n;
-        else
-            *(int *)((char *)cfg + numbers[o].offset) = (int)n;
-        return 0;
+        if (spec->type == T_SWITCH) {
+            rc = parse_switch(flag.buf, v, (bool *)((char *)cfg + spec->offset));
+        } else if ((rc = parse_number(flag.buf, v, spec->lo, spec->hi, &n)) == 0) {
+            if (spec->type == T_SIZE)
+                *(size_t *)((char *)cfg + spec->offset) = (size_t)n;
+            else
+                *(int *)((char *)cfg + spec->offset) = (int)n;
+        }
+        break;
     }
+    strbuf_release(&flag);
+    return rc;
 }
 
 static bool is_loopback(const char *host)
@@ -271,62 +347,22 @@ static int check_together(const struct config *cfg)
 
 enum config_result config_parse(struct config *cfg, int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"store", required_argument, NULL, O_STORE},
-        {"cache", required_argument, NULL, O_CACHE},
-        {"bus", required_argument, NULL, O_BUS},
-        {"batch", required_argument, NULL, O_BATCH},
-        {"flush-ms", required_argument, NULL, O_FLUSH},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"queue", required_argument, NULL, O_QUEUE},
-        {"header-timeout-ms", required_argument, NULL, O_HEADER_TIMEOUT},
-        {"idle-timeout-ms", required_argument, NULL, O_IDLE_TIMEOUT},
-        {"max-conns", required_argument, NULL, O_MAX_CONNS},
-        {"workers", required_argument, NULL, O_WORKERS},
-        {"work-queue", required_argument, NULL, O_WORK_QUEUE},
-        {"keys", required_argument, NULL, O_KEYS},
-        {"jwt-key", required_argument, NULL, O_JWT_KEY},
-        {"jwt-issuer", required_argument, NULL, O_JWT_ISSUER},
-        {"jwt-audience", required_argument, NULL, O_JWT_AUDIENCE},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"insecure", no_argument, NULL, O_INSECURE},
-        {"stop-timeout-ms", required_argument, NULL, O_STOP_TIMEOUT},
-        {"rate-limit", required_argument, NULL, O_RATE_LIMIT},
-        {"windows", required_argument, NULL, O_WINDOWS},
-        {"window-retention", required_argument, NULL, O_WINDOW_RETENTION},
-        {"read-window", required_argument, NULL, O_READ_WINDOW},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *given[O_COUNT] = {0};
+    struct option longopts[O_COUNT + 3];
+    const char *given[O_COUNT];
     int ch;
 
     memset(cfg, 0, sizeof(*cfg));
-    given[O_LISTEN] = "127.0.0.1:8080";
-    given[O_STORE] = "sqlite:tally.db";
-    given[O_CACHE] = "none";
-    given[O_BUS] = "local";
-    given[O_BATCH] = "10000";
-    given[O_FLUSH] = "100";
-    given[O_THREADS] = "2";
-    given[O_QUEUE] = "100000";
-    given[O_HEADER_TIMEOUT] = "10000";
-    given[O_IDLE_TIMEOUT] = "30000";
-    given[O_MAX_CONNS] = "10000";
-    given[O_WORKERS] = "4";
-    given[O_WORK_QUEUE] = "1024";
-    given[O_STOP_TIMEOUT] = "10000";
-    given[O_WINDOWS] = "on";
-    given[O_WINDOW_RETENTION] = "35d";
-    given[O_READ_WINDOW] = "0";
     for (int o = 0; o < O_COUNT; o++) {
-        const char *env = getenv(env_names[o]);
-        if (env)
-            given[o] = env;
+        const char *env = getenv(opts[o].env);
+
+        longopts[o] = (struct option){opts[o].flag,
+                                      opts[o].type == T_SWITCH ? no_argument : required_argument,
+                                      NULL, o};
+        given[o] = env ? env : opts[o].dflt;
     }
+    longopts[O_COUNT] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[O_COUNT + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longopts[O_COUNT + 2] = (struct option){NULL, 0, NULL, 0};
     opterr = 0;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -335,21 +371,37 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             return CONFIG_EXIT_OK;
         }
         if (ch == 'V') {
-            printf("tallyd %s\n", TALLY_VERSION);
+            printf("tallyd %s (%s)\n", tally_version(), tally_commit());
             return CONFIG_EXIT_OK;
         }
         if (ch == '?' || ch == ':') {
             fprintf(stderr, "tallyd: invalid option '%s' (see --help)\n", argv[optind - 1]);
             return CONFIG_EXIT_USAGE;
         }
-        given[ch] = ch == O_INSECURE ? "1" : optarg;
+        given[ch] = opts[ch].type == T_SWITCH ? "1" : optarg;
     }
     if (optind < argc) {
         fprintf(stderr, "tallyd: unexpected argument '%s' (see --help)\n", argv[optind]);
         return CONFIG_EXIT_USAGE;
     }
     for (int o = 0; o < O_COUNT; o++)
-        if (given[o] && apply(cfg, (enum opt)o, given[o]))
+        if (given[o] && apply(cfg, (enum opt)o, given[o])) {
+            config_release(cfg);
             return CONFIG_EXIT_USAGE;
-    return check_together(cfg) ? CONFIG_EXIT_USAGE : CONFIG_RUN;
+        }
+    if (check_together(cfg)) {
+        config_release(cfg);
+        return CONFIG_EXIT_USAGE;
+    }
+    return CONFIG_RUN;
+}
+
+void config_release(struct config *cfg)
+{
+    url_release(&cfg->store_url);
+    url_release(&cfg->cache_url);
+    url_release(&cfg->bus_url);
+    for (size_t i = 0; i < sizeof(cfg->files) / sizeof(cfg->files[0]); i++)
+        free(cfg->files[i]);
+    memset(cfg, 0, sizeof(*cfg));
 }

@@ -8,7 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Owned by main; the strings point into argv/environ or static defaults. */
+#include "util/url.h"
+
+/*
+ * Owned by main; the strings point into argv/environ, static defaults or
+ * files[]. store, cache and bus may hold passwords: print url_redact's form.
+ */
 struct config {
     const char *listen; /* HOST:PORT as given */
     char host[64];
@@ -16,6 +21,8 @@ struct config {
     const char *store;
     const char *cache;
     const char *bus;
+    struct url store_url, cache_url, bus_url; /* parsed once, checked by their adapters */
+    char *files[3]; /* what --store, --cache, --bus @PATH read, or NULL */
     size_t batch;
     int flush_ms;
     int threads;
@@ -31,7 +38,10 @@ struct config {
     const char *jwt_audience; /* NULL: not checked */
     const char *tls_cert;     /* with tls_key: HTTPS only; NULL: plain HTTP */
     const char *tls_key;
-    bool insecure; /* allow an open API on an address other than loopback */
+    bool insecure;   /* allow an open API on an address other than loopback */
+    bool log_json;   /* --log-format json */
+    bool access_log; /* one log line per request */
+    int drain_ms;    /* after SIGTERM, serve this long with /readyz 503 before stopping */
     int stop_timeout_ms; /* how long a stop may take to deliver accepted reads */
     const char *rate_limit; /* a checked ratelimit_parse() spec; NULL or "": no limits */
     bool windows;                /* keep hourly counts and trending windows */
@@ -44,8 +54,10 @@ enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };
 /*
  * Fills cfg from defaults, then the environment, then argv (a flag wins).
  * On CONFIG_EXIT_USAGE, one line naming the bad value has been printed on
- * stderr; on CONFIG_EXIT_OK, --help or --version has been printed.
+ * stderr; on CONFIG_EXIT_OK, --help or --version has been printed. Only
+ * after CONFIG_RUN does cfg hold anything to free with config_release.
  */
 enum config_result config_parse(struct config *cfg, int argc, char **argv);
+void config_release(struct config *cfg);
 
 #endif

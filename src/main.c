@@ -12,11 +12,13 @@
  * every thread and taken with sigwait() here, so no handler runs in the
  * middle of library code.
  */
+#include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bus/bus.h"
 #include "cache/cache.h"
@@ -29,24 +31,12 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/process.h"
+#include "util/version.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/banned.h"
-
-/* scheme://user:secret@host... -> scheme://user:***@host..., for logs. */
-static void redact_password(struct strbuf *out, const char *url)
-{
-    const char *auth = strstr(url, "://"), *at, *colon;
-
-    if (auth && (at = strchr(auth + 3, '@')) &&
-        (colon = memchr(auth + 3, ':', (size_t)(at - auth - 3)))) {
-        strbuf_add(out, url, (size_t)(colon + 1 - url));
-        strbuf_addstr(out, "***");
-        strbuf_addstr(out, at);
-    } else {
-        strbuf_addstr(out, url);
-    }
-}
 
 /* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
 static void reload(struct auth *auth, struct http_server *srv)
@@ -62,6 +52,30 @@ static void reload(struct auth *auth, struct http_server *srv)
     if (http_server_reload_tls(srv, &err))
         log_error("tallyd: SIGHUP: keeping the TLS certificate in force: %s", err);
     free(err);
+}
+
+/* libevent's own warnings go through tally's logger (and its format). */
+static void libevent_log(int severity, const char *msg)
+{
+    log_msg(severity >= EVENT_LOG_ERR ? LOG_ERROR : severity >= EVENT_LOG_WARN ? LOG_WARN
+                                                                                : LOG_DEBUG,
+            "libevent: %s", msg);
+}
+
+/*
+ * The first step of a stop: /readyz turns 503 at once, so load balancers take this
+ * instance out, while it goes on serving for drain_ms; then it stops accepting.
+ */
+static void drain(struct interactive *svc, int drain_ms)
+{
+    struct timespec left = {drain_ms / 1000, (long)(drain_ms % 1000) * 1000000L};
+
+    atomic_store(&svc->draining, true);
+    if (drain_ms > 0) {
+        log_info("tallyd: draining for %d ms (/readyz answers 503)", drain_ms);
+        while (nanosleep(&left, &left) != 0)
+            ;
+    }
 }
 
 static int fatal(char *err)
@@ -93,6 +107,9 @@ int main(int argc, char **argv)
     case CONFIG_EXIT_USAGE: return 2;
     case CONFIG_RUN: break;
     }
+    log_set_format(cfg.log_json ? LOG_JSON : LOG_TEXT);
+    event_set_log_callback(libevent_log);
+    process_metrics_init(tally_version(), tally_commit());
     clock_init_from_env(); /* test only; before any thread reads the clock */
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
@@ -112,8 +129,9 @@ int main(int argc, char **argv)
     if (!auth_enabled(auth))
         log_warn("tallyd: no --keys and no --jwt-key: the API is open to anyone who can reach "
                  "%s", cfg.listen);
-    if (store_open(cfg.store, &store, &err) || cache_open(cfg.cache, &cache, &err) ||
-        bus_open(cfg.bus, cfg.queue_max, &bus, &err)) {
+    if (store_open_url(&cfg.store_url, &store, &err) ||
+        cache_open_url(&cfg.cache_url, &cache, &err) ||
+        bus_open_url(&cfg.bus_url, cfg.queue_max, &bus, &err)) {
         status = fatal(err);
         goto out;
     }
@@ -148,6 +166,7 @@ int main(int argc, char **argv)
                                                   .workers = cfg.workers,
                                                   .work_queue = cfg.work_queue,
                                                   .auth = auth,
+                                                  .access_log = cfg.access_log,
                                                   .tls_cert = cfg.tls_cert,
                                                   .tls_key = cfg.tls_key},
                             &svc, &err);
@@ -155,15 +174,19 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
-    redact_password(&shown, cfg.store);
-    log_info("tallyd listening on %s port %d%s (store %s, cache %s, bus %s, batch %zu, "
-             "flush %d ms)",
-             cfg.host, http_server_port(srv), cfg.tls_cert ? " (HTTPS)" : "", shown.buf, cfg.cache, cfg.bus, cfg.batch,
+    url_redact(&shown, cfg.store);
+    strbuf_addstr(&shown, ", cache ");
+    url_redact(&shown, cfg.cache);
+    strbuf_addstr(&shown, ", bus ");
+    url_redact(&shown, cfg.bus);
+    log_info("tallyd listening on %s port %d%s (store %s, batch %zu, flush %d ms)", cfg.host,
+             http_server_port(srv), cfg.tls_cert ? " (HTTPS)" : "", shown.buf, cfg.batch,
              cfg.flush_ms);
     strbuf_release(&shown);
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
         reload(auth, srv);
     log_info("tallyd: signal %d, stopping", sig);
+    drain(&svc, cfg.drain_ms);
     status = 0;
 out:
     http_server_stop(srv);
@@ -178,6 +201,7 @@ out:
     store_free(store);
     auth_free(auth);
     metrics_release();
+    config_release(&cfg);
     if (status == 0)
         log_info("tallyd: stopped cleanly");
     return status;

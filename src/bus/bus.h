@@ -55,6 +55,8 @@ struct bus_ops {
      * process (a producer's queue to reach the broker); those that cannot are
      * dropped and counted lost.
      */
+    /* Whether publish() would take an event now: 0, TALLY_EFULL or TALLY_ECLOSED (/readyz). */
+    int (*ready)(struct bus *b);
     void (*close)(struct bus *b, int timeout_ms);
     void (*free)(struct bus *b);
 };
@@ -66,10 +68,16 @@ struct bus {
     void *load_ctx;
 };
 
+struct url;
+
 /*
- * Opens the bus named by url ("local" or kafka://HOST:PORT/TOPIC?group=NAME).
- * queue_max bounds the events held in memory (local ring, producer queue).
+ * The bus named by u ("local" or kafka://HOST:PORT/TOPIC?group=NAME):
+ * checked, opened (*why and *err as for store_check and store_open_url), or
+ * from a string parsed first. queue_max bounds the events held in memory
+ * (local ring, producer queue).
  */
+int bus_check(const struct url *u, char **why);
+int bus_open_url(const struct url *u, size_t queue_max, struct bus **out, char **err);
 int bus_open(const char *url, size_t queue_max, struct bus **out, char **err);
 int bus_check_url(const char *url, char **err);
 
@@ -97,6 +105,10 @@ static inline void bus_rewind(struct bus *b)
 static inline void bus_close(struct bus *b, int timeout_ms)
 {
     b->ops->close(b, timeout_ms);
+}
+static inline int bus_ready(struct bus *b)
+{
+    return b->ops->ready(b);
 }
 static inline void bus_free(struct bus *b)
 {

@@ -25,6 +25,11 @@
  *   and handed to the consumer marked skip, so its offset is stored with
  *   the batch and it is never read again.
  *
+ *   Security: security.protocol, sasl.* and ssl.ca.location from the URL go
+ *   to librdkafka as they are; nothing else is accepted. librdkafka logs
+ *   through on_log, which scrubs the SASL password from every line, and its
+ *   error strings pass through the same scrub before tally logs them.
+ *
  *   Loss: an accepted read is lost only when the broker never acknowledges
  *   it. The delivery report is the one place that counts it (a message that
  *   timed out, or one purged when a stop runs out of time), so each is
@@ -40,7 +45,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/store.h"
 #include "util/clock.h"
@@ -49,6 +56,7 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -73,10 +81,14 @@ struct part {
 struct kafka_bus {
     struct bus base;
     char *brokers, *topic, *group;
+    struct url_option *security; /* librdkafka settings from the URL (security.protocol, sasl.*) */
+    size_t nsecurity;
+    char *secret; /* sasl.password or NULL: scrubbed from every line librdkafka logs */
     int session_timeout_ms;
     rd_kafka_t *producer;
     pthread_t poller;
     atomic_bool closed, stop_poller;
+    size_t queue_max; /* what librdkafka's producer queue holds */
     /* consumer */
     rd_kafka_t *consumer; /* created on the first poll */
     struct part *parts;   /* grown to the largest assignment seen */
@@ -366,8 +378,59 @@ static bool set(rd_kafka_conf_t *conf, const char *key, const char *value)
 
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
         return true;
-    log_error("kafka: %s=%s: %s", key, value, errstr);
+    if (url_is_secret_key(key, strlen(key)))
+        log_error("kafka: %s: refused by librdkafka", key); /* its errstr may quote the value */
+    else
+        log_error("kafka: %s=%s: %s", key, value, errstr);
     return false;
+}
+
+/* A message from librdkafka, logged with the SASL password scrubbed out of it. */
+static void log_scrubbed(struct kafka_bus *kb, enum log_level level, const char *what,
+                         const char *msg)
+{
+    struct strbuf line = STRBUF_INIT;
+
+    url_scrub(&line, msg, kb->secret);
+    log_msg(level, "kafka: %s: %s", what, line.buf);
+    strbuf_release(&line);
+}
+
+/*
+ * librdkafka's own log lines (and its errors, which it logs when no error
+ * callback is set), on any of its threads: through tally's log, scrubbed.
+ */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    log_scrubbed(rd_kafka_opaque(rk), level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : LOG_INFO,
+                 fac, buf);
+}
+
+/* What the producer and the consumer share: brokers, security, logging. */
+static bool set_common(struct kafka_bus *kb, rd_kafka_conf_t *conf)
+{
+    rd_kafka_conf_set_opaque(conf, kb);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    if (!set(conf, "bootstrap.servers", kb->brokers) || !set(conf, "log_level", "4"))
+        return false;
+    for (size_t i = 0; i < kb->nsecurity; i++)
+        if (!set(conf, kb->security[i].key, kb->security[i].value))
+            return false;
+    return true;
+}
+
+/* Frees what take_url allocated. */
+static void release_url(struct kafka_bus *kb)
+{
+    free(kb->brokers);
+    free(kb->topic);
+    free(kb->group);
+    for (size_t i = 0; i < kb->nsecurity; i++) {
+        free(kb->security[i].key);
+        free(kb->security[i].value);
+    }
+    free(kb->security);
+    free(kb->secret);
 }
 
 static int start_consumer(struct kafka_bus *kb)
@@ -378,9 +441,8 @@ static int start_consumer(struct kafka_bus *kb)
     bool ok;
 
     snprintf(timeout, sizeof(timeout), "%d", kb->session_timeout_ms);
-    rd_kafka_conf_set_opaque(conf, kb);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    ok = set(conf, "bootstrap.servers", kb->brokers) && set(conf, "group.id", kb->group) &&
+    ok = set_common(kb, conf) && set(conf, "group.id", kb->group) &&
          set(conf, "enable.auto.commit", "false") &&
          set(conf, "enable.auto.offset.store", "false") &&
          set(conf, "auto.offset.reset", "earliest") && set(conf, "session.timeout.ms", timeout) &&
@@ -392,14 +454,14 @@ static int start_consumer(struct kafka_bus *kb)
           * batches full and tallyd's peak RSS near 35 MiB while it drains a backlog. */
          set(conf, "queued.min.messages", "5000") &&
          set(conf, "queued.max.messages.kbytes", "2048") &&
-         set(conf, "fetch.max.bytes", "1048576") && set(conf, "log_level", "4");
+         set(conf, "fetch.max.bytes", "1048576");
     if (!ok) {
         rd_kafka_conf_destroy(conf);
         return TALLY_EINTERNAL;
     }
     kb->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!kb->consumer) {
-        log_error("kafka: consumer: %s", errstr);
+        log_scrubbed(kb, LOG_ERROR, "consumer", errstr);
         rd_kafka_conf_destroy(conf);
         return TALLY_EINTERNAL;
     }
@@ -550,8 +612,13 @@ static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int tim
             continue;
         }
         if (m->err) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                LOG_ONCE(LOG_WARN, "kafka: consumer: %s", rd_kafka_message_errstr(m));
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                struct strbuf why = STRBUF_INIT;
+
+                url_scrub(&why, rd_kafka_message_errstr(m), kb->secret);
+                LOG_ONCE(LOG_WARN, "kafka: consumer: %s", why.buf);
+                strbuf_release(&why);
+            }
         } else if (take_or_drop(kb, m)) {
             take_message(kb, m, &out[(*n)++]);
         }
@@ -631,11 +698,18 @@ static void kafka_free(struct bus *b)
     atomic_store(&kb->stop_poller, true);
     pthread_join(kb->poller, NULL);
     rd_kafka_destroy(kb->producer);
-    free(kb->brokers);
-    free(kb->topic);
-    free(kb->group);
+    release_url(kb);
     free(kb->parts);
     free(kb);
+}
+
+static int kafka_ready(struct bus *b)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+
+    if (atomic_load(&kb->closed))
+        return TALLY_ECLOSED;
+    return (size_t)rd_kafka_outq_len(kb->producer) >= kb->queue_max ? TALLY_EFULL : 0;
 }
 
 static const struct bus_ops kafka_ops = {
@@ -645,91 +719,137 @@ static const struct bus_ops kafka_ops = {
     .expect = kafka_expect,
     .committed = kafka_committed,
     .rewind = kafka_rewind,
+    .ready = kafka_ready,
     .close = kafka_close,
     .free = kafka_free,
 };
 
 /* ------------------------------------------------------------ open */
 
-/* kafka://HOST:PORT[,HOST:PORT]/[TOPIC][?group=G&session_timeout_ms=N] */
-static const char *parse_url(const char *url, char **brokers, char **topic, char **group,
-                             int *session_ms)
+static const char *const known_options[] = {
+    "group",         "session_timeout_ms", "security.protocol", "sasl.mechanism",
+    "sasl.username", "sasl.password",      "ssl.ca.location",   NULL,
+};
+
+/* URL options handed to librdkafka, and their names there. */
+static const char *const passed[][2] = {
+    {"security.protocol", "security.protocol"},
+    {"sasl.mechanism", "sasl.mechanisms"},
+    {"sasl.username", "sasl.username"},
+    {"sasl.password", "sasl.password"},
+    {"ssl.ca.location", "ssl.ca.location"},
+};
+
+static bool one_of(const char *v, const char *const *list)
 {
-    const char *p = url + strlen("kafka://"), *slash = strchr(p, '/'), *q;
-    int64_t v;
+    for (; *list; list++)
+        if (strcasecmp(v, *list) == 0)
+            return true;
+    return false;
+}
 
-    *brokers = *topic = *group = NULL;
-    *session_ms = 6000;
-    if (!slash || slash == p)
-        return "expected kafka://HOST:PORT/TOPIC?group=NAME";
-    for (const char *c = p; c < slash; c++)
-        if (!(c[0] == '.' || c[0] == ':' || c[0] == ',' || c[0] == '-' ||
-              (c[0] >= '0' && c[0] <= '9') || (c[0] >= 'a' && c[0] <= 'z') ||
-              (c[0] >= 'A' && c[0] <= 'Z')))
-            return "malformed broker list";
-    q = strchr(slash, '?');
-    *brokers = xstrndup(p, (size_t)(slash - p));
-    *topic = xstrndup(slash + 1, q ? (size_t)(q - slash - 1) : strlen(slash + 1));
-    if (!**topic) {
-        free(*topic);
-        *topic = xstrdup("tally.reads");
-    }
-    for (const char *c = *topic; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '.' || *c == '_' || *c == '-') ||
-            strlen(*topic) > 249)
-            return "a topic is up to 249 of [a-zA-Z0-9._-]";
-    while (q && *q) {
-        const char *opt = q + 1, *eq = strchr(opt, '='), *end;
+static bool valid_topic(const char *t)
+{
+    if (strlen(t) > 249)
+        return false;
+    for (; *t; t++)
+        if (!((*t >= 'a' && *t <= 'z') || (*t >= 'A' && *t <= 'Z') || (*t >= '0' && *t <= '9') ||
+              *t == '.' || *t == '_' || *t == '-'))
+            return false;
+    return true;
+}
 
-        q = strchr(opt, '&');
-        end = q ? q : opt + strlen(opt);
-        if (!eq || eq > end || eq + 1 == end)
-            return "options are group=NAME and session_timeout_ms=N";
-        if ((size_t)(eq - opt) == 5 && strncmp(opt, "group", 5) == 0) {
-            free(*group);
-            *group = xstrndup(eq + 1, (size_t)(end - eq - 1));
-        } else if ((size_t)(eq - opt) == 18 && strncmp(opt, "session_timeout_ms", 18) == 0 &&
-                   item_parse_id(eq + 1, (size_t)(end - eq - 1), &v) == 0 && v >= 1000 &&
-                   v <= 300000) {
-            *session_ms = (int)v;
-        } else {
-            return "options are group=NAME and session_timeout_ms=N (1000..300000)";
-        }
-    }
-    if (!*group)
-        *group = xstrdup("tally");
+/* The rules of kafka://... beyond url_parse's; why as for store_check. */
+static const char *check_rules(const struct url *u)
+{
+    static const char *const protocols[] = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL",
+                                            NULL};
+    static const char *const mechanisms[] = {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", NULL};
+    const char *proto = url_option(u, "security.protocol"), *mech = url_option(u, "sasl.mechanism");
+    const char *user = url_option(u, "sasl.username"), *pass = url_option(u, "sasl.password");
+    const char *ca = url_option(u, "ssl.ca.location"), *group = url_option(u, "group");
+    bool sasl = proto && strncasecmp(proto, "SASL_", 5) == 0;
+    bool tls = proto && (strcasecmp(proto, "SSL") == 0 || strcasecmp(proto, "SASL_SSL") == 0);
+    long long v;
+
+    if (u->user || u->password)
+        return "kafka:// takes credentials as the options sasl.username and sasl.password";
+    if (!valid_topic(u->path))
+        return "a topic is up to 249 of [a-zA-Z0-9._-]";
+    if (group && !*group)
+        return "group=NAME needs a name";
+    if (url_option_int(u, "session_timeout_ms", 1000, 300000, 6000, &v))
+        return "session_timeout_ms=N takes N in 1000..300000";
+    if (proto && !one_of(proto, protocols))
+        return "security.protocol is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL";
+    if (!sasl && (mech || user || pass))
+        return "sasl.* options need security.protocol=SASL_PLAINTEXT or SASL_SSL";
+    if (sasl && !(user && *user && pass))
+        return "security.protocol=SASL_* needs sasl.username and sasl.password";
+    if (mech && !one_of(mech, mechanisms))
+        return "sasl.mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512";
+    if (ca && !tls)
+        return "ssl.ca.location needs security.protocol=SSL or SASL_SSL";
+    if (ca && access(ca, R_OK) != 0)
+        return "ssl.ca.location: the CA file cannot be read";
     return NULL;
 }
 
-int bus_kafka_check_url(const char *url, char **err)
+int bus_kafka_check(const struct url *u, char **why)
 {
-    char *brokers, *topic, *group;
-    int session_ms;
-    const char *why = parse_url(url, &brokers, &topic, &group, &session_ms);
+    const char *reason;
 
-    free(brokers);
-    free(topic);
-    free(group);
-    if (!why)
+    if (url_check_options(u, known_options, why))
+        return TALLY_EINVAL;
+    if (!(reason = check_rules(u)))
         return 0;
-    *err = xstrfmt("invalid --bus '%s': %s", url, why);
+    *why = xstrdup(reason);
     return TALLY_EINVAL;
 }
 
-int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **err)
+/* Takes what the bus needs from u (checked) into kb. */
+static void take_url(struct kafka_bus *kb, const struct url *u)
+{
+    struct strbuf brokers = STRBUF_INIT;
+    long long session_ms;
+
+    for (size_t i = 0; i < u->nhosts; i++) {
+        const char *name = u->hosts[i].name;
+
+        strbuf_addf(&brokers, strchr(name, ':') ? "%s[%s]" : "%s%s", i ? "," : "", name);
+        if (u->hosts[i].port)
+            strbuf_addf(&brokers, ":%d", u->hosts[i].port);
+    }
+    kb->brokers = strbuf_detach(&brokers, NULL);
+    kb->topic = xstrdup(*u->path ? u->path : "tally.reads");
+    kb->group = xstrdup(url_option(u, "group") ? url_option(u, "group") : "tally");
+    url_option_int(u, "session_timeout_ms", 1000, 300000, 6000, &session_ms);
+    kb->session_timeout_ms = (int)session_ms;
+    kb->security = xcalloc(sizeof(passed) / sizeof(passed[0]), sizeof(*kb->security));
+    for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
+        const char *v = url_option(u, passed[i][0]);
+
+        if (!v)
+            continue;
+        kb->security[kb->nsecurity].key = xstrdup(passed[i][1]);
+        kb->security[kb->nsecurity++].value = xstrdup(v);
+    }
+    if (url_option(u, "sasl.password") && *url_option(u, "sasl.password"))
+        kb->secret = xstrdup(url_option(u, "sasl.password"));
+}
+
+int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char **err)
 {
     struct kafka_bus *kb;
     rd_kafka_conf_t *conf;
     char errstr[256], queue[24];
     int rc;
 
-    if ((rc = bus_kafka_check_url(url, err)))
-        return rc;
     kb = xcalloc(1, sizeof(*kb));
     kb->base.ops = &kafka_ops;
-    parse_url(url, &kb->brokers, &kb->topic, &kb->group, &kb->session_timeout_ms);
+    take_url(kb, u);
     kb->base.topic = kb->topic;
+    kb->queue_max = queue_max;
     kb->m_produced = metrics_counter("tally_kafka_messages_delivered_total",
                                      "Read events the broker acknowledged.", "");
     kb->m_delivery_failed = metrics_counter("tally_kafka_delivery_failures_total",
@@ -750,13 +870,12 @@ int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **e
     }
     snprintf(queue, sizeof(queue), "%zu", queue_max);
     conf = rd_kafka_conf_new();
-    rd_kafka_conf_set_opaque(conf, kb);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    if (!(set(conf, "bootstrap.servers", kb->brokers) && set(conf, "enable.idempotence", "true") &&
+    if (!(set_common(kb, conf) && set(conf, "enable.idempotence", "true") &&
           set(conf, "linger.ms", "5") && set(conf, "batch.num.messages", "10000") &&
           set(conf, "compression.type", "lz4") &&
           set(conf, "queue.buffering.max.messages", queue) &&
-          set(conf, "message.timeout.ms", "300000") && set(conf, "log_level", "4"))) {
+          set(conf, "message.timeout.ms", "300000"))) {
         rd_kafka_conf_destroy(conf);
         rc = TALLY_EINVAL;
         goto fail;
@@ -764,7 +883,7 @@ int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **e
     kb->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
     if (!kb->producer) {
         rd_kafka_conf_destroy(conf);
-        log_error("kafka: producer: %s", errstr);
+        log_scrubbed(kb, LOG_ERROR, "producer", errstr);
         rc = TALLY_EINTERNAL;
         goto fail;
     }
@@ -774,9 +893,7 @@ int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **e
     return 0;
 fail:
     *err = xstrdup("cannot set up the kafka producer");
-    free(kb->brokers);
-    free(kb->topic);
-    free(kb->group);
+    release_url(kb);
     free(kb);
     return rc;
 }

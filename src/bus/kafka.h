@@ -11,9 +11,15 @@
 #include "bus/bus.h"
 #include "util/strbuf.h"
 
-/* url: kafka://HOST:PORT[,...]/[TOPIC][?group=NAME&session_timeout_ms=N]. */
-int bus_kafka_open(const char *url, size_t queue_max, struct bus **out, char **err);
-int bus_kafka_check_url(const char *url, char **err);
+struct url;
+
+/*
+ * u: kafka://HOST:PORT[,...]/[TOPIC][?group=NAME&session_timeout_ms=N
+ * &security.protocol=P&sasl.mechanism=M&sasl.username=U&sasl.password=S
+ * &ssl.ca.location=PATH]. *why and *err as for store_check and store_open_url.
+ */
+int bus_kafka_check(const struct url *u, char **why);
+int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char **err);
 
 /*
  * Parses one message value into out->item, uid and ts. Returns 0, or a

@@ -121,6 +121,17 @@ static void local_free(struct bus *b)
     free(lb);
 }
 
+static int local_ready(struct bus *b)
+{
+    struct local_bus *lb = (struct local_bus *)b;
+    int rc;
+
+    pthread_mutex_lock(&lb->lock);
+    rc = lb->closed ? TALLY_ECLOSED : lb->len == lb->cap ? TALLY_EFULL : 0;
+    pthread_mutex_unlock(&lb->lock);
+    return rc;
+}
+
 static const struct bus_ops local_ops = {
     .name = "local",
     .publish = local_publish,
@@ -128,6 +139,7 @@ static const struct bus_ops local_ops = {
     .expect = local_expect,
     .committed = local_committed,
     .rewind = local_rewind,
+    .ready = local_ready,
     .close = local_close,
     .free = local_free,
 };

@@ -12,6 +12,8 @@
 
 #include "util/error.h"
 #include "util/strbuf.h"
+#include "util/url.h"
+#include "util/xmalloc.h"
 #include "util/banned.h"
 
 static int none_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
@@ -41,6 +43,12 @@ static int none_end(struct cache *c, const struct item *items, size_t n, const s
     return 0;
 }
 
+static int none_invalidate(struct cache *c, const struct item *items, size_t n)
+{
+    (void)c, (void)items, (void)n;
+    return 0;
+}
+
 static void none_free(struct cache *c)
 {
     (void)c; /* static instance */
@@ -54,28 +62,45 @@ static const struct cache_ops none_ops = {
     .end = none_end,
     .take = NULL, /* no buckets here: the rate limiter keeps them in memory */
     .free = none_free,
+    .invalidate = none_invalidate,
 };
 
 static struct cache none_cache = {&none_ops};
 
+int cache_check(const struct url *u, char **why)
+{
+    if (strcmp(u->scheme, "none") == 0 && u->opaque && !*u->path)
+        return 0;
+    if (strcmp(u->scheme, "redis") == 0 && !u->opaque)
+        return cache_redis_check(u, why);
+    *why = xstrdup("expected none or redis://[USER:PASSWORD@]HOST:PORT");
+    return TALLY_EINVAL;
+}
+
+int cache_open_url(const struct url *u, struct cache **out, char **err)
+{
+    if (strcmp(u->scheme, "redis") == 0)
+        return cache_redis_open(u, out, err);
+    *out = &none_cache;
+    return 0;
+}
+
 int cache_check_url(const char *url, char **err)
 {
-    if (strcmp(url, "none") == 0)
-        return 0;
-    if (strncmp(url, "redis://", 8) == 0)
-        return cache_redis_check_url(url, err);
-    *err = xstrfmt("invalid --cache '%s': expected none or redis://HOST:PORT", url);
-    return TALLY_EINVAL;
+    struct url u;
+    int rc = url_parse_checked("--cache", url, cache_check, &u, err);
+
+    url_release(&u);
+    return rc;
 }
 
 int cache_open(const char *url, struct cache **out, char **err)
 {
-    int rc = cache_check_url(url, err);
+    struct url u;
+    int rc = url_parse_checked("--cache", url, cache_check, &u, err);
 
-    if (rc)
-        return rc;
-    if (strncmp(url, "redis://", 8) == 0)
-        return cache_redis_open(url, out, err);
-    *out = &none_cache;
-    return 0;
+    if (rc == 0)
+        rc = cache_open_url(&u, out, err);
+    url_release(&u);
+    return rc;
 }

@@ -56,13 +56,25 @@ struct cache_ops {
     int (*take)(struct cache *c, const char *key, int64_t n, int64_t period_ms, int64_t burst,
                 int64_t now_ms, int64_t *retry_ms);
     void (*free)(struct cache *c);
+    /*
+     * Drops the entries of n items, so that the next read fills them from the
+     * store (tallyctl, after it rewrote counts behind tallyd's back).
+     */
+    int (*invalidate)(struct cache *c, const struct item *items, size_t n);
 };
 
 struct cache {
     const struct cache_ops *ops;
 };
 
-/* Opens the cache named by url ("none" or redis://...). *err as for store_open. */
+struct url;
+
+/*
+ * The cache named by u ("none" or redis://...): checked, opened (*why and
+ * *err as for store_check and store_open_url), or from a string parsed first.
+ */
+int cache_check(const struct url *u, char **why);
+int cache_open_url(const struct url *u, struct cache **out, char **err);
 int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 
@@ -93,6 +105,10 @@ static inline int cache_take(struct cache *c, const char *key, int64_t n, int64_
                              int64_t burst, int64_t now_ms, int64_t *retry_ms)
 {
     return c->ops->take(c, key, n, period_ms, burst, now_ms, retry_ms);
+}
+static inline int cache_invalidate(struct cache *c, const struct item *items, size_t n)
+{
+    return c->ops->invalidate(c, items, n);
 }
 static inline void cache_free(struct cache *c)
 {

@@ -23,6 +23,12 @@
  *   two per item; this assumes one Redis node (as hiredis does): on a
  *   cluster, keys of one call would have to share a hash slot.
  *
+ *   Credentials: with a password in the URL every connection, first or
+ *   reconnected, sends AUTH [USER] PASSWORD before anything else. A refusal
+ *   (WRONGPASS, or NOAUTH without a password) stops tallyd at start; later
+ *   it is an outage like any other, counted in
+ *   tally_redis_auth_failures_total. The password is never logged.
+ *
  *   SC_TAKE is not about counters: it is the rate limiter's token bucket
  *   (cache.h, take; service/ratelimit.c), kept here because this is where
  *   tallyd's Redis connections are.
@@ -48,7 +54,9 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -141,6 +149,7 @@ struct redis_cache {
     struct cache base;
     char *host;
     int port;
+    char *user, *password; /* AUTH on every connect when password is set; never logged */
     int64_t ttl_ms;
     struct timeval timeout;
     pthread_mutex_t pool_lock;
@@ -152,6 +161,9 @@ struct redis_cache {
     size_t nrepair;
     bool repair_overflow;
     atomic_bool down; /* a connection failed and none has reconnected since: for the log */
+    atomic_bool auth_refused; /* the last connect failed on AUTH or NOAUTH: for the log */
+    bool opened;              /* set by cache_redis_open before any other thread runs */
+    struct metric *m_auth_failed;
 };
 
 static void key_of(struct strbuf *sb, const struct item *it)
@@ -174,12 +186,54 @@ static void rconn_drop(struct redis_cache *rc, struct rconn *c, const char *why)
     c->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
 }
 
-static int load_scripts(struct rconn *c)
+/* Whether r refuses a client for its credentials (also a command sent without AUTH). */
+static bool is_auth_error(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR &&
+           (strncmp(r->str, "WRONGPASS", 9) == 0 || strncmp(r->str, "NOAUTH", 6) == 0 ||
+            strncmp(r->str, "ERR AUTH", 8) == 0 || strncmp(r->str, "ERR invalid password", 20) == 0);
+}
+
+/* Notes a refusal of the credentials in why (the server's words, scrubbed of the password). */
+static void auth_refused(struct redis_cache *rc, const redisReply *r, struct strbuf *why)
+{
+    size_t at = why->len;
+
+    metric_add(rc->m_auth_failed, 1);
+    url_scrub(why, r->str, rc->password);
+    /* A state change, logged once however many connections it refuses (at open: an error). */
+    if (!atomic_exchange(&rc->auth_refused, true) && rc->opened)
+        log_warn("redis: %s:%d refused the credentials: %s", rc->host, rc->port, why->buf + at);
+}
+
+/* AUTH [USER] PASSWORD on a fresh connection, when the URL has a password. */
+static int authenticate(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
+{
+    redisReply *r;
+    int err = 0;
+
+    if (!rc->password)
+        return 0;
+    r = rc->user ? redisCommand(c->ctx, "AUTH %s %s", rc->user, rc->password)
+                 : redisCommand(c->ctx, "AUTH %s", rc->password);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        if (r)
+            auth_refused(rc, r, why);
+        err = TALLY_EUNAVAIL;
+    }
+    if (r)
+        freeReplyObject(r);
+    return err;
+}
+
+static int load_scripts(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
 {
     for (int i = 0; i < SCRIPT_COUNT; i++) {
         redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", scripts[i]);
 
         if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
+            if (is_auth_error(r))
+                auth_refused(rc, r, why);
             if (r)
                 freeReplyObject(r);
             return TALLY_EUNAVAIL;
@@ -188,6 +242,35 @@ static int load_scripts(struct rconn *c)
         c->sha[i][40] = '\0';
         freeReplyObject(r);
     }
+    return 0;
+}
+
+/* After NOSCRIPT: loads the scripts again, or drops the connection. */
+static int reload_scripts(struct redis_cache *rc, struct rconn *c)
+{
+    struct strbuf why = STRBUF_INIT;
+    int err = load_scripts(rc, c, &why);
+
+    if (err)
+        rconn_drop(rc, c, why.len ? why.buf : "cannot load scripts");
+    strbuf_release(&why);
+    return err;
+}
+
+/* Connects, authenticates and loads the scripts; on failure why says what went wrong. */
+static int rconn_open(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
+{
+    c->ctx = redisConnectWithTimeout(rc->host, rc->port, rc->timeout);
+    if (!c->ctx || c->ctx->err || redisSetTimeout(c->ctx, rc->timeout) != REDIS_OK) {
+        strbuf_addstr(why, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+        return TALLY_EUNAVAIL;
+    }
+    if (authenticate(rc, c, why) || load_scripts(rc, c, why)) {
+        if (!why->len)
+            strbuf_addstr(why, c->ctx->err ? c->ctx->errstr : "unexpected reply");
+        return TALLY_EUNAVAIL;
+    }
+    atomic_store(&rc->auth_refused, false);
     return 0;
 }
 
@@ -202,12 +285,13 @@ static int conn_get(struct redis_cache *rc, struct rconn **out)
     rc->free_conns = c->next_free;
     pthread_mutex_unlock(&rc->pool_lock);
     if (!c->ctx && clock_mono_us() >= c->retry_at_us) {
-        c->ctx = redisConnectWithTimeout(rc->host, rc->port, rc->timeout);
-        if (!c->ctx || c->ctx->err || redisSetTimeout(c->ctx, rc->timeout) != REDIS_OK ||
-            load_scripts(c))
-            rconn_drop(rc, c, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
+        struct strbuf why = STRBUF_INIT;
+
+        if (rconn_open(rc, c, &why))
+            rconn_drop(rc, c, why.buf);
         else if (atomic_load(&rc->down) && atomic_exchange(&rc->down, false))
             log_info("redis: %s:%d answers again", rc->host, rc->port);
+        strbuf_release(&why);
     }
     *out = c;
     return c->ctx ? 0 : TALLY_EUNAVAIL;
@@ -261,10 +345,8 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
     if (nagain == 0)
         return 0;
     log_warn("redis: scripts were flushed (NOSCRIPT); loading them again");
-    if (load_scripts(c)) {
-        rconn_drop(rc, c, "cannot load scripts");
+    if (reload_scripts(rc, c))
         return TALLY_EUNAVAIL;
-    }
     for (size_t i = 0; i < n; i++)
         if (again[i])
             add(rc, c, i, arg);
@@ -637,6 +719,42 @@ static int redis_take(struct cache *base, const char *key, int64_t n, int64_t pe
 
 /* ------------------------------------------------------------ open and free */
 
+/* ------------------------------------------------------------ invalidate */
+
+struct del_args {
+    const struct item *items;
+    struct strbuf key;
+};
+
+static void add_del(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+{
+    struct del_args *a = arg;
+
+    (void)rc;
+    key_of(&a->key, &a->items[i]);
+    redisAppendCommand(c->ctx, "DEL %s", a->key.buf);
+}
+
+/* Unlike the other calls this one reports EUNAVAIL: its caller must know the keys stay. */
+static int redis_invalidate(struct cache *base, const struct item *items, size_t n)
+{
+    struct redis_cache *rc = (struct redis_cache *)base;
+    struct del_args a = {.key = STRBUF_INIT};
+    struct rconn *c;
+    int err;
+
+    if ((err = ready(rc, &c)))
+        return err;
+    for (size_t done = 0; done < n && err == 0; done += PIPELINE_MAX) {
+        a.items = items + done;
+        err = pipeline(rc, c, n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX, add_del, NULL,
+                       &a);
+    }
+    conn_put(rc, c);
+    strbuf_release(&a.key);
+    return err;
+}
+
 static void redis_free(struct cache *base)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
@@ -649,6 +767,8 @@ static void redis_free(struct cache *base)
     pthread_mutex_destroy(&rc->repair_lock);
     free(rc->repair);
     free(rc->host);
+    free(rc->user);
+    free(rc->password);
     free(rc);
 }
 
@@ -660,71 +780,52 @@ static const struct cache_ops redis_ops = {
     .end = redis_end,
     .take = redis_take,
     .free = redis_free,
+    .invalidate = redis_invalidate,
 };
 
-/* Parses redis://HOST:PORT[?ttl=S&timeout_ms=MS]; returns NULL or why not. */
-static const char *parse_url(const char *url, char **host, int *port, int64_t *ttl_s,
-                             int64_t *timeout_ms)
+static const char *const known_options[] = {"ttl", "timeout_ms", NULL};
+
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][?ttl=S&timeout_ms=MS]: the rules beyond url_parse's. */
+int cache_redis_check(const struct url *u, char **why)
 {
-    const char *p = url + strlen("redis://"), *colon = strchr(p, ':'), *q;
-    int64_t v;
+    long long v;
 
-    *host = NULL;
-    *ttl_s = 900;
-    *timeout_ms = 100;
-    if (!colon || colon == p)
-        return "expected redis://HOST:PORT";
-    q = strchr(colon, '?');
-    if (item_parse_id(colon + 1, q ? (size_t)(q - colon - 1) : strlen(colon + 1), &v) || v > 65535)
-        return "the port must be an integer in 1..65535";
-    *port = (int)v;
-    while (q && *q) {
-        const char *opt = q + 1, *eq = strchr(opt, '='), *end;
-
-        q = strchr(opt, '&');
-        end = q ? q : opt + strlen(opt);
-        if (!eq || eq > end || item_parse_id(eq + 1, (size_t)(end - eq - 1), &v))
-            return "options are ttl=SECONDS and timeout_ms=MS, positive integers";
-        if ((size_t)(eq - opt) == 3 && strncmp(opt, "ttl", 3) == 0 && v <= 86400 * 365)
-            *ttl_s = v;
-        else if ((size_t)(eq - opt) == 10 && strncmp(opt, "timeout_ms", 10) == 0 && v <= 60000)
-            *timeout_ms = v;
-        else
-            return "options are ttl=SECONDS and timeout_ms=MS, positive integers";
-    }
-    *host = xstrndup(p, (size_t)(colon - p));
-    return NULL;
+    if (url_check_options(u, known_options, why))
+        return TALLY_EINVAL;
+    *why = NULL;
+    if (u->nhosts != 1)
+        *why = xstrdup("expected redis://[USER:PASSWORD@]HOST:PORT");
+    else if (*u->path)
+        *why = xstrdup("redis:// takes no path (database numbers are not supported)");
+    else if (u->user && !u->password)
+        *why = xstrdup("a Redis user needs a password: redis://USER:PASSWORD@HOST:PORT");
+    else if (url_option_int(u, "ttl", 1, 86400 * 365, 900, &v))
+        *why = xstrdup("ttl=SECONDS takes 1..31536000");
+    else if (url_option_int(u, "timeout_ms", 1, 60000, 100, &v))
+        *why = xstrdup("timeout_ms=MS takes 1..60000");
+    return *why ? TALLY_EINVAL : 0;
 }
 
-int cache_redis_check_url(const char *url, char **err)
-{
-    char *host;
-    int port;
-    int64_t ttl, timeout;
-    const char *why = parse_url(url, &host, &port, &ttl, &timeout);
-
-    free(host);
-    if (!why)
-        return 0;
-    *err = xstrfmt("invalid --cache '%s': %s", url, why);
-    return TALLY_EINVAL;
-}
-
-int cache_redis_open(const char *url, struct cache **out, char **err)
+int cache_redis_open(const struct url *u, struct cache **out, char **err)
 {
     struct redis_cache *rc;
-    int64_t ttl_s, timeout_ms;
+    long long ttl_s, timeout_ms;
+    struct strbuf why = STRBUF_INIT;
     struct rconn *c;
-    int rcode;
 
-    if ((rcode = cache_redis_check_url(url, err)))
-        return rcode;
     rc = xcalloc(1, sizeof(*rc));
     rc->base.ops = &redis_ops;
-    parse_url(url, &rc->host, &rc->port, &ttl_s, &timeout_ms);
+    rc->host = xstrdup(u->hosts[0].name);
+    rc->port = u->hosts[0].port ? u->hosts[0].port : 6379;
+    rc->user = u->user ? xstrdup(u->user) : NULL;
+    rc->password = u->password ? xstrdup(u->password) : NULL;
+    url_option_int(u, "ttl", 1, 86400 * 365, 900, &ttl_s);
+    url_option_int(u, "timeout_ms", 1, 60000, 100, &timeout_ms);
     rc->ttl_ms = ttl_s * 1000;
     rc->timeout.tv_sec = timeout_ms / 1000;
     rc->timeout.tv_usec = (timeout_ms % 1000) * 1000;
+    rc->m_auth_failed = metrics_counter("tally_redis_auth_failures_total",
+                                        "Connections Redis refused to authenticate.", "");
     pthread_mutex_init(&rc->pool_lock, NULL);
     pthread_cond_init(&rc->pool_cond, NULL);
     pthread_mutex_init(&rc->repair_lock, NULL);
@@ -732,10 +833,28 @@ int cache_redis_open(const char *url, struct cache **out, char **err)
         rc->conns[i].next_free = rc->free_conns;
         rc->free_conns = &rc->conns[i];
     }
-    /* A cache is optional: tallyd starts even if Redis is down, and uses it once it is up. */
-    if (conn_get(rc, &c))
-        log_warn("redis: %s:%d does not answer yet; serving from the store", rc->host, rc->port);
-    conn_put(rc, c);
+    /*
+     * A cache is optional: tallyd starts even if Redis is down, and uses it once it is up.
+     * Credentials Redis refuses are a configuration error, though: refuse to start.
+     */
+    c = &rc->conns[0];
+    if (rconn_open(rc, c, &why)) {
+        if (atomic_load(&rc->auth_refused)) {
+            *err = xstrfmt("redis at %s:%d refused the credentials of --cache (%s)", rc->host,
+                           rc->port, why.buf);
+            strbuf_release(&why);
+            redis_free(&rc->base);
+            return TALLY_EINVAL;
+        }
+        log_warn("redis: %s:%d does not answer yet (%s); serving from the store", rc->host,
+                 rc->port, why.buf);
+        atomic_store(&rc->down, true); /* so that its coming back is logged */
+        redisFree(c->ctx);
+        c->ctx = NULL;
+        c->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
+    }
+    strbuf_release(&why);
+    rc->opened = true;
     *out = &rc->base;
     return 0;
 }

@@ -6,8 +6,14 @@
 
 #include "cache/cache.h"
 
-/* url: redis://HOST:PORT[?ttl=SECONDS&timeout_ms=MS]. *err as for store_open. */
-int cache_redis_open(const char *url, struct cache **out, char **err);
-int cache_redis_check_url(const char *url, char **err);
+struct url;
+
+/*
+ * u: redis://[[USER]:PASSWORD@]HOST[:PORT][?ttl=SECONDS&timeout_ms=MS]. *why
+ * and *err as for store_check and store_open_url. Credentials Redis refuses
+ * at open are an error; Redis not answering is not (the cache is optional).
+ */
+int cache_redis_check(const struct url *u, char **why);
+int cache_redis_open(const struct url *u, struct cache **out, char **err);
 
 #endif

@@ -4,6 +4,9 @@
  *   tallyctl key NAME SCOPES    a new API key: the token on the first line (give it to the
  *                               caller), the keys-file line on the second (append it to the
  *                               file tallyd's --keys names, then SIGHUP tallyd)
+ *   tallyctl export|import      items, likes and collections as JSON Lines; import from
+ *                               the course schema (data.c, course.c)
+ *   tallyctl recount|check|backup   looking after a store (maint.c)
  *
  * Usage errors print one line on stderr and exit 2; `tallyctl CMD --help` prints a
  * subcommand's help. The token is 32 random bytes from OpenSSL's CSPRNG (256 bits),
@@ -15,7 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl/ctl.h"
 #include "http/auth.h"
+#include "util/log.h"
 #include "util/strbuf.h"
 #include "util/banned.h"
 
@@ -98,6 +103,11 @@ static const struct command commands[] = {
      "SCOPES is a comma list of read, write, metrics, admin. The token is shown once;\n"
      "the file keeps only its hash. Reload tallyd with SIGHUP after adding the line.\n",
      cmd_key},
+    {"export", ctl_usage_export, ctl_cmd_export},
+    {"import", ctl_usage_import, ctl_cmd_import},
+    {"recount", ctl_usage_recount, ctl_cmd_recount},
+    {"check", ctl_usage_check, ctl_cmd_check},
+    {"backup", ctl_usage_backup, ctl_cmd_backup},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -110,6 +120,8 @@ static void print_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* The adapters' own warnings would break the one-line errors; their errors stay. */
+    log_set_level(LOG_ERROR);
     if (argc < 2) {
         print_usage(stderr);
         return 2;

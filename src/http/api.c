@@ -29,6 +29,8 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/xmalloc.h"
+#include "util/process.h"
+#include "util/hex.h"
 #include "util/banned.h"
 
 #define MAX_CAPTURES 4
@@ -148,17 +150,6 @@ static bool admit_uid(struct ctx *c, int64_t uid)
 
 /* ------------------------------------------------------- parameters */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes [p, p+len) (and '+' as space) into a new string, or NULL if malformed. */
 static char *url_decode(const char *p, size_t len)
 {
@@ -166,8 +157,8 @@ static char *url_decode(const char *p, size_t len)
 
     for (size_t i = 0; i < len; i++) {
         if (p[i] == '%') {
-            int hi = i + 2 < len ? hexval(p[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval(p[i + 2]) : -1;
+            int hi = i + 2 < len ? hex_value(p[i + 1]) : -1;
+            int lo = i + 2 < len ? hex_value(p[i + 2]) : -1;
 
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) { /* truncated, not hex, or NUL */
                 strbuf_release(&sb);
@@ -359,8 +350,33 @@ static void h_health(struct ctx *c)
     }
 }
 
+/* The process and its loops answer: this runs on the loop that took the request. */
+static void h_live(struct ctx *c)
+{
+    c->res->status = 200;
+    strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
+}
+
+/* Whether a load balancer should send traffic here: store, bus, and not draining. */
+static void h_ready(struct ctx *c)
+{
+    int err = interactive_ready(c->svc);
+
+    if (err == 0) {
+        c->res->status = 200;
+        strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
+    } else if (err == TALLY_ECLOSED) {
+        fail(c, 503, "unavailable", "stopping: draining connections");
+    } else if (err == TALLY_EFULL) {
+        fail(c, 503, "unavailable", "the read queue is full");
+    } else {
+        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
+    }
+}
+
 static void h_metrics(struct ctx *c)
 {
+    process_metrics_update();
     c->res->status = 200;
     c->res->content_type = "text/plain; version=0.0.4";
     metrics_render(&c->res->body);
@@ -726,6 +742,8 @@ static void h_history(struct ctx *c)
 static const struct route routes[] = {
     {"healthz", "healthz", {[API_GET] = h_health}, "GET, HEAD", API_WORK_READ},
     {"metrics", "metrics", {[API_GET] = h_metrics}, "GET, HEAD", API_WORK_LOOP},
+    {"livez", "livez", {[API_GET] = h_live}, "GET, HEAD", API_WORK_LOOP},
+    {"readyz", "readyz", {[API_GET] = h_ready}, "GET, HEAD", API_WORK_READ},
     {"get_item", "v1/items/:biz/:id", {[API_GET] = h_get_item}, "GET, HEAD", API_WORK_READ},
     {"get_items", "v1/items/:biz", {[API_GET] = h_get_items}, "GET, HEAD", API_WORK_READ},
     /* Publishing never waits on a server (bus.h), so reads are answered on the loop. */
@@ -828,10 +846,11 @@ void api_response_release(struct api_response *res)
     strbuf_release(&res->body);
 }
 
-/* Routes anyone may call, with or without a credential: the load balancer's probe. */
+/* Routes anyone may call, with or without a credential: the load balancer's probes. */
 static bool open_route(int r)
 {
-    return r < NROUTES && routes[r].on[API_GET] == h_health;
+    return r < NROUTES && (routes[r].on[API_GET] == h_health || routes[r].on[API_GET] == h_live ||
+                           routes[r].on[API_GET] == h_ready);
 }
 
 /* The route the request's path names and whether its method has a handler there. */

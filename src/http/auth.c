@@ -34,6 +34,7 @@
 #include "util/error.h"
 #include "util/strbuf.h"
 #include "util/xmalloc.h"
+#include "util/hex.h"
 #include "util/banned.h"
 
 #define LEEWAY_S      60
@@ -134,17 +135,6 @@ static bool name_ok(const char *s, size_t len)
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Splits the next whitespace-separated field of [*p, end). */
 static bool field(const char **p, const char *end, const char **start, size_t *len)
 {
@@ -169,7 +159,7 @@ static bool parse_key_line(const char *p, const char *end, struct key *k)
     if (!name_ok(name, nlen) || auth_parse_scopes(scopes, slen, &k->scopes) || hlen != 64)
         return false;
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         k->hash[i] = (unsigned char)(hi * 16 + lo);

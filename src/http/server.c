@@ -66,6 +66,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -109,7 +110,9 @@ enum conn_state {
 };
 
 /* Which header the value being parsed belongs to (the ones the server reads itself). */
-enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION, H_IDEMPOTENCY_KEY };
+enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION, H_REQUEST_ID, H_IDEMPOTENCY_KEY };
+
+#define REQUEST_ID_MAX 128
 
 /*
  * A request being answered in a pool. Embedded in its connection; the worker
@@ -121,6 +124,7 @@ struct job {
     struct interactive *svc;
     struct api_request req;
     struct api_response res;
+    const char *request_id; /* its connection's, for the worker's log lines */
     struct job *next_done;
 };
 
@@ -140,6 +144,10 @@ struct conn {
     enum header header;
     int hosts, authorizations, idempotency_keys;
     struct strbuf authorization, idempotency_key;
+    char request_id[REQUEST_ID_MAX + 1]; /* taken from X-Request-Id, or made; "" until then */
+    size_t request_id_len;
+    bool request_id_bad, request_id_ready;
+    const char *method; /* for the access log */
     struct auth_principal principal;
     bool expect_continue, complete, bad_method, eof, read_paused;
     int reject;             /* a status the parser callbacks decided on, 0 if none */
@@ -184,6 +192,8 @@ struct http_server {
     SSL_CTX *tls;             /* NULL: plain HTTP */
     atomic_int nconns;
     atomic_llong accept_logged_us;
+    unsigned request_id_prefix; /* random per process, so that ids of two instances differ */
+    atomic_ullong request_ids;
     int malformed_route; /* the metrics' route for requests that never reached the API */
     /* [route][status slot], created on first use; see count_request(). */
     _Atomic(struct metric *) requests[17][STATUS_SLOTS];
@@ -329,12 +339,65 @@ static const char *http_date(struct loop *l)
     return l->date;
 }
 
+static void forget_request_id(struct conn *c)
+{
+    c->request_id[0] = '\0';
+    c->request_id_len = 0;
+    c->request_id_bad = c->request_id_ready = false;
+    c->method = NULL;
+}
+
+/*
+ * The request's id: the client's X-Request-Id when it is 1..128 characters of
+ * [A-Za-z0-9._:/+=~-], else one made here (process prefix + counter, unique per process).
+ */
+static const char *request_id(struct conn *c)
+{
+    struct http_server *srv = c->loop->srv;
+    size_t n = c->request_id_len;
+    bool ok = !c->request_id_bad && n > 0 && n <= REQUEST_ID_MAX;
+
+    if (c->request_id_ready)
+        return c->request_id;
+    for (size_t i = 0; ok && i < n; i++) {
+        char ch = c->request_id[i];
+        ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+             (ch && strchr("._:/+=~-", ch));
+    }
+    if (ok) {
+        c->request_id[n] = '\0';
+    } else {
+        snprintf(c->request_id, sizeof(c->request_id), "%08x%016llx", srv->request_id_prefix,
+                 (unsigned long long)atomic_fetch_add(&srv->request_ids, 1));
+        c->request_id_len = strlen(c->request_id);
+    }
+    c->request_id_ready = true;
+    return c->request_id;
+}
+
+/* One line per request, when --access-log is on. */
+static void access_log(struct conn *c, const struct api_response *res, int64_t us)
+{
+    struct http_server *srv = c->loop->srv;
+    struct log_field f[] = {
+        {"method", c->method ? c->method : "-", 0},
+        {"route", res->route == srv->malformed_route ? "malformed" : api_route_name(res->route), 0},
+        {"status", NULL, res->status},
+        {"duration_us", NULL, us},
+        {"bytes", NULL, (int64_t)(c->head ? 0 : res->body.len)},
+        {"request_id", c->request_id, 0},
+    };
+
+    log_fields(LOG_INFO, "request", f, sizeof(f) / sizeof(f[0]));
+}
+
 /* Writes one response and moves the connection on: to the next request, or to closing. */
 static void respond(struct conn *c, const struct api_response *res)
 {
     struct loop *l = c->loop;
     struct strbuf *h = &l->head;
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    int64_t us;
 
     strbuf_reset(h);
     strbuf_addf(h, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
@@ -345,6 +408,7 @@ static void respond(struct conn *c, const struct api_response *res)
         strbuf_addstr(h, "WWW-Authenticate: Bearer\r\n");
     if (res->retry_after > 0)
         strbuf_addf(h, "Retry-After: %d\r\n", res->retry_after);
+    strbuf_addf(h, "X-Request-Id: %s\r\n", request_id(c));
     if (res->status >= 400 && res->route == l->srv->malformed_route)
         c->keep_alive = false;
     if (l->stopping)
@@ -357,8 +421,11 @@ static void respond(struct conn *c, const struct api_response *res)
     evbuffer_add(out, h->buf, h->len);
     if (!c->head)
         evbuffer_add(out, res->body.buf, res->body.len);
-    count_request(l->srv, res->route, res->status,
-                  (double)(clock_mono_us() - c->started_us) / 1e6);
+    us = clock_mono_us() - c->started_us;
+    count_request(l->srv, res->route, res->status, (double)us / 1e6);
+    if (l->srv->cfg.access_log)
+        access_log(c, res, us);
+    forget_request_id(c); /* the next request has its own */
     if (c->keep_alive) {
         c->state = C_IDLE;
         set_timer(c, l->srv->cfg.idle_timeout_ms);
@@ -401,6 +468,7 @@ static int on_message_begin(http_parser *p)
     strbuf_reset(&c->body);
     strbuf_reset(&c->authorization);
     strbuf_reset(&c->idempotency_key);
+    forget_request_id(c);
     c->field_len = 0;
     c->in_value = false;
     c->header = H_OTHER;
@@ -449,7 +517,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                     : field_is(c, "expect")        ? H_EXPECT
                     : field_is(c, "authorization") ? H_AUTHORIZATION
                     : field_is(c, "idempotency-key") ? H_IDEMPOTENCY_KEY
+                    : field_is(c, "x-request-id")  ? H_REQUEST_ID
                                                    : H_OTHER;
+        if (c->header == H_REQUEST_ID && c->request_id_len > 0)
+            c->request_id_bad = true; /* two of them: make one */
         if (c->header == H_HOST)
             c->hosts++;
         if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
@@ -468,6 +539,13 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         strbuf_add(&c->authorization, at, len);
     if (c->header == H_IDEMPOTENCY_KEY)
         strbuf_add(&c->idempotency_key, at, len);
+    if (c->header == H_REQUEST_ID) {
+        if (c->request_id_len + len > REQUEST_ID_MAX)
+            c->request_id_bad = true;
+        else
+            memcpy(c->request_id + c->request_id_len, at, len);
+        c->request_id_len += len;
+    }
     if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
         c->expect_continue = false;
         refuse(c, 417, "only Expect: 100-continue is understood");
@@ -562,7 +640,9 @@ static void job_run(struct work *w)
     struct loop *l = j->loop;
     bool wake;
 
+    log_set_request_id(j->request_id);
     api_handle(j->svc, &j->req, &j->res);
+    log_set_request_id(NULL);
     pthread_mutex_lock(&l->done_lock);
     wake = l->done_head == NULL;
     if (l->done_tail)
@@ -597,6 +677,7 @@ static void dispatch(struct conn *c, enum api_method method)
     if (srv->cfg.auth)
         auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
                    &c->principal);
+    j->request_id = request_id(c);
     work = api_work_of(srv->svc, &j->req, &route);
     if (work != API_WORK_LOOP) {
         int err = workpool_submit(srv->pools[work], &j->work);
@@ -610,7 +691,9 @@ static void dispatch(struct conn *c, enum api_method method)
         j->res.route = route;
         json_add_error(&j->res.body, "unavailable", "the server is busy; try again");
     } else {
+        log_set_request_id(j->request_id);
         api_handle(srv->svc, &j->req, &j->res);
+        log_set_request_id(NULL);
     }
     respond(c, &j->res);
     api_response_release(&j->res);
@@ -625,6 +708,7 @@ static void request_complete(struct conn *c)
     c->keep_alive = http_should_keep_alive(p) && !p->upgrade;
     c->head = p->method == HTTP_HEAD;
     c->http10 = p->http_minor == 0;
+    c->method = http_method_str(p->method);
     c->started_us = clock_mono_us();
     if (!split_target(c, c->url.buf, c->url.len, p->method == HTTP_CONNECT)) {
         reject(c, 400, "bad_request", "the request target is not a valid URL");
@@ -673,6 +757,7 @@ static bool answer_unknown_method(struct conn *c)
     c->keep_alive = false;
     c->head = false;
     c->http10 = false;
+    c->method = "OTHER";
     dispatch(c, API_OTHER);
     return true;
 }
@@ -1165,6 +1250,8 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     srv->fd = fd;
     srv->port = bound_port(fd);
     srv->malformed_route = api_route_count();
+    if (RAND_bytes((unsigned char *)&srv->request_id_prefix, sizeof(srv->request_id_prefix)) != 1)
+        srv->request_id_prefix = (unsigned)getpid();
     init_metrics(srv);
     srv->pools[API_WORK_READ] = workpool_new("reads", cfg->workers, cfg->work_queue);
     srv->pools[API_WORK_WRITE] = workpool_new("writes", cfg->workers, cfg->work_queue);

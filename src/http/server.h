@@ -4,6 +4,7 @@
 #ifndef TALLY_HTTP_SERVER_H
 #define TALLY_HTTP_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "http/auth.h"
@@ -21,6 +22,7 @@ struct http_config {
     int workers;            /* threads of each worker pool (reads, writes) */
     size_t work_queue;      /* requests each pool holds waiting; full: 503 */
     struct auth *auth;      /* who may call; NULL: the API is open (tests, benchmarks) */
+    bool access_log;        /* one log line per request */
     const char *tls_cert;   /* with tls_key: HTTPS only; NULL: plain HTTP */
     const char *tls_key;
 };

@@ -20,6 +20,7 @@ void interactive_init(struct interactive *svc, struct store *store, struct cache
     svc->cache = cache;
     svc->bus = bus;
     svc->reads = NULL;
+    atomic_init(&svc->draining, false);
     svc->limits = NULL;
     svc->m_published =
         metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
@@ -237,4 +238,15 @@ int interactive_health(struct interactive *svc)
     if (svc->reads && readcount_failing(svc->reads))
         return TALLY_EUNAVAIL;
     return store_ping(svc->store);
+}
+
+int interactive_ready(struct interactive *svc)
+{
+    int rc;
+
+    if (atomic_load(&svc->draining))
+        return TALLY_ECLOSED;
+    if ((rc = interactive_health(svc)))
+        return rc;
+    return bus_ready(svc->bus);
 }

@@ -15,6 +15,7 @@
 #ifndef TALLY_INTERACTIVE_H
 #define TALLY_INTERACTIVE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,7 @@ struct interactive {
     struct bus *bus;
     struct readcount *reads; /* optional, set by main: while it cannot commit, health fails */
     struct ratelimit *limits; /* borrowed; NULL (the default): no rate limits; set by main */
+    atomic_bool draining;     /* set by main at SIGTERM: /readyz answers 503 from then on */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
 
@@ -91,5 +93,7 @@ int interactive_history(struct interactive *svc, const struct item *it, enum cou
 
 /* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
+/* For /readyz: not draining, the store answers, the bus would take a read. */
+int interactive_ready(struct interactive *svc);
 
 #endif

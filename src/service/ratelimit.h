@@ -41,7 +41,7 @@ struct ratelimit_spec {
  * limits nothing. On TALLY_EINVAL *err says why; the caller frees it.
  */
 int ratelimit_parse(const char *spec, struct ratelimit_spec *out, char **err);
-/* ratelimit_parse without the result, in config.c's check_url() shape. */
+/* ratelimit_parse without the result, in config.c's check_value() shape. */
 int ratelimit_check(const char *spec, char **err);
 
 struct ratelimit_config {

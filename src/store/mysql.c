@@ -20,6 +20,12 @@
  *   server from blocking a caller for more than about two seconds. InnoDB
  *   deadlocks and lock wait timeouts retry the whole transaction.
  *
+ *   TLS: ?ssl=1 makes every connection TLS or none (MYSQL_OPT_SSL_ENFORCE);
+ *   with ssl_ca the server's certificate must chain to that CA and name the
+ *   host. The password is handed to Connector/C only and never printed.
+ *   db_connect is the one place a connection is set up; tallyctl's course
+ *   import gets its connection from it too (store_mysql_connect).
+ *
  *   Schema: CREATE ... IF NOT EXISTS migrations numbered like SQLite's,
  *   recorded in tally_schema, run under GET_LOCK so that several tallyd
  *   starting at once migrate exactly once.
@@ -33,11 +39,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/clock.h"
+#include "store/admin.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strbuf.h"
+#include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -91,7 +100,10 @@ static const char *const migrations[] = {
     "  topic VARCHAR(255) NULL, part INT NULL, msg_offset BIGINT NULL,"
     "  error VARCHAR(255) NOT NULL, ctime BIGINT NOT NULL"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
-    /* 2 -> 3: trending windows (see sqlite.c's migration 3 and store.h). */
+    /* 2 -> 3: an item's active rows, counted by tallyctl's recount and import. */
+    "CREATE INDEX IF NOT EXISTS user_like_item ON user_like (biz, biz_id, status);"
+    "CREATE INDEX IF NOT EXISTS user_collection_item ON user_collection (biz, biz_id, status)",
+    /* 3 -> 4: trending windows (see sqlite.c's migration 4 and store.h). */
     "CREATE TABLE IF NOT EXISTS interactive_hour ("
     "  biz VARCHAR(32) NOT NULL, biz_id BIGINT NOT NULL, hour BIGINT NOT NULL,"
     "  read_cnt BIGINT NOT NULL DEFAULT 0,"
@@ -113,7 +125,7 @@ static const char *const migrations[] = {
     "CREATE TABLE IF NOT EXISTS window_mark ("
     "  win INT NOT NULL PRIMARY KEY, hour BIGINT NOT NULL"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii",
-    /* 3 -> 4: what the read consumer remembers (store.h, enum read_memo). */
+    /* 4 -> 5: what the read consumer remembers (store.h, enum read_memo). */
     "CREATE TABLE IF NOT EXISTS read_idem ("
     "  k BIGINT NOT NULL PRIMARY KEY, ms BIGINT NOT NULL, KEY by_ms (ms)"
     ") ENGINE=InnoDB DEFAULT CHARSET=ascii;"
@@ -253,10 +265,13 @@ struct conn {
     struct conn *next_free;
 };
 
+/* What the URL says; pass is a secret: never logged. */
 struct mysql_cfg {
     char *host, *user, *pass, *dbname;
     unsigned port;
     int pool;
+    bool ssl;     /* TLS required */
+    char *ssl_ca; /* NULL: the server's certificate is not verified */
 };
 
 /* Shared by all threads; pool_lock guards free_conns. */
@@ -362,25 +377,44 @@ static int prepare(struct conn *c, const char *sql, size_t len, MYSQL_STMT **out
     return 0;
 }
 
+/*
+ * A handle set up as cfg says (utf8mb4, timeouts, TLS) and connected: 0, or
+ * TALLY_EUNAVAIL with *db kept for its error. The caller closes *db.
+ */
+static int db_connect(const struct mysql_cfg *cfg, unsigned connect_s, unsigned io_s,
+                      unsigned long flags, MYSQL **db)
+{
+    *db = mysql_init(NULL);
+    TALLY_ASSERT(*db);
+    mysql_options(*db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_s);
+    mysql_options(*db, MYSQL_OPT_READ_TIMEOUT, &io_s);
+    mysql_options(*db, MYSQL_OPT_WRITE_TIMEOUT, &io_s);
+    mysql_options(*db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (cfg->ssl) {
+        /* TLS or no connection; with a CA, the certificate and the host name are verified. */
+        my_bool enforce = 1, verify = cfg->ssl_ca != NULL;
+
+        mysql_optionsv(*db, MYSQL_OPT_SSL_ENFORCE, &enforce);
+        mysql_optionsv(*db, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+        if (cfg->ssl_ca)
+            mysql_optionsv(*db, MYSQL_OPT_SSL_CA, cfg->ssl_ca);
+    }
+    if (!mysql_real_connect(*db, cfg->host, cfg->user, cfg->pass, cfg->dbname, cfg->port, NULL,
+                            flags))
+        return TALLY_EUNAVAIL;
+    return 0;
+}
+
 /* Connects c, without preparing anything. */
 static int conn_connect(struct mysql_store *s, struct conn *c)
 {
-    unsigned connect_timeout = 1, io_timeout = 2;
     int rc;
 
-    c->db = mysql_init(NULL);
-    TALLY_ASSERT(c->db);
-    mysql_options(c->db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-    mysql_options(c->db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
-    mysql_options(c->db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    mysql_options(c->db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (!mysql_real_connect(c->db, s->cfg.host, s->cfg.user, s->cfg.pass, s->cfg.dbname,
-                            s->cfg.port, NULL, CLIENT_MULTI_STATEMENTS)) {
-        rc = db_err(c, "connect");
-        conn_close(c);
-        return rc == TALLY_EINTERNAL ? TALLY_EUNAVAIL : rc;
-    }
-    return 0;
+    if (db_connect(&s->cfg, 1, 2, CLIENT_MULTI_STATEMENTS, &c->db) == 0)
+        return 0;
+    rc = db_err(c, "connect");
+    conn_close(c);
+    return rc == TALLY_EINTERNAL ? TALLY_EUNAVAIL : rc;
 }
 
 static int conn_open(struct mysql_store *s, struct conn *c)
@@ -1613,6 +1647,454 @@ static int mdb_ping(struct store *base)
     return with_conn((struct mysql_store *)base, false, do_ping, NULL);
 }
 
+/* ------------------------------------------------------------ administration (tallyctl) */
+
+/* Assignments run left to right and see earlier ones: utime is assigned last. */
+static const char *const import_sql[RECORD_TYPE_COUNT] = {
+    [RECORD_ITEM] =
+        "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
+        " VALUES (?, ?, ?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE"
+        " read_cnt = GREATEST(read_cnt, VALUES(read_cnt)), ctime = LEAST(ctime, VALUES(ctime)),"
+        " utime = GREATEST(utime, VALUES(utime))",
+    [RECORD_LIKE] = "INSERT INTO user_like (uid, biz, biz_id, status, ctime, utime)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+                    " status = IF(VALUES(utime) > utime, VALUES(status), status),"
+                    " ctime = LEAST(ctime, VALUES(ctime)), utime = GREATEST(utime, VALUES(utime))",
+    [RECORD_COLLECTION] =
+        "INSERT INTO user_collection (uid, cid, biz, biz_id, status, ctime, utime)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+        " status = IF(VALUES(utime) > utime, VALUES(status), status),"
+        " cid = IF(VALUES(utime) > utime, VALUES(cid), cid),"
+        " ctime = LEAST(ctime, VALUES(ctime)), utime = GREATEST(utime, VALUES(utime))",
+};
+
+/*
+ * Recounting locks the item's rows in share mode before the item, the order
+ * tallyd's own writes take (row, then item), so a like committing meanwhile
+ * is either counted or waits.
+ */
+enum { A_COUNT_LIKES, A_COUNT_COLLECTS, A_SET_COUNTS, A_STMT_COUNT };
+static const char *const recount_sql[A_STMT_COUNT] = {
+    [A_COUNT_LIKES] = "SELECT COUNT(*) FROM user_like WHERE biz = ? AND biz_id = ? AND status = 1"
+                      " LOCK IN SHARE MODE",
+    [A_COUNT_COLLECTS] = "SELECT COUNT(*) FROM user_collection WHERE biz = ? AND biz_id = ?"
+                         " AND status = 1 LOCK IN SHARE MODE",
+    [A_SET_COUNTS] =
+        "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
+        " VALUES (?, ?, 0, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE like_cnt = VALUES(like_cnt),"
+        " collect_cnt = VALUES(collect_cnt)",
+};
+
+static void close_stmts(MYSQL_STMT **st, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (st[i])
+            mysql_stmt_close(st[i]);
+}
+
+static int prepare_all(struct conn *c, const char *const *sql, size_t n, MYSQL_STMT **out)
+{
+    int rc = 0;
+
+    memset(out, 0, n * sizeof(*out));
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = prepare(c, sql[i], strlen(sql[i]), &out[i]);
+    return rc;
+}
+
+/* A biz fetched into buf (len bytes): refuses what no tallyd wrote. */
+static int fetched_biz(const char *buf, unsigned long len, struct item *it)
+{
+    if (len == 0 || len > ITEM_BIZ_MAX) {
+        log_error("mysql: a row's biz is not a valid biz");
+        return TALLY_EINTERNAL;
+    }
+    memcpy(it->biz, buf, len);
+    it->biz[len] = '\0';
+    return 0;
+}
+
+struct export_args {
+    int (*emit)(void *arg, const struct record *r);
+    void *arg;
+};
+
+static int export_table(struct conn *c, MYSQL_STMT *st, enum record_type type,
+                        const struct export_args *a)
+{
+    int64_t after = 0, limit = STORE_EXPORT_PAGE, v[STORE__EXPORT_COLUMNS];
+    char biz[ITEM_BIZ_MAX + 2] = "";
+    size_t got;
+    int rc;
+
+    do {
+        BINDS(p, 2);
+        BINDS(r, STORE__EXPORT_COLUMNS);
+
+        bind_i64(&p, &after);
+        bind_i64(&p, &limit);
+        for (int i = 0; i < STORE__EXPORT_COLUMNS; i++) {
+            if (i == 1)
+                bind_str(&r, biz, sizeof(biz));
+            else
+                bind_i64(&r, &v[i]);
+        }
+        if ((rc = exec(c, st, &p, &r)))
+            return rc;
+        got = 0;
+        while ((rc = fetch(c, st)) == 1) {
+            struct record rec = {.type = type};
+
+            got++;
+            after = v[0];
+            if ((rc = fetched_biz(biz, r.len[1], &rec.item))) {
+                mysql_stmt_free_result(st);
+                return rc;
+            }
+            rec.item.id = v[2];
+            rec.uid = v[3];
+            rec.cid = v[4];
+            rec.status = (int)v[5];
+            rec.counts = (struct counts){v[6], v[7], v[8]};
+            rec.ctime = v[9];
+            rec.utime = v[10];
+            if ((rc = a->emit(a->arg, &rec))) {
+                mysql_stmt_free_result(st);
+                return rc;
+            }
+        }
+        if (rc < 0)
+            return rc;
+    } while (got == STORE_EXPORT_PAGE);
+    return 0;
+}
+
+/* One transaction (REPEATABLE READ): every page reads the snapshot of the first. */
+static int do_export(struct conn *c, void *arg)
+{
+    MYSQL_STMT *st[RECORD_TYPE_COUNT];
+    int rc = prepare_all(c, store__export_sql, RECORD_TYPE_COUNT, st);
+
+    for (int t = 0; t < RECORD_TYPE_COUNT && rc == 0; t++)
+        rc = export_table(c, st[t], (enum record_type)t, arg);
+    if (c->db)
+        close_stmts(st, RECORD_TYPE_COUNT);
+    return rc;
+}
+
+static int mdb_export(struct store *base, int (*emit)(void *arg, const struct record *r), void *arg)
+{
+    struct export_args a = {emit, arg};
+
+    return with_conn((struct mysql_store *)base, true, do_export, &a);
+}
+
+static int import_one(struct conn *c, MYSQL_STMT *st, const struct record *r, size_t *changed)
+{
+    int64_t status = r->status;
+    BINDS(p, 8);
+    int rc;
+
+    switch (r->type) {
+    case RECORD_ITEM:
+        bind_item(&p, &r->item);
+        bind_i64(&p, &r->counts.read_cnt);
+        break;
+    case RECORD_LIKE:
+        bind_i64(&p, &r->uid);
+        bind_item(&p, &r->item);
+        bind_i64(&p, &status);
+        break;
+    default:
+        bind_i64(&p, &r->uid);
+        bind_i64(&p, &r->cid);
+        bind_item(&p, &r->item);
+        bind_i64(&p, &status);
+        break;
+    }
+    bind_i64(&p, &r->ctime);
+    bind_i64(&p, &r->utime);
+    if ((rc = exec(c, st, &p, NULL)) == 0)
+        *changed += mysql_stmt_affected_rows(st) > 0;
+    return rc;
+}
+
+static int count_rows(struct conn *c, MYSQL_STMT *st, const struct item *it, int64_t *n)
+{
+    BINDS(p, 2);
+    BINDS(r, 1);
+    int rc;
+
+    bind_item(&p, it);
+    bind_i64(&r, n);
+    *n = 0;
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1)
+        ;
+    return rc;
+}
+
+static int recount_one(struct conn *c, MYSQL_STMT **st, const struct store__touched *t,
+                       size_t *changed)
+{
+    int64_t likes, collects;
+    BINDS(p, 6);
+    int rc;
+
+    if ((rc = count_rows(c, st[A_COUNT_LIKES], &t->item, &likes)) ||
+        (rc = count_rows(c, st[A_COUNT_COLLECTS], &t->item, &collects)))
+        return rc;
+    bind_item(&p, &t->item);
+    bind_i64(&p, &likes);
+    bind_i64(&p, &collects);
+    bind_i64(&p, &t->ctime);
+    bind_i64(&p, &t->utime);
+    if ((rc = exec(c, st[A_SET_COUNTS], &p, NULL)) == 0)
+        *changed += mysql_stmt_affected_rows(st[A_SET_COUNTS]) > 0;
+    return rc;
+}
+
+struct import_args {
+    const struct record *r;
+    size_t n;
+    const struct store__touched *t;
+    size_t nt;
+    size_t *changed;
+    struct counts *after;
+};
+
+static int do_import(struct conn *c, void *arg)
+{
+    struct import_args *a = arg;
+    MYSQL_STMT *up[RECORD_TYPE_COUNT], *rs[A_STMT_COUNT] = {NULL};
+    size_t k = 0;
+    int rc = prepare_all(c, import_sql, RECORD_TYPE_COUNT, up);
+
+    *a->changed = 0; /* a deadlock runs this again from the start */
+    if (rc == 0)
+        rc = prepare_all(c, recount_sql, A_STMT_COUNT, rs);
+    for (size_t i = 0; i < a->n && rc == 0; i++)
+        rc = import_one(c, up[a->r[i].type], &a->r[i], a->changed);
+    for (size_t i = 0; i < a->nt && rc == 0; i++)
+        rc = recount_one(c, rs, &a->t[i], a->changed);
+    for (size_t i = 0; i < a->n && rc == 0 && a->after; i++)
+        if (a->r[i].type == RECORD_ITEM)
+            rc = read_counts(c, &a->r[i].item, &a->after[k++]);
+    if (c->db) {
+        close_stmts(up, RECORD_TYPE_COUNT);
+        close_stmts(rs, A_STMT_COUNT);
+    }
+    return rc;
+}
+
+static int mdb_import(struct store *base, const struct record *r, size_t n, int64_t now_ms,
+                      size_t *changed, struct counts *after)
+{
+    struct store__touched *t;
+    struct import_args a = {r, n, NULL, 0, changed, after};
+    int rc;
+
+    (void)now_ms;
+    a.nt = store__touched(r, n, &t);
+    a.t = t;
+    rc = with_conn((struct mysql_store *)base, true, do_import, &a);
+    free(t);
+    return rc;
+}
+
+struct scan_args {
+    int64_t after, limit;
+    struct count_check *out;
+    size_t *n;
+};
+
+static int do_scan(struct conn *c, void *arg)
+{
+    struct scan_args *a = arg;
+    MYSQL_STMT *st;
+    int64_t v[8];
+    char biz[ITEM_BIZ_MAX + 2] = "";
+    BINDS(p, 2);
+    BINDS(r, 8);
+    int rc;
+
+    *a->n = 0;
+    if ((rc = prepare(c, STORE__SCAN_SQL, strlen(STORE__SCAN_SQL), &st)))
+        return rc;
+    bind_i64(&p, &a->after);
+    bind_i64(&p, &a->limit);
+    for (int i = 0; i < 8; i++) {
+        if (i == 1)
+            bind_str(&r, biz, sizeof(biz));
+        else
+            bind_i64(&r, &v[i]);
+    }
+    if ((rc = exec(c, st, &p, &r)) == 0) {
+        while ((rc = fetch(c, st)) == 1) {
+            struct count_check *e = &a->out[*a->n];
+
+            memset(e, 0, sizeof(*e));
+            if ((rc = fetched_biz(biz, r.len[1], &e->item))) {
+                mysql_stmt_free_result(st);
+                break;
+            }
+            e->row_id = v[0];
+            e->item.id = v[2];
+            e->stored = (struct counts){v[3], v[4], v[5]};
+            e->likes = v[6];
+            e->collects = v[7];
+            (*a->n)++;
+        }
+    }
+    if (c->db)
+        mysql_stmt_close(st);
+    return rc;
+}
+
+static int mdb_scan_counts(struct store *base, int64_t after, size_t limit,
+                           struct count_check *out, size_t *n)
+{
+    struct scan_args a = {after, (int64_t)limit, out, n};
+
+    return with_conn((struct mysql_store *)base, false, do_scan, &a);
+}
+
+struct recount_args {
+    const struct store__touched *t;
+    size_t n, *changed;
+};
+
+static int do_recount(struct conn *c, void *arg)
+{
+    struct recount_args *a = arg;
+    MYSQL_STMT *rs[A_STMT_COUNT];
+    int rc = prepare_all(c, recount_sql, A_STMT_COUNT, rs);
+
+    *a->changed = 0;
+    for (size_t i = 0; i < a->n && rc == 0; i++)
+        rc = recount_one(c, rs, &a->t[i], a->changed);
+    if (c->db)
+        close_stmts(rs, A_STMT_COUNT);
+    return rc;
+}
+
+static int mdb_recount(struct store *base, const struct item *items, size_t n, int64_t now_ms,
+                       size_t *changed)
+{
+    struct store__touched *t = xmalloc((n ? n : 1) * sizeof(*t));
+    struct recount_args a = {t, n, changed};
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        t[i] = (struct store__touched){items[i], now_ms, now_ms};
+    rc = with_conn((struct mysql_store *)base, true, do_recount, &a);
+    free(t);
+    return rc;
+}
+
+typedef void check_line_fn(void *arg, bool ok, const char *what, const char *detail);
+
+/* The first column of the first row of a statement without values. */
+static int query_i64(struct conn *c, const char *sql, int64_t *out)
+{
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+
+    *out = -1;
+    if (mysql_query(c->db, sql))
+        return db_err(c, sql);
+    if (!(res = mysql_store_result(c->db)))
+        return db_err(c, sql);
+    if ((row = mysql_fetch_row(res)) && row[0])
+        *out = strtoll(row[0], NULL, 10);
+    mysql_free_result(res);
+    return 0;
+}
+
+/* CHECK TABLE on every table: a problem is an "error" row or a status other than OK. */
+static bool check_tables(struct conn *c, struct strbuf *detail)
+{
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    int problems = 0, tables = 0;
+
+    if (mysql_query(c->db, "CHECK TABLE interactive, user_like, user_collection, read_offsets,"
+                           " read_dead_letter") ||
+        !(res = mysql_store_result(c->db))) {
+        strbuf_addstr(detail, mysql_error(c->db));
+        return false;
+    }
+    while ((row = mysql_fetch_row(res))) {
+        bool status = row[2] && strcmp(row[2], "status") == 0;
+        bool bad = (row[2] && strcmp(row[2], "error") == 0) ||
+                   (status && row[3] && strcmp(row[3], "OK") != 0);
+
+        tables += status;
+        if (bad && problems++ == 0)
+            strbuf_addf(detail, "%s: %s", row[0] ? row[0] : "?", row[3] ? row[3] : "?");
+    }
+    mysql_free_result(res);
+    if (problems == 0)
+        strbuf_addf(detail, "CHECK TABLE: %d tables OK", tables);
+    else if (problems > 1)
+        strbuf_addf(detail, " (and %d more)", problems - 1);
+    return problems == 0;
+}
+
+struct check_args {
+    check_line_fn *line;
+    void *arg;
+    int *problems;
+};
+
+static void check_count(struct conn *c, struct check_args *a, const char *what, const char *sql,
+                        const char *unit)
+{
+    struct strbuf d = STRBUF_INIT;
+    int64_t v;
+    bool ok = c->db && query_i64(c, sql, &v) == 0;
+
+    if (ok)
+        strbuf_addf(&d, "%lld %s", (long long)v, unit);
+    else
+        strbuf_addf(&d, "not readable: %s", c->db ? mysql_error(c->db) : "connection lost");
+    a->line(a->arg, ok, what, d.buf);
+    *a->problems += !ok;
+    strbuf_release(&d);
+}
+
+static int do_check(struct conn *c, void *arg)
+{
+    struct check_args *a = arg;
+    struct strbuf d = STRBUF_INIT;
+    int64_t v = -1;
+    bool ok;
+
+    ok = query_i64(c, "SELECT COALESCE(MAX(version), 0) FROM tally_schema", &v) == 0 &&
+         v == SCHEMA_VERSION;
+    strbuf_addf(&d, "version %lld (this build: %d)", (long long)v, SCHEMA_VERSION);
+    a->line(a->arg, ok, "schema", d.buf);
+    *a->problems += !ok;
+    strbuf_reset(&d);
+    ok = c->db && check_tables(c, &d);
+    a->line(a->arg, ok, "integrity", d.buf);
+    *a->problems += !ok;
+    strbuf_release(&d);
+    check_count(c, a, "offsets", "SELECT COUNT(*) FROM read_offsets", "partitions stored");
+    check_count(c, a, "dead letters", "SELECT COUNT(*) FROM read_dead_letter",
+                "events refused for good");
+    return 0;
+}
+
+static int mdb_check(struct store *base, check_line_fn *line, void *arg, int *problems)
+{
+    struct check_args a = {line, arg, problems};
+
+    *problems = 0;
+    return with_conn((struct mysql_store *)base, false, do_check, &a);
+}
+
 /* ------------------------------------------------------------ open and free */
 
 static void cfg_release(struct mysql_cfg *cfg)
@@ -1621,6 +2103,7 @@ static void cfg_release(struct mysql_cfg *cfg)
     free(cfg->user);
     free(cfg->pass);
     free(cfg->dbname);
+    free(cfg->ssl_ca);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -1690,57 +2173,57 @@ static int migrate(struct mysql_store *s)
     return rc;
 }
 
-/* Takes "user:pass@host:port/db?pool=N" apart; returns 0 or a reason. */
-static const char *parse_url(const char *url, struct mysql_cfg *cfg)
+static const char *const known_options[] = {"pool", "ssl", "ssl_ca", NULL};
+
+/* The settings u gives (cfg is released by the caller); 0 or a reason in *why. */
+static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
 {
-    const char *p = url + strlen("mysql://"), *at, *slash, *colon, *q;
-    int64_t v;
+    const char *ssl = url_option(u, "ssl"), *ca = url_option(u, "ssl_ca");
+    long long pool;
 
     memset(cfg, 0, sizeof(*cfg));
-    cfg->port = 3306;
-    cfg->pool = 8;
-    at = strrchr(p, '@');
-    if (!at)
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    colon = memchr(p, ':', (size_t)(at - p));
-    cfg->user = xstrndup(p, colon ? (size_t)(colon - p) : (size_t)(at - p));
-    cfg->pass = colon ? xstrndup(colon + 1, (size_t)(at - colon - 1)) : xstrdup("");
-    p = at + 1;
-    slash = strchr(p, '/');
-    if (!slash || !*cfg->user)
-        return "expected mysql://USER:PASS@HOST:PORT/DB";
-    colon = memchr(p, ':', (size_t)(slash - p));
-    cfg->host = xstrndup(p, colon ? (size_t)(colon - p) : (size_t)(slash - p));
-    if (!*cfg->host)
-        return "missing host";
-    if (colon) {
-        if (item_parse_id(colon + 1, (size_t)(slash - colon - 1), &v) || v > 65535)
-            return "the port must be an integer in 1..65535";
-        cfg->port = (unsigned)v;
-    }
-    q = strchr(slash + 1, '?');
-    cfg->dbname = q ? xstrndup(slash + 1, (size_t)(q - slash - 1)) : xstrdup(slash + 1);
-    if (!*cfg->dbname)
-        return "missing database name";
-    if (q) {
-        if (strncmp(q + 1, "pool=", 5) != 0 || item_parse_id(q + 6, strlen(q + 6), &v) ||
-            v > POOL_MAX)
-            return "the only option is pool=N, N in 1..64";
-        cfg->pool = (int)v;
-    }
-    return NULL;
+    *why = NULL;
+    if (url_check_options(u, known_options, why))
+        return TALLY_EINVAL;
+    if (u->nhosts != 1 || !u->user || !*u->path)
+        *why = xstrdup("expected mysql://USER:PASS@HOST:PORT/DB");
+    else if (strchr(u->path, '/'))
+        *why = xstrdup("the path is one database name");
+    else if (url_option_int(u, "pool", 1, POOL_MAX, 8, &pool))
+        *why = xstrdup("pool=N takes N in 1..64");
+    else if (ssl && strcmp(ssl, "0") != 0 && strcmp(ssl, "1") != 0)
+        *why = xstrdup("ssl takes 0 or 1");
+    else if (ca && !(ssl && strcmp(ssl, "1") == 0))
+        *why = xstrdup("ssl_ca needs ssl=1");
+    else if (ca && access(ca, R_OK) != 0)
+        *why = xstrdup("ssl_ca: the CA file cannot be read");
+    if (*why)
+        return TALLY_EINVAL;
+    cfg->host = xstrdup(u->hosts[0].name);
+    cfg->port = u->hosts[0].port ? (unsigned)u->hosts[0].port : 3306;
+    cfg->user = xstrdup(u->user);
+    cfg->pass = xstrdup(u->password ? u->password : "");
+    cfg->dbname = xstrdup(u->path);
+    cfg->pool = (int)pool;
+    cfg->ssl = ssl && strcmp(ssl, "1") == 0;
+    cfg->ssl_ca = ca ? xstrdup(ca) : NULL;
+    return 0;
 }
 
-int store_mysql_check_url(const char *url, char **err)
+/* USER@HOST:PORT/DB, and whether over TLS: what messages name, never the password. */
+static char *where(const struct mysql_cfg *cfg)
+{
+    return xstrfmt("%s@%s:%u/%s%s", cfg->user, cfg->host, cfg->port, cfg->dbname,
+                   cfg->ssl ? " (TLS)" : "");
+}
+
+int store_mysql_check(const struct url *u, char **why)
 {
     struct mysql_cfg cfg;
-    const char *why = parse_url(url, &cfg);
+    int rc = cfg_from_url(u, &cfg, why);
 
     cfg_release(&cfg);
-    if (!why)
-        return 0;
-    *err = xstrfmt("invalid --store '%s': %s", url, why);
-    return TALLY_EINVAL;
+    return rc;
 }
 
 static const struct store_ops mdb_ops = {
@@ -1761,18 +2244,28 @@ static const struct store_ops mdb_ops = {
     .load_offset = mdb_load_offset,
     .ping = mdb_ping,
     .free = mdb_free,
+    .export_rows = mdb_export,
+    .import = mdb_import,
+    .scan_counts = mdb_scan_counts,
+    .recount = mdb_recount,
+    .check = mdb_check,
+    .backup = NULL, /* mariadb-dump --single-transaction: docs/operations.md */
 };
 
-int store_mysql_open(const char *url, struct store **out, char **err)
+int store_mysql_open(const struct url *u, struct store **out, char **err)
 {
-    struct mysql_store *s;
+    struct mysql_store *s = xcalloc(1, sizeof(*s));
+    char *why = NULL;
     int rc;
 
-    if ((rc = store_mysql_check_url(url, err)))
+    if ((rc = cfg_from_url(u, &s->cfg, &why))) {
+        *err = xstrfmt("invalid --store: %s", why);
+        free(why);
+        cfg_release(&s->cfg);
+        free(s);
         return rc;
-    s = xcalloc(1, sizeof(*s));
+    }
     s->base.ops = &mdb_ops;
-    parse_url(url, &s->cfg);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     for (int i = s->cfg.pool - 1; i >= 0; i--) {
@@ -1781,11 +2274,46 @@ int store_mysql_open(const char *url, struct store **out, char **err)
     }
     int64_t now = clock_now_ms();
     if ((rc = migrate(s)) || (rc = with_conn(s, true, do_init_marks, &now))) {
-        *err = xstrfmt("cannot open mysql store %s@%s:%u/%s: %s", s->cfg.user, s->cfg.host,
-                       s->cfg.port, s->cfg.dbname, tally_strerror(rc));
+        char *w = where(&s->cfg);
+
+        *err = xstrfmt("cannot open mysql store %s: %s", w, tally_strerror(rc));
+        free(w);
         mdb_free(&s->base);
         return rc;
     }
     *out = &s->base;
     return 0;
+}
+
+char *store_mysql_where(const struct url *u)
+{
+    struct mysql_cfg cfg;
+    char *why = NULL, *w;
+
+    if (cfg_from_url(u, &cfg, &why)) {
+        free(why);
+        cfg_release(&cfg);
+        return xstrdup("(an invalid mysql URL)");
+    }
+    w = where(&cfg);
+    cfg_release(&cfg);
+    return w;
+}
+
+int store_mysql_connect(const struct url *u, unsigned timeout_s, MYSQL **db, char **err)
+{
+    struct mysql_cfg cfg;
+    int rc;
+
+    *db = NULL;
+    if ((rc = cfg_from_url(u, &cfg, err)))
+        goto out;
+    if ((rc = db_connect(&cfg, timeout_s, timeout_s, 0, db))) {
+        *err = xstrdup(mysql_error(*db));
+        mysql_close(*db);
+        *db = NULL;
+    }
+out:
+    cfg_release(&cfg);
+    return rc;
 }

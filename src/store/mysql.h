@@ -6,8 +6,28 @@
 
 #include "store/store.h"
 
-/* url: mysql://USER:PASS@HOST[:PORT]/DB[?pool=N]. *err as for store_open. */
-int store_mysql_open(const char *url, struct store **out, char **err);
-int store_mysql_check_url(const char *url, char **err);
+struct url;
+struct st_mysql; /* Connector/C's MYSQL */
+
+/*
+ * u: mysql://USER[:PASS]@HOST[:PORT]/DB[?pool=N&ssl=1&ssl_ca=PATH]. *why and
+ * *err as for store_check and store_open_url.
+ */
+int store_mysql_check(const struct url *u, char **why);
+int store_mysql_open(const struct url *u, struct store **out, char **err);
+
+/*
+ * For a tool that reads other tables on such a server (tallyctl import
+ * --from): one connection to what u names, set up exactly as the store's
+ * own (utf8mb4, TLS and certificate verification as ssl and ssl_ca say),
+ * with timeout_s to connect, read and write. Returns 0 and *db, which the
+ * caller closes with mysql_close(); or TALLY_EINVAL (u fails
+ * store_mysql_check) or TALLY_EUNAVAIL, and *err, the reason without the
+ * password (caller frees). Single-threaded use only, like any MYSQL handle.
+ */
+int store_mysql_connect(const struct url *u, unsigned timeout_s, struct st_mysql **db,
+                        char **err);
+/* "USER@HOST:PORT/DB" (and " (TLS)") of u, for messages: no password. Caller frees. */
+char *store_mysql_where(const struct url *u);
 
 #endif

@@ -24,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/clock.h"
+#include "store/admin.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/strbuf.h"
@@ -76,7 +78,10 @@ static const char *const migrations[] = {
     "  biz TEXT NOT NULL, biz_id INTEGER NOT NULL, uid INTEGER NOT NULL, ts INTEGER NOT NULL,"
     "  topic TEXT, part INTEGER, msg_offset INTEGER,"
     "  error TEXT NOT NULL, ctime INTEGER NOT NULL);",
-    /* 2 -> 3: trending windows. Hourly counts (history, and what leaves a window), the
+    /* 2 -> 3: an item's active rows, counted by tallyctl's recount and import. */
+    "CREATE INDEX IF NOT EXISTS user_like_item ON user_like (biz, biz_id, status);"
+    "CREATE INDEX IF NOT EXISTS user_collection_item ON user_collection (biz, biz_id, status);",
+    /* 3 -> 4: trending windows. Hourly counts (history, and what leaves a window), the
      * rolling per-window sums that top lists scan by index, and per window the first hour
      * it still holds: every hour before it has been subtracted (see store.h). */
     "CREATE TABLE interactive_hour ("
@@ -98,7 +103,7 @@ static const char *const migrations[] = {
     "CREATE INDEX interactive_window_collect"
     "  ON interactive_window (biz, win, collect_cnt DESC, biz_id);"
     "CREATE TABLE window_mark (win INTEGER PRIMARY KEY, hour INTEGER NOT NULL);",
-    /* 3 -> 4: what the read consumer remembers (store.h, enum read_memo): per idempotency
+    /* 4 -> 5: what the read consumer remembers (store.h, enum read_memo): per idempotency
      * key, and per (reader, item), a time; expired by that time. */
     "CREATE TABLE read_idem (k INTEGER PRIMARY KEY, ms INTEGER NOT NULL);"
     "CREATE INDEX read_idem_ms ON read_idem (ms);"
@@ -1277,6 +1282,383 @@ static void sqlite_free(struct store *base)
     free(s);
 }
 
+/* ------------------------------------------------------------ administration (tallyctl) */
+
+static const char *const import_sql[RECORD_TYPE_COUNT] = {
+    [RECORD_ITEM] =
+        "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
+        " VALUES (?1, ?2, ?3, 0, 0, ?6, ?7) ON CONFLICT (biz, biz_id) DO UPDATE SET"
+        " read_cnt = max(read_cnt, excluded.read_cnt), ctime = min(ctime, excluded.ctime),"
+        " utime = max(utime, excluded.utime)"
+        " WHERE excluded.read_cnt > read_cnt OR excluded.ctime < ctime"
+        " OR excluded.utime > utime",
+    [RECORD_LIKE] =
+        "INSERT INTO user_like (uid, biz, biz_id, status, ctime, utime)"
+        " VALUES (?4, ?1, ?2, ?5, ?6, ?7) ON CONFLICT (uid, biz, biz_id) DO UPDATE SET"
+        " status = CASE WHEN excluded.utime > utime THEN excluded.status ELSE status END,"
+        " ctime = min(ctime, excluded.ctime), utime = max(utime, excluded.utime)"
+        " WHERE excluded.utime > utime OR excluded.ctime < ctime",
+    [RECORD_COLLECTION] =
+        "INSERT INTO user_collection (uid, cid, biz, biz_id, status, ctime, utime)"
+        " VALUES (?4, ?3, ?1, ?2, ?5, ?6, ?7) ON CONFLICT (uid, biz, biz_id) DO UPDATE SET"
+        " status = CASE WHEN excluded.utime > utime THEN excluded.status ELSE status END,"
+        " cid = CASE WHEN excluded.utime > utime THEN excluded.cid ELSE cid END,"
+        " ctime = min(ctime, excluded.ctime), utime = max(utime, excluded.utime)"
+        " WHERE excluded.utime > utime OR excluded.ctime < ctime",
+};
+
+/* Sets an item's like/collect counts to its active rows, creating it when missing. */
+#define RECOUNT_SQL                                                                          \
+    "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"  \
+    " VALUES (?1, ?2, 0,"                                                                    \
+    " (SELECT count(*) FROM user_like WHERE biz = ?1 AND biz_id = ?2 AND status = 1),"       \
+    " (SELECT count(*) FROM user_collection WHERE biz = ?1 AND biz_id = ?2 AND status = 1)," \
+    " ?3, ?4) ON CONFLICT (biz, biz_id) DO UPDATE SET like_cnt = excluded.like_cnt,"         \
+    " collect_cnt = excluded.collect_cnt"                                                    \
+    " WHERE like_cnt != excluded.like_cnt OR collect_cnt != excluded.collect_cnt"
+
+static int prepare_once(struct conn *c, const char *sql, sqlite3_stmt **out)
+{
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, out, NULL);
+    return rc == SQLITE_OK ? 0 : map_err(c->db, rc, "prepare");
+}
+
+/* Copies column `at` (a biz) into it; refuses what no tallyd wrote. */
+static int column_biz(sqlite3_stmt *st, int at, struct item *it)
+{
+    const unsigned char *biz = sqlite3_column_text(st, at);
+    size_t len = (size_t)sqlite3_column_bytes(st, at);
+
+    if (!biz || len > ITEM_BIZ_MAX) {
+        log_error("sqlite: a row's biz is not a valid biz");
+        return TALLY_EINTERNAL;
+    }
+    memcpy(it->biz, biz, len);
+    it->biz[len] = '\0';
+    return 0;
+}
+
+/* Emits one table, page after page, inside the caller's read transaction. */
+static int export_table(struct conn *c, enum record_type type,
+                        int (*emit)(void *arg, const struct record *r), void *arg)
+{
+    sqlite3_stmt *st;
+    int64_t after = 0;
+    size_t got;
+    int rc;
+
+    if ((rc = prepare_once(c, store__export_sql[type], &st)))
+        return rc;
+    do {
+        sqlite3_reset(st);
+        sqlite3_bind_int64(st, 1, after);
+        sqlite3_bind_int64(st, 2, STORE_EXPORT_PAGE);
+        got = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            struct record r = {.type = type};
+
+            after = sqlite3_column_int64(st, 0);
+            got++;
+            if ((rc = column_biz(st, 1, &r.item)))
+                goto out;
+            r.item.id = sqlite3_column_int64(st, 2);
+            r.uid = sqlite3_column_int64(st, 3);
+            r.cid = sqlite3_column_int64(st, 4);
+            r.status = sqlite3_column_int(st, 5);
+            r.counts.read_cnt = sqlite3_column_int64(st, 6);
+            r.counts.like_cnt = sqlite3_column_int64(st, 7);
+            r.counts.collect_cnt = sqlite3_column_int64(st, 8);
+            r.ctime = sqlite3_column_int64(st, 9);
+            r.utime = sqlite3_column_int64(st, 10);
+            if ((rc = emit(arg, &r)))
+                goto out;
+        }
+        if ((rc = map_err(c->db, rc, "export")))
+            goto out;
+    } while (got == STORE_EXPORT_PAGE);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* One read transaction: WAL keeps its snapshot while tallyd goes on writing. */
+static int sqlite_export(struct store *base, int (*emit)(void *arg, const struct record *r),
+                         void *arg)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    int rc = run(c, S_BEGIN);
+
+    for (int t = 0; t < RECORD_TYPE_COUNT && rc == 0; t++)
+        rc = export_table(c, (enum record_type)t, emit, arg);
+    rc = finish(c, rc);
+    reader_put(s, c);
+    return rc;
+}
+
+static int import_one(struct conn *c, sqlite3_stmt *st, const struct record *r, size_t *changed)
+{
+    int rc;
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    bind_item(st, 1, &r->item);
+    sqlite3_bind_int64(st, 3, r->type == RECORD_ITEM ? r->counts.read_cnt : r->cid);
+    sqlite3_bind_int64(st, 4, r->uid);
+    sqlite3_bind_int(st, 5, r->status);
+    sqlite3_bind_int64(st, 6, r->ctime);
+    sqlite3_bind_int64(st, 7, r->utime);
+    if ((rc = exec_stmt(c, st)) == 0)
+        *changed += (size_t)sqlite3_changes(c->db);
+    return rc;
+}
+
+static int recount_one(struct conn *c, sqlite3_stmt *st, const struct item *it, int64_t ctime,
+                       int64_t utime, size_t *changed)
+{
+    int rc;
+
+    sqlite3_reset(st);
+    bind_item(st, 1, it);
+    sqlite3_bind_int64(st, 3, ctime);
+    sqlite3_bind_int64(st, 4, utime);
+    if ((rc = exec_stmt(c, st)) == 0)
+        *changed += (size_t)sqlite3_changes(c->db);
+    return rc;
+}
+
+static int sqlite_import(struct store *base, const struct record *r, size_t n, int64_t now_ms,
+                         size_t *changed, struct counts *after)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    sqlite3_stmt *up[RECORD_TYPE_COUNT] = {NULL}, *recount = NULL;
+    struct store__touched *t = NULL;
+    size_t nt = store__touched(r, n, &t), k = 0;
+    int rc = 0;
+
+    (void)now_ms;
+    *changed = 0;
+    for (int i = 0; i < RECORD_TYPE_COUNT && rc == 0; i++)
+        rc = prepare_once(c, import_sql[i], &up[i]);
+    if (rc || (rc = prepare_once(c, RECOUNT_SQL, &recount)) || (rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = import_one(c, up[r[i].type], &r[i], changed);
+    for (size_t i = 0; i < nt && rc == 0; i++)
+        rc = recount_one(c, recount, &t[i].item, t[i].ctime, t[i].utime, changed);
+    for (size_t i = 0; i < n && rc == 0 && after; i++)
+        if (r[i].type == RECORD_ITEM)
+            rc = read_counts(c, &r[i].item, &after[k++]);
+    rc = finish(c, rc);
+out:
+    for (int i = 0; i < RECORD_TYPE_COUNT; i++)
+        sqlite3_finalize(up[i]);
+    sqlite3_finalize(recount);
+    writer_put(s);
+    free(t);
+    return rc;
+}
+
+static int sqlite_scan_counts(struct store *base, int64_t after, size_t limit,
+                              struct count_check *out, size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *n = 0;
+    if ((rc = prepare_once(c, STORE__SCAN_SQL, &st)))
+        goto out;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, (int64_t)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct count_check *e = &out[*n];
+
+        memset(e, 0, sizeof(*e));
+        e->row_id = sqlite3_column_int64(st, 0);
+        if ((rc = column_biz(st, 1, &e->item)))
+            goto out;
+        e->item.id = sqlite3_column_int64(st, 2);
+        e->stored.read_cnt = sqlite3_column_int64(st, 3);
+        e->stored.like_cnt = sqlite3_column_int64(st, 4);
+        e->stored.collect_cnt = sqlite3_column_int64(st, 5);
+        e->likes = sqlite3_column_int64(st, 6);
+        e->collects = sqlite3_column_int64(st, 7);
+        (*n)++;
+    }
+    rc = map_err(c->db, rc, "scan counts");
+out:
+    sqlite3_finalize(st);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_recount(struct store *base, const struct item *items, size_t n, int64_t now_ms,
+                          size_t *changed)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    *changed = 0;
+    if ((rc = prepare_once(c, RECOUNT_SQL, &st)) || (rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = recount_one(c, st, &items[i], now_ms, now_ms, changed);
+    rc = finish(c, rc);
+out:
+    sqlite3_finalize(st);
+    writer_put(s);
+    return rc;
+}
+
+typedef void check_line_fn(void *arg, bool ok, const char *what, const char *detail);
+
+/* The first column of sql's first row as an integer; -1 when it has no row. */
+static int query_i64(struct conn *c, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if ((rc = prepare_once(c, sql, &st)))
+        return rc;
+    *out = -1;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    rc = map_err(c->db, rc, sql);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* PRAGMA integrity_check: "ok", or up to 10 problems (the first is shown). */
+static bool check_integrity(struct conn *c, struct strbuf *detail)
+{
+    sqlite3_stmt *st;
+    int rc, problems = 0;
+
+    if (sqlite3_prepare_v2(c->db, "PRAGMA integrity_check(10)", -1, &st, NULL) != SQLITE_OK) {
+        strbuf_addstr(detail, sqlite3_errmsg(c->db));
+        return false;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *msg = (const char *)sqlite3_column_text(st, 0);
+
+        if (msg && strcmp(msg, "ok") == 0)
+            continue;
+        if (problems++ == 0)
+            strbuf_addstr(detail, msg ? msg : "?");
+    }
+    if (rc != SQLITE_DONE) {
+        if (problems++ == 0)
+            strbuf_addstr(detail, sqlite3_errmsg(c->db));
+    } else if (problems > 1) {
+        strbuf_addf(detail, " (and %d more%s)", problems - 1, problems == 10 ? " at least" : "");
+    }
+    sqlite3_finalize(st);
+    if (problems == 0)
+        strbuf_addstr(detail, "ok");
+    return problems == 0;
+}
+
+/* One line of `tallyctl check`: the rows a count query finds, or why it cannot run. */
+static bool check_count(struct conn *c, const char *sql, const char *noun, const char *what,
+                        check_line_fn *line, void *arg)
+{
+    struct strbuf d = STRBUF_INIT;
+    int64_t v;
+    bool ok = query_i64(c, sql, &v) == 0;
+
+    if (ok)
+        strbuf_addf(&d, "%lld %s", (long long)v, noun);
+    else
+        strbuf_addf(&d, "not readable: %s", sqlite3_errmsg(c->db));
+    line(arg, ok, what, d.buf);
+    strbuf_release(&d);
+    return ok;
+}
+
+static int sqlite_check(struct store *base, check_line_fn *line, void *arg, int *problems)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    struct strbuf d = STRBUF_INIT;
+    int64_t v;
+    bool ok;
+
+    *problems = 0;
+    ok = query_i64(c, "PRAGMA user_version", &v) == 0 && v == SCHEMA_VERSION;
+    strbuf_addf(&d, "version %lld (this build: %d)", (long long)v, SCHEMA_VERSION);
+    line(arg, ok, "schema", d.buf);
+    *problems += !ok;
+
+    strbuf_reset(&d);
+    ok = check_integrity(c, &d);
+    line(arg, ok, "integrity", d.buf);
+    *problems += !ok;
+
+    *problems += !check_count(c, "SELECT count(*) FROM read_offsets", "partitions stored",
+                              "offsets", line, arg);
+    *problems += !check_count(c, "SELECT count(*) FROM read_dead_letter",
+                              "events refused for good", "dead letters", line, arg);
+    strbuf_release(&d);
+    reader_put(s, c);
+    return 0;
+}
+
+/*
+ * The backup reads inside one read transaction of its own connection, so
+ * in WAL mode it copies one snapshot while tallyd commits beside it and is
+ * never restarted by those commits.
+ */
+static int sqlite_backup(struct store *base, const char *dest,
+                         void (*progress)(void *arg, int64_t done, int64_t total), void *arg)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3 *src = NULL, *dst = NULL;
+    sqlite3_backup *b = NULL;
+    int rc;
+
+    if (access(dest, F_OK) == 0) /* never overwrite: the caller says so */
+        return TALLY_EINVAL;
+    rc = sqlite3_open_v2(s->path, &src, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_open_v2(dest, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        rc = map_err(dst ? dst : src, rc, "backup open");
+        goto out;
+    }
+    sqlite3_busy_timeout(src, 5000);
+    if ((rc = exec_sql(src, "BEGIN; SELECT count(*) FROM sqlite_schema;")))
+        goto out;
+    if (!(b = sqlite3_backup_init(dst, "main", src, "main"))) {
+        rc = map_err(dst, sqlite3_errcode(dst), "backup init");
+        goto out;
+    }
+    do {
+        rc = sqlite3_backup_step(b, 1024);
+        if (progress)
+            progress(arg, sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b),
+                     sqlite3_backup_pagecount(b));
+        if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+            sqlite3_sleep(10);
+    } while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+    rc = rc == SQLITE_DONE ? 0 : map_err(dst, rc, "backup step");
+out:
+    if (b && sqlite3_backup_finish(b) != SQLITE_OK && rc == 0)
+        rc = map_err(dst, sqlite3_errcode(dst), "backup finish");
+    if (src && !sqlite3_get_autocommit(src))
+        exec_sql(src, "COMMIT");
+    sqlite3_close(src);
+    sqlite3_close(dst);
+    if (rc && dst)
+        unlink(dest);
+    return rc;
+}
+
 static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .counts = sqlite_counts,
@@ -1295,6 +1677,12 @@ static const struct store_ops sqlite_ops = {
     .load_offset = sqlite_load_offset,
     .ping = sqlite_ping,
     .free = sqlite_free,
+    .export_rows = sqlite_export,
+    .import = sqlite_import,
+    .scan_counts = sqlite_scan_counts,
+    .recount = sqlite_recount,
+    .check = sqlite_check,
+    .backup = sqlite_backup,
 };
 
 int store_sqlite_open(const char *path, struct store **out, char **err)

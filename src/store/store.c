@@ -3,12 +3,15 @@
  */
 #include "store/store.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/mysql.h"
 #include "store/sqlite.h"
 #include "util/error.h"
 #include "util/strbuf.h"
+#include "util/url.h"
+#include "util/xmalloc.h"
 #include "util/banned.h"
 
 const int window_hours[WINDOW_COUNT] = {1, 24, 168, 720};
@@ -39,34 +42,41 @@ int64_t store__hour_of(int64_t ms)
     return ms >= 0 ? ms / HOUR_MS : -((-ms + HOUR_MS - 1) / HOUR_MS);
 }
 
-static const char *sqlite_path(const char *url)
+int store_check(const struct url *u, char **why)
 {
-    return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : NULL;
+    if (strcmp(u->scheme, "mysql") == 0 && !u->opaque)
+        return store_mysql_check(u, why);
+    if (strcmp(u->scheme, "sqlite") == 0 && u->opaque && *u->path)
+        return 0;
+    *why = xstrdup(strcmp(u->scheme, "sqlite") == 0
+                       ? "expected sqlite:PATH, with a file path"
+                       : "expected sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB");
+    return TALLY_EINVAL;
+}
+
+int store_open_url(const struct url *u, struct store **out, char **err)
+{
+    if (strcmp(u->scheme, "mysql") == 0)
+        return store_mysql_open(u, out, err);
+    return store_sqlite_open(u->path, out, err);
 }
 
 int store_check_url(const char *url, char **err)
 {
-    const char *path = sqlite_path(url);
+    struct url u;
+    int rc = url_parse_checked("--store", url, store_check, &u, err);
 
-    if (path && *path)
-        return 0;
-    if (strncmp(url, "mysql://", 8) == 0)
-        return store_mysql_check_url(url, err);
-    *err = path
-               ? xstrfmt("invalid --store '%s': sqlite: needs a file path", url)
-               : xstrfmt(
-                     "invalid --store '%s': expected sqlite:PATH or mysql://USER:PASS@HOST:PORT/DB",
-                     url);
-    return TALLY_EINVAL;
+    url_release(&u);
+    return rc;
 }
 
 int store_open(const char *url, struct store **out, char **err)
 {
-    int rc = store_check_url(url, err);
+    struct url u;
+    int rc = url_parse_checked("--store", url, store_check, &u, err);
 
-    if (rc)
-        return rc;
-    if (strncmp(url, "mysql://", 8) == 0)
-        return store_mysql_open(url, out, err);
-    return store_sqlite_open(sqlite_path(url), out, err);
+    if (rc == 0)
+        rc = store_open_url(&u, out, err);
+    url_release(&u);
+    return rc;
 }

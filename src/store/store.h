@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "model/item.h"
+#include "model/record.h"
 
 /* Position in a user's list: entries strictly older than (time, id). */
 struct list_cursor {
@@ -201,19 +202,72 @@ struct store_ops {
     /* Cheap round trip, for /healthz. */
     int (*ping)(struct store *s);
     void (*free)(struct store *s);
+
+    /* ---- administration (tallyctl): bulk and maintenance work, never on tallyd's paths */
+
+    /*
+     * Calls emit for every item, then every like, then every collection, each
+     * table in row id order, all from one snapshot, reading in pages (constant
+     * memory). A non-zero return from emit stops the walk and is returned.
+     */
+    int (*export_rows)(struct store *s, int (*emit)(void *arg, const struct record *r),
+                       void *arg);
+    /*
+     * Merges n records in one transaction. A like/collection row is inserted,
+     * or replaces the stored one when its utime is newer; an item's read_cnt
+     * becomes the larger of the two, ctime the earlier, utime the later; then
+     * like_cnt and collect_cnt of every item the records touch are set to its
+     * active rows (an item a row names and the store lacks is created). So a
+     * second import of the same records changes nothing. *changed: stored
+     * rows inserted or changed. after (may be NULL): for each item record, its
+     * counts once the transaction is done.
+     */
+    int (*import)(struct store *s, const struct record *r, size_t n, int64_t now_ms,
+                  size_t *changed, struct counts *after);
+    /* Up to limit items with row id > after, in row id order, with their active rows. */
+    int (*scan_counts)(struct store *s, int64_t after, size_t limit, struct count_check *out,
+                       size_t *n);
+    /* Sets like_cnt/collect_cnt of n items to their active rows, in one transaction. */
+    int (*recount)(struct store *s, const struct item *items, size_t n, int64_t now_ms,
+                   size_t *changed);
+    /*
+     * Runs the store's own checks (schema version, integrity, offsets table,
+     * dead letters), calling line once per check. *problems: failed checks.
+     * Returns an error only when the checks could not run at all.
+     */
+    int (*check)(struct store *s, void (*line)(void *arg, bool ok, const char *what,
+                                               const char *detail),
+                 void *arg, int *problems);
+    /*
+     * A consistent copy of the store into the new file dest, while others
+     * write (SQLite's backup API). NULL where the server has its own tools
+     * (mysql: docs/operations.md). progress (may be NULL) sees pages done/total.
+     */
+    int (*backup)(struct store *s, const char *dest,
+                  void (*progress)(void *arg, int64_t done, int64_t total), void *arg);
 };
 
 struct store {
     const struct store_ops *ops;
 };
 
+struct url;
+
 /*
- * Opens the store named by url ("sqlite:PATH" or "mysql://..."), creating or migrating its
- * schema. On failure returns an error and writes one line into *err (caller
- * frees). The caller frees the store with store_free().
+ * Whether u ("sqlite:PATH" or "mysql://...", parsed by util/url.h) names a
+ * store this build knows, with valid options. Returns 0, or TALLY_EINVAL and
+ * *why, a reason that quotes no secret (caller frees).
  */
+int store_check(const struct url *u, char **why);
+/*
+ * Opens the store u names (store_check has passed), creating or migrating
+ * its schema. On failure returns an error and writes one line into *err
+ * (caller frees), with no secret in it. The caller frees the store with
+ * store_free().
+ */
+int store_open_url(const struct url *u, struct store **out, char **err);
+/* The same from a string, parsed and checked first (*err: "invalid --store '...': why"). */
 int store_open(const char *url, struct store **out, char **err);
-/* Whether url names a store adapter this build knows (checked before starting). */
 int store_check_url(const char *url, char **err);
 
 static inline int store_counts(struct store *s, const struct item *items, size_t n,
@@ -299,6 +353,42 @@ static inline void store_free(struct store *s)
 {
     if (s)
         s->ops->free(s);
+}
+static inline int store_export(struct store *s, int (*emit)(void *arg, const struct record *r),
+                               void *arg)
+{
+    return s->ops->export_rows(s, emit, arg);
+}
+static inline int store_import(struct store *s, const struct record *r, size_t n, int64_t now_ms,
+                               size_t *changed, struct counts *after)
+{
+    return s->ops->import(s, r, n, now_ms, changed, after);
+}
+static inline int store_scan_counts(struct store *s, int64_t after, size_t limit,
+                                    struct count_check *out, size_t *n)
+{
+    return s->ops->scan_counts(s, after, limit, out, n);
+}
+static inline int store_recount(struct store *s, const struct item *items, size_t n,
+                                int64_t now_ms, size_t *changed)
+{
+    return s->ops->recount(s, items, n, now_ms, changed);
+}
+static inline int store_check_integrity(struct store *s,
+                              void (*line)(void *arg, bool ok, const char *what,
+                                           const char *detail),
+                              void *arg, int *problems)
+{
+    return s->ops->check(s, line, arg, problems);
+}
+static inline bool store_has_backup(const struct store *s)
+{
+    return s->ops->backup != NULL;
+}
+static inline int store_backup(struct store *s, const char *dest,
+                               void (*progress)(void *arg, int64_t done, int64_t total), void *arg)
+{
+    return s->ops->backup(s, dest, progress, arg);
 }
 
 #endif

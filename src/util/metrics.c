@@ -24,6 +24,7 @@ struct metric {
     double *bounds;            /* histogram: nbounds upper bounds */
     _Atomic uint64_t *buckets; /* histogram: nbounds + 1 (non-cumulative) counts */
     size_t nbounds;
+    int64_t divisor; /* counter or gauge: value is kept in 1/divisor units (0: whole) */
     struct metric *next;
 };
 
@@ -93,6 +94,11 @@ void metric_add(struct metric *m, uint64_t n)
 void metric_set(struct metric *m, int64_t v)
 {
     atomic_store_explicit(&m->value, v, memory_order_relaxed);
+}
+
+void metric_set_divisor(struct metric *m, int64_t divisor)
+{
+    m->divisor = divisor;
 }
 
 int64_t metric_value(const struct metric *m)
@@ -174,7 +180,10 @@ void metrics_render(struct strbuf *out)
             render_histogram(out, m);
         } else {
             render_series(out, m->name, "", m->labels, "");
-            strbuf_add_i64(out, metric_value(m));
+            if (m->divisor > 1)
+                strbuf_addf(out, "%.6f", (double)metric_value(m) / (double)m->divisor);
+            else
+                strbuf_add_i64(out, metric_value(m));
             strbuf_addch(out, '\n');
         }
     }

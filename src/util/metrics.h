@@ -28,6 +28,9 @@ struct metric *metrics_histogram(const char *name, const char *help, const char 
 void metric_add(struct metric *m, uint64_t n);
 void metric_set(struct metric *m, int64_t v);
 void metric_observe(struct metric *m, double v);
+/* Keeps a counter's or gauge's value in 1/divisor units, rendered as a fraction (call once,
+ * right after creating it): e.g. CPU time in microseconds shown in seconds. */
+void metric_set_divisor(struct metric *m, int64_t divisor);
 /* Current value of a counter or gauge (for tests and for the consumer's lag). */
 int64_t metric_value(const struct metric *m);
 

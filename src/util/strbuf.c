@@ -137,3 +137,27 @@ void strbuf_add_i64(struct strbuf *sb, int64_t v)
         *--p = '-';
     strbuf_add(sb, p, (size_t)(tmp + sizeof(tmp) - p));
 }
+
+void strbuf_add_json_string(struct strbuf *sb, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    strbuf_addch(sb, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': strbuf_add(sb, "\\\"", 2); break;
+        case '\\': strbuf_add(sb, "\\\\", 2); break;
+        case '\n': strbuf_add(sb, "\\n", 2); break;
+        case '\r': strbuf_add(sb, "\\r", 2); break;
+        case '\t': strbuf_add(sb, "\\t", 2); break;
+        default:
+            if (*p < 0x20) {
+                char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+                strbuf_add(sb, esc, sizeof(esc));
+            } else {
+                strbuf_addch(sb, (char)*p);
+            }
+        }
+    }
+    strbuf_addch(sb, '"');
+}

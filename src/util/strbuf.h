@@ -42,6 +42,8 @@ void strbuf_addch(struct strbuf *sb, char c);
 void strbuf_addf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_vaddf(struct strbuf *sb, const char *fmt, va_list ap);
 void strbuf_add_i64(struct strbuf *sb, int64_t v);
+/* s as a JSON string literal, quotes included (control characters escaped). */
+void strbuf_add_json_string(struct strbuf *sb, const char *s);
 
 /* A new formatted string (git's xstrfmt); the caller frees it. */
 char *xstrfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

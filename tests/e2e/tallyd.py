@@ -11,22 +11,45 @@ import signal
 import socket
 import subprocess
 import time
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 BINARY = os.environ.get("TALLYD", os.path.join(os.path.dirname(__file__), "../../build/tallyd"))
 # Set by `make test` for the MariaDB + Redis run; unset means the embedded default.
-MYSQL = os.environ.get("TALLY_TEST_MYSQL")  # mysql://user:pass@host:port/db
-REDIS = os.environ.get("TALLY_TEST_REDIS")  # redis://host:port
+# scripts/services.sh secures both: mysql://tally:PASS@host:port/db?ssl=1&ssl_ca=PATH (the
+# password percent-encoded) and redis://:PASS@host:port.
+MYSQL = os.environ.get("TALLY_TEST_MYSQL")
+REDIS = os.environ.get("TALLY_TEST_REDIS")
 
 
-def mysql_cli_args(url, db=None):
-    """Arguments for the mariadb client from a mysql:// URL."""
-    rest = url[len("mysql://"):]
-    cred, rest = rest.rsplit("@", 1)
-    user, password = cred.split(":", 1)
-    hostport, dbname = rest.split("/", 1)
-    host, port = hostport.split(":")
-    return ["mariadb", "--no-defaults", "-h", host, "-P", port, f"-u{user}", f"-p{password}",
-            "--batch", "--skip-column-names", db or dbname.split("?")[0]]
+def mysql_cli(url, db=None):
+    """(argv, env) for the mariadb client from a mysql:// URL: its TLS options, and the
+    password in MYSQL_PWD rather than in argv."""
+    u = urlsplit(url)
+    opts = dict(parse_qsl(u.query))
+    args = ["mariadb", "--no-defaults", "-h", u.hostname, "-P", str(u.port or 3306),
+            f"-u{unquote(u.username)}", "--batch", "--skip-column-names"]
+    if opts.get("ssl") == "1":
+        args.append("--ssl")
+        if "ssl_ca" in opts:
+            args += [f"--ssl-ca={opts['ssl_ca']}", "--ssl-verify-server-cert"]
+    env = dict(os.environ, MYSQL_PWD=unquote(u.password or ""))
+    return args + [db or u.path.lstrip("/")], env
+
+
+def with_path(url, path):
+    """url with its path replaced (its options kept)."""
+    return urlunsplit(urlsplit(url)._replace(path="/" + path))
+
+
+def redis_cli(*args, url=None, check=True):
+    """Runs redis-cli against the test Redis (authenticated as the URL says); its stdout."""
+    u = urlsplit(url or REDIS)
+    argv = ["redis-cli", "-h", u.hostname, "-p", str(u.port or 6379)]
+    if u.username:
+        argv += ["--user", unquote(u.username)]
+    env = dict(os.environ, REDISCLI_AUTH=unquote(u.password or ""))
+    return subprocess.run(argv + list(args), capture_output=True, text=True, env=env,
+                          check=check).stdout.strip()
 
 
 class Database:
@@ -35,8 +58,7 @@ class Database:
     def __init__(self, tmp_path):
         if MYSQL:
             self.name = f"tally_t{os.getpid()}_{next(_seq)}"
-            base = MYSQL.rsplit("/", 1)[0]
-            self.url = f"{base}/{self.name}"
+            self.url = with_path(MYSQL, self.name)
             self.sql(f"DROP DATABASE IF EXISTS {self.name}; CREATE DATABASE {self.name}",
                      db="mysql")
         else:
@@ -48,8 +70,9 @@ class Database:
         for p in params:
             query = query.replace("?", str(int(p)), 1)
         if MYSQL:
-            out = subprocess.run(mysql_cli_args(self.url, db) + ["-e", query], check=True,
-                                 capture_output=True, text=True).stdout
+            args, env = mysql_cli(self.url, db)
+            out = subprocess.run(args + ["-e", query], check=True, capture_output=True,
+                                 text=True, env=env).stdout
             return [tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\t"))
                     for line in out.splitlines()]
         import sqlite3
@@ -76,9 +99,7 @@ def report(name, **figures):
 
 def flush_redis():
     if REDIS:
-        host, port = REDIS[len("redis://"):].split("?")[0].split(":")
-        subprocess.run(["redis-cli", "-h", host, "-p", port, "FLUSHALL"], check=True,
-                       capture_output=True)
+        redis_cli("FLUSHALL")
 
 
 _seq = itertools.count()

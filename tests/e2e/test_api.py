@@ -1,5 +1,4 @@
 """The v1 API over real HTTP, row by row of the contract."""
-import json
 import socket
 import time
 

@@ -7,7 +7,6 @@ the first request's send and the last response's arrival, so that span is the T 
 (a looser T than the server's, never a tighter one).
 """
 import http.client
-import json
 import os
 import subprocess
 import threading
@@ -15,19 +14,9 @@ import time
 
 import pytest
 
-from tallyd import REDIS
+from tallyd import REDIS, redis_cli as authenticated_redis_cli, report
 
 ROOT = os.path.join(os.path.dirname(__file__), "../..")
-
-
-def report(name, **figures):
-    """Records measured figures (make test prints them at the end)."""
-    path = os.environ.get("TALLY_REPORT")
-    line = json.dumps({"test": name, **figures})
-    print(line)
-    if path:
-        with open(path, "a") as f:
-            f.write(line + "\n")
 
 
 def services(*args):
@@ -36,9 +25,7 @@ def services(*args):
 
 
 def redis_cli(*args):
-    port = REDIS.split("?")[0].rsplit(":", 1)[1]
-    return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True,
-                          text=True).stdout.strip()
+    return authenticated_redis_cli(*args, check=False)
 
 
 def stop_clean(t):

@@ -13,7 +13,6 @@ for poison) = reads answered 202.
 """
 import os
 import re
-import signal
 import subprocess
 import time
 

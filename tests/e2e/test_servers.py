@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, REDIS
+from tallyd import MYSQL, REDIS, redis_cli
 
 pytestmark = pytest.mark.skipif(not (MYSQL and REDIS), reason="needs MariaDB and Redis")
 
@@ -24,9 +24,7 @@ def services(*args):
 
 
 def redis(*args):
-    port = REDIS.rsplit(":", 1)[1]
-    return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True,
-                          text=True).stdout.strip()
+    return redis_cli(*args, check=False)
 
 
 def cached(biz, id):

@@ -24,6 +24,7 @@ static void defaults(void **state)
     assert_string_equal(cfg.bus, "local");
     assert_int_equal(cfg.batch, 10000);
     assert_int_equal(cfg.flush_ms, 100);
+    config_release(&cfg);
 }
 
 static void flag_beats_environment(void **state)
@@ -39,6 +40,7 @@ static void flag_beats_environment(void **state)
     assert_int_equal(cfg.flush_ms, 250);
     assert_string_equal(cfg.host, "::1");
     assert_int_equal(cfg.port, 0);
+    config_release(&cfg);
     unsetenv("TALLY_BATCH");
     unsetenv("TALLY_FLUSH_MS");
 }
@@ -74,6 +76,51 @@ static void bad_values_are_usage_errors(void **state)
     }
 }
 
+/* Writes len bytes into a fresh file under $TMPDIR; returns "@PATH" (caller frees). */
+static char *url_file(const char *data, size_t len)
+{
+    char *path = unit_temp_db(), *arg = malloc(strlen(path) + 2);
+    FILE *f = fopen(path, "wb");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+    arg[0] = '@';
+    memcpy(arg + 1, path, strlen(path) + 1);
+    free(path);
+    return arg;
+}
+
+static void urls_from_files(void **state)
+{
+#define URL "mysql://tally:pw%40x@127.0.0.1:3306/tally?ssl=1"
+    static const char url[] = URL, with_newlines[] = URL "\r\n\n";
+    struct config cfg;
+    char *ok = url_file(with_newlines, sizeof(with_newlines) - 1), *empty = url_file("\n", 1);
+    char *nul = url_file("sqlite:a\0b", 10);
+    const char *argv[] = { "tallyd", "--store", ok, "--cache", "none", NULL };
+    (void)state;
+
+    assert_int_equal(parse(&cfg, 5, argv), CONFIG_RUN);
+    assert_string_equal(cfg.store, url);
+    assert_string_equal(cfg.store_url.password, "pw@x");
+    assert_string_equal(url_option(&cfg.store_url, "ssl"), "1");
+    config_release(&cfg);
+    setenv("TALLY_BUS", ok, 1); /* a variable takes @PATH too; this file is no bus */
+    assert_int_equal(parse(&cfg, 1, argv), CONFIG_EXIT_USAGE);
+    unsetenv("TALLY_BUS");
+    for (const char *const *bad = (const char *const[]){ empty, nul, "@/nonexistent/url", "@", NULL };
+         *bad; bad++) {
+        const char *args[] = { "tallyd", "--cache", *bad, NULL };
+        if (parse(&cfg, 3, args) != CONFIG_EXIT_USAGE)
+            fail_msg("--cache %s was accepted", *bad);
+    }
+    for (char **f = (char *[]){ ok, empty, nul, NULL }; *f; f++) {
+        unlink(*f + 1);
+        free(*f);
+    }
+}
+
 static void stop_timeout_from_flag_or_environment(void **state)
 {
     struct config cfg;
@@ -84,11 +131,14 @@ static void stop_timeout_from_flag_or_environment(void **state)
 
     assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
     assert_int_equal(cfg.stop_timeout_ms, 10000);
+    config_release(&cfg);
     setenv("TALLY_STOP_TIMEOUT_MS", "1500", 1);
     assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
     assert_int_equal(cfg.stop_timeout_ms, 1500);
+    config_release(&cfg);
     assert_int_equal(parse(&cfg, 3, flag), CONFIG_RUN);
     assert_int_equal(cfg.stop_timeout_ms, 250);
+    config_release(&cfg);
     unsetenv("TALLY_STOP_TIMEOUT_MS");
     assert_int_equal(parse(&cfg, 3, zero), CONFIG_EXIT_USAGE);
 }
@@ -99,6 +149,7 @@ int main(void)
         cmocka_unit_test(defaults),
         cmocka_unit_test(flag_beats_environment),
         cmocka_unit_test(bad_values_are_usage_errors),
+        cmocka_unit_test(urls_from_files),
         cmocka_unit_test(stop_timeout_from_flag_or_environment),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

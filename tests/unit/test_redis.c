@@ -20,8 +20,8 @@
 
 static int seam_get_reply(redisContext *ctx, void **reply);
 #define redisGetReply         seam_get_reply
-#define cache_redis_open      unit_cache_redis_open
-#define cache_redis_check_url unit_cache_redis_check_url
+#define cache_redis_open  unit_cache_redis_open
+#define cache_redis_check unit_cache_redis_check
 #include "cache/redis.c"
 #undef redisGetReply
 
@@ -54,16 +54,20 @@ static int setup(void **state)
 {
     const char *url = getenv("TALLY_TEST_REDIS");
     struct fixture *f;
+    struct url u;
     char *err = NULL;
-    int port;
 
     if (!url)
         return 0;
     f = calloc(1, sizeof(*f));
-    assert_int_equal(cache_redis_open(url, &f->c, &err), 0);
-    port = (int)strtol(strrchr(url, ':') + 1, NULL, 10);
-    f->r = redisConnect("127.0.0.1", port);
+    assert_int_equal(url_parse_checked("--cache", url, cache_redis_check, &u, &err), 0);
+    assert_int_equal(cache_redis_open(&u, &f->c, &err), 0);
+    f->r = redisConnect(u.hosts[0].name, u.hosts[0].port);
     assert_true(f->r && !f->r->err);
+    if (u.password) /* the fixture's own connection, authenticated like the cache's */
+        freeReplyObject(u.user ? redisCommand(f->r, "AUTH %s %s", u.user, u.password)
+                               : redisCommand(f->r, "AUTH %s", u.password));
+    url_release(&u);
     freeReplyObject(redisCommand(f->r, "DEL interactive:race:1 interactive:race:2"));
     *state = f;
     return 0;

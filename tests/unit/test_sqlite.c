@@ -321,7 +321,7 @@ static void schema_survives_reopen(void **state)
     assert_non_null(strstr(err, "cannot open sqlite store"));
     free(err);
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL); /* this tallyd's */
+    sqlite3_exec(db, "PRAGMA user_version = 5", NULL, NULL, NULL); /* this tallyd's */
     sqlite3_close(db);
     assert_int_equal(store_open(url, &f->s, &err), 0);
 }

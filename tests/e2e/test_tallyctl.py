@@ -1,0 +1,528 @@
+"""tallyctl export, import, recount, check and backup against real stores.
+
+Every test runs on the `db` fixture's store: SQLite, or MariaDB when TALLY_TEST_MYSQL is set
+(plus Redis when TALLY_TEST_REDIS is). Tables are compared row by row on their natural keys
+(the internal `id` differs between stores). Waits have deadlines; nothing sleeps a fixed time.
+"""
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tallyd import MYSQL, REDIS, Database, Tallyd, redis_cli
+
+TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
+                                                   "../../build/tallyctl"))
+TABLES = {
+    "interactive": "biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime",
+    "user_like": "uid, biz, biz_id, status, ctime, utime",
+    "user_collection": "uid, cid, biz, biz_id, status, ctime, utime",
+}
+DRIFT_SQL = ("SELECT i.biz, i.biz_id, i.like_cnt, i.collect_cnt,"
+             " (SELECT COUNT(*) FROM user_like l WHERE l.biz = i.biz AND l.biz_id = i.biz_id"
+             "  AND l.status = 1),"
+             " (SELECT COUNT(*) FROM user_collection c WHERE c.biz = i.biz"
+             "  AND c.biz_id = i.biz_id AND c.status = 1) FROM interactive i")
+
+
+def ctl(*argv, stdin=None, timeout=120):
+    r = subprocess.run([TALLYCTL, *argv], input=stdin, capture_output=True, text=True,
+                       timeout=timeout)
+    assert "AddressSanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    return r
+
+
+def dump(db):
+    """Every row of the three tables, without the store's own ids, sorted."""
+    return {t: sorted(tuple(r) for r in db.sql(f"SELECT {cols} FROM {t}"))
+            for t, cols in TABLES.items()}
+
+
+def execute(db, query):
+    """A write (Database.sql does not commit on SQLite)."""
+    if MYSQL:
+        db.sql(query)
+        return
+    con = sqlite3.connect(db.path, timeout=10)
+    try:
+        con.execute(query)
+        con.commit()
+    finally:
+        con.close()
+
+
+def drifting(db):
+    return [r for r in db.sql(DRIFT_SQL) if r[2] != r[4] or r[3] != r[5]]
+
+
+def other_store(tmp_path, name):
+    """A second empty store of the same kind as the db fixture's."""
+    path = tmp_path / name
+    path.mkdir()
+    return Database(path)
+
+
+def jsonl(records):
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
+def sample_records(n_items=30, n_users=40, seed=7):
+    rnd = random.Random(seed)
+    out = []
+    for i in range(1, n_items + 1):
+        out.append({"type": "item", "biz": "article" if i % 3 else "video", "id": i,
+                    "read_cnt": rnd.randrange(1000), "like_cnt": 0, "collect_cnt": 0,
+                    "ctime": 1_700_000_000_000 + i, "utime": 1_700_000_100_000 + i})
+    for u in range(1, n_users + 1):
+        for i in rnd.sample(range(1, n_items + 1), min(6, n_items)):
+            biz = "article" if i % 3 else "video"
+            out.append({"type": "like", "uid": u, "biz": biz, "id": i,
+                        "status": rnd.choice([0, 1, 1]), "ctime": 1_700_000_000_500 + u,
+                        "utime": 1_700_000_000_900 + u + i})
+        for i in rnd.sample(range(1, n_items + 1), min(2, n_items)):
+            biz = "article" if i % 3 else "video"
+            out.append({"type": "collection", "uid": u, "cid": 1 + u % 3, "biz": biz, "id": i,
+                        "status": rnd.choice([0, 1]), "ctime": 1_700_000_000_600 + u,
+                        "utime": 1_700_000_001_000 + u + i})
+    return out
+
+
+def wait_until(fn, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ---------------------------------------------------------------- usage
+
+@pytest.mark.parametrize("argv", [
+    ["export"],
+    ["export", "--store"],
+    ["export", "--store", "sqlite:/x", "--bogus"],
+    ["export", "--store", "sqlite:/x", "--format", "csv"],
+    ["export", "--store", "sqlite:/x", "a", "b"],
+    ["import", "--store", "sqlite:/x"],
+    ["import", "--store", "sqlite:/x", "--format", "jsonl"],
+    ["import", "--store", "sqlite:/x", "--format", "jsonl", "f", "--from", "mysql://a:b@h/d"],
+    ["import", "--store", "sqlite:/x", "--batch", "0", "--format", "jsonl", "-"],
+    ["import", "--store", "sqlite:/x", "--from", "postgres://u:hunter2@h/d"],
+    ["import", "--store", "sqlite:/x", "--from", "mysql://u:hunter2@h/d?sslca=/x"],
+    ["import", "--store", "sqlite:/x", "--from", "mysql://u:hunter2@h/d?ssl_ca=/dev/null"],
+    ["import", "--store", "@/nonexistent/url", "--format", "jsonl", "-"],
+    ["import", "--store", "mysql://u:hunter2@h:1/", "--format", "jsonl", "-"],
+    ["recount", "--store", "sqlite:/x", "--cache", "redis://h:1"],
+    ["recount", "--store", "sqlite:/x", "--fix", "--cache", "memcached://x"],
+    ["recount", "--store", "postgres://u:hunter2@h/d"],
+    ["check"],
+    ["check", "--store", "sqlite:/x", "extra"],
+    ["backup", "--store", "sqlite:/x"],
+    ["backup", "--store", "mysql://u:hunter2@h:1/d", "/tmp/x"],
+    ["nope"],
+])
+def test_usage_errors_are_one_line_and_exit_2(argv):
+    r = ctl(*argv)
+    assert r.returncode == 2, (argv, r.stdout, r.stderr)
+    assert len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("tallyctl"), r.stderr
+    assert "hunter2" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("cmd", ["export", "import", "recount", "check", "backup"])
+def test_help_per_subcommand(cmd):
+    r = ctl(cmd, "--help")
+    assert r.returncode == 0 and r.stdout.startswith(f"usage: tallyctl {cmd}"), r
+    assert cmd in ctl("--help").stdout
+
+
+def test_failures_do_not_echo_the_password(tmp_path):
+    bad = "mysql://tally:hunter2@127.0.0.1:1/nodb"
+    for argv in (["check", "--store", bad], ["export", "--store", bad]):
+        r = ctl(*argv)
+        assert r.returncode == 1, r
+        assert "hunter2" not in r.stderr + r.stdout
+    r = ctl("import", "--store", f"sqlite:{tmp_path}/t.db", "--from", bad)
+    assert r.returncode == 1 and "hunter2" not in r.stderr + r.stdout, r
+
+
+def test_urls_from_files(db, tmp_path):
+    """--store, --cache and --from take @PATH as tallyd's flags do."""
+    store, cache = tmp_path / "store.url", tmp_path / "cache.url"
+    store.write_text(db.url + "\n")
+    cache.write_text((REDIS or "none") + "\r\n")
+    r = ctl("import", "--store", f"@{store}", "--format", "jsonl", "-",
+            stdin=jsonl(sample_records(3, 2)))
+    assert r.returncode == 0, r.stderr
+    r = ctl("recount", "--store", f"@{store}", "--fix", "--cache", f"@{cache}")
+    assert r.returncode == 0 and "0 drifting" in r.stdout, r
+    if MYSQL:  # the course import reads its URL from a file too (here: an empty database)
+        r = ctl("import", "--store", f"@{store}", "--from", f"@{store}")
+        assert r.returncode == 1 and "user_collection_bizs" in r.stderr, r
+        assert "mysql-pw" not in r.stdout + r.stderr
+
+
+def test_export_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path):
+    r = ctl("export", "--store", f"sqlite:{tmp_path}/none.db")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r
+    assert not os.path.exists(f"{tmp_path}/none.db")
+
+
+def test_bad_jsonl_line_is_named_and_exits_1(db, tmp_path):
+    good = jsonl(sample_records(3, 2))
+    r = ctl("import", "--store", db.url, "--format", "jsonl", "-",
+            stdin=good + '{"type":"like","uid":0,"biz":"article","id":1,"ctime":1,"utime":1}\n')
+    assert r.returncode == 1
+    assert f"-:{len(good.splitlines()) + 1}: \"uid\"" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------- export and import
+
+def populate_through_tallyd(t):
+    """Likes, unlikes, collections, moves and reads through the API."""
+    for uid in range(1, 13):
+        for item in range(1, 6):
+            if (uid + item) % 3:
+                assert t.request("PUT", f"/v1/users/{uid}/likes/article/{item}").status == 200
+        if uid % 4 == 0:
+            assert t.request("DELETE", f"/v1/users/{uid}/likes/article/1").status == 200
+        assert t.request("PUT", f"/v1/users/{uid}/collections/{uid % 3 + 1}/items/video/"
+                         f"{uid % 4 + 1}").status == 200
+        if uid % 5 == 0:  # a move, then a withdrawal
+            t.request("PUT", f"/v1/users/{uid}/collections/9/items/video/{uid % 4 + 1}")
+            t.request("DELETE", f"/v1/users/{uid}/collections/9/items/video/{uid % 4 + 1}")
+    for item in range(1, 6):
+        for _ in range(item):
+            assert t.request("POST", f"/v1/items/article/{item}/reads").status == 202
+    assert wait_until(lambda: sum(int(t.get(f"/v1/items/article/{i}").json["read_cnt"])
+                                  for i in range(1, 6)) == 15)
+
+
+def round_trip(src, dst, tmp_path):
+    out = tmp_path / "export.jsonl"
+    r = ctl("export", "--store", src.url, str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("exported "), r.stderr
+    r = ctl("import", "--store", dst.url, "--format", "jsonl", str(out))
+    assert r.returncode == 0, r.stderr
+    assert dump(dst) == dump(src)
+    r2 = ctl("export", "--store", dst.url)
+    assert r2.stdout == out.read_text()
+    return out
+
+
+def test_jsonl_round_trip_gives_an_identical_store(db, tallyd, tmp_path):
+    populate_through_tallyd(tallyd)
+    dst = other_store(tmp_path, "b")
+    try:
+        out = round_trip(db, dst, tmp_path)
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert {x["type"] for x in lines} == {"item", "like", "collection"}
+        assert any(x.get("status") == 0 for x in lines if x["type"] == "like")
+        assert any(x.get("status") == 0 for x in lines if x["type"] == "collection")
+    finally:
+        dst.drop()
+
+
+@pytest.mark.skipif(not MYSQL, reason="SQLite to MariaDB needs TALLY_TEST_MYSQL")
+def test_jsonl_round_trip_sqlite_to_mariadb(tmp_path):
+    src = f"sqlite:{tmp_path}/src.db"
+    r = ctl("import", "--store", src, "--format", "jsonl", "-", stdin=jsonl(sample_records()))
+    assert r.returncode == 0, r.stderr
+    dump_path = tmp_path / "x.jsonl"
+    assert ctl("export", "--store", src, str(dump_path)).returncode == 0
+    dst = Database(tmp_path)  # a MariaDB database
+    try:
+        assert ctl("import", "--store", dst.url, "--format", "jsonl",
+                   str(dump_path)).returncode == 0
+        con = sqlite3.connect(f"{tmp_path}/src.db")
+        want = {t: sorted(con.execute(f"SELECT {c} FROM {t}").fetchall())
+                for t, c in TABLES.items()}
+        con.close()
+        assert dump(dst) == want
+        assert ctl("export", "--store", dst.url).stdout == dump_path.read_text()
+    finally:
+        dst.drop()
+
+
+def test_import_twice_changes_nothing_and_counts_equal_rows(db):
+    data = jsonl(sample_records())
+    r = ctl("import", "--store", db.url, "--batch", "37", "--format", "jsonl", "-", stdin=data)
+    assert r.returncode == 0, r.stderr
+    assert "0 rows changed" not in r.stdout
+    first = dump(db)
+    assert drifting(db) == []
+    r = ctl("import", "--store", db.url, "--batch", "37", "--format", "jsonl", "-", stdin=data)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith(": 0 rows changed"), r.stdout
+    assert len(r.stdout.splitlines()) == 1
+    assert dump(db) == first
+
+
+def test_import_merges_by_the_documented_rules(db):
+    item = {"type": "item", "biz": "article", "id": 1, "read_cnt": 50, "like_cnt": 99,
+            "collect_cnt": 99, "ctime": 100, "utime": 200}
+    like = {"type": "like", "uid": 5, "biz": "article", "id": 1, "status": 1, "ctime": 100,
+            "utime": 300}
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl([item, like])).returncode == 0
+    older = dict(like, status=0, utime=250)
+    newer_item = dict(item, read_cnt=40, ctime=90, utime=150)
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl([older, newer_item])).returncode == 0
+    assert db.sql("SELECT read_cnt, like_cnt, collect_cnt, ctime, utime FROM interactive") == \
+        [(50, 1, 0, 90, 200)]
+    assert db.sql("SELECT status, utime FROM user_like") == [(1, 300)]
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl([dict(like, status=0, utime=400)])).returncode == 0
+    assert db.sql("SELECT like_cnt FROM interactive") == [(0,)]
+
+
+def test_import_while_tallyd_serves_likes(db, tallyd):
+    items = 8
+    records = [{"type": "like", "uid": 1000 + u, "biz": "article", "id": 1 + u % items,
+                "status": 1, "ctime": 1, "utime": 2} for u in range(3000)]
+    stop = threading.Event()
+    errors = []
+
+    def clicker(seed):
+        rnd = random.Random(seed)
+        conn = tallyd.connect()
+        while not stop.is_set():
+            uid, item = rnd.randrange(1, 30), rnd.randrange(1, items + 1)
+            method = rnd.choice(["PUT", "DELETE"])
+            r = tallyd.request(method, f"/v1/users/{uid}/likes/article/{item}", conn=conn)
+            if r.status != 200:
+                errors.append(r)
+
+    threads = [threading.Thread(target=clicker, args=(s,)) for s in range(4)]
+    for th in threads:
+        th.start()
+    try:
+        r = ctl("import", "--store", db.url, "--batch", "100", "--format", "jsonl", "-",
+                stdin=jsonl(records))
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert r.returncode == 0, r.stderr
+    assert not errors, errors[:3]
+    assert drifting(db) == []
+    for i in range(1, items + 1):
+        rows = db.sql("SELECT COUNT(*) FROM user_like WHERE biz = 'article' AND biz_id = ?"
+                      " AND status = 1", (i,))[0][0]
+        assert tallyd.get(f"/v1/items/article/{i}").json["like_cnt"] == rows
+
+
+# ---------------------------------------------------------------- recount
+
+def test_recount_finds_and_fixes_drift(db, tallyd):
+    for uid in range(1, 8):
+        for item in (1, 2, 3):
+            assert tallyd.request("PUT", f"/v1/users/{uid}/likes/article/{item}").status == 200
+        assert tallyd.request("PUT", f"/v1/users/{uid}/collections/1/items/article/2"
+                              ).status == 200
+    assert tallyd.get("/v1/items/article/1").json["like_cnt"] == 7  # cached now, with Redis
+    r = ctl("recount", "--store", db.url)
+    assert r.returncode == 0 and r.stdout.startswith("recount: 3 items, 0 drifting"), r
+    execute(db, "UPDATE interactive SET like_cnt = 10 WHERE biz_id = 1")
+    execute(db, "UPDATE interactive SET like_cnt = 2, collect_cnt = 9 WHERE biz_id = 2")
+    r = ctl("recount", "--store", db.url)
+    assert r.returncode == 1, r
+    lines = r.stdout.splitlines()
+    assert lines[:2] == [
+        "article 1: like_cnt 10, 7 active likes; collect_cnt 0, 0 active collections",
+        "article 2: like_cnt 2, 7 active likes; collect_cnt 9, 7 active collections"]
+    assert lines[2] == ("recount: 3 items, 2 drifting (like_cnt off by 8, collect_cnt off by 2"
+                        " in total)")
+    args = ["recount", "--store", db.url, "--fix"]
+    if REDIS:
+        assert redis_cli("EXISTS", "interactive:article:1") == "1"
+        args += ["--cache", REDIS]
+    r = ctl(*args)
+    assert r.returncode == 0, r
+    assert "2 fixed" in r.stdout.splitlines()[-1]
+    if REDIS:
+        assert "2 cache entries dropped" in r.stdout
+        assert redis_cli("EXISTS", "interactive:article:1") == "0"
+    assert drifting(db) == []
+    assert tallyd.get("/v1/items/article/1").json["like_cnt"] == 7
+    assert tallyd.get("/v1/items/article/2").json["collect_cnt"] == 7
+    assert ctl("recount", "--store", db.url).returncode == 0
+
+
+# ---------------------------------------------------------------- check
+
+def test_check_passes_on_a_healthy_store(db, tallyd):
+    tallyd.request("PUT", "/v1/users/1/likes/article/1")
+    r = ctl("check", "--store", db.url)
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert [x.split(":")[0] for x in lines[:4]] == ["ok    schema", "ok    integrity",
+                                                   "ok    offsets", "ok    dead letters"]
+    assert lines[-1] == "check: 4 checks, 0 problems"
+
+
+def test_check_counts_dead_letters(db):
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl(sample_records(2, 1))).returncode == 0
+    execute(db, "INSERT INTO read_dead_letter (biz, biz_id, uid, ts, error, ctime)"
+           " VALUES ('article', 1, 0, 0, 'test', 0)")
+    r = ctl("check", "--store", db.url)
+    assert r.returncode == 0 and "ok    dead letters: 1 events" in r.stdout, r
+
+
+@pytest.mark.skipif(bool(MYSQL), reason="corrupting a file is SQLite's case")
+def test_check_finds_a_corrupted_sqlite_file(db, tmp_path):
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl(sample_records(300, 200))).returncode == 0
+    copy = tmp_path / "copy.db"
+    assert ctl("backup", "--store", db.url, str(copy)).returncode == 0
+    con = sqlite3.connect(copy)
+    page_size, pages = con.execute("PRAGMA page_size").fetchone()[0], \
+        con.execute("PRAGMA page_count").fetchone()[0]
+    con.close()
+    assert pages > 20
+    with open(copy, "r+b") as f:  # a page in the middle, overwritten
+        f.seek(page_size * (pages // 2))
+        f.write(bytes(random.Random(1).randrange(256) for _ in range(page_size)))
+    r = ctl("check", "--store", f"sqlite:{copy}")
+    assert r.returncode == 1, r
+    assert any(x.startswith("FAIL  integrity: ") for x in r.stdout.splitlines()), r.stdout
+    assert r.stdout.splitlines()[-1].startswith("check: ")
+    r = ctl("check", "--store", f"sqlite:{tmp_path}/missing.db")
+    assert r.returncode == 1
+
+
+# ---------------------------------------------------------------- backup
+
+@pytest.mark.skipif(bool(MYSQL), reason="MariaDB is backed up with mariadb-dump")
+def test_backup_under_load_restores_to_the_same_counts(db, tallyd, tmp_path):
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
+               stdin=jsonl(sample_records(200, 300))).returncode == 0
+    stop = threading.Event()
+    done = [0]
+
+    def clicker(seed):
+        rnd = random.Random(seed)
+        conn = tallyd.connect()
+        while not stop.is_set():
+            uid, item = rnd.randrange(1, 500), rnd.randrange(1, 200)
+            biz = "article" if item % 3 else "video"
+            tallyd.request(rnd.choice(["PUT", "DELETE"]), f"/v1/users/{uid}/likes/{biz}/{item}",
+                           conn=conn)
+            done[0] += 1
+
+    threads = [threading.Thread(target=clicker, args=(s,)) for s in range(3)]
+    for th in threads:
+        th.start()
+    try:
+        assert wait_until(lambda: done[0] > 50)
+        dest = tmp_path / "backup.db"
+        r = ctl("backup", "--store", db.url, str(dest))
+        assert r.returncode == 0, r
+        assert r.stdout.startswith("backup: ") and str(dest) in r.stdout
+        r = ctl("backup", "--store", db.url, str(dest))
+        assert r.returncode == 1 and "exists" in r.stderr
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert done[0] > 50
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    shutil.copy(dest, restored_dir / "tally.db")
+    restored = Database(restored_dir)
+    assert ctl("check", "--store", restored.url).returncode == 0
+    assert drifting(restored) == []
+    counts = restored.sql("SELECT biz, biz_id, like_cnt, read_cnt FROM interactive")
+    t = Tallyd(restored_dir, store=restored.url).start()
+    try:
+        for biz, item, likes, reads in counts[:40]:
+            got = t.get(f"/v1/items/{biz}/{item}").json
+            assert (got["like_cnt"], got["read_cnt"]) == (likes, reads)
+    finally:
+        assert t.stop() == 0
+
+
+# ---------------------------------------------------------------- the course schema
+
+COURSE_SCHEMA = """
+CREATE TABLE interactives (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY, biz_id BIGINT, biz VARCHAR(128),
+  read_cnt BIGINT, like_cnt BIGINT, collect_cnt BIGINT, ctime BIGINT, utime BIGINT,
+  UNIQUE KEY biz_type_id (biz_id, biz));
+CREATE TABLE user_like_bizs (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY, uid BIGINT, biz_id BIGINT, biz VARCHAR(128),
+  status TINYINT UNSIGNED, ctime BIGINT, utime BIGINT,
+  UNIQUE KEY uid_biz_type_id (uid, biz_id, biz));
+CREATE TABLE user_collection_bizs (
+  id BIGINT AUTO_INCREMENT PRIMARY KEY, uid BIGINT, cid BIGINT, biz_id BIGINT,
+  biz VARCHAR(128), {status} ctime BIGINT, utime BIGINT,
+  UNIQUE KEY uid_biz_type_id (uid, biz_id, biz), KEY idx_cid (cid));
+"""
+
+
+@pytest.fixture
+def course(tmp_path):
+    if not MYSQL:
+        pytest.skip("the course schema lives in MariaDB: set TALLY_TEST_MYSQL")
+    d = Database(tmp_path)  # a fresh MariaDB database for the course's tables
+    yield d
+    d.drop()
+
+
+@pytest.mark.parametrize("with_status", [False, True])
+def test_import_from_the_course_schema(db, course, with_status):
+    course.sql(COURSE_SCHEMA.replace("{status}", "status TINYINT UNSIGNED," if with_status
+                                     else ""))
+    rows = []
+    # Items 1..5: like_cnt drifted on 2 and 4, collect_cnt on 3; item 6 has an invalid biz.
+    likes = {1: 3, 2: 2, 3: 1, 4: 0, 5: 4}
+    stated = {1: (3, 1), 2: (5, 0), 3: (1, 4), 4: (2, 0), 5: (4, 0)}
+    for i in range(1, 6):
+        rows.append(f"INSERT INTO interactives (biz_id, biz, read_cnt, like_cnt, collect_cnt,"
+                    f" ctime, utime) VALUES ({i}, 'article', {i * 100}, {stated[i][0]},"
+                    f" {stated[i][1]}, {1000 + i}, {2000 + i})")
+        for u in range(1, likes[i] + 1):
+            rows.append(f"INSERT INTO user_like_bizs (uid, biz_id, biz, status, ctime, utime)"
+                        f" VALUES ({u}, {i}, 'article', 1, 1100, 1200)")
+    rows.append("INSERT INTO user_like_bizs (uid, biz_id, biz, status, ctime, utime)"
+                " VALUES (9, 1, 'article', 0, 1100, 1300)")  # withdrawn
+    rows.append("INSERT INTO interactives (biz_id, biz, read_cnt, like_cnt, collect_cnt, ctime,"
+                " utime) VALUES (6, 'Not A Biz', 1, 0, 0, 1, 1)")
+    status_col, status_val = ("status, ", "1, ") if with_status else ("", "")
+    rows.append(f"INSERT INTO user_collection_bizs (uid, cid, biz_id, biz, {status_col}ctime,"
+                f" utime) VALUES (1, 7, 1, 'article', {status_val}1100, 1200)")
+    course.sql(";".join(rows))
+    r = ctl("import", "--store", db.url, "--batch", "2", "--from", course.url)
+    assert r.returncode == 0, r.stderr
+    assert "tally:tally" not in r.stdout + r.stderr
+    drift = [x for x in r.stdout.splitlines() if x.startswith("drift ")]
+    assert drift == [
+        "drift article 2: like_cnt 5 in the course, 2 rows; collect_cnt 0 in the course, 0 rows",
+        "drift article 3: like_cnt 1 in the course, 1 rows; collect_cnt 4 in the course, 0 rows",
+        "drift article 4: like_cnt 2 in the course, 0 rows; collect_cnt 0 in the course, 0 rows",
+    ]
+    summary = r.stdout.splitlines()[-1]
+    assert summary.startswith("imported 5 items, 11 likes, 1 collections"), summary
+    assert summary.endswith("3 items drifted in the course: like_cnt off by 5, collect_cnt off"
+                            " by 4 in total"), summary
+    assert "skipped 1 course rows" in r.stderr
+    got = {r[1]: r[2:] for r in db.sql("SELECT biz, biz_id, read_cnt, like_cnt, collect_cnt,"
+                                       " ctime, utime FROM interactive")}
+    assert got[1] == (100, 3, 1, 1001, 2001)
+    assert got[2][:3] == (200, 2, 0) and got[3][:3] == (300, 1, 0) and got[4][:3] == (400, 0, 0)
+    assert drifting(db) == []
+    assert db.sql("SELECT cid, status FROM user_collection") == [(7, 1)]
+    before = dump(db)
+    r = ctl("import", "--store", db.url, "--from", course.url)
+    assert r.returncode == 0 and ": 0 rows changed;" in r.stdout, r.stdout
+    assert dump(db) == before
