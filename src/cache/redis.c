@@ -16,7 +16,11 @@
  *
  *   So a value read from the store is cached only if no write began between
  *   the miss and the fill, and an increment is never applied on top of a
- *   fill that already contains it. All four steps are Lua scripts, so each
+ *   fill that already contains it. An entry evicted (or deleted) while a
+ *   write is in flight loses its fence with it: that write's end finds
+ *   inflight below zero, and then drops whatever counters a reader has
+ *   filled meanwhile and bumps gen, so neither a fill that already holds
+ *   the write nor one read before its commit can stay cached. All four steps are Lua scripts, so each
  *   is atomic in Redis; they run by EVALSHA and are reloaded when Redis
  *   answers NOSCRIPT (after a restart or SCRIPT FLUSH). begin and end take
  *   up to 128 keys per call, so a batch of reads costs a few calls, not
@@ -83,9 +87,11 @@ static const char *const scripts[SCRIPT_COUNT] = {
     [SC_END] = "local f = {'read_cnt', 'like_cnt', 'collect_cnt'}\n"
                "for i, k in ipairs(KEYS) do\n"
                "  if redis.call('HINCRBY', k, 'inflight', -1) < 0 then\n"
+               "    redis.call('HDEL', k, f[1], f[2], f[3])\n"
                "    redis.call('HSET', k, 'inflight', 0)\n"
-               "  end\n"
-               "  if redis.call('HEXISTS', k, 'read_cnt') == 1 then\n"
+               "    redis.call('HINCRBY', k, 'gen', 1)\n"
+               "    redis.call('PEXPIRE', k, ARGV[1])\n"
+               "  elseif redis.call('HEXISTS', k, 'read_cnt') == 1 then\n"
                "    for j = 1, 3 do\n"
                "      local d = ARGV[1 + (i - 1) * 3 + j]\n"
                "      if d ~= '0' then redis.call('HINCRBY', k, f[j], d) end\n"

@@ -169,6 +169,46 @@ static void fill_straddling_begin_is_refused(void **state)
     assert_false(lookup(f, &got, &tok));
 }
 
+/* The entry is evicted (DEL) while a write is in flight, taking the fence with it; a reader
+ * misses, reads the write's commit (6) and fills. The write's end must not add its +1 on top. */
+static void eviction_mid_write_never_counts_twice(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct counts got, fresh = { 6, 0, 0 }, plus_one = { 1, 0, 0 };
+    cache_token tok;
+
+    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    if (lookup(f, &got, &tok))
+        assert_int_equal(got.read_cnt, 6); /* never 7 */
+    /* The next miss fills afresh. */
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
+    assert_true(lookup(f, &got, &tok));
+    assert_int_equal(got.read_cnt, 6);
+}
+
+/* Evicted mid-write, and a reader that read the store before the commit (5) fills only after
+ * the write ended: that stale fill must be refused. */
+static void eviction_mid_write_refuses_a_stale_fill(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct counts got, stale = { 5, 0, 0 }, plus_one = { 1, 0, 0 };
+    cache_token tok, tok2;
+
+    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_fill(f->c, &it, 1, &stale, &tok), 0);
+    assert_false(lookup(f, &got, &tok2));
+}
+
 /* More items than one pipeline carries: get and fill send them in parts. */
 static void batches_larger_than_a_pipeline(void **state)
 {
@@ -262,6 +302,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(stale_fill_after_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_during_write_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(fill_straddling_begin_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(eviction_mid_write_never_counts_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(eviction_mid_write_refuses_a_stale_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_larger_than_a_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_repair_keeps_keys_added_meanwhile, setup, teardown),
     };
