@@ -13,13 +13,16 @@
  *   token's `alg` must then be the key's algorithm, which closes both `none`
  *   and the confusion of an HS256 token "signed" with the RS256 public key.
  *   exp is required, nbf honoured, iss and aud checked when configured, all
- *   with 60 s of leeway for clocks that differ. `sub` is the uid.
+ *   with 60 s of leeway for clocks that differ. `sub` is the uid. A token
+ *   that passed is remembered by its SHA-256 (4,096 slots) until its exp:
+ *   a session's next requests cost a hash, not a signature check.
  */
 #include "http/auth.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -40,6 +43,18 @@
 #define LEEWAY_S      60
 #define TOKEN_MAX     8192
 #define KEYS_FILE_MAX (16 * 1024 * 1024)
+#define SEEN_SLOTS    4096 /* verified user tokens remembered, direct-mapped by hash */
+
+/*
+ * A user token that passed every check: its SHA-256, the uid it acts for, and until when
+ * (exp + leeway) it stays good. A session sends the same token again and again; this spares
+ * libjwt's verification (which parses the PEM key each time: ~0.3 ms for RS256) on repeats.
+ */
+struct seen_token {
+    unsigned char hash[32];
+    int64_t uid;
+    long good_until; /* 0: an empty slot */
+};
 
 struct key {
     char name[AUTH_NAME_MAX + 1];
@@ -61,6 +76,8 @@ struct auth {
     unsigned char *jwt_key;
     size_t jwt_key_len;
     jwt_alg_t jwt_alg; /* JWT_ALG_NONE: no JWT key */
+    pthread_mutex_t seen_lock; /* owns seen */
+    struct seen_token seen[SEEN_SLOTS];
 };
 
 /* Sets *err (the caller frees it) to one line and returns TALLY_EINVAL. */
@@ -272,6 +289,7 @@ int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
 
     a->cfg = *cfg;
     pthread_rwlock_init(&a->lock, NULL);
+    pthread_mutex_init(&a->seen_lock, NULL);
     if (cfg->keys_path && (rc = load_keys(cfg->keys_path, &a->keys, err)))
         goto fail;
     if (cfg->jwt_key && (rc = load_jwt_key(a, cfg->jwt_key, err)))
@@ -374,15 +392,56 @@ static bool time_claim(jwt_t *jwt, const char *name, long *value, bool *present)
     return ok;
 }
 
+static void user_principal(struct auth_principal *out, int64_t uid)
+{
+    out->kind = AUTH_USER;
+    out->scopes = AUTH_READ | AUTH_WRITE;
+    out->name[0] = '\0';
+    out->uid = uid;
+}
+
+/* Whether this exact token was verified before and is still within its exp (+ leeway). */
+static bool seen_before(struct auth *a, const unsigned char hash[32], long now, int64_t *uid)
+{
+    struct seen_token *t = &a->seen[(hash[0] | hash[1] << 8) % SEEN_SLOTS];
+    bool hit;
+
+    pthread_mutex_lock(&a->seen_lock);
+    hit = t->good_until >= now && CRYPTO_memcmp(t->hash, hash, 32) == 0;
+    if (hit)
+        *uid = t->uid;
+    pthread_mutex_unlock(&a->seen_lock);
+    return hit;
+}
+
+static void remember(struct auth *a, const unsigned char hash[32], long good_until, int64_t uid)
+{
+    struct seen_token *t = &a->seen[(hash[0] | hash[1] << 8) % SEEN_SLOTS];
+
+    pthread_mutex_lock(&a->seen_lock);
+    memcpy(t->hash, hash, 32);
+    t->uid = uid;
+    t->good_until = good_until;
+    pthread_mutex_unlock(&a->seen_lock);
+}
+
 static int check_jwt(struct auth *a, const char *token, struct auth_principal *out)
 {
     jwt_t *jwt = NULL;
     long exp, nbf, now = (long)time(NULL);
     bool has_exp, has_nbf;
     const char *sub, *iss;
+    unsigned char hash[32];
+    unsigned int hlen = 0;
     int64_t uid = 0;
     int rc = TALLY_EUNAUTH;
 
+    if (!EVP_Digest(token, strlen(token), hash, &hlen, EVP_sha256(), NULL) || hlen != 32)
+        return TALLY_EINTERNAL;
+    if (seen_before(a, hash, now, &uid)) {
+        user_principal(out, uid);
+        return 0;
+    }
     if (jwt_decode(&jwt, token, a->jwt_key, (int)a->jwt_key_len) != 0)
         return TALLY_EUNAUTH;
     if (jwt_get_alg(jwt) != a->jwt_alg)
@@ -399,10 +458,9 @@ static int check_jwt(struct auth *a, const char *token, struct auth_principal *o
     sub = jwt_get_grant(jwt, "sub");
     if (!sub || item_parse_id(sub, strlen(sub), &uid) != 0)
         goto out;
-    out->kind = AUTH_USER;
-    out->scopes = AUTH_READ | AUTH_WRITE;
-    out->name[0] = '\0';
-    out->uid = uid;
+    user_principal(out, uid);
+    /* Remembered only once valid now (nbf passed), and only until it would expire. */
+    remember(a, hash, exp > LONG_MAX - LEEWAY_S ? LONG_MAX : exp + LEEWAY_S, uid);
     rc = 0;
 out:
     jwt_free(jwt);
@@ -451,6 +509,8 @@ void auth_free(struct auth *a)
         OPENSSL_cleanse(a->jwt_key, a->jwt_key_len);
         free(a->jwt_key);
     }
+    OPENSSL_cleanse(a->seen, sizeof(a->seen));
     pthread_rwlock_destroy(&a->lock);
+    pthread_mutex_destroy(&a->seen_lock);
     free(a);
 }

@@ -541,6 +541,19 @@ def test_bad_user_tokens_are_401_and_change_nothing(jwt_server, db, rsa_key, ec_
         assert t.request("DELETE", "/v1/users/42/likes/article/2", token=token).status == 200
 
 
+def test_a_remembered_token_still_expires(jwt_server, rsa_key):
+    """A verified token is remembered (to spare the signature check on repeats) only until its
+    exp plus the leeway: one that expires while remembered is refused from then on."""
+    t = jwt_server
+    token = user_token(rsa_key, ttl=-58)  # within the 60 s leeway for about 2 more seconds
+    good_until = time.time() - 58 + 60
+    assert t.request("GET", "/v1/items/article/1", token=token).status == 200
+    assert t.request("GET", "/v1/items/article/1", token=token).status == 200  # remembered
+    while time.time() < good_until + 1.1:  # past exp + leeway, whole seconds on tallyd's side
+        time.sleep(0.1)
+    assert_401(t.request("GET", "/v1/items/article/1", token=token))
+
+
 def test_user_token_cannot_act_for_another_uid(jwt_server, db, rsa_key):
     t = jwt_server
     me = user_token(rsa_key, sub="42")
