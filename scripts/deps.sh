@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tally needs to build and test, only when missing.
-# Usage: scripts/deps.sh [build|services|bench|contract]
+# Usage: scripts/deps.sh [build|services|bench|contract|dashboard]
+#
+# dashboard: Prometheus, for the test that runs every query of deploy/grafana/tally.json. The
+# Debian package starts a system service where systemd runs; a service started by this
+# install is stopped and disabled again (the test runs its own on a free port).
 #
 # contract: Schemathesis, pinned in tests/contract/requirements.txt, from PyPI into a venv at
 # .cache/contract-venv (never into the system Python, which Debian manages). Reinstalled only
@@ -16,6 +20,7 @@ case "${1:-build}" in
   services) want=("${service_pkgs[@]}") ;;
   bench) want=(wrk gnuplot-nox) ;;
   contract) want=(python3) ;;
+  dashboard) want=(prometheus) ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
@@ -34,6 +39,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
+     systemctl is-enabled -q prometheus 2>/dev/null; then
+    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ "${1:-build}" = build ] && ! python3 -c 'import pytest' 2>/dev/null; then
