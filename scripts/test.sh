@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh build
+scripts/deps.sh ui  # chromium + Playwright for the page's browser test (skips without them)
 scripts/services.sh up
 trap 'scripts/services.sh down >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/services.sh urls | sed 's/^/export /')"
