@@ -40,7 +40,7 @@ LIBS = -levent -levent_pthreads -levent_openssl -lhttp_parser -ljwt -lssl -lcryp
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c
-OBJ = $(SRC:%.c=$(BUILD)/%.o)
+OBJ = $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ui_assets.o
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -70,6 +70,20 @@ $(BUILD)/src/util/version.o: src/util/version.c FORCE
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -DTALLY_VERSION='"$(VERSION)"' -DTALLY_COMMIT='"$(COMMIT)"' -c $< -o $@
 FORCE:
+
+# The operator's page (GET /ui), embedded: ui/index.html becomes a C array in a generated
+# file, so a tallyd binary needs nothing beside it at run time and nothing generated is
+# committed. xxd (Debian's `xxd`, scripts/deps.sh build) is the one build-time tool; its -i
+# output, named after the path given (ui_index_html, ui_index_html_len), is made const here
+# to match src/http/ui_assets.h. A pattern rule: `make fuzz` makes build-fuzz/gen/ui_assets.c.
+UI_FILES = ui/index.html
+%/gen/ui_assets.c: $(UI_FILES) src/http/ui_assets.h
+	@mkdir -p $(dir $@)
+	{ echo '#include "http/ui_assets.h"'; for f in $(UI_FILES); do xxd -i $$f; done; } | \
+	  sed 's/^unsigned /const unsigned /' > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -122,13 +136,13 @@ bench: deps
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url
-fuzz:
+fuzz: build-fuzz/gen/ui_assets.c
 	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 	@mkdir -p build-fuzz
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
-	    $(filter-out src/main.c,$(SRC)) $(LIBS); \
+	    $(filter-out src/main.c,$(SRC)) build-fuzz/gen/ui_assets.c $(LIBS); \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$t \
 	    $$(test -d fuzz/corpus-$${t#fuzz_} && echo fuzz/corpus-$${t#fuzz_}); \

@@ -23,6 +23,7 @@ void api_response_init(struct api_response *res)
     res->challenge = false;
     res->retry_after = 0;
     res->route = 0;
+    res->headers = NULL;
 }
 
 void api_response_release(struct api_response *res)

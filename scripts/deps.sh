@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tally needs to build and test, only when missing.
-# Usage: scripts/deps.sh [build|services|bench|contract|dashboard]
+# Usage: scripts/deps.sh [build|services|bench|contract|dashboard|ui]
 #
 # dashboard: Prometheus, for the test that runs every query of deploy/grafana/tally.json. The
 # Debian package starts a system service where systemd runs; a service started by this
@@ -9,9 +9,14 @@
 # contract: Schemathesis, pinned in tests/contract/requirements.txt, from PyPI into a venv at
 # .cache/contract-venv (never into the system Python, which Debian manages). Reinstalled only
 # when the pin changes.
+#
+# ui: Debian's chromium, and Playwright (pinned in tests/e2e/ui-requirements.txt) in a venv at
+# .cache/ui-venv made with the python3 that runs the tests (tests/e2e/test_ui.py puts its
+# site-packages on sys.path). Playwright drives the system chromium: never `playwright
+# install`. A failure here is not fatal: the page's browser test skips, saying why.
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config libevent-dev libhttp-parser-dev libjwt-dev libssl-dev libjansson-dev libsqlite3-dev libcmocka-dev
+build_pkgs=(gcc make pkg-config xxd libevent-dev libhttp-parser-dev libjwt-dev libssl-dev libjansson-dev libsqlite3-dev libcmocka-dev
             libhiredis-dev libmariadb-dev librdkafka-dev python3)
 service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 
@@ -21,6 +26,7 @@ case "${1:-build}" in
   bench) want=(wrk gnuplot-nox) ;;
   contract) want=(python3) ;;
   dashboard) want=(prometheus) ;;
+  ui) want=(chromium) ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
@@ -33,6 +39,15 @@ for p in "${want[@]}"; do
   esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+if [ ${#missing[@]} -gt 0 ] && [ "${1:-build}" = ui ]; then
+  echo "deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null; } ||
+    echo "deps: could not install ${missing[*]}; tests/e2e/test_ui.py will skip" >&2
+  missing=()
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   sudo=""
@@ -84,5 +99,21 @@ if [ "${1:-build}" = contract ]; then
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
   cp "$req" "$venv/requirements.txt"
+fi
+if [ "${1:-build}" = ui ]; then
+  cd "$(dirname "$0")/.."
+  venv=.cache/ui-venv
+  req=tests/e2e/ui-requirements.txt
+  if cmp -s "$req" "$venv/requirements.txt" && "$venv/bin/python" -c 'import playwright' 2>/dev/null; then
+    exit 0
+  fi
+  echo "deps: installing $(grep -v '^#' "$req" | xargs) into $venv"
+  rm -rf "$venv"
+  if python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"; then
+    cp "$req" "$venv/requirements.txt"
+  else
+    rm -rf "$venv"
+    echo "deps: could not install Playwright; tests/e2e/test_ui.py will skip" >&2
+  fi
 fi
 exit 0

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh build
 scripts/deps.sh dashboard   # Prometheus, for tests/e2e/test_dashboard.py
+scripts/deps.sh ui  # chromium + Playwright for the page's browser test (skips without them)
 scripts/services.sh up
 trap 'scripts/services.sh down >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/services.sh urls | sed 's/^/export /')"

@@ -31,6 +31,7 @@
 #include "util/xmalloc.h"
 #include "util/process.h"
 #include "util/hex.h"
+#include "http/ui_assets.h"
 #include "util/banned.h"
 
 #define MAX_CAPTURES 4
@@ -737,6 +738,28 @@ static void h_history(struct ctx *c)
     free(pts);
 }
 
+/* ------------------------------------------------------- the operator's page */
+
+/*
+ * GET /ui: ui/index.html, embedded at build time (the Makefile turns it into
+ * $(BUILD)/gen/ui_assets.c with xxd -i), so a tallyd binary is the whole
+ * deployment. The page holds no data: it is open without a credential and asks
+ * the operator for a token when the API answers 401. It only talks to its own
+ * origin, which the Content-Security-Policy says (its one script and style are
+ * inline, hence 'unsafe-inline').
+ */
+static void h_ui(struct ctx *c)
+{
+    c->res->status = 200;
+    c->res->content_type = "text/html; charset=utf-8";
+    c->res->headers = "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+                      "style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+                      "form-action 'none'; base-uri 'none'; frame-ancestors 'none'\r\n"
+                      "X-Content-Type-Options: nosniff\r\n"
+                      "Referrer-Policy: no-referrer\r\n";
+    strbuf_add(&c->res->body, (const char *)ui_index_html, ui_index_html_len);
+}
+
 /* ------------------------------------------------------- routing */
 
 static const struct route routes[] = {
@@ -774,6 +797,8 @@ static const struct route routes[] = {
      "GET, HEAD",
      API_WORK_READ},
     {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD", API_WORK_READ},
+    /* A page from memory: nothing to wait on. */
+    {"ui", "ui", {[API_GET] = h_ui}, "GET, HEAD", API_WORK_LOOP},
 };
 #define NROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 
@@ -839,6 +864,7 @@ void api_response_init(struct api_response *res)
     res->challenge = false;
     res->retry_after = 0;
     res->route = NROUTES;
+    res->headers = NULL;
 }
 
 void api_response_release(struct api_response *res)
@@ -846,11 +872,12 @@ void api_response_release(struct api_response *res)
     strbuf_release(&res->body);
 }
 
-/* Routes anyone may call, with or without a credential: the load balancer's probes. */
+/* Routes anyone may call, with or without a credential: the load balancer's probes, and the
+ * operator's page (which holds no data: it asks for a token to fetch any). */
 static bool open_route(int r)
 {
     return r < NROUTES && (routes[r].on[API_GET] == h_health || routes[r].on[API_GET] == h_live ||
-                           routes[r].on[API_GET] == h_ready);
+                           routes[r].on[API_GET] == h_ready || routes[r].on[API_GET] == h_ui);
 }
 
 /* The route the request's path names and whether its method has a handler there. */
@@ -861,7 +888,8 @@ static int find_route(const struct api_request *req, struct ctx *c, bool *allowe
     int nseg, r;
 
     *allowed = false;
-    if (!split_path(req->path, seg, &nseg))
+    /* "/ui/" is the page too (an empty last segment is a 404 anywhere else). */
+    if (!split_path(strcmp(req->path, "/ui/") == 0 ? "/ui" : req->path, seg, &nseg))
         return NROUTES;
     for (r = 0; r < NROUTES; r++)
         if (match(routes[r].pattern, seg, nseg, c))

@@ -46,6 +46,7 @@ struct api_response {
     bool challenge;    /* for 401: send WWW-Authenticate: Bearer */
     int retry_after;   /* for 429: seconds for the Retry-After header; 0: none */
     int route;         /* index for metrics; see api_route_name() */
+    const char *headers; /* extra header lines, each ending in CRLF (static); NULL: none */
 };
 
 void api_response_init(struct api_response *res);

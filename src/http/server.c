@@ -408,6 +408,8 @@ static void respond(struct conn *c, const struct api_response *res)
         strbuf_addstr(h, "WWW-Authenticate: Bearer\r\n");
     if (res->retry_after > 0)
         strbuf_addf(h, "Retry-After: %d\r\n", res->retry_after);
+    if (res->headers)
+        strbuf_addstr(h, res->headers);
     strbuf_addf(h, "X-Request-Id: %s\r\n", request_id(c));
     if (res->status >= 400 && res->route == l->srv->malformed_route)
         c->keep_alive = false;

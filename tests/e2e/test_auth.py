@@ -198,6 +198,8 @@ ROUTES = [
     ("HEAD", "/metrics", None, 200, "metrics"),
     ("GET", "/healthz", None, 200, "open"),
     ("HEAD", "/healthz", None, 200, "open"),
+    ("GET", "/ui", None, 200, "open"),  # the operator's page: no data in it
+    ("GET", "/ui/", None, 200, "open"),
     ("GET", "/v1/nope", None, 404, "any"),
     ("GET", "/nope/at/all", None, 404, "any"),
     ("DELETE", "/v1/items/article/1/reads/x", None, 404, "any"),
