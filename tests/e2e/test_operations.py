@@ -35,8 +35,8 @@ def test_probes_are_open_and_livez_needs_no_store(tmp_path, db):
         assert t.stop() == 0
 
 
-def test_drain_turns_readyz_503_at_once_and_keeps_serving(tmp_path, db):
-    t = Tallyd(tmp_path, "--drain-ms", "3000", store=db.url).start()
+def test_drain_turns_readyz_503_at_once_and_keeps_serving(spawn):
+    t = spawn("--drain-ms", "3000").start()  # the fixture stops it if an assert fails
     assert t.get("/readyz").status == 200
     t.proc.send_signal(signal.SIGTERM)
     sigterm_at = time.time()
