@@ -129,16 +129,6 @@ static bool parse_hash(json_t *v, uint64_t *out)
     return h != 0;
 }
 
-static bool printable(const char *s, size_t len, size_t max)
-{
-    if (len < 1 || len > max)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e)
-            return false;
-    return true;
-}
-
 int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
 {
     json_error_t jerr;
@@ -175,7 +165,7 @@ int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
     }
     if ((v = json_object_get(root, "viewer"))) {
         if (!json_is_string(v) ||
-            !printable(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
+            !read_text_valid(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
             rc = skip(SKIP_FIELD, "viewer");
             goto out;
         }
@@ -512,7 +502,7 @@ static int take_header_key(const rd_kafka_message_t *m, struct read_event *out)
         rd_kafka_header_get_last(hdrs, "idempotency-key", &val, &size) !=
             RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;
-    if (!val || !printable(val, size, READ_IDEM_KEY_MAX) || out->idem)
+    if (!val || !read_text_valid(val, size, READ_IDEM_KEY_MAX) || out->idem)
         return skip(SKIP_FIELD, "idempotency-key header");
     out->idem = hash64("idem", val, size);
     return 0;

@@ -439,17 +439,6 @@ static void h_get_items(struct ctx *c)
     reply_states(c, st, n);
 }
 
-/* 1..max printable ASCII characters (space to tilde). */
-static bool printable(const char *s, size_t len, size_t max)
-{
-    if (len < 1 || len > max)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e)
-            return false;
-    return true;
-}
-
 /* The body of POST .../reads: empty, {"uid":U} or {"viewer":"V"}; *viewer: its hash64. */
 static bool read_body_uid(struct ctx *c, int64_t *uid, uint64_t *viewer)
 {
@@ -476,7 +465,7 @@ static bool read_body_uid(struct ctx *c, int64_t *uid, uint64_t *viewer)
     json_object_foreach (root, key, v) {
         if (strcmp(key, "viewer") == 0) {
             if (!json_is_string(v) ||
-                !printable(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
+                !read_text_valid(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
                 invalid(c, "viewer must be a string of 1 to 64 printable ASCII characters");
                 goto out;
             }
@@ -514,7 +503,7 @@ static void h_read(struct ctx *c)
 
     if (!cap_biz(c, 0, it.biz) || !cap_id(c, 1, "id", &it.id))
         return;
-    if (key && !printable(key, strlen(key), READ_IDEM_KEY_MAX)) {
+    if (key && !read_text_valid(key, strlen(key), READ_IDEM_KEY_MAX)) {
         invalid(c, "Idempotency-Key must be 1 to 128 printable ASCII characters");
         return;
     }

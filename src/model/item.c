@@ -73,3 +73,13 @@ int item_cmp(const struct item *a, const struct item *b)
         return c;
     return a->id < b->id ? -1 : a->id > b->id;
 }
+
+bool read_text_valid(const char *s, size_t len, size_t max)
+{
+    if (len < 1 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            return false;
+    return true;
+}

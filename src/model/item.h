@@ -76,6 +76,8 @@ int item_parse_biz(const char *s, size_t len, char out[ITEM_BIZ_MAX + 1]);
 /* Decimal digits only, 1..INT64_MAX: the rule for id, uid and cid. */
 int item_parse_id(const char *s, size_t len, int64_t *out);
 bool item_id_valid(int64_t v);
+/* 1..max printable ASCII characters (space to tilde): a read's viewer or idempotency key. */
+bool read_text_valid(const char *s, size_t len, size_t max);
 int count_field_parse(const char *s, enum count_field *out);
 
 int64_t counts_get(const struct counts *c, enum count_field f);

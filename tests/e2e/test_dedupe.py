@@ -239,7 +239,7 @@ def test_kill_9_with_deduplicated_and_keyed_reads_counts_exactly(spawn, db):
         deadline = time.time() + 60
         while before < count and offsets() == before and time.time() < deadline:
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.05, 0.4))
+        time.sleep(rng.uniform(0.05, 0.4))  # not a wait: a random moment in a batch to kill at
         t.stop(signal.SIGKILL)
         kills += 1
         t = spawn(*args).start()
