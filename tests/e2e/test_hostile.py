@@ -829,15 +829,18 @@ def store_write_lock(db):
             p.stdin.write("BEGIN;\nSELECT COUNT(*) FROM interactive FOR UPDATE;\n"
                           "SELECT COUNT(*) FROM user_like FOR UPDATE;\nSELECT 'locked';\n")
             p.stdin.flush()
-            deadline, line = time.monotonic() + 10, ""
-            while line != "locked":  # the counts come first, then the marker
+            # Raw reads of the pipe: a buffered readline could take several lines at once
+            # and leave select() waiting on an empty pipe for a marker already read.
+            deadline, out = time.monotonic() + 10, b""
+            while b"\nlocked\n" not in b"\n" + out:  # the counts come first, then the marker
                 ready, _, _ = select.select([p.stdout], [], [], max(0, deadline - time.monotonic()))
-                if not ready:
+                chunk = os.read(p.stdout.fileno(), 4096) if ready else b""
+                if not chunk:
                     break
-                line = p.stdout.readline().strip()
-            if line != "locked":
+                out += chunk
+            if b"\nlocked\n" not in b"\n" + out:
                 p.kill()
-                raise AssertionError(f"could not lock the tables: {p.stderr.read()}")
+                raise AssertionError(f"could not lock the tables: {out!r} {p.stderr.read()}")
             yield
         finally:
             if p.poll() is None:
