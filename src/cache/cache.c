@@ -17,10 +17,16 @@
 #include "util/banned.h"
 
 static int none_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
-                    bool *hit, cache_token *token)
+                    bool *hit, cache_token *token, struct flag_lookup *user)
 {
-    (void)c, (void)items, (void)out, (void)token;
+    (void)c, (void)items, (void)out;
     memset(hit, 0, n * sizeof(*hit));
+    for (size_t i = 0; i < n; i++)
+        token[i] = CACHE_NO_FILL;
+    if (user) {
+        memset(user->hit, 0, n * sizeof(*user->hit));
+        user->token = CACHE_NO_FILL;
+    }
     return 0;
 }
 
@@ -31,15 +37,25 @@ static int none_fill(struct cache *c, const struct item *items, size_t n,
     return 0;
 }
 
-static int none_begin(struct cache *c, const struct item *items, size_t n)
+static int none_fill_flags(struct cache *c, int64_t uid, const struct item *items, size_t n,
+                           const uint8_t *flags, cache_token token)
 {
-    (void)c, (void)items, (void)n;
+    (void)c, (void)uid, (void)items, (void)n, (void)flags, (void)token;
     return 0;
 }
 
-static int none_end(struct cache *c, const struct item *items, size_t n, const struct counts *delta)
+static int none_begin(struct cache *c, const struct item *items, size_t n, struct flag_write *user)
 {
-    (void)c, (void)items, (void)n, (void)delta;
+    (void)c, (void)items, (void)n;
+    if (user)
+        user->token = CACHE_NO_FILL;
+    return 0;
+}
+
+static int none_end(struct cache *c, const struct item *items, size_t n, const struct counts *delta,
+                    const struct flag_write *user)
+{
+    (void)c, (void)items, (void)n, (void)delta, (void)user;
     return 0;
 }
 
@@ -58,6 +74,7 @@ static const struct cache_ops none_ops = {
     .name = "none",
     .get = none_get,
     .fill = none_fill,
+    .fill_flags = none_fill_flags,
     .begin = none_begin,
     .end = none_end,
     .take = NULL, /* no buckets here: the rate limiter keeps them in memory */

@@ -1,11 +1,12 @@
 /*
  * cache.h - the cache port: counters kept near the API, never a ledger.
  *
- * A cache holds copies of struct counts for hot items. Losing it loses
- * nothing: a miss reads the store and fills. Every store write is bracketed
- * by begin() and end(); end() increments only entries that exist (an absent
- * entry is filled from the store on the next read), so a cache can never
- * invent a count. Every function may be called from any thread; a cache
+ * A cache holds copies of struct counts for hot items, and of users' flags
+ * (liked, collected) on the items they look at. Losing it loses nothing: a
+ * miss reads the store and fills. Every store write is bracketed by begin()
+ * and end(); end() increments only entries that exist (an absent entry is
+ * filled from the store on the next read), so a cache can never invent a
+ * count. Every function may be called from any thread; a cache
  * that cannot be reached reports misses and TALLY_EUNAVAIL, and callers
  * carry on from the store.
  */
@@ -29,22 +30,60 @@ struct cache;
 typedef int64_t cache_token;
 #define CACHE_NO_FILL INT64_MIN /* the miss saw a write in flight: do not fill */
 
+/* A user's flags on one item, as cached. */
+enum { FLAG_LIKED = 1, FLAG_COLLECTED = 2 };
+
+/*
+ * One user's flags on the n items of a get(): flags[i] is valid where hit[i];
+ * for the others, token is the fill token (one per user: the fence is the
+ * user's, not the item's).
+ */
+struct flag_lookup {
+    int64_t uid;
+    uint8_t *flags;
+    bool *hit;
+    cache_token token;
+};
+
+/*
+ * A user's write to their flags on one item (a like, a collection), fenced
+ * like the counters: begin() sets token; end() caches flags, the state the
+ * write's transaction read after it, if no other write of that user began
+ * meanwhile, and otherwise forgets the item's flags.
+ */
+struct flag_write {
+    int64_t uid;
+    const struct item *item;
+    uint8_t flags;     /* for end(): FLAG_* after the commit */
+    bool committed;    /* for end(): false when the write failed (flags unknown) */
+    cache_token token; /* set by begin() */
+};
+
 struct cache_ops {
     const char *name;
-    /* hit[i]: out[i] came from the cache; else token[i] is the fill token. */
+    /*
+     * hit[i]: out[i] came from the cache; else token[i] is the fill token.
+     * With user, also that user's flags on the items, in the same round trip.
+     */
     int (*get)(struct cache *c, const struct item *items, size_t n, struct counts *out, bool *hit,
-               cache_token *token);
+               cache_token *token, struct flag_lookup *user);
     /* Stores counts read from the store after misses, unless a write intervened. */
     int (*fill)(struct cache *c, const struct item *items, size_t n, const struct counts *counts,
                 const cache_token *token);
-    /* Announces writes to n items, before the store transaction. */
-    int (*begin)(struct cache *c, const struct item *items, size_t n);
+    /* Stores a user's flags on n items read from the store, unless a write of theirs
+     * intervened since the get() that gave token. */
+    int (*fill_flags)(struct cache *c, int64_t uid, const struct item *items, size_t n,
+                      const uint8_t *flags, cache_token token);
+    /* Announces writes to n items (and with user, to that user's flags on one
+     * item), before the store transaction. */
+    int (*begin)(struct cache *c, const struct item *items, size_t n, struct flag_write *user);
     /*
      * Ends writes announced by begin(), after the store transaction: adds
      * delta[i] to each cached entry (delta NULL: the write changed nothing).
      * Entries that are not cached stay uncached.
      */
-    int (*end)(struct cache *c, const struct item *items, size_t n, const struct counts *delta);
+    int (*end)(struct cache *c, const struct item *items, size_t n, const struct counts *delta,
+               const struct flag_write *user);
     /*
      * Takes a token from the token bucket at key, atomically for every
      * process sharing the cache (service/ratelimit.c): n tokens per
@@ -79,23 +118,29 @@ int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 
 static inline int cache_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
-                            bool *hit, cache_token *token)
+                            bool *hit, cache_token *token, struct flag_lookup *user)
 {
-    return c->ops->get(c, items, n, out, hit, token);
+    return c->ops->get(c, items, n, out, hit, token, user);
 }
 static inline int cache_fill(struct cache *c, const struct item *items, size_t n,
                              const struct counts *counts, const cache_token *token)
 {
     return c->ops->fill(c, items, n, counts, token);
 }
-static inline int cache_begin(struct cache *c, const struct item *items, size_t n)
+static inline int cache_fill_flags(struct cache *c, int64_t uid, const struct item *items,
+                                   size_t n, const uint8_t *flags, cache_token token)
 {
-    return c->ops->begin(c, items, n);
+    return c->ops->fill_flags(c, uid, items, n, flags, token);
+}
+static inline int cache_begin(struct cache *c, const struct item *items, size_t n,
+                              struct flag_write *user)
+{
+    return c->ops->begin(c, items, n, user);
 }
 static inline int cache_end(struct cache *c, const struct item *items, size_t n,
-                            const struct counts *delta)
+                            const struct counts *delta, const struct flag_write *user)
 {
-    return c->ops->end(c, items, n, delta);
+    return c->ops->end(c, items, n, delta, user);
 }
 static inline bool cache_has_take(const struct cache *c)
 {

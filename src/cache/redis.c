@@ -33,6 +33,19 @@
  *   it is an outage like any other, counted in
  *   tally_redis_auth_failures_total. The password is never logged.
  *
+ *   Users' flags: one hash per user, user_flags:{uid}, a field per item the
+ *   user looked at ("{biz}:{id}" = FLAG_* bits, "0" when neither), and the
+ *   same two fence fields, per user: a like or collection brackets its store
+ *   transaction with ubegin (gen += 1, inflight += 1; returns gen) and uend
+ *   (inflight -= 1; then, if no other write of the user began since and none
+ *   is in flight, the item's field becomes the flags the write's transaction
+ *   read, so the writer's next page view is a hit; otherwise the field is
+ *   dropped). A get of items for a user reads the user's fields in the same
+ *   pipeline as the counters; a miss reads the store and ufill writes the
+ *   fields only if gen is still the token and nothing is in flight. An
+ *   eviction during a write is caught as for the counters (inflight below
+ *   zero drops the user's fields and bumps gen).
+ *
  *   SC_TAKE is not about counters: it is the rate limiter's token bucket
  *   (cache.h, take; service/ratelimit.c), kept here because this is where
  *   tallyd's Redis connections are.
@@ -50,6 +63,7 @@
 
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,7 +85,7 @@
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
 #define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
 
-enum script { SC_BEGIN, SC_END, SC_FILL, SC_TAKE, SCRIPT_COUNT };
+enum script { SC_BEGIN, SC_END, SC_FILL, SC_UBEGIN, SC_UEND, SC_UFILL, SC_TAKE, SCRIPT_COUNT };
 
 static const char *const scripts[SCRIPT_COUNT] = {
     /* KEYS: the items; ARGV[1]: fence TTL in ms. */
@@ -110,6 +124,36 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 " 'collect_cnt', ARGV[4])\n"
                 "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
                 "return 1\n",
+    /* KEYS[1]: the user's hash; ARGV[1]: fence TTL. Returns gen, the write's token. */
+    [SC_UBEGIN] = "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
+                  "redis.call('HINCRBY', KEYS[1], 'inflight', 1)\n"
+                  "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then\n"
+                  "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
+                  "end\n"
+                  "return g\n",
+    /* KEYS[1]: the user's hash; ARGV: fence TTL, token, field, flags ('' unknown), TTL. */
+    [SC_UEND] = "local k = KEYS[1]\n"
+                "local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
+                "if left < 0 then\n"
+                "  local g = tonumber(redis.call('HGET', k, 'gen') or '0')\n"
+                "  redis.call('DEL', k)\n"
+                "  redis.call('HSET', k, 'gen', g + 1, 'inflight', 0)\n"
+                "  redis.call('PEXPIRE', k, ARGV[1])\n"
+                "elseif left == 0 and ARGV[4] ~= '' and redis.call('HGET', k, 'gen') == ARGV[2] then\n"
+                "  redis.call('HSET', k, ARGV[3], ARGV[4])\n"
+                "  redis.call('PEXPIRE', k, ARGV[5])\n"
+                "else\n"
+                "  redis.call('HDEL', k, ARGV[3])\n"
+                "end\n"
+                "return left\n",
+    /* KEYS[1]: the user's hash; ARGV: token, TTL, then field, flags pairs. */
+    [SC_UFILL] = "if (redis.call('HGET', KEYS[1], 'gen') or '0') ~= ARGV[1] then return 0 end\n"
+                 "if tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') > 0 then\n"
+                 "  return 0\n"
+                 "end\n"
+                 "redis.call('HSET', KEYS[1], unpack(ARGV, 3))\n"
+                 "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                 "return 1\n",
     /*
      * A token bucket (cache.h, take). KEYS[1]: the bucket; ARGV: now_ms, n,
      * period_ms, burst. A token is period_ms units and a millisecond adds n
@@ -144,6 +188,12 @@ struct rconn {
     struct rconn *next_free;
 };
 
+/* A key to delete once Redis answers: an item's counters, or (uid != 0) a user's flags. */
+struct stale {
+    int64_t uid;
+    struct item item;
+};
+
 /*
  * Shared by all threads. pool_lock guards free_conns; repair_lock guards
  * repair, nrepair and repair_overflow. Keys are only ever added to the
@@ -163,7 +213,7 @@ struct redis_cache {
     struct rconn conns[POOL];
     struct rconn *free_conns;
     pthread_mutex_t repair_lock;
-    struct item *repair;
+    struct stale *repair;
     size_t nrepair;
     bool repair_overflow;
     atomic_bool down; /* a connection failed and none has reconnected since: for the log */
@@ -179,6 +229,60 @@ static void key_of(struct strbuf *sb, const struct item *it)
     strbuf_addstr(sb, it->biz);
     strbuf_addch(sb, ':');
     strbuf_add_i64(sb, it->id);
+}
+
+static void user_key_of(struct strbuf *sb, int64_t uid)
+{
+    strbuf_reset(sb);
+    strbuf_addstr(sb, "user_flags:");
+    strbuf_add_i64(sb, uid);
+}
+
+static void stale_key(struct strbuf *sb, const struct stale *s)
+{
+    if (s->uid)
+        user_key_of(sb, s->uid);
+    else
+        key_of(sb, &s->item);
+}
+
+/*
+ * A command's arguments, formatted one after another into buf and sent with
+ * redisAppendCommandArgv (binary-safe, no format string in between).
+ */
+#define CMD_ARGS_MAX (4 + WRITE_CHUNK * 4)
+struct cmd {
+    struct strbuf *buf;
+    size_t argc, at[CMD_ARGS_MAX], len[CMD_ARGS_MAX];
+};
+
+static void cmd_start(struct cmd *m, struct strbuf *buf)
+{
+    m->buf = buf;
+    m->argc = 0;
+    strbuf_reset(buf);
+}
+
+__attribute__((format(printf, 2, 3))) static void cmd_arg(struct cmd *m, const char *fmt, ...)
+{
+    va_list ap;
+
+    TALLY_ASSERT(m->argc < CMD_ARGS_MAX);
+    m->at[m->argc] = m->buf->len;
+    va_start(ap, fmt);
+    strbuf_vaddf(m->buf, fmt, ap);
+    va_end(ap);
+    m->len[m->argc] = m->buf->len - m->at[m->argc];
+    m->argc++;
+}
+
+static void cmd_append(redisContext *ctx, const struct cmd *m)
+{
+    const char *argv[CMD_ARGS_MAX];
+
+    for (size_t k = 0; k < m->argc; k++)
+        argv[k] = m->buf->buf + m->at[k];
+    redisAppendCommandArgv(ctx, (int)m->argc, argv, m->len);
 }
 
 /* Logs each outage once, when it begins, however many connections it breaks. */
@@ -372,25 +476,23 @@ static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *a
     return 0;
 }
 
-/* Adds keys to the repair list; past REPAIR_MAX only notes the overflow. Hold repair_lock. */
-static void repair_add_locked(struct redis_cache *rc, const struct item *items, size_t n)
+/* Adds a key to the repair list; past REPAIR_MAX only notes the overflow. Hold repair_lock. */
+static void repair_add_locked(struct redis_cache *rc, const struct stale *key)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (rc->nrepair == REPAIR_MAX) {
-            rc->repair_overflow = true;
-            break;
-        }
-        if (!rc->repair)
-            rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
-        rc->repair[rc->nrepair++] = items[i];
+    if (rc->nrepair == REPAIR_MAX) {
+        rc->repair_overflow = true;
+        return;
     }
+    if (!rc->repair)
+        rc->repair = xmalloc(REPAIR_MAX * sizeof(*rc->repair));
+    rc->repair[rc->nrepair++] = *key;
 }
 
 /* Deletes the keys of writes whose end() failed, now that Redis answers. */
 static int repair(struct redis_cache *rc, struct rconn *c)
 {
     struct strbuf key = STRBUF_INIT;
-    struct item *items;
+    struct stale *items;
     size_t n;
     bool overflow;
     int err = 0;
@@ -406,7 +508,7 @@ static int repair(struct redis_cache *rc, struct rconn *c)
     if (!items)
         return 0;
     for (size_t i = 0; i < n; i++) {
-        key_of(&key, &items[i]);
+        stale_key(&key, &items[i]);
         redisAppendCommand(c->ctx, "DEL %s", key.buf);
     }
     for (size_t i = 0; i < n && err == 0; i++) {
@@ -424,7 +526,8 @@ static int repair(struct redis_cache *rc, struct rconn *c)
         free(items);
     } else { /* keep them for the next try, beside the keys added meanwhile */
         pthread_mutex_lock(&rc->repair_lock);
-        repair_add_locked(rc, items, n);
+        for (size_t i = 0; i < n; i++)
+            repair_add_locked(rc, &items[i]);
         rc->repair_overflow |= overflow;
         pthread_mutex_unlock(&rc->repair_lock);
         free(items);
@@ -433,10 +536,15 @@ static int repair(struct redis_cache *rc, struct rconn *c)
     return err;
 }
 
-static void remember_for_repair(struct redis_cache *rc, const struct item *items, size_t n)
+/* The keys of a write whose begin or end failed: the items' and the user's. */
+static void remember_for_repair(struct redis_cache *rc, const struct item *items, size_t n,
+                                const struct flag_write *user)
 {
     pthread_mutex_lock(&rc->repair_lock);
-    repair_add_locked(rc, items, n);
+    for (size_t i = 0; i < n; i++)
+        repair_add_locked(rc, &(struct stale){.item = items[i]});
+    if (user)
+        repair_add_locked(rc, &(struct stale){.uid = user->uid});
     pthread_mutex_unlock(&rc->repair_lock);
 }
 
@@ -455,20 +563,43 @@ static int ready(struct redis_cache *rc, struct rconn **c)
 /* ------------------------------------------------------------ get */
 
 struct get_args {
-    const struct item *items;
+    const struct item *items; /* this pipeline's items */
+    size_t k;                 /* how many; a command k is the user's flags, when asked */
     struct counts *out;
     bool *hit;
     cache_token *token;
+    struct flag_lookup *user; /* NULL, or the user whose flags on all_items to read */
+    const struct item *all_items;
+    size_t n;
     struct strbuf key;
 };
+
+/* Appends the field of it in a user's hash: "{biz}:{id}". */
+static void cmd_field(struct cmd *m, const struct item *it)
+{
+    cmd_arg(m, "%s:%lld", it->biz, (long long)it->id);
+}
 
 static void add_get(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
 {
     struct get_args *a = arg;
+    struct cmd m;
 
     (void)rc;
-    key_of(&a->key, &a->items[i]);
-    redisAppendCommand(c->ctx, "HMGET %s read_cnt like_cnt collect_cnt gen inflight", a->key.buf);
+    if (i < a->k) {
+        key_of(&a->key, &a->items[i]);
+        redisAppendCommand(c->ctx, "HMGET %s read_cnt like_cnt collect_cnt gen inflight",
+                           a->key.buf);
+        return;
+    }
+    cmd_start(&m, &a->key);
+    cmd_arg(&m, "HMGET");
+    cmd_arg(&m, "user_flags:%lld", (long long)a->user->uid);
+    cmd_arg(&m, "gen");
+    cmd_arg(&m, "inflight");
+    for (size_t j = 0; j < a->n; j++)
+        cmd_field(&m, &a->all_items[j]);
+    cmd_append(c->ctx, &m);
 }
 
 static bool reply_i64(const redisReply *r, int64_t *v)
@@ -481,11 +612,32 @@ static bool reply_i64(const redisReply *r, int64_t *v)
     return end != r->str && *end == '\0';
 }
 
+/* A get's reply for the user: gen, inflight, then a field per item. */
+static void take_user_flags(const redisReply *r, struct get_args *a)
+{
+    int64_t gen = 0, inflight = 0, v;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != a->n + 2)
+        return;
+    for (size_t j = 0; j < a->n; j++) {
+        if (reply_i64(r->element[j + 2], &v) && v >= 0 && v <= (FLAG_LIKED | FLAG_COLLECTED)) {
+            a->user->flags[j] = (uint8_t)v;
+            a->user->hit[j] = true;
+        }
+    }
+    reply_i64(r->element[0], &gen);
+    a->user->token = reply_i64(r->element[1], &inflight) && inflight > 0 ? CACHE_NO_FILL : gen;
+}
+
 static void take_get(size_t i, const redisReply *r, void *arg)
 {
     struct get_args *a = arg;
     int64_t inflight = 0;
 
+    if (i == a->k) {
+        take_user_flags(r, a);
+        return;
+    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
         return;
     if (reply_i64(r->element[0], &a->out[i].read_cnt) &&
@@ -500,34 +652,44 @@ static void take_get(size_t i, const redisReply *r, void *arg)
         a->token[i] = CACHE_NO_FILL;
 }
 
+/* Every lookup a miss, with no fill token (before asking Redis, and after a failure). */
+static void all_missed(size_t n, bool *hit, cache_token *token, struct flag_lookup *user)
+{
+    memset(hit, 0, n * sizeof(*hit));
+    for (size_t i = 0; i < n; i++)
+        token[i] = CACHE_NO_FILL;
+    if (user) {
+        memset(user->hit, 0, n * sizeof(*user->hit));
+        user->token = CACHE_NO_FILL;
+    }
+}
+
 static int redis_get(struct cache *base, const struct item *items, size_t n, struct counts *out,
-                     bool *hit, cache_token *token)
+                     bool *hit, cache_token *token, struct flag_lookup *user)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct get_args a = {.key = STRBUF_INIT};
+    struct get_args a = {.user = user, .all_items = items, .n = n, .key = STRBUF_INIT};
     struct rconn *c;
     int err;
 
-    memset(hit, 0, n * sizeof(*hit));
-    for (size_t i = 0; i < n; i++)
-        token[i] = CACHE_NO_FILL; /* unless Redis says otherwise */
+    TALLY_ASSERT(!user || n <= CMD_ARGS_MAX - 4);
+    all_missed(n, hit, token, user);
     if ((err = ready(rc, &c)))
         return err;
-    for (size_t done = 0, k; done < n && err == 0; done += k) {
-        k = n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX;
+    for (size_t done = 0; done < n && err == 0; done += a.k) {
+        bool with_user = user && done == 0; /* in the first pipeline */
+
+        a.k = n - done < PIPELINE_MAX - 1 ? n - done : PIPELINE_MAX - 1;
         a.items = items + done;
         a.out = out + done;
         a.hit = hit + done;
         a.token = token + done;
-        err = pipeline(rc, c, k, add_get, take_get, &a);
+        err = pipeline(rc, c, a.k + with_user, add_get, take_get, &a);
     }
     conn_put(rc, c);
     strbuf_release(&a.key);
-    if (err) { /* partial answers are not trusted */
-        memset(hit, 0, n * sizeof(*hit));
-        for (size_t i = 0; i < n; i++)
-            token[i] = CACHE_NO_FILL;
-    }
+    if (err) /* partial answers are not trusted */
+        all_missed(n, hit, token, user);
     return err;
 }
 
@@ -537,10 +699,12 @@ struct write_args {
     const struct item *items;
     const struct counts *counts;
     const cache_token *token;
-    size_t *index;     /* fill: which items to send */
-    size_t n;          /* begin, end: how many items */
-    size_t first_call; /* begin, end: chunk number of the pipeline's first call */
-    struct strbuf key; /* scratch */
+    size_t *index;                 /* fill: which items to send */
+    size_t n;                      /* begin, end: how many items */
+    size_t first_call;             /* begin, end: chunk number of the pipeline's first call */
+    size_t calls;                  /* begin, end: chunk calls in this pipeline; then the user's */
+    struct flag_write *user;       /* begin, end: NULL, or the user's write */
+    struct strbuf key;             /* scratch */
 };
 
 static void add_fill(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
@@ -583,6 +747,54 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
     return err;
 }
 
+struct fill_flags_args {
+    int64_t uid;
+    const struct item *items;
+    size_t n;
+    const uint8_t *flags;
+    cache_token token;
+    struct strbuf key;
+};
+
+static void add_fill_flags(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+{
+    struct fill_flags_args *a = arg;
+    struct cmd m;
+
+    (void)i;
+    cmd_start(&m, &a->key);
+    cmd_arg(&m, "EVALSHA");
+    cmd_arg(&m, "%s", c->sha[SC_UFILL]);
+    cmd_arg(&m, "1");
+    cmd_arg(&m, "user_flags:%lld", (long long)a->uid);
+    cmd_arg(&m, "%lld", (long long)a->token);
+    cmd_arg(&m, "%lld", (long long)rc->ttl_ms);
+    for (size_t j = 0; j < a->n; j++) {
+        cmd_field(&m, &a->items[j]);
+        cmd_arg(&m, "%u", (unsigned)a->flags[j]);
+    }
+    cmd_append(c->ctx, &m);
+}
+
+static int redis_fill_flags(struct cache *base, int64_t uid, const struct item *items, size_t n,
+                            const uint8_t *flags, cache_token token)
+{
+    struct redis_cache *rc = (struct redis_cache *)base;
+    struct fill_flags_args a = {uid, items, n, flags, token, STRBUF_INIT};
+    struct rconn *c;
+    int err;
+
+    TALLY_ASSERT(n <= (CMD_ARGS_MAX - 6) / 2);
+    if (n == 0 || token == CACHE_NO_FILL)
+        return 0;
+    if ((err = ready(rc, &c)))
+        return err;
+    err = pipeline(rc, c, 1, add_fill_flags, NULL, &a);
+    conn_put(rc, c);
+    strbuf_release(&a.key);
+    return err;
+}
+
 /*
  * Appends one EVALSHA of begin or end over items [i * WRITE_CHUNK, ...):
  * a chunk of keys per script call keeps a batch of a thousand reads to a
@@ -592,89 +804,134 @@ static void add_write_chunk(struct rconn *c, size_t i, struct write_args *a, enu
 {
     static const struct counts zero = {0, 0, 0};
     size_t first = i * WRITE_CHUNK, m = a->n - first < WRITE_CHUNK ? a->n - first : WRITE_CHUNK;
-    const char *argv[4 + WRITE_CHUNK * 4];
-    size_t len[4 + WRITE_CHUNK * 4], at[4 + WRITE_CHUNK * 4], argc = 0;
+    struct cmd cmd;
 
-    strbuf_reset(&a->key);
-#define ARG(...)                           \
-    do {                                   \
-        at[argc] = a->key.len;             \
-        strbuf_addf(&a->key, __VA_ARGS__); \
-        len[argc] = a->key.len - at[argc]; \
-        argc++;                            \
-    } while (0)
-    ARG("EVALSHA");
-    ARG("%s", c->sha[which]);
-    ARG("%zu", m);
+    cmd_start(&cmd, &a->key);
+    cmd_arg(&cmd, "EVALSHA");
+    cmd_arg(&cmd, "%s", c->sha[which]);
+    cmd_arg(&cmd, "%zu", m);
     for (size_t k = first; k < first + m; k++)
-        ARG("interactive:%s:%lld", a->items[k].biz, (long long)a->items[k].id);
-    ARG("%d", FENCE_MS);
+        cmd_arg(&cmd, "interactive:%s:%lld", a->items[k].biz, (long long)a->items[k].id);
+    cmd_arg(&cmd, "%d", FENCE_MS);
     for (size_t k = first; which == SC_END && k < first + m; k++) {
         const struct counts *d = a->counts ? &a->counts[k] : &zero;
-        ARG("%lld", (long long)d->read_cnt);
-        ARG("%lld", (long long)d->like_cnt);
-        ARG("%lld", (long long)d->collect_cnt);
+        cmd_arg(&cmd, "%lld", (long long)d->read_cnt);
+        cmd_arg(&cmd, "%lld", (long long)d->like_cnt);
+        cmd_arg(&cmd, "%lld", (long long)d->collect_cnt);
     }
-#undef ARG
-    for (size_t k = 0; k < argc; k++)
-        argv[k] = a->key.buf + at[k];
-    redisAppendCommandArgv(c->ctx, (int)argc, argv, len);
+    cmd_append(c->ctx, &cmd);
+}
+
+/* Appends the user's ubegin or uend. */
+static void add_user_write(struct redis_cache *rc, struct rconn *c, struct write_args *a,
+                           enum script which)
+{
+    const struct flag_write *u = a->user;
+    struct cmd m;
+
+    cmd_start(&m, &a->key);
+    cmd_arg(&m, "EVALSHA");
+    cmd_arg(&m, "%s", c->sha[which]);
+    cmd_arg(&m, "1");
+    cmd_arg(&m, "user_flags:%lld", (long long)u->uid);
+    cmd_arg(&m, "%d", FENCE_MS);
+    if (which == SC_UEND) {
+        cmd_arg(&m, "%lld", (long long)u->token);
+        cmd_field(&m, u->item);
+        if (u->committed)
+            cmd_arg(&m, "%u", (unsigned)u->flags);
+        else
+            cmd_arg(&m, "%s", "");
+        cmd_arg(&m, "%lld", (long long)rc->ttl_ms);
+    }
+    cmd_append(c->ctx, &m);
 }
 
 static void add_begin(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
 {
-    (void)rc;
-    add_write_chunk(c, ((struct write_args *)arg)->first_call + i, arg, SC_BEGIN);
+    struct write_args *a = arg;
+
+    if (i < a->calls)
+        add_write_chunk(c, a->first_call + i, a, SC_BEGIN);
+    else
+        add_user_write(rc, c, a, SC_UBEGIN);
 }
 
 static void add_end(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
 {
-    (void)rc;
-    add_write_chunk(c, ((struct write_args *)arg)->first_call + i, arg, SC_END);
+    struct write_args *a = arg;
+
+    if (i < a->calls)
+        add_write_chunk(c, a->first_call + i, a, SC_END);
+    else
+        add_user_write(rc, c, a, SC_UEND);
 }
 
-/* Runs begin or end over n items, WRITE_CHUNK keys per script call, in one pipeline. */
-static int write_all(struct redis_cache *rc, add_fn *add, const struct item *items, size_t n,
-                     const struct counts *delta)
+/* The user's ubegin answers the write's token. */
+static void take_begin(size_t i, const redisReply *r, void *arg)
 {
-    struct write_args a = {.items = items, .counts = delta, .n = n, .key = STRBUF_INIT};
+    struct write_args *a = arg;
+
+    if (i == a->calls && r->type == REDIS_REPLY_INTEGER)
+        a->user->token = r->integer;
+}
+
+/*
+ * Runs begin or end over n items, WRITE_CHUNK keys per script call, and the
+ * user's part (if any) in the first pipeline.
+ */
+static int write_all(struct redis_cache *rc, add_fn *add, const struct item *items, size_t n,
+                     const struct counts *delta, struct flag_write *user)
+{
+    struct write_args a = {
+        .items = items, .counts = delta, .n = n, .user = user, .key = STRBUF_INIT};
     size_t calls = (n + WRITE_CHUNK - 1) / WRITE_CHUNK;
+    bool user_left = user != NULL;
     struct rconn *c;
     int err;
 
-    if (n == 0)
+    if (n == 0 && !user)
         return 0;
     if ((err = ready(rc, &c)))
         return err;
-    for (size_t done = 0; done < calls && err == 0; done += PIPELINE_MAX) {
-        size_t k = calls - done < PIPELINE_MAX ? calls - done : PIPELINE_MAX;
+    for (size_t done = 0; (done < calls || user_left) && err == 0; done += a.calls) {
+        bool with_user = user_left;
+
+        user_left = false;
+        a.calls = calls - done < PIPELINE_MAX - 1 ? calls - done : PIPELINE_MAX - 1;
         a.first_call = done;
-        err = pipeline(rc, c, k, add, NULL, &a);
+        err = pipeline(rc, c, a.calls + with_user, add, with_user ? take_begin : NULL, &a);
     }
     conn_put(rc, c);
     strbuf_release(&a.key);
     return err;
 }
 
-static int redis_begin(struct cache *base, const struct item *items, size_t n)
+static int redis_begin(struct cache *base, const struct item *items, size_t n,
+                       struct flag_write *user)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    int err = write_all(rc, add_begin, items, n, NULL);
+    int err;
 
+    if (user)
+        user->token = CACHE_NO_FILL; /* unless Redis answers */
+    err = write_all(rc, add_begin, items, n, NULL, user);
     /* Without a fence the write's end() cannot be trusted either: repair later. */
     if (err)
-        remember_for_repair(rc, items, n);
+        remember_for_repair(rc, items, n, user);
     return err;
 }
 
 static int redis_end(struct cache *base, const struct item *items, size_t n,
-                     const struct counts *delta)
+                     const struct counts *delta, const struct flag_write *user)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    int err = write_all(rc, add_end, items, n, delta);
+    /* write_all's user is not const: begin writes the token; end only reads it */
+    struct flag_write u = user ? *user : (struct flag_write){0};
+    int err = write_all(rc, add_end, items, n, delta, user ? &u : NULL);
 
     if (err)
-        remember_for_repair(rc, items, n);
+        remember_for_repair(rc, items, n, user);
     return err;
 }
 
@@ -782,6 +1039,7 @@ static const struct cache_ops redis_ops = {
     .name = "redis",
     .get = redis_get,
     .fill = redis_fill,
+    .fill_flags = redis_fill_flags,
     .begin = redis_begin,
     .end = redis_end,
     .take = redis_take,

@@ -39,9 +39,12 @@ static void cache_failed(struct interactive *svc, int err)
     }
 }
 
-/* Counts from the cache where it has them, from the store (then filled) elsewhere. */
+/*
+ * Counts (and with user, the user's flags) from the cache where it has them;
+ * counts it lacks from the store, then filled.
+ */
 static int get_counts(struct interactive *svc, const struct item *items, size_t n,
-                      struct counts *out)
+                      struct counts *out, struct flag_lookup *user)
 {
     struct item miss[INTERACTIVE_MAX_IDS];
     struct counts got[INTERACTIVE_MAX_IDS];
@@ -51,7 +54,7 @@ static int get_counts(struct interactive *svc, const struct item *items, size_t 
     int rc;
 
     TALLY_ASSERT(n <= INTERACTIVE_MAX_IDS);
-    cache_failed(svc, cache_get(svc->cache, items, n, out, hit, token));
+    cache_failed(svc, cache_get(svc->cache, items, n, out, hit, token, user));
     for (size_t i = 0; i < n; i++) {
         if (!hit[i]) {
             miss_token[nmiss] = token[i];
@@ -69,61 +72,94 @@ static int get_counts(struct interactive *svc, const struct item *items, size_t 
     return 0;
 }
 
+/* The user's flags that get_counts did not find in the cache: from the store, then filled. */
+static int get_flags(struct interactive *svc, const struct item *items, size_t n,
+                     struct flag_lookup *user)
+{
+    struct item miss[INTERACTIVE_MAX_IDS];
+    bool liked[INTERACTIVE_MAX_IDS], collected[INTERACTIVE_MAX_IDS];
+    uint8_t got[INTERACTIVE_MAX_IDS];
+    size_t nmiss = 0, j = 0;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        if (!user->hit[i])
+            miss[nmiss++] = items[i];
+    if (nmiss == 0)
+        return 0;
+    if ((rc = store_flags(svc->store, user->uid, miss, nmiss, liked, collected)))
+        return rc;
+    for (size_t k = 0; k < nmiss; k++)
+        got[k] = (uint8_t)((liked[k] ? FLAG_LIKED : 0) | (collected[k] ? FLAG_COLLECTED : 0));
+    cache_failed(svc, cache_fill_flags(svc->cache, user->uid, miss, nmiss, got, user->token));
+    for (size_t i = 0; i < n; i++)
+        if (!user->hit[i])
+            user->flags[i] = got[j++];
+    return 0;
+}
+
 int interactive_get(struct interactive *svc, const struct item *items, size_t n, int64_t uid,
                     struct item_state *out)
 {
     struct counts counts[INTERACTIVE_MAX_IDS];
-    bool liked[INTERACTIVE_MAX_IDS], collected[INTERACTIVE_MAX_IDS];
+    uint8_t flags[INTERACTIVE_MAX_IDS] = {0};
+    bool flag_hit[INTERACTIVE_MAX_IDS];
+    struct flag_lookup user = {.uid = uid, .flags = flags, .hit = flag_hit};
     int rc;
 
-    if ((rc = get_counts(svc, items, n, counts)))
-        return rc;
-    memset(liked, 0, sizeof(liked));
-    memset(collected, 0, sizeof(collected));
-    if (uid && (rc = store_flags(svc->store, uid, items, n, liked, collected)))
+    if ((rc = get_counts(svc, items, n, counts, uid ? &user : NULL)) ||
+        (uid && (rc = get_flags(svc, items, n, &user))))
         return rc;
     for (size_t i = 0; i < n; i++) {
         out[i].item = items[i];
         out[i].counts = counts[i];
-        out[i].liked = liked[i];
-        out[i].collected = collected[i];
+        out[i].liked = flags[i] & FLAG_LIKED;
+        out[i].collected = flags[i] & FLAG_COLLECTED;
     }
     return 0;
 }
 
-/* Completes a state after a write: the counts came from the write's transaction. */
-static int finish_write(struct interactive *svc, int64_t uid, const struct item *it,
-                        const struct counts *counts, struct item_state *out)
+/*
+ * Ends a write that cache_begin announced: the counters move by delta if the
+ * write changed them, and the user's flags become those its transaction read.
+ */
+static void end_write(struct interactive *svc, const struct item *it, int rc, bool changed,
+                      const struct counts *delta, struct flag_write *user,
+                      const struct item_state *out)
 {
-    out->item = *it;
-    out->counts = *counts;
-    return store_flags(svc->store, uid, it, 1, &out->liked, &out->collected);
+    user->committed = rc == 0;
+    if (rc == 0)
+        user->flags =
+            (uint8_t)((out->liked ? FLAG_LIKED : 0) | (out->collected ? FLAG_COLLECTED : 0));
+    cache_failed(svc, cache_end(svc->cache, it, 1, changed ? delta : NULL, user));
 }
 
 int interactive_like(struct interactive *svc, int64_t uid, const struct item *it, bool on,
                      struct item_state *out)
 {
-    struct counts counts, delta = {.like_cnt = on ? 1 : -1};
+    struct counts delta = {.like_cnt = on ? 1 : -1};
+    struct flag_write user = {.uid = uid, .item = it};
     bool changed = false;
     int rc;
 
-    cache_failed(svc, cache_begin(svc->cache, it, 1));
-    rc = store_set_like(svc->store, uid, it, on, clock_now_ms(), &changed, &counts);
-    cache_failed(svc, cache_end(svc->cache, it, 1, changed ? &delta : NULL));
-    return rc ? rc : finish_write(svc, uid, it, &counts, out);
+    cache_failed(svc, cache_begin(svc->cache, it, 1, &user));
+    rc = store_set_like(svc->store, uid, it, on, clock_now_ms(), &changed, out);
+    end_write(svc, it, rc, changed, &delta, &user, out);
+    return rc;
 }
 
 int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const struct item *it,
                         bool on, struct item_state *out)
 {
-    struct counts counts, delta = {.collect_cnt = on ? 1 : -1};
+    struct counts delta = {.collect_cnt = on ? 1 : -1};
+    struct flag_write user = {.uid = uid, .item = it};
     bool changed = false;
     int rc;
 
-    cache_failed(svc, cache_begin(svc->cache, it, 1));
-    rc = store_set_collect(svc->store, uid, cid, it, on, clock_now_ms(), &changed, &counts);
-    cache_failed(svc, cache_end(svc->cache, it, 1, changed ? &delta : NULL));
-    return rc ? rc : finish_write(svc, uid, it, &counts, out);
+    cache_failed(svc, cache_begin(svc->cache, it, 1, &user));
+    rc = store_set_collect(svc->store, uid, cid, it, on, clock_now_ms(), &changed, out);
+    end_write(svc, it, rc, changed, &delta, &user, out);
+    return rc;
 }
 
 int interactive_read(struct interactive *svc, const struct item *it, int64_t uid,

@@ -405,7 +405,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
     rc->range = ev;
     rc->nrange = n;
     memo_keys(rc, ev, n, &b);
-    cache_begin(rc->cache, rc->items, k); /* fences fills while the batch commits */
+    cache_begin(rc->cache, rc->items, k, NULL); /* fences fills while the batch commits */
     for (int attempt = 1; !out_of_time(rc); attempt++) {
         b.now_ms = clock_now_ms();
         err = store_apply_reads(rc->store, &b);
@@ -431,7 +431,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
             if (!ev[i].skip && event_ms(&ev[i], b.now_ms) > rc->newest_ms)
                 rc->newest_ms = event_ms(&ev[i], b.now_ms);
     }
-    cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL);
+    cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL, NULL);
     if (err == 0) {
         set_failing(rc, false, 0);
         bus_committed(rc->bus, rc->offs, noffs);

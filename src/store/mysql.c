@@ -139,6 +139,7 @@ static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
 
 enum stmt {
     S_COUNTS,
+    S_STATE,
     S_LIKE_ON,
     S_LIKE_OFF,
     S_BUMP,
@@ -190,6 +191,13 @@ enum stmt {
 static const char *const stmt_sql[STMT_COUNT] = {
     [S_COUNTS] = "SELECT read_cnt, like_cnt, collect_cnt FROM interactive"
                  " WHERE biz = ? AND biz_id = ?",
+    /* An active like or collection row implies the item's row: no row, no flags. */
+    [S_STATE] = "SELECT i.read_cnt, i.like_cnt, i.collect_cnt,"
+                " EXISTS(SELECT 1 FROM user_like l WHERE l.uid = ? AND l.biz = i.biz"
+                " AND l.biz_id = i.biz_id AND l.status = 1),"
+                " EXISTS(SELECT 1 FROM user_collection c WHERE c.uid = ? AND c.biz = i.biz"
+                " AND c.biz_id = i.biz_id AND c.status = 1)"
+                " FROM interactive i WHERE i.biz = ? AND i.biz_id = ?",
     /* utime is assigned before status, so IF() still sees the old status. */
     [S_LIKE_ON] = "INSERT INTO user_like (uid, biz, biz_id, status, ctime, utime)"
                   " VALUES (?, ?, ?, 1, ?, ?) ON DUPLICATE KEY UPDATE"
@@ -802,6 +810,34 @@ static int read_counts(struct conn *c, const struct item *it, struct counts *out
     return do_counts(c, &a);
 }
 
+/* The item's counts and uid's flags on it, in one statement of the write's transaction. */
+static int read_state(struct conn *c, int64_t uid, const struct item *it, struct item_state *out)
+{
+    BINDS(p, 8);
+    BINDS(r, 8);
+    MYSQL_STMT *st = c->stmt[S_STATE];
+    int64_t liked = 0, collected = 0;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->item = *it;
+    bind_i64(&p, &uid);
+    bind_i64(&p, &uid);
+    bind_item(&p, it);
+    bind_i64(&r, &out->counts.read_cnt);
+    bind_i64(&r, &out->counts.like_cnt);
+    bind_i64(&r, &out->counts.collect_cnt);
+    bind_i64(&r, &liked);
+    bind_i64(&r, &collected);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1) {
+        out->liked = liked != 0;
+        out->collected = collected != 0;
+    }
+    return rc;
+}
+
 /* ------------------------------------------------------------ hours and windows */
 
 /* mark[w]: the first hour window w still holds (shared lock: a sweep waits for us). */
@@ -866,19 +902,16 @@ static int upsert_counts(struct conn *c, bool window, const struct store_row *r,
 static int add_hourly(struct conn *c, const struct store_row *r, size_t n)
 {
     int64_t mark[WINDOW_COUNT];
-    struct store_row one, *sum;
+    struct store_row one[WINDOW_COUNT], *sum;
     int rc;
 
     if (n == 0)
         return 0;
     if ((rc = read_marks(c, mark)) || (rc = upsert_counts(c, false, r, n)))
         return rc;
-    sum = n == 1 ? &one : xcalloc(n, sizeof(*sum));
-    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
-        size_t k = store__window_sum(r, n, mark[w], window_hours[w], sum);
-        rc = upsert_counts(c, true, sum, k);
-    }
-    if (sum != &one)
+    sum = n == 1 ? one : xcalloc(n * WINDOW_COUNT, sizeof(*sum));
+    rc = upsert_counts(c, true, sum, store__window_sums(r, n, mark, sum));
+    if (sum != one)
         free(sum);
     return rc;
 }
@@ -910,7 +943,7 @@ struct write_args {
     int64_t uid, cid, now;
     const struct item *it;
     bool on, changed;
-    struct counts *out;
+    struct item_state *out;
 };
 
 static int do_like(struct conn *c, void *arg)
@@ -937,11 +970,11 @@ static int do_like(struct conn *c, void *arg)
     if (a->changed && ((rc = bump(c, a->it, a->on ? 1 : -1, 0, &a->now)) ||
                        (rc = add_transition(c, a->it, FIELD_LIKE_CNT, a->on ? 1 : -1, a->now))))
         return rc;
-    return read_counts(c, a->it, a->out);
+    return read_state(c, a->uid, a->it, a->out);
 }
 
 static int mdb_set_like(struct store *base, int64_t uid, const struct item *it, bool on,
-                        int64_t now_ms, bool *changed, struct counts *out)
+                        int64_t now_ms, bool *changed, struct item_state *out)
 {
     struct write_args a = {.uid = uid, .now = now_ms, .it = it, .on = on, .out = out};
     int rc = with_conn((struct mysql_store *)base, true, do_like, &a);
@@ -992,11 +1025,11 @@ static int do_collect(struct conn *c, void *arg)
     if (a->changed && ((rc = bump(c, a->it, 0, a->on ? 1 : -1, &a->now)) ||
                        (rc = add_transition(c, a->it, FIELD_COLLECT_CNT, a->on ? 1 : -1, a->now))))
         return rc;
-    return read_counts(c, a->it, a->out);
+    return read_state(c, a->uid, a->it, a->out);
 }
 
 static int mdb_set_collect(struct store *base, int64_t uid, int64_t cid, const struct item *it,
-                           bool on, int64_t now_ms, bool *changed, struct counts *out)
+                           bool on, int64_t now_ms, bool *changed, struct item_state *out)
 {
     struct write_args a = {.uid = uid, .cid = cid, .now = now_ms, .it = it, .on = on, .out = out};
     int rc = with_conn((struct mysql_store *)base, true, do_collect, &a);

@@ -536,6 +536,21 @@ static int read_status(struct conn *c, enum stmt which, int64_t uid, const struc
     return rc;
 }
 
+/* The item's counts and uid's flags on it, as the writer's transaction sees them. */
+static int read_state(struct conn *c, int64_t uid, const struct item *it, struct item_state *out)
+{
+    int rc, liked = 0, collected = 0;
+
+    out->item = *it;
+    if ((rc = read_counts(c, it, &out->counts)) ||
+        (rc = read_status(c, S_LIKED, uid, it, &liked, NULL)) ||
+        (rc = read_status(c, S_COLLECTED, uid, it, &collected, NULL)))
+        return rc;
+    out->liked = liked == 1;
+    out->collected = collected == 1;
+    return 0;
+}
+
 static int sqlite_counts(struct store *base, const struct item *items, size_t n, struct counts *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -633,19 +648,16 @@ static int upsert_counts(struct conn *c, bool window, const struct store_row *r,
 static int add_hourly(struct conn *c, const struct store_row *r, size_t n)
 {
     int64_t mark[WINDOW_COUNT];
-    struct store_row one, *sum;
+    struct store_row one[WINDOW_COUNT], *sum;
     int rc;
 
     if (n == 0)
         return 0;
     if ((rc = upsert_counts(c, false, r, n)) || (rc = read_marks(c, mark)))
         return rc;
-    sum = n == 1 ? &one : xcalloc(n, sizeof(*sum));
-    for (int w = 0; w < WINDOW_COUNT && rc == 0; w++) {
-        size_t k = store__window_sum(r, n, mark[w], window_hours[w], sum);
-        rc = upsert_counts(c, true, sum, k);
-    }
-    if (sum != &one)
+    sum = n == 1 ? one : xcalloc(n * WINDOW_COUNT, sizeof(*sum));
+    rc = upsert_counts(c, true, sum, store__window_sums(r, n, mark, sum));
+    if (sum != one)
         free(sum);
     return rc;
 }
@@ -673,7 +685,7 @@ static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dc
 }
 
 static int sqlite_set_like(struct store *base, int64_t uid, const struct item *it, bool on,
-                           int64_t now_ms, bool *changed, struct counts *out)
+                           int64_t now_ms, bool *changed, struct item_state *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     struct conn *c = writer_get(s);
@@ -693,7 +705,7 @@ static int sqlite_set_like(struct store *base, int64_t uid, const struct item *i
     if (*changed && ((rc = bump(c, it, on ? 1 : -1, 0, now_ms)) ||
                      (rc = add_transition(c, it, FIELD_LIKE_CNT, on ? 1 : -1, now_ms))))
         goto out;
-    rc = read_counts(c, it, out);
+    rc = read_state(c, uid, it, out);
 out:
     rc = finish(c, rc);
     if (rc)
@@ -703,7 +715,7 @@ out:
 }
 
 static int sqlite_set_collect(struct store *base, int64_t uid, int64_t cid, const struct item *it,
-                              bool on, int64_t now_ms, bool *changed, struct counts *out)
+                              bool on, int64_t now_ms, bool *changed, struct item_state *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     struct conn *c = writer_get(s);
@@ -736,7 +748,7 @@ static int sqlite_set_collect(struct store *base, int64_t uid, int64_t cid, cons
     if (*changed && ((rc = bump(c, it, 0, on ? 1 : -1, now_ms)) ||
                      (rc = add_transition(c, it, FIELD_COLLECT_CNT, on ? 1 : -1, now_ms))))
         goto out;
-    rc = read_counts(c, it, out);
+    rc = read_state(c, uid, it, out);
 out:
     rc = finish(c, rc);
     if (rc)

@@ -17,21 +17,25 @@
 const int window_hours[WINDOW_COUNT] = {1, 24, 168, 720};
 const char *const window_names[WINDOW_COUNT] = {"1h", "24h", "7d", "30d"};
 
-size_t store__window_sum(const struct store_row *rows, size_t n, int64_t from_hour, int64_t win,
-                         struct store_row *out)
+size_t store__window_sums(const struct store_row *rows, size_t n,
+                          const int64_t mark[WINDOW_COUNT], struct store_row *out)
 {
     size_t k = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        if (rows[i].key < from_hour)
-            continue;
-        if (k == 0 || item_cmp(&out[k - 1].item, &rows[i].item) != 0) {
-            out[k] = rows[i];
-            out[k].key = win;
-            k++;
-        } else {
-            for (int f = 0; f < FIELD_COUNT; f++)
-                out[k - 1].v[f] += rows[i].v[f];
+    for (int w = 0; w < WINDOW_COUNT; w++) {
+        size_t first = k;
+
+        for (size_t i = 0; i < n; i++) {
+            if (rows[i].key < mark[w])
+                continue;
+            if (k == first || item_cmp(&out[k - 1].item, &rows[i].item) != 0) {
+                out[k] = rows[i];
+                out[k].key = window_hours[w];
+                k++;
+            } else {
+                for (int f = 0; f < FIELD_COUNT; f++)
+                    out[k - 1].v[f] += rows[i].v[f];
+            }
         }
     }
     return k;

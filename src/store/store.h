@@ -134,12 +134,14 @@ struct store_row {
 };
 
 /*
- * For adapters: sums rows[0, n) (sorted by item, key = hour) whose hour is at
- * least from_hour into one row per item, keyed win, in out (n entries); returns
- * how many.
+ * For adapters: sums rows[0, n) (sorted by item, key = hour) into one row per
+ * window and item, keyed by the window's length in hours, for every window w
+ * that still holds the row's hour (hour >= mark[w]); out has room for
+ * n * WINDOW_COUNT rows, ordered by window, then item (the order every writer
+ * locks them in). Returns how many.
  */
-size_t store__window_sum(const struct store_row *rows, size_t n, int64_t from_hour, int64_t win,
-                         struct store_row *out);
+size_t store__window_sums(const struct store_row *rows, size_t n,
+                          const int64_t mark[WINDOW_COUNT], struct store_row *out);
 /* For adapters: the hour (since the epoch) of a time in ms; floor, also before 1970. */
 int64_t store__hour_of(int64_t ms);
 
@@ -152,12 +154,13 @@ struct store_ops {
     /* Whether uid likes / has collected each of n items. */
     int (*flags)(struct store *s, int64_t uid, const struct item *items, size_t n, bool *liked,
                  bool *collected);
-    /* Like (on) or unlike; *changed tells whether like_cnt moved; *out: counts after. */
+    /* Like (on) or unlike; *changed tells whether like_cnt moved; *out: the item's counts
+     * and uid's flags on it after the write, read in its transaction. */
     int (*set_like)(struct store *s, int64_t uid, const struct item *it, bool on, int64_t now_ms,
-                    bool *changed, struct counts *out);
+                    bool *changed, struct item_state *out);
     /* Put into collection cid (moving it from another one) or take out of cid. */
     int (*set_collect)(struct store *s, int64_t uid, int64_t cid, const struct item *it, bool on,
-                       int64_t now_ms, bool *changed, struct counts *out);
+                       int64_t now_ms, bool *changed, struct item_state *out);
     /* Active likes of uid in biz, newest first, after cursor; up to limit entries. */
     int (*list_likes)(struct store *s, int64_t uid, const char *biz,
                       const struct list_cursor *after, size_t limit, struct list_entry *out,
@@ -281,13 +284,13 @@ static inline int store_flags(struct store *s, int64_t uid, const struct item *i
     return s->ops->flags(s, uid, items, n, liked, collected);
 }
 static inline int store_set_like(struct store *s, int64_t uid, const struct item *it, bool on,
-                                 int64_t now_ms, bool *changed, struct counts *out)
+                                 int64_t now_ms, bool *changed, struct item_state *out)
 {
     return s->ops->set_like(s, uid, it, on, now_ms, changed, out);
 }
 static inline int store_set_collect(struct store *s, int64_t uid, int64_t cid,
                                     const struct item *it, bool on, int64_t now_ms, bool *changed,
-                                    struct counts *out)
+                                    struct item_state *out)
 {
     return s->ops->set_collect(s, uid, cid, it, on, now_ms, changed, out);
 }

@@ -26,6 +26,7 @@ static int seam_get_reply(redisContext *ctx, void **reply);
 #undef redisGetReply
 
 static const struct item it = { "race", 1 }, other = { "race", 2 };
+enum { USER = 77 };
 
 static void (*before_next_reply)(void *arg); /* one shot */
 static void *before_next_reply_arg;
@@ -68,7 +69,8 @@ static int setup(void **state)
         freeReplyObject(u.user ? redisCommand(f->r, "AUTH %s %s", u.user, u.password)
                                : redisCommand(f->r, "AUTH %s", u.password));
     url_release(&u);
-    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1 interactive:race:2"));
+    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1 interactive:race:2 user_flags:%d",
+                                 USER));
     *state = f;
     return 0;
 }
@@ -96,7 +98,7 @@ static bool lookup(struct fixture *f, struct counts *out, cache_token *token)
 {
     bool hit;
 
-    assert_int_equal(cache_get(f->c, &it, 1, out, &hit, token), 0);
+    assert_int_equal(cache_get(f->c, &it, 1, out, &hit, token, NULL), 0);
     return hit;
 }
 
@@ -111,8 +113,8 @@ static void fill_then_write_increments(void **state)
     assert_int_equal(cache_fill(f->c, &it, 1, &five, &tok), 0);
     assert_true(lookup(f, &got, &tok));
     assert_int_equal(got.read_cnt, 5);
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     assert_true(lookup(f, &got, &tok));
     assert_int_equal(got.read_cnt, 6);
 }
@@ -126,8 +128,8 @@ static void stale_fill_after_write_is_refused(void **state)
     cache_token tok, tok2;
 
     assert_false(lookup(f, &got, &tok));
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0); /* not cached: no increment */
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0); /* not cached: no increment */
     assert_int_equal(cache_fill(f->c, &it, 1, &stale, &tok), 0);
     assert_false(lookup(f, &got, &tok2)); /* refused: the next reader fills afresh */
     assert_int_not_equal(tok2, tok);
@@ -142,11 +144,11 @@ static void fill_during_write_is_refused(void **state)
     struct counts got, fresh = { 6, 0, 0 }, plus_one = { 1, 0, 0 };
     cache_token tok;
 
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
     assert_false(lookup(f, &got, &tok));
     assert_true(tok == CACHE_NO_FILL); /* the miss saw the write in flight */
     assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     assert_false(lookup(f, &got, &tok));
     /* Once writes are done, a fill with a current token is taken. */
     assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
@@ -163,9 +165,9 @@ static void fill_straddling_begin_is_refused(void **state)
     cache_token tok;
 
     assert_false(lookup(f, &got, &tok));
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
     assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     assert_false(lookup(f, &got, &tok));
 }
 
@@ -178,11 +180,11 @@ static void eviction_mid_write_never_counts_twice(void **state)
     struct counts got, fresh = { 6, 0, 0 }, plus_one = { 1, 0, 0 };
     cache_token tok;
 
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
     freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
     assert_false(lookup(f, &got, &tok));
     assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     if (lookup(f, &got, &tok))
         assert_int_equal(got.read_cnt, 6); /* never 7 */
     /* The next miss fills afresh. */
@@ -201,10 +203,10 @@ static void eviction_mid_write_refuses_a_stale_fill(void **state)
     struct counts got, stale = { 5, 0, 0 }, plus_one = { 1, 0, 0 };
     cache_token tok, tok2;
 
-    assert_int_equal(cache_begin(f->c, &it, 1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
     freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
     assert_false(lookup(f, &got, &tok));
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     assert_int_equal(cache_fill(f->c, &it, 1, &stale, &tok), 0);
     assert_false(lookup(f, &got, &tok2));
 }
@@ -225,7 +227,7 @@ static void batches_larger_than_a_pipeline(void **state)
         items[i].id = i + 1;
         freeReplyObject(redisCommand(f->r, "DEL interactive:batch:%d", i + 1));
     }
-    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok, NULL), 0);
     for (int i = 0; i < N; i++) {
         assert_false(hit[i]);
         got[i].read_cnt = i;
@@ -233,7 +235,7 @@ static void batches_larger_than_a_pipeline(void **state)
     tok[N - 1] = CACHE_NO_FILL; /* the last one is not filled */
     assert_int_equal(cache_fill(f->c, items, N, got, tok), 0);
     memset(got, 0, N * sizeof(*got));
-    assert_int_equal(cache_get(f->c, items, N, got, hit, tok), 0);
+    assert_int_equal(cache_get(f->c, items, N, got, hit, tok, NULL), 0);
     for (int i = 0; i < N - 1; i++) {
         assert_true(hit[i]);
         assert_int_equal(got[i].read_cnt, i);
@@ -261,7 +263,7 @@ static void end_fails(void *arg)
     struct counts plus_one = { 1, 0, 0 };
 
     replies_to_break = 1;
-    assert_int_equal(cache_end(f->c, &it, 1, &plus_one), TALLY_EUNAVAIL);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), TALLY_EUNAVAIL);
 }
 
 /*
@@ -280,19 +282,169 @@ static void failed_repair_keeps_keys_added_meanwhile(void **state)
 
     assert_false(lookup(f, &got, &tok));
     assert_int_equal(cache_fill(f->c, &it, 1, &five, &tok), 0);
-    assert_int_equal(cache_begin(f->c, &it, 1), 0); /* the store then commits 6 */
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0); /* the store then commits 6 */
     replies_to_break = 1;
-    assert_int_equal(cache_begin(f->c, &other, 1), TALLY_EUNAVAIL); /* `other` awaits repair */
+    assert_int_equal(cache_begin(f->c, &other, 1, NULL), TALLY_EUNAVAIL); /* `other` awaits repair */
     reconnect_now(f);
     before_next_reply = end_fails; /* runs while the repair's DEL is on the wire, */
     before_next_reply_arg = f;
     replies_to_break = 1; /* then the repair's connection breaks */
-    assert_int_equal(cache_get(f->c, &it, 1, &got, &hit, &tok), TALLY_EUNAVAIL);
+    assert_int_equal(cache_get(f->c, &it, 1, &got, &hit, &tok, NULL), TALLY_EUNAVAIL);
     assert_int_equal(replies_to_break, 0);
     reconnect_now(f);
     if (lookup(f, &got, &tok)) /* the repair must have deleted the 5 that missed the write */
         fail_msg("a failed repair lost a key: read_cnt %lld served after a write to 6",
                  (long long)got.read_cnt);
+}
+
+/* ------------------------------------------------------------ users' flags */
+
+/* Whether the cache holds USER's flags on item i (in *flags), and the fill token. */
+static bool lookup_flags(struct fixture *f, const struct item *i, uint8_t *flags,
+                         cache_token *token)
+{
+    struct counts counts;
+    cache_token count_token;
+    bool count_hit, hit = false;
+    struct flag_lookup user = {.uid = USER, .flags = flags, .hit = &hit};
+
+    assert_int_equal(cache_get(f->c, i, 1, &counts, &count_hit, &count_token, &user), 0);
+    *token = user.token;
+    return hit;
+}
+
+/* A user's write: begin, the store commits flags, end. */
+static void user_write(struct fixture *f, const struct item *i, uint8_t flags)
+{
+    struct flag_write w = {.uid = USER, .item = i};
+
+    assert_int_equal(cache_begin(f->c, i, 1, &w), 0);
+    w.flags = flags;
+    w.committed = true;
+    assert_int_equal(cache_end(f->c, i, 1, NULL, &w), 0);
+}
+
+/* A miss fills; the writer's own write then lands in the cache: read-your-writes. */
+static void flags_fill_then_follow_the_users_writes(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    uint8_t flags = 0xff, collected = FLAG_COLLECTED;
+    cache_token tok;
+
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &collected, tok), 0);
+    assert_true(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(flags, FLAG_COLLECTED);
+    user_write(f, &it, FLAG_LIKED | FLAG_COLLECTED);
+    assert_true(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(flags, FLAG_LIKED | FLAG_COLLECTED);
+    user_write(f, &it, FLAG_COLLECTED); /* the unlike */
+    assert_true(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(flags, FLAG_COLLECTED);
+}
+
+/* A reader read "not liked" before the user's like committed and fills after its end: refused. */
+static void flag_fill_straddling_a_write_is_refused(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    uint8_t flags, none = 0;
+    cache_token tok, tok2;
+
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    user_write(f, &it, FLAG_LIKED);
+    assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
+    assert_true(lookup_flags(f, &it, &flags, &tok2));
+    assert_int_equal(flags, FLAG_LIKED);
+}
+
+/* While a write of the user is in flight, a miss gets no fill token. */
+static void flag_fill_during_a_write_is_refused(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct flag_write w = {.uid = USER, .item = &it};
+    uint8_t flags, none = 0;
+    cache_token tok;
+
+    assert_int_equal(cache_begin(f->c, &it, 1, &w), 0);
+    assert_false(lookup_flags(f, &other, &flags, &tok));
+    assert_true(tok == CACHE_NO_FILL);
+    assert_int_equal(cache_fill_flags(f->c, USER, &other, 1, &none, tok), 0);
+    w.committed = true;
+    w.flags = FLAG_LIKED;
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), 0);
+    assert_false(lookup_flags(f, &other, &flags, &tok));
+}
+
+/* Two writes of the user overlap: their commits' order is unknown, so neither end may cache
+ * its flags; the next reader fills from the store. */
+static void overlapping_writes_leave_flags_to_the_store(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct flag_write w1 = {.uid = USER, .item = &it}, w2 = {.uid = USER, .item = &it};
+    uint8_t flags;
+    cache_token tok;
+
+    assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, &w2), 0);
+    w2.committed = w1.committed = true;
+    w2.flags = 0;
+    w1.flags = FLAG_LIKED;
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w2), 0);
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w1), 0);
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    /* A write that failed caches nothing either. */
+    assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
+    w1.committed = false;
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w1), 0);
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+}
+
+/* The user's hash is evicted mid-write and a reader fills what it read before the commit:
+ * the write's end must drop that fill. */
+static void eviction_mid_write_drops_the_users_fills(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct flag_write w = {.uid = USER, .item = &it};
+    uint8_t flags, none = 0;
+    cache_token tok;
+
+    assert_int_equal(cache_begin(f->c, &it, 1, &w), 0);
+    freeReplyObject(redisCommand(f->r, "DEL user_flags:%d", USER));
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
+    w.committed = true;
+    w.flags = FLAG_LIKED;
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), 0);
+    if (lookup_flags(f, &it, &flags, &tok))
+        assert_int_equal(flags, FLAG_LIKED); /* never the stale "not liked" */
+}
+
+/* A user's write whose end cannot reach Redis: the first call that reaches it again drops the
+ * user's cached flags. */
+static void failed_end_drops_the_users_flags(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct flag_write w = {.uid = USER, .item = &it};
+    uint8_t flags, none = 0;
+    cache_token tok;
+
+    assert_false(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
+    assert_true(lookup_flags(f, &it, &flags, &tok));
+    assert_int_equal(cache_begin(f->c, &it, 1, &w), 0);
+    w.committed = true;
+    w.flags = FLAG_LIKED;
+    replies_to_break = 1;
+    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), TALLY_EUNAVAIL);
+    reconnect_now(f);
+    assert_false(lookup_flags(f, &it, &flags, &tok)); /* not the "not liked" of before */
 }
 
 int main(void)
@@ -306,6 +458,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(eviction_mid_write_refuses_a_stale_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_larger_than_a_pipeline, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_repair_keeps_keys_added_meanwhile, setup, teardown),
+        cmocka_unit_test_setup_teardown(flags_fill_then_follow_the_users_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_fill_straddling_a_write_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(flag_fill_during_a_write_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(overlapping_writes_leave_flags_to_the_store, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(eviction_mid_write_drops_the_users_fills, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_end_drops_the_users_flags, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN); /* as tallyd does: a broken connection is an error, not a signal */

@@ -46,27 +46,30 @@ static void like_counts_only_transitions(void **state)
 {
     struct fixture *f = *state;
     struct item a = item("article", 7);
-    struct counts c;
+    struct item_state c;
     bool changed, liked, collected;
 
     assert_int_equal(store_set_like(f->s, 42, &a, true, 1000, &changed, &c), 0);
     assert_true(changed);
-    assert_int_equal(c.like_cnt, 1);
+    assert_int_equal(c.counts.like_cnt, 1);
+    assert_true(c.liked); /* the flags come back from the write's transaction */
+    assert_false(c.collected);
     assert_int_equal(store_set_like(f->s, 42, &a, true, 1001, &changed, &c), 0);
     assert_false(changed);
-    assert_int_equal(c.like_cnt, 1);
+    assert_int_equal(c.counts.like_cnt, 1);
     assert_int_equal(store_set_like(f->s, 43, &a, true, 1002, &changed, &c), 0);
-    assert_int_equal(c.like_cnt, 2);
+    assert_int_equal(c.counts.like_cnt, 2);
     assert_int_equal(store_set_like(f->s, 42, &a, false, 1003, &changed, &c), 0);
     assert_true(changed);
-    assert_int_equal(c.like_cnt, 1);
+    assert_int_equal(c.counts.like_cnt, 1);
+    assert_false(c.liked);
     assert_int_equal(store_set_like(f->s, 42, &a, false, 1004, &changed, &c), 0);
     assert_false(changed);
-    assert_int_equal(c.like_cnt, 1);
+    assert_int_equal(c.counts.like_cnt, 1);
     /* Unliking something never liked cannot go negative. */
     assert_int_equal(store_set_like(f->s, 99, &a, false, 1005, &changed, &c), 0);
     assert_false(changed);
-    assert_int_equal(c.like_cnt, 1);
+    assert_int_equal(c.counts.like_cnt, 1);
     assert_int_equal(store_flags(f->s, 43, &a, 1, &liked, &collected), 0);
     assert_true(liked);
     assert_false(collected);
@@ -80,16 +83,16 @@ static void collections_move_without_counting(void **state)
     struct item a = item("video", 1);
     struct list_cursor start = LIST_CURSOR_START;
     struct list_entry e[4];
-    struct counts c;
+    struct item_state c;
     bool changed;
     size_t n;
 
     assert_int_equal(store_set_collect(f->s, 5, 10, &a, true, 100, &changed, &c), 0);
     assert_true(changed);
-    assert_int_equal(c.collect_cnt, 1);
+    assert_int_equal(c.counts.collect_cnt, 1);
     assert_int_equal(store_set_collect(f->s, 5, 11, &a, true, 101, &changed, &c), 0);
     assert_false(changed);
-    assert_int_equal(c.collect_cnt, 1);
+    assert_int_equal(c.counts.collect_cnt, 1);
     assert_int_equal(store_list_collection(f->s, 5, 10, &start, 4, e, &n), 0);
     assert_int_equal(n, 0);
     assert_int_equal(store_list_collection(f->s, 5, 11, &start, 4, e, &n), 0);
@@ -100,10 +103,12 @@ static void collections_move_without_counting(void **state)
     /* Removing from the wrong collection changes nothing. */
     assert_int_equal(store_set_collect(f->s, 5, 10, &a, false, 102, &changed, &c), 0);
     assert_false(changed);
-    assert_int_equal(c.collect_cnt, 1);
+    assert_int_equal(c.counts.collect_cnt, 1);
+    assert_true(c.collected); /* still in collection 11 */
     assert_int_equal(store_set_collect(f->s, 5, 11, &a, false, 103, &changed, &c), 0);
     assert_true(changed);
-    assert_int_equal(c.collect_cnt, 0);
+    assert_int_equal(c.counts.collect_cnt, 0);
+    assert_false(c.collected);
 }
 
 static void lists_page_newest_first(void **state)
@@ -111,7 +116,7 @@ static void lists_page_newest_first(void **state)
     struct fixture *f = *state;
     struct list_cursor cur = LIST_CURSOR_START;
     struct list_entry e[3];
-    struct counts c;
+    struct item_state c;
     bool changed;
     size_t n, seen = 0;
     int64_t expect = 25;
@@ -142,7 +147,7 @@ static void top_uses_index_and_orders(void **state)
 {
     struct fixture *f = *state;
     struct item_state st[5];
-    struct counts c;
+    struct item_state c;
     bool changed;
     size_t n;
     sqlite3 *db;
@@ -293,13 +298,14 @@ static void schema_survives_reopen(void **state)
 {
     struct fixture *f = *state;
     struct item a = item("article", 1);
+    struct item_state st;
     struct counts c;
     bool changed;
     char url[256], *err = NULL;
     sqlite3 *db;
     sqlite3_stmt *q;
 
-    assert_int_equal(store_set_like(f->s, 1, &a, true, 1, &changed, &c), 0);
+    assert_int_equal(store_set_like(f->s, 1, &a, true, 1, &changed, &st), 0);
     store_free(f->s);
     snprintf(url, sizeof(url), "sqlite:%s", f->path);
     assert_int_equal(store_open(url, &f->s, &err), 0);
