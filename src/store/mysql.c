@@ -156,6 +156,7 @@ enum stmt {
     S_OFFSET_NEW,
     S_DEAD_LETTER,
     S_MARKS,
+    S_TRANSITION_WINDOWS,
     S_MARK_LOCK,
     S_MARK_INIT,
     S_MARK_CAS,
@@ -237,6 +238,12 @@ static const char *const stmt_sql[STMT_COUNT] = {
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     /* Ingest and likes read the marks shared; a sweep locks its window's mark first. */
     [S_MARKS] = "SELECT win, hour FROM window_mark LOCK IN SHARE MODE",
+    /* A like's or collection's delta to every window whose mark is at most its hour. */
+    [S_TRANSITION_WINDOWS] =
+        "INSERT INTO interactive_window (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+        " SELECT ?, ?, win, 0, ?, ? FROM window_mark WHERE hour <= ? LOCK IN SHARE MODE"
+        " ON DUPLICATE KEY UPDATE like_cnt = interactive_window.like_cnt + VALUES(like_cnt),"
+        " collect_cnt = interactive_window.collect_cnt + VALUES(collect_cnt)",
     [S_MARK_LOCK] = "SELECT hour FROM window_mark WHERE win = ? FOR UPDATE",
     [S_MARK_INIT] = "INSERT IGNORE INTO window_mark (win, hour) VALUES (?, ?)",
     [S_MARK_CAS] = "UPDATE window_mark SET hour = ? WHERE win = ? AND hour = ?",
@@ -897,33 +904,48 @@ static int upsert_counts(struct conn *c, bool window, const struct store_row *r,
     return rc;
 }
 
-/* Adds hourly rows (sorted by item, then hour) to their hours and to every window that
- * still holds their hour. */
+/*
+ * Adds hourly rows (sorted by item, then hour) to every window that still
+ * holds their hour, then to their hours. Every writer takes its locks in that
+ * order (marks shared, windows, hours), and a sweep takes its mark first, so
+ * neither deadlocks the other.
+ */
 static int add_hourly(struct conn *c, const struct store_row *r, size_t n)
 {
     int64_t mark[WINDOW_COUNT];
-    struct store_row one[WINDOW_COUNT], *sum;
+    struct store_row *sum;
     int rc;
 
     if (n == 0)
         return 0;
-    if ((rc = read_marks(c, mark)) || (rc = upsert_counts(c, false, r, n)))
+    if ((rc = read_marks(c, mark)))
         return rc;
-    sum = n == 1 ? one : xcalloc(n * WINDOW_COUNT, sizeof(*sum));
+    sum = xcalloc(n * WINDOW_COUNT, sizeof(*sum));
     rc = upsert_counts(c, true, sum, store__window_sums(r, n, mark, sum));
-    if (sum != one)
-        free(sum);
-    return rc;
+    free(sum);
+    return rc ? rc : upsert_counts(c, false, r, n);
 }
 
-/* One like or collection transition, in the hour of now_ms. */
-static int add_transition(struct conn *c, const struct item *it, enum count_field f,
-                          int64_t delta, int64_t now_ms)
+/*
+ * One like or collection transition, in the hour of now_ms: the windows that
+ * hold that hour, found and added to by one statement, then the hour.
+ */
+static int add_transition(struct conn *c, const struct item *it, int64_t dlike,
+                          int64_t dcollect, int64_t now_ms)
 {
     struct store_row row = {.item = *it, .key = store__hour_of(now_ms)};
+    BINDS(p, 8);
+    int rc;
 
-    row.v[f] = delta;
-    return add_hourly(c, &row, 1);
+    row.v[FIELD_LIKE_CNT] = dlike;
+    row.v[FIELD_COLLECT_CNT] = dcollect;
+    bind_item(&p, it);
+    bind_i64(&p, &dlike);
+    bind_i64(&p, &dcollect);
+    bind_i64(&p, &row.key);
+    if ((rc = exec(c, c->stmt[S_TRANSITION_WINDOWS], &p, NULL)))
+        return rc;
+    return upsert_counts(c, false, &row, 1);
 }
 
 static int bump(struct conn *c, const struct item *it, int64_t dlike, int64_t dcollect,
@@ -968,7 +990,7 @@ static int do_like(struct conn *c, void *arg)
     /* 1: inserted, 2: reactivated (on) / 1: deactivated (off); 0: no transition. */
     a->changed = mysql_stmt_affected_rows(st) > 0;
     if (a->changed && ((rc = bump(c, a->it, a->on ? 1 : -1, 0, &a->now)) ||
-                       (rc = add_transition(c, a->it, FIELD_LIKE_CNT, a->on ? 1 : -1, a->now))))
+                       (rc = add_transition(c, a->it, a->on ? 1 : -1, 0, a->now))))
         return rc;
     return read_state(c, a->uid, a->it, a->out);
 }
@@ -1023,7 +1045,7 @@ static int do_collect(struct conn *c, void *arg)
     if (rc)
         return rc;
     if (a->changed && ((rc = bump(c, a->it, 0, a->on ? 1 : -1, &a->now)) ||
-                       (rc = add_transition(c, a->it, FIELD_COLLECT_CNT, a->on ? 1 : -1, a->now))))
+                       (rc = add_transition(c, a->it, 0, a->on ? 1 : -1, a->now))))
         return rc;
     return read_state(c, a->uid, a->it, a->out);
 }

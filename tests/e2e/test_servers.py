@@ -135,11 +135,12 @@ def test_cache_matches_store_after_fills_race_writes(tallyd, db):
     errors = []
     items = [1, 2, 3]
 
-    def reader():
-        conn = tallyd.connect()
+    def reader(seed):
+        rng, conn = random.Random(seed), tallyd.connect()
         while not stop.is_set():
             ids = ",".join(map(str, items))
-            r = tallyd.request("GET", f"/v1/items/video?ids={ids}", conn=conn)
+            uid = rng.choice(["", f"&uid={rng.randint(1, 30)}"])  # and the users' flags
+            r = tallyd.request("GET", f"/v1/items/video?ids={ids}{uid}", conn=conn)
             if r.status != 200:
                 errors.append(r)
 
@@ -157,11 +158,13 @@ def test_cache_matches_store_after_fills_race_writes(tallyd, db):
                 tallyd.request("POST", f"/v1/items/video/{item}/reads", conn=conn)
 
     def evictor():
+        rng = random.Random(99)
         while not stop.is_set():
-            redis("DEL", *[f"interactive:video:{i}" for i in items])
+            redis("DEL", *[f"interactive:video:{i}" for i in items],
+                  *[f"user_flags:{rng.randint(1, 30)}" for _ in range(5)])
             time.sleep(0.005)
 
-    threads = ([threading.Thread(target=reader) for _ in range(6)] +
+    threads = ([threading.Thread(target=reader, args=(s,)) for s in range(6)] +
                [threading.Thread(target=writer, args=(s,)) for s in range(6)] +
                [threading.Thread(target=evictor)])
     for t in threads:
@@ -179,6 +182,20 @@ def test_cache_matches_store_after_fills_race_writes(tallyd, db):
         truth = stored(db, "video", i)
         assert counts_of(tallyd.get(f"/v1/items/video/{i}").json) == truth
         assert cached("video", i) == truth, i
+    # Every user's flags, as served and as cached, are the rows'.
+    liked = set(db.sql("SELECT uid, biz_id FROM user_like WHERE biz = 'video' AND status = 1"))
+    collected = set(db.sql("SELECT uid, biz_id FROM user_collection"
+                           " WHERE biz = 'video' AND status = 1"))
+    assert liked and collected
+    ids = ",".join(map(str, items))
+    for uid in range(1, 31):
+        cached_flags = dict(zip(*[iter(redis("HGETALL", f"user_flags:{uid}").split())] * 2))
+        for it in tallyd.get(f"/v1/items/video?ids={ids}&uid={uid}").json["items"]:
+            want = ((uid, it["id"]) in liked, (uid, it["id"]) in collected)
+            assert (it["liked"], it["collected"]) == want, (uid, it)
+            field = cached_flags.get(f"video:{it['id']}")
+            if field is not None:
+                assert int(field) == want[0] | want[1] << 1, (uid, it, field)
 
 
 def test_script_flush_is_recovered(tallyd, db):
