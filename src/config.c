@@ -34,7 +34,7 @@
 
 static const char usage[] =
     "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
-    "              [--batch N] [--flush-ms N] [--threads N] [--queue N]\n"
+    "              [--batch N] [--flush-ms N] [--read-ahead N] [--threads N] [--queue N]\n"
     "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
@@ -51,6 +51,8 @@ static const char usage[] =
     "                      &sasl.password=S&ssl.ca.location=PATH]\n"
     "  --batch N           read events per store transaction, 1..100000 (10000)\n"
     "  --flush-ms N        longest wait of a partial read batch, 1..60000 (100)\n"
+    "  --read-ahead N      read events taken from Kafka beyond the batch being\n"
+    "                      committed, 0..1000000 (100000; about 100 bytes each)\n"
     "  --threads N         HTTP event-loop threads, 1..64 (2)\n"
     "  --queue N           read events the local bus holds, 1..10000000 (100000)\n"
     "  --header-timeout-ms N  a request must arrive whole within N ms of its first\n"
@@ -189,7 +191,7 @@ static int parse_url_flag(const char *flag, const char *value, const char **show
 }
 
 enum opt {
-    O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_THREADS, O_QUEUE,
+    O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_READ_AHEAD, O_THREADS, O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
     O_STOP_TIMEOUT, O_RATE_LIMIT, O_DRAIN, O_LOG_FORMAT, O_ACCESS_LOG,
@@ -217,6 +219,8 @@ static const struct opt_spec {
     [O_BATCH] = {"batch", "TALLY_BATCH", "10000", NUM(T_SIZE, batch, 1, 100000)},
     [O_FLUSH] = {"flush-ms", "TALLY_FLUSH_MS", "100", NUM(T_INT, flush_ms, 1, 60000)},
     [O_THREADS] = {"threads", "TALLY_THREADS", "2", NUM(T_INT, threads, 1, 64)},
+    [O_READ_AHEAD] = {"read-ahead", "TALLY_READ_AHEAD", "100000",
+                      NUM(T_SIZE, read_ahead, 0, 1000000)},
     [O_QUEUE] = {"queue", "TALLY_QUEUE", "100000", NUM(T_SIZE, queue_max, 1, 10000000)},
     [O_HEADER_TIMEOUT] = {"header-timeout-ms", "TALLY_HEADER_TIMEOUT_MS", "10000",
                           NUM(T_INT, header_timeout_ms, 100, 600000)},

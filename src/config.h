@@ -27,6 +27,7 @@ struct config {
     int flush_ms;
     int threads;
     size_t queue_max;
+    size_t read_ahead;
     int header_timeout_ms;
     int idle_timeout_ms;
     int max_conns;

@@ -150,6 +150,11 @@ int main(int argc, char **argv)
     }
     rc = readcount_start(bus, store, cache,
                          &(struct readcount_config){.batch = cfg.batch,
+                                                    /* the local bus is its own read-ahead */
+                                                    .read_ahead = strcmp(cfg.bus_url.scheme,
+                                                                         "kafka") == 0
+                                                                      ? cfg.read_ahead
+                                                                      : 0,
                                                     .flush_ms = cfg.flush_ms,
                                                     .stop_wait_ms = cfg.stop_timeout_ms,
                                                     .hourly_reads = cfg.windows,

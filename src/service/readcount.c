@@ -17,6 +17,17 @@
  * contiguous offset range of every partition and is committed with those
  * offsets: splitting keeps every commit exactly once. A stop gives up at its
  * deadline; what the local bus still held is then lost, and counted.
+ *
+ * Two threads, so that reading the bus never waits for the store. The
+ * reader owns the bus: it polls into a read-ahead buffer, hands one batch
+ * at a time to the applier, and when the applier is done tells the bus what
+ * was committed (or rewinds it). The applier owns the store side and knows
+ * the partitions' stored offsets from a table the reader fills at each
+ * handover. The read-ahead is what keeps a broker's backlog flowing: while a
+ * batch commits, librdkafka 2.0 stops fetching for a whole second once its
+ * own queue reaches its bound (kept small, since it costs about four times
+ * the memory of a parsed event), so tally holds up to --read-ahead parsed
+ * events itself, about a second of committing.
  */
 #include "service/readcount.h"
 
@@ -48,21 +59,34 @@ static const char lost_help[] = "Accepted read events never applied nor dead-let
                                 "at stop or never acknowledged by the broker.";
 
 /*
- * Owned by the consumer thread, except: stopping and deadline_us (set by
- * readcount_stop, under lock; wake cuts a backoff short) and failing (read by
- * any thread for /healthz).
+ * The reader thread owns the bus and the read-ahead; the applier owns the
+ * batch and everything after it, and `pos` while a job runs. Under lock:
+ * stopping and deadline_us (set by readcount_stop; wake cuts a backoff
+ * short), and the job handover (job_*, quit; job_cond). failing is read by
+ * any thread for /healthz.
  */
 struct readcount {
     struct bus *bus;
     struct store *store;
     struct cache *cache;
     struct readcount_config cfg;
-    pthread_t thread;
+    pthread_t thread, applier;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake, job_cond;
     bool stopping;
     int64_t deadline_us; /* clock_mono_us() when a stop gives up */
     atomic_bool failing;
+    size_t job_n;   /* events of the batch handed to the applier; 0: none */
+    bool job_done;  /* the applier finished it: its outcome below is ready */
+    size_t job_stale; /* of it, events left uncommitted because another consumer moved on */
+    bool quit;      /* the reader is done: the applier exits */
+    /* Polled, not yet handed over: ahead[ahead_at, ahead_at + nahead). */
+    struct read_event *ahead;
+    size_t ahead_cap, ahead_at, nahead;
+    /* Per partition of the job: expect = the stored next offset at handover (from the
+     * bus), next = where its next commit starts now (moved by the applier). */
+    struct store_offset *pos;
+    size_t npos;
     struct read_event *events;  /* the batch, in the order the bus handed it out */
     struct read_event *scratch; /* a copy of a range, reordered by merging */
     struct read_delta *deltas;
@@ -149,10 +173,28 @@ size_t readcount_merge(struct read_event *ev, size_t n, struct read_delta *out)
     return k;
 }
 
+/* Where partition's next commit starts, as the applier knows it (-1: nothing stored). */
+static int64_t stored_next(const struct readcount *rc, int32_t partition)
+{
+    for (size_t i = 0; i < rc->npos; i++)
+        if (rc->pos[i].partition == partition)
+            return rc->pos[i].next;
+    return -1;
+}
+
+/* Records a commit of offs[0, n) in the applier's table; the reader tells the bus. */
+static void committed(struct readcount *rc, const struct store_offset *offs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < rc->npos; j++)
+            if (rc->pos[j].partition == offs[i].partition)
+                rc->pos[j].next = offs[i].next;
+}
+
 /*
- * The offset range each partition of ev[0, n) covers: from where the bus
- * says the partition stands in the store, to just past its last event. Any
- * number of partitions: there are at most n, and rc->offs holds `batch`.
+ * The offset range each partition of ev[0, n) covers: from where the store
+ * holds the partition, to just past its last event. Any number of
+ * partitions: there are at most n, and rc->offs holds `batch`.
  */
 static size_t collect_offsets(struct readcount *rc, const struct read_event *ev, size_t n)
 {
@@ -168,7 +210,7 @@ static size_t collect_offsets(struct readcount *rc, const struct read_event *ev,
             ;
         if (j == k) {
             offs[k].partition = ev[i].partition;
-            offs[k].expect = bus_expect(rc->bus, ev[i].partition);
+            offs[k].expect = stored_next(rc, ev[i].partition);
             offs[k].next = ev[i].offset + 1;
             k++;
         } else if (ev[i].offset + 1 > offs[j].next) {
@@ -434,7 +476,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
     cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL, NULL);
     if (err == 0) {
         set_failing(rc, false, 0);
-        bus_committed(rc->bus, rc->offs, noffs);
+        committed(rc, rc->offs, noffs);
         metric_add(rc->m_applied, counted);
         metric_add(rc->m_deduped, rc->deduped);
         metric_add(rc->m_repeats, rc->repeats);
@@ -467,7 +509,7 @@ static int dead_letter(struct readcount *rc, const struct read_event *ev, int wh
     }
     if (err == 0) {
         set_failing(rc, false, 0);
-        bus_committed(rc->bus, rc->offs, noffs);
+        committed(rc, rc->offs, noffs);
         metric_add(rc->m_dead[reason], 1);
         rc->dead_in_batch++;
     } else if (err != TALLY_ESTALE && err != TALLY_ECLOSED) {
@@ -526,6 +568,7 @@ static void give_up(struct readcount *rc, const struct read_event *ev, size_t n)
     rc->gave_up = true;
 }
 
+/* Applies the job's n events; a stale outcome is left for the reader, which owns the bus. */
 static void apply(struct readcount *rc, size_t n)
 {
     size_t done = 0;
@@ -537,20 +580,15 @@ static void apply(struct readcount *rc, size_t n)
         log_warn("readcount: %zu read events refused by the store are recorded in "
                  "read_dead_letter (tally_read_events_dead_total); the others were counted",
                  rc->dead_in_batch);
-    if (err == TALLY_ESTALE) {
-        /* Another consumer moved these offsets: it counted the rest. Start again from
-         * what the store holds, for every partition still ours. */
-        log_warn("readcount: offsets moved by another consumer; %zu read events left to it",
-                 n - done);
-        metric_add(rc->m_stale, n - done);
-        bus_rewind(rc->bus);
-    } else if (err) {
+    if (err == TALLY_ESTALE)
+        rc->job_stale = n - done;
+    else if (err)
         give_up(rc, rc->events + done, n - done);
-    }
 }
 
-/* Window upkeep now and then, from this thread (it owns no lock the sweep needs):
- * each call is one bounded step; more steps follow at once while work is left. */
+/* Window upkeep now and then, from the applier while it has no batch (it holds no lock
+ * the sweep needs): each call is one bounded step; more steps follow at once while work
+ * is left. */
 static void sweep(struct readcount *rc)
 {
     bool more = false;
@@ -574,40 +612,201 @@ static void sweep(struct readcount *rc)
     rc->next_sweep_us = clock_mono_us() + (more && !err ? 0 : SWEEP_EVERY_MS * 1000);
 }
 
+/* The applier thread: one job at a time; window upkeep while there is none. */
+static void *applier_main(void *arg)
+{
+    struct readcount *rc = arg;
+
+    pthread_mutex_lock(&rc->lock);
+    for (;;) {
+        size_t n;
+
+        if (rc->job_n == 0 || rc->job_done) {
+            struct timespec ts;
+            int64_t at;
+
+            if (rc->quit)
+                break;
+            at = rc->next_sweep_us > clock_mono_us() ? rc->next_sweep_us
+                                                     : clock_mono_us() + SWEEP_EVERY_MS * 1000;
+            ts.tv_sec = (time_t)(at / 1000000);
+            ts.tv_nsec = (long)(at % 1000000) * 1000L;
+            if (pthread_cond_timedwait(&rc->job_cond, &rc->lock, &ts) != 0 &&
+                (rc->job_n == 0 || rc->job_done) && !rc->quit) {
+                pthread_mutex_unlock(&rc->lock);
+                sweep(rc);
+                pthread_mutex_lock(&rc->lock);
+            }
+            continue;
+        }
+        n = rc->job_n;
+        pthread_mutex_unlock(&rc->lock);
+        apply(rc, n);
+        pthread_mutex_lock(&rc->lock);
+        rc->job_done = true;
+        pthread_cond_broadcast(&rc->job_cond);
+    }
+    pthread_mutex_unlock(&rc->lock);
+    return NULL;
+}
+
+/* Whether a job is with the applier and not done yet. */
+static bool job_running(struct readcount *rc)
+{
+    bool running;
+
+    pthread_mutex_lock(&rc->lock);
+    running = rc->job_n > 0 && !rc->job_done;
+    pthread_mutex_unlock(&rc->lock);
+    return running;
+}
+
+/* Drops the read-ahead: its events are read again from where the store stands. */
+static size_t drop_ahead(struct readcount *rc)
+{
+    size_t n = rc->nahead;
+
+    rc->ahead_at = rc->nahead = 0;
+    return n;
+}
+
+/*
+ * The reader's side of a finished job: tells the bus which offsets were
+ * committed, or, when another consumer had moved them, rewinds it to what
+ * the store holds (the read-ahead with it).
+ */
+static void finish_job(struct readcount *rc)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < rc->npos; i++)
+        if (rc->pos[i].next != rc->pos[i].expect)
+            rc->pos[k++] = rc->pos[i];
+    bus_committed(rc->bus, rc->pos, k);
+    if (rc->job_stale) {
+        size_t dropped = rc->job_stale + drop_ahead(rc);
+
+        /* Another consumer moved these offsets: it counted the rest. Start again from
+         * what the store holds, for every partition still ours. */
+        log_warn("readcount: offsets moved by another consumer; %zu read events left to it",
+                 rc->job_stale);
+        metric_add(rc->m_stale, dropped);
+        bus_rewind(rc->bus);
+    }
+    pthread_mutex_lock(&rc->lock);
+    rc->job_n = 0;
+    rc->job_done = false;
+    rc->job_stale = 0;
+    pthread_mutex_unlock(&rc->lock);
+}
+
+/* Hands the first n events of the read-ahead to the (idle) applier. */
+static void hand_over(struct readcount *rc, size_t n)
+{
+    memcpy(rc->events, rc->ahead + rc->ahead_at, n * sizeof(*rc->events));
+    rc->ahead_at += n;
+    rc->nahead -= n;
+    if (rc->nahead == 0)
+        rc->ahead_at = 0;
+    rc->npos = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t part = rc->events[i].partition;
+        size_t j;
+
+        if (part < 0)
+            continue;
+        for (j = 0; j < rc->npos && rc->pos[j].partition != part; j++)
+            ;
+        if (j == rc->npos) {
+            int64_t at = bus_expect(rc->bus, part);
+            rc->pos[rc->npos++] = (struct store_offset){.partition = part, .expect = at, .next = at};
+        }
+    }
+    pthread_mutex_lock(&rc->lock);
+    rc->job_n = n;
+    rc->job_done = false;
+    pthread_cond_broadcast(&rc->job_cond);
+    pthread_mutex_unlock(&rc->lock);
+}
+
+/* Room left at the end of the read-ahead, after moving what is left to its start if needed. */
+static size_t ahead_room(struct readcount *rc)
+{
+    if (rc->ahead_at > 0 && rc->ahead_cap - rc->ahead_at - rc->nahead < rc->cfg.batch) {
+        memmove(rc->ahead, rc->ahead + rc->ahead_at, rc->nahead * sizeof(*rc->ahead));
+        rc->ahead_at = 0;
+    }
+    return rc->ahead_cap - rc->ahead_at - rc->nahead;
+}
+
+/* Waits (up to 100 ms) for the running job to end. */
+static void wait_job(struct readcount *rc)
+{
+    int64_t at = clock_mono_us() + 100000;
+    struct timespec ts = {(time_t)(at / 1000000), (long)(at % 1000000) * 1000L};
+
+    pthread_mutex_lock(&rc->lock);
+    if (rc->job_n > 0 && !rc->job_done)
+        pthread_cond_timedwait(&rc->job_cond, &rc->lock, &ts);
+    pthread_mutex_unlock(&rc->lock);
+}
+
+/*
+ * The reader thread. A batch goes to the applier when it is idle and the
+ * read-ahead holds `batch` events, or its oldest event has waited flush_ms,
+ * or the bus is closed; meanwhile the bus is polled in short steps.
+ */
 static void *consumer_main(void *arg)
 {
     struct readcount *rc = arg;
-    int64_t deadline = 0;
-    size_t n = 0;
+    int64_t deadline = 0; /* when the oldest event of the read-ahead must go */
+    bool closed = false;
 
     for (;;) {
-        int timeout = 1000;
-        size_t got = 0;
-        int err;
+        bool running = job_running(rc);
+        size_t room, got = 0;
 
-        if (n > 0) {
-            int64_t left = (deadline - clock_mono_us()) / 1000;
-            timeout = left > 0 ? (int)left : 0;
-        }
-        err = bus_poll(rc->bus, rc->events + n, rc->cfg.batch - n, timeout, &got);
-        if (err == TALLY_ESTALE) {
-            /* Partitions were taken away: their new owner starts from the stored offsets. */
-            metric_add(rc->m_stale, n + got);
-            n = 0;
+        if (!running && rc->job_n > 0) /* read without the lock: only this thread sets it */
+            finish_job(rc);
+        room = ahead_room(rc);
+        if (!closed && room > 0) {
+            int timeout = 1000;
+            int err;
+
+            if (running)
+                timeout = 5; /* to hand over the next batch soon after this one */
+            else if (rc->nahead > 0)
+                timeout = (int)((deadline - clock_mono_us()) / 1000 > 0
+                                    ? (deadline - clock_mono_us()) / 1000
+                                    : 0);
+            err = bus_poll(rc->bus, rc->ahead + rc->ahead_at + rc->nahead, room, timeout, &got);
+            if (err == TALLY_ESTALE) {
+                /* Partitions were taken away: their new owner starts from the stored
+                 * offsets. A job still running fails its compare-and-set or commits. */
+                metric_add(rc->m_stale, drop_ahead(rc) + got);
+                continue;
+            }
+            if (got > 0 && rc->nahead == 0)
+                deadline = clock_mono_us() + (int64_t)rc->cfg.flush_ms * 1000;
+            rc->nahead += got;
+            closed = err == TALLY_ECLOSED;
+        } else if (running) {
+            wait_job(rc);
             continue;
         }
-        if (got > 0 && n == 0)
-            deadline = clock_mono_us() + (int64_t)rc->cfg.flush_ms * 1000;
-        n += got;
-        if (n > 0 && (err || n == rc->cfg.batch || clock_mono_us() >= deadline)) {
-            apply(rc, n);
-            n = 0;
+        if (!running && rc->nahead > 0 &&
+            (closed || rc->nahead >= rc->cfg.batch || clock_mono_us() >= deadline)) {
+            hand_over(rc, rc->nahead < rc->cfg.batch ? rc->nahead : rc->cfg.batch);
+            deadline = clock_mono_us(); /* what is left has waited already */
         }
-        if (err == TALLY_ECLOSED)
+        if (closed && rc->nahead == 0 && !running && rc->job_n == 0)
             break;
-        if (n == 0)
-            sweep(rc);
     }
+    pthread_mutex_lock(&rc->lock);
+    rc->quit = true;
+    pthread_cond_broadcast(&rc->job_cond);
+    pthread_mutex_unlock(&rc->lock);
+    pthread_join(rc->applier, NULL);
     return NULL;
 }
 
@@ -633,7 +832,11 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* deadlines are clock_mono_us() */
     pthread_cond_init(&rc->wake, &attr);
+    pthread_cond_init(&rc->job_cond, &attr);
     pthread_condattr_destroy(&attr);
+    rc->ahead_cap = cfg->batch + cfg->read_ahead;
+    rc->ahead = xcalloc(rc->ahead_cap, sizeof(*rc->ahead));
+    rc->pos = xcalloc(cfg->batch, sizeof(*rc->pos));
     rc->events = xcalloc(cfg->batch, sizeof(*rc->events));
     rc->scratch = xcalloc(cfg->batch, sizeof(*rc->scratch));
     rc->deltas = xcalloc(cfg->batch, sizeof(*rc->deltas));
@@ -682,8 +885,9 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
     }
     bus->load_offset = load_offset;
     bus->load_ctx = rc;
-    if (pthread_create(&rc->thread, NULL, consumer_main, rc) != 0) {
-        log_error("readcount: cannot start the consumer thread");
+    if (pthread_create(&rc->applier, NULL, applier_main, rc) != 0 ||
+        pthread_create(&rc->thread, NULL, consumer_main, rc) != 0) {
+        log_error("readcount: cannot start the consumer threads");
         abort();
     }
     return rc;
@@ -702,6 +906,9 @@ void readcount_stop(struct readcount *rc)
     pthread_join(rc->thread, NULL);
     pthread_mutex_destroy(&rc->lock);
     pthread_cond_destroy(&rc->wake);
+    pthread_cond_destroy(&rc->job_cond);
+    free(rc->ahead);
+    free(rc->pos);
     free(rc->events);
     free(rc->scratch);
     free(rc->deltas);

@@ -27,7 +27,8 @@
 struct readcount;
 
 struct readcount_config {
-    size_t batch;     /* events per store transaction, >= 1 */
+    size_t batch;      /* events per store transaction, >= 1 */
+    size_t read_ahead; /* events read from the bus beyond the batch being committed */
     int flush_ms;     /* how long a partial batch may wait */
     int stop_wait_ms; /* how long a stop may take to deliver what was accepted */
     /* Whether reads are also counted per hour and in the windows (--windows). Likes and
