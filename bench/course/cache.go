@@ -1,15 +1,13 @@
 // cache.go - the course's Redis cache of an item's counters.
 //
-// DESIGN
-//
-//	One hash per item, interactive:{biz}:{id}, with read_cnt, like_cnt and collect_cnt,
-//	kept 15 minutes after it was filled. It is filled only by a read that missed (HSET then
-//	EXPIRE: two calls, as the course makes them), and every write after that goes to MySQL
-//	first and then adds its delta with incr_cnt.lua, which does nothing when the hash is
-//	absent. Nothing fences a fill against a write that commits between the miss's MySQL
-//	read and its HSET: the fill can then cache a value that misses that write, until the
-//	hash expires. That is the course's design, and the bench's check of the cache against
-//	MySQL reports it when it happens.
+// Design: one hash per item, interactive:{biz}:{id}, with read_cnt, like_cnt and collect_cnt,
+// kept 15 minutes after it was filled. It is filled only by a read that missed (HSET then
+// EXPIRE: two calls, as the course makes them), and every write after that goes to MySQL
+// first and then adds its delta with incr_cnt.lua, which does nothing when the hash is
+// absent. Nothing fences a fill against a write that commits between the miss's MySQL
+// read and its HSET: the fill can then cache a value that misses that write, until the
+// hash expires. That is the course's design, and the bench's check of the cache against
+// MySQL reports it when it happens.
 //
 // A *cache is shared by every goroutine: a go-redis client is safe for concurrent use.
 package main

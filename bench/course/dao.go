@@ -1,23 +1,21 @@
 // dao.go - the course's MySQL layer: three tables, gorm upserts.
 //
-// DESIGN
+// Design: one row per item in interactives, unique on (biz_id, biz), created by the first
+// write that touches the item: every counter write is an INSERT ... ON DUPLICATE KEY
+// UPDATE cnt = cnt + 1 (gorm's clause.OnConflict without columns, which is MySQL's
+// form). A like is a row in user_like_bizs with a status (1 active, 0 cancelled: a
+// soft delete), written in the same transaction as the like_cnt change. A collection
+// is a row in user_collection_bizs; "collected" is whether that row exists.
 //
-//	One row per item in interactives, unique on (biz_id, biz), created by the first
-//	write that touches the item: every counter write is an INSERT ... ON DUPLICATE KEY
-//	UPDATE cnt = cnt + 1 (gorm's clause.OnConflict without columns, which is MySQL's
-//	form). A like is a row in user_like_bizs with a status (1 active, 0 cancelled: a
-//	soft delete), written in the same transaction as the like_cnt change. A collection
-//	is a row in user_collection_bizs; "collected" is whether that row exists.
-//
-//	Two course bugs are fixed here, where the course counts without looking at what the
-//	like row did:
-//	- InsertLikeInfo: the course upserts the like row and then always adds 1 to
-//	  like_cnt, so liking twice counts twice. Here the upsert leaves an active row
-//	  untouched (utime too), so MySQL reports 0 affected rows for it, and like_cnt moves
-//	  only on an insert (1) or a 0 -> 1 reactivation (2).
-//	- DeleteLikeInfo: the course always subtracts 1, so unliking an item never liked
-//	  (or unliking twice) drives like_cnt down, even below zero. Here only a row that was
-//	  active (status = 1) and is now cancelled moves like_cnt.
+// Two course bugs are fixed here, where the course counts without looking at what the
+// like row did:
+//   - InsertLikeInfo: the course upserts the like row and then always adds 1 to
+//     like_cnt, so liking twice counts twice. Here the upsert leaves an active row
+//     untouched (utime too), so MySQL reports 0 affected rows for it, and like_cnt moves
+//     only on an insert (1) or a 0 -> 1 reactivation (2).
+//   - DeleteLikeInfo: the course always subtracts 1, so unliking an item never liked
+//     (or unliking twice) drives like_cnt down, even below zero. Here only a row that was
+//     active (status = 1) and is now cancelled moves like_cnt.
 //
 // A *dao is shared by every goroutine: gorm.DB is safe for concurrent use and holds the
 // database/sql pool (the course leaves the pool at its defaults, and so does this).

@@ -1,27 +1,27 @@
 // events.go - read events on Kafka with sarama: the course's sync producer and its batch
 // consumer.
 //
-// DESIGN
+// Design: POST .../reads publishes one event and answers at once: the course's article service
+// calls ProduceReadEvent in a new goroutine and does not wait for it, so a read the
+// broker refuses is only logged. The event carries tally's wire format, {"biz","id",
+// "uid"} (the course's is {"Aid","Uid"} with biz fixed to "article"), so that the same
+// topic, written by tally-produce, drives tallyd and this peer alike.
 //
-//	POST .../reads publishes one event and answers at once: the course's article service
-//	calls ProduceReadEvent in a new goroutine and does not wait for it, so a read the
-//	broker refuses is only logged. The event carries tally's wire format, {"biz","id",
-//	"uid"} (the course's is {"Aid","Uid"} with biz fixed to "article"), so that the same
-//	topic, written by tally-produce, drives tallyd and this peer alike.
+// The consumer is the course's batch handler: per partition, collect up to batchSize
+// messages or whatever came within batchDuration, hand them to consume, then mark the
+// last offset (sarama commits marked offsets every second). consume runs the batch as
+// one MySQL transaction of upserts under a 10 s timeout; when it fails the course logs
+// it and moves on, so those reads are lost: they are counted in
 //
-//	The consumer is the course's batch handler: per partition, collect up to batchSize
-//	messages or whatever came within batchDuration, hand them to consume, then mark the
-//	last offset (sarama commits marked offsets every second). consume runs the batch as
-//	one MySQL transaction of upserts under a 10 s timeout; when it fails the course logs
-//	it and moves on, so those reads are lost: they are counted in
 //	course_read_events_lost_total, not retried. An undecodable message is skipped, as in
-//	the course.
 //
-//	Two departures from the course, each its evident intent:
-//	- the course calls ConsumerGroup.Consume once; sarama returns from it at every
-//	  rebalance and says to call it in a loop, which is done here;
-//	- a new group starts at the oldest offset (sarama's default is the newest, which
-//	  would skip every event written before the first start: the bench produces first).
+// the course.
+//
+// Two departures from the course, each its evident intent:
+//   - the course calls ConsumerGroup.Consume once; sarama returns from it at every
+//     rebalance and says to call it in a loop, which is done here;
+//   - a new group starts at the oldest offset (sarama's default is the newest, which
+//     would skip every event written before the first start: the bench produces first).
 package main
 
 import (

@@ -4,25 +4,23 @@
 //	course --listen ADDR --mysql-dsn DSN [--mysql-ca FILE] --redis-addr ADDR
 //	       [--redis-password PW] --kafka-brokers HOSTS --kafka-topic T --kafka-group G
 //
-// DESIGN
+// Design: the course's layers, each in its own file: dao.go (gorm on MySQL), cache.go (a Redis
+// hash per item and an "increment if the key exists" Lua script), repository.go
+// (cache-aside), service.go, events.go (sarama: a sync producer and a batch consumer),
+// web.go (gin). It is written to behave as the course does, not to be fast: its figures
+// are what that design costs next to tallyd on the same machine. Where the course has a
+// bug the obviously intended behaviour is used, and the file says so: dao.go (likes
+// counted twice, unlikes never liked), cache.go (the batch consumer never updates the
+// cache), repository.go (an item with no row), events.go (Consume called once, new
+// groups starting at the newest offset).
 //
-//	The course's layers, each in its own file: dao.go (gorm on MySQL), cache.go (a Redis
-//	hash per item and an "increment if the key exists" Lua script), repository.go
-//	(cache-aside), service.go, events.go (sarama: a sync producer and a batch consumer),
-//	web.go (gin). It is written to behave as the course does, not to be fast: its figures
-//	are what that design costs next to tallyd on the same machine. Where the course has a
-//	bug the obviously intended behaviour is used, and the file says so: dao.go (likes
-//	counted twice, unlikes never liked), cache.go (the batch consumer never updates the
-//	cache), repository.go (an item with no row), events.go (Consume called once, new
-//	groups starting at the newest offset).
+// The course's clients keep their defaults (gorm, database/sql's pool, go-redis,
+// sarama), with two exceptions that are about logging, not speed: gorm's logger is
+// silent (the course sends it to its debug level) and gin runs without its per-request
+// access log, which tallyd does not write either.
 //
-//	The course's clients keep their defaults (gorm, database/sql's pool, go-redis,
-//	sarama), with two exceptions that are about logging, not speed: gorm's logger is
-//	silent (the course sends it to its debug level) and gin runs without its per-request
-//	access log, which tallyd does not write either.
-//
-//	--mysql-dsn is a Go MySQL driver DSN (user:password@tcp(host:port)/db); with
-//	--mysql-ca the connection uses TLS, verified against that CA.
+// --mysql-dsn is a Go MySQL driver DSN (user:password@tcp(host:port)/db); with
+// --mysql-ca the connection uses TLS, verified against that CA.
 package main
 
 import (

@@ -1,16 +1,14 @@
 // repository.go - the course's cache-aside repository over dao and cache.
 //
-// DESIGN
+// Design: reads: the Redis hash first; on a miss, MySQL, then fill the hash (synchronously, as
+// one of the course's two versions does). Writes: MySQL first, then the incr script on
+// the hash if it exists. "Liked" and "collected" are never cached: each is one MySQL
+// query per request. A list of items (GetByIds) reads MySQL only, as the course's does.
 //
-//	Reads: the Redis hash first; on a miss, MySQL, then fill the hash (synchronously, as
-//	one of the course's two versions does). Writes: MySQL first, then the incr script on
-//	the hash if it exists. "Liked" and "collected" are never cached: each is one MySQL
-//	query per request. A list of items (GetByIds) reads MySQL only, as the course's does.
-//
-//	An item with no row: the course's Get returns gorm's "record not found" as an error,
-//	so an item never read or liked would answer 500. tally's contract (and the course's
-//	evident intent) is all counts 0, so a missing row reads as zeros and is cached like
-//	any other; the incr script keeps that cached zero right once the row appears.
+// An item with no row: the course's Get returns gorm's "record not found" as an error,
+// so an item never read or liked would answer 500. tally's contract (and the course's
+// evident intent) is all counts 0, so a missing row reads as zeros and is cached like
+// any other; the incr script keeps that cached zero right once the row appears.
 package main
 
 import (
