@@ -776,8 +776,9 @@ def course_chart(res, d):
             f.write(f"\"{gnuplot_label(name)}\" {t} {c}\n")
     low = max(min([v for _, t, c in pairs for v in (t, c) if v > 0] or [1]) / 2, 0.1)
     return f"""
-set terminal pngcairo size 1000,520 font "sans,10"
+set terminal pngcairo size 1000,560 font "sans,10"
 set output "{RESULTS}/course.png"
+set rmargin 16
 set title "tallyd vs the course peer (Go: gin, gorm, go-redis, sarama), same method"
 set logscale y
 set yrange [{low}:*]
@@ -818,8 +819,10 @@ set ylabel "events/s"
 set grid
 plot "{d}/sweep.dat" using 1:2 with linespoints lw 2 pt 7 title "tallyd", \\
      "{d}/peer.dat" using 1:2 with points pt 5 ps 1.5 title "course peer (10 a batch, 1 s)"
-set terminal pngcairo size 1100,560 font "sans,10"
+set terminal pngcairo size 1200,680 font "sans,10"
 set output "{RESULTS}/latency.png"
+set rmargin 30
+set bmargin 16
 unset logscale
 set logscale y
 set title "Latency per endpoint (wrk), tallyd and the course peer"
@@ -828,7 +831,7 @@ set xlabel ""
 set style data histograms
 set style histogram cluster gap 1
 set style fill solid 0.8
-set xtics rotate by -30
+set xtics rotate by -45
 set key left top
 plot "{d}/lat.dat" using 2:xtic(1) title "p50", "" using 3 title "p99", "" using 4 title "p99.9"
 """ + course_chart(res, d)
@@ -837,7 +840,7 @@ plot "{d}/lat.dat" using 2:xtic(1) title "p50", "" using 3 title "p99", "" using
 
 def bench_course():
     """Part 5 alone (--only course, course-http, course-ingest): tallyd and the peer on the
-    workloads they share; writes course.json and course.md."""
+    workloads they share; main writes course.json, course.md and course.png."""
     res = {"http": {}, "course": {"http": {}},
            "ingest": {"events": INGEST_EVENTS, "items": INGEST_ITEMS, "runs": {}, "course": {}}}
     if ONLY in ("course", "course-http"):
@@ -868,6 +871,8 @@ def main():
             json.dump(res, f, indent=2)
         with open(os.path.join(RESULTS, "course.md"), "w") as f:
             f.write(md)
+        subprocess.run(["gnuplot"], input=course_chart(res, tempfile.mkdtemp()), text=True,
+                       check=True)
         print(md)
         if failed:
             log(f"tallyd failed its checks: {', '.join(failed)}")
