@@ -30,7 +30,8 @@ Redis and Kafka first. Measures, on this machine:
     bench/run.py --only course|course-http|course-ingest
                                                       runs part 5 alone (tallyd and the peer)
 
-Writes bench/results/latest.json, latest.md (the Markdown table) and two PNG charts.
+Writes bench/results/latest.json, latest.md (the Markdown tables) and three PNG charts
+(batch.png, latency.png, course.png).
 Traffic goes to 127.0.0.1 only; every loop is bounded in time.
 """
 import json
