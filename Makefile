@@ -9,7 +9,8 @@
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
-#   make bench           benchmarks against a bare server and --batch 1 (QUICK=1: < 3 min)
+#   make bench           benchmarks against a bare server, --batch 1 and a Go peer built
+#                        on the webook course's design (QUICK=1: a few minutes)
 #   make fuzz            libFuzzer on the API, the HTTP layer, the Kafka message parser and
 #                        the URL parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
@@ -59,6 +60,15 @@ $(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -levent_openssl -lhttp_parser \
 	  -ljwt -lssl -lcrypto -ljansson -lpthread
+
+# The benchmarks' peer: the webook course's design in Go (see bench/course/main.go). Its
+# modules and build cache live under .cache/go; go.sum is committed and never updated here.
+GO_ENV = GOFLAGS="-mod=readonly -buildvcs=false" GOTOOLCHAIN=local \
+         GOPATH=$(CURDIR)/.cache/go GOMODCACHE=$(CURDIR)/.cache/go/mod GOCACHE=$(CURDIR)/.cache/go/build
+$(BUILD)/bench/course: $(wildcard bench/course/*.go bench/course/*.lua) bench/course/go.mod \
+                       bench/course/go.sum
+	@mkdir -p $(dir $@)
+	cd bench/course && $(GO_ENV) go build -trimpath -o $(CURDIR)/$@ .
 
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
 $(BUILD)/tally-produce: tools/produce.c
@@ -129,7 +139,7 @@ test:
 bench: deps
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce $(BUILD)/bench/hello \
-	  $(BUILD)/bench/hello_tally
+	  $(BUILD)/bench/hello_tally $(BUILD)/bench/course
 	@scripts/services.sh up
 	python3 bench/run.py $(if $(QUICK),--quick)
 

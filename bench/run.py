@@ -16,11 +16,22 @@ Redis and Kafka first. Measures, on this machine:
 3. write amplification (store statements and Redis calls per API call) and memory;
 4. trending windows: 1,000,000 reads with ts spread over the last 24 hours across 100,000
    items, ingested from Kafka with --windows on and off (MariaDB + Redis, and SQLite), then
-   the p99 of GET /v1/top/article?by=read_cnt&window=24h (and 7d) over that data.
+   the p99 of GET /v1/top/article?by=read_cnt&window=24h (and 7d) over that data;
+5. the peer: bench/course, a Go service built on the webook course's design (gin, gorm,
+   go-redis, sarama; see bench/course/main.go), measured with exactly the same method as
+   tallyd on every MariaDB + Redis workload of part 1 and on the ingest of part 2 (same
+   events, fresh database, flushed Redis), each figure with its tally / course ratio;
+   after each run both are checked: every produced read counted (the sum of read_cnt),
+   like_cnt equal to the active like rows of every item, and every cached Redis hash equal
+   to its row. A failing check of tallyd's makes this script exit 1; the peer's are
+   reported as figures.
 
     bench/run.py --only windows [--window-events N]   runs part 4 alone
+    bench/run.py --only course|course-http|course-ingest
+                                                      runs part 5 alone (tallyd and the peer)
 
-Writes bench/results/latest.json, latest.md (the Markdown table) and two PNG charts.
+Writes bench/results/latest.json, latest.md (the Markdown tables) and three PNG charts
+(batch.png, latency.png, course.png).
 Traffic goes to 127.0.0.1 only; every loop is bounded in time.
 """
 import json
@@ -52,6 +63,18 @@ SWEEP = [1, 10, 100, 1000, 10000]
 BATCH = 10000  # tallyd's default --batch
 SWEEP_SECONDS = 2 if QUICK else 8
 SERVER_CPU, LOAD_CPU = "0", "1"
+COURSE_BIN = os.path.join(BUILD, "bench", "course")
+COURSE_DRAIN_S = 1800  # the peer drains 10 events per transaction: give it time
+IDS20 = ",".join(str(i) for i in range(1, 21))
+# Part 1's workloads on MariaDB + Redis, run on tallyd and on the peer alike.
+MARIADB_HTTP = [
+    ("GET item, MariaDB+Redis warm", "/v1/items/article/7", ""),
+    ("GET item ?uid, MariaDB+Redis warm", "/v1/items/article/7?uid=42", ""),
+    ("GET 20 items, MariaDB+Redis warm", f"/v1/items/article?ids={IDS20}", ""),
+    ("GET 20 items ?uid, MariaDB+Redis warm", f"/v1/items/article?ids={IDS20}&uid=42", ""),
+]
+LIKES_NAME = "PUT/DELETE like, MariaDB+Redis"
+KAFKA_NAME = "POST reads, Kafka bus, MariaDB+Redis"
 
 # NAME='VALUE' lines; the URLs carry the services' test passwords and TLS options.
 URLS = dict(shlex.split(line)[0].split("=", 1) for line in subprocess.run(
@@ -111,6 +134,12 @@ def fresh_db(name):
 
 def questions():
     return int(mysql("SHOW GLOBAL STATUS LIKE 'Questions'").split()[1])
+
+
+def connections():
+    """MariaDB's count of connection attempts: a client that does not keep its connections
+    open pays a TCP and TLS handshake for each."""
+    return int(mysql("SHOW GLOBAL STATUS LIKE 'Connections'").split()[1])
 
 
 def redis_cli(*args):
@@ -180,22 +209,131 @@ def tallyd(*args, store=None, cache="none", bus="local"):
                  store, "--cache", cache, "--bus", bus, *args], port)
 
 
+def course(db, topic):
+    """The peer on database db, reading and writing topic (a group of its own)."""
+    u = urlsplit(MYSQL)
+    opts = dict(parse_qsl(u.query))
+    dsn = f"{unquote(u.username)}:{unquote(u.password or '')}@tcp({u.hostname}:{u.port})/{db}"
+    r = urlsplit(REDIS)
+    port = free_port()
+    return Proc([COURSE_BIN, "--listen", f"127.0.0.1:{port}", "--mysql-dsn", dsn,
+                 *(["--mysql-ca", opts["ssl_ca"]] if "ssl_ca" in opts else []),
+                 "--redis-addr", f"{r.hostname}:{r.port}",
+                 "--redis-password", unquote(r.password or ""), "--kafka-brokers", KAFKA,
+                 "--kafka-topic", topic, "--kafka-group", f"course-{db}"], port)
+
+
+class Resp:
+    """A minimal Redis client (RESP over a socket) for the cache checks: no module needed."""
+
+    def __init__(self):
+        u = urlsplit(REDIS)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=30)
+        self.f = self.sock.makefile("rb")
+        if u.password:
+            self.pipeline([("AUTH", unquote(u.password))])
+
+    def pipeline(self, cmds):
+        out = bytearray()
+        for c in cmds:
+            out += b"*%d\r\n" % len(c)
+            for a in c:
+                a = str(a).encode()
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
+        self.sock.sendall(out)
+        return [self.read() for _ in cmds]
+
+    def read(self):
+        line = self.f.readline()[:-2]
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.f.read(n + 2)[:-2].decode()
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RuntimeError(f"redis: unexpected reply {line!r}")
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+# Each server's tables: (items, likes).
+TABLES = {"tally": ("interactive", "user_like"), "course": ("interactives", "user_like_bizs")}
+
+
+def check_likes(kind, db):
+    """like_cnt against the active like rows of every item, and every cached hash against
+    its row; run on a stopped server."""
+    items, likes = TABLES[kind]
+    rows = {}
+    for line in mysql(f"SELECT biz, biz_id, read_cnt, like_cnt, collect_cnt FROM {items}",
+                      db).splitlines():
+        biz, bid, *cnt = line.split("\t")
+        rows[f"{biz}:{bid}"] = [int(c) for c in cnt]
+    active = {}
+    for line in mysql(f"SELECT biz, biz_id, COUNT(*) FROM {likes} WHERE status = 1 "
+                      "GROUP BY biz, biz_id", db).splitlines():
+        biz, bid, n = line.split("\t")
+        active[f"{biz}:{bid}"] = int(n)
+    like_bad = sum(1 for k in rows.keys() | active.keys()
+                   if (rows.get(k, [0, 0, 0])[1]) != active.get(k, 0))
+    r = Resp()
+    keys, cursor = [], "0"
+    while True:
+        cursor, batch = r.pipeline([("SCAN", cursor, "MATCH", "interactive:*", "COUNT", 1000)])[0]
+        keys += batch
+        if cursor == "0":
+            break
+    cached = cache_bad = 0
+    for i in range(0, len(keys), 1000):
+        chunk = keys[i:i + 1000]
+        got = r.pipeline([("HMGET", k, "read_cnt", "like_cnt", "collect_cnt") for k in chunk])
+        for k, v in zip(chunk, got):
+            if v[0] is None and v[1] is None and v[2] is None:
+                continue  # no counters: not cached (tallyd's fence fields only)
+            cached += 1
+            if [int(x or 0) for x in v] != rows.get(k.split(":", 1)[1], [0, 0, 0]):
+                cache_bad += 1
+    r.close()
+    return {"items": len(rows), "like_cnt_sum": sum(v[1] for v in rows.values()),
+            "active_likes": sum(active.values()), "like_cnt_mismatched_items": like_bad,
+            "cached_items": cached, "cache_mismatched_items": cache_bad,
+            "pass": like_bad == 0 and cache_bad == 0}
+
+
+def check_reads(kind, db, events):
+    """Every produced read counted: the sum of read_cnt against the events produced."""
+    total = int(mysql(f"SELECT COALESCE(SUM(read_cnt), 0) FROM {TABLES[kind][0]}", db) or 0)
+    return {"events": events, "read_cnt_sum": total, "missing": events - total,
+            "pass": total == events}
+
+
 def wrk(proc, path, script="", conns=None):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + REPORT_LUA)
-    cpu0, q0, r0 = proc.cpu_s(), questions(), redis_calls()
+    cpu0, q0, r0, c0 = proc.cpu_s(), questions(), redis_calls(), connections()
     out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK['threads']}",
                           f"-c{conns or WRK['conns']}", f"-d{WRK['seconds']}s", "-s", f.name,
                           f"http://127.0.0.1:{proc.port}{path}"],
                          capture_output=True, text=True, timeout=WRK["seconds"] + 60)
     os.unlink(f.name)
     cpu, q, r = proc.cpu_s() - cpu0, questions() - q0, redis_calls() - r0
+    conns = connections() - c0
     line = next(l for l in out.stdout.splitlines() if l.startswith("WRK_JSON "))
     res = json.loads(line[len("WRK_JSON "):])
     n = max(res["requests"], 1)
     res["rps"] = round(res["requests"] / res["seconds"], 1)
     res["cpu_s_per_1k"] = round(cpu / n * 1000, 4)
     res["store_stmts_per_call"] = round(q / n, 2)
+    res["store_connects_per_1k_calls"] = round(conns / n * 1000, 2)
     res["redis_calls_per_call"] = round(r / n, 2)
     res["peak_rss_mib"] = round(proc.mem_kib("VmHWM") / 1024, 1)
     return res
@@ -240,6 +378,7 @@ def bench_http():
         if not amplification:
             r.pop("store_stmts_per_call")
             r.pop("redis_calls_per_call")
+            r.pop("store_connects_per_1k_calls")
         results[name] = r
 
     port = free_port()
@@ -265,21 +404,48 @@ def bench_http():
         bearer_lua(creds["jwt_token"]))
     t.stop()
 
-    redis_flush()
-    t = tallyd(store=fresh_db("bench_http"), cache=REDIS)
-    ids = ",".join(str(i) for i in range(1, 21))
-    t.get("/v1/items/article/7")
-    t.get(f"/v1/items/article?ids={ids}")
-    run("GET item, MariaDB+Redis warm", t, "/v1/items/article/7", amplification=True)
-    run("GET 20 items, MariaDB+Redis warm", t, f"/v1/items/article?ids={ids}",
-        amplification=True)
-    run("PUT/DELETE like, MariaDB+Redis", t, "/", LIKES_LUA, amplification=True)
-    t.stop()
+    results.update(mariadb_http("tally"))
+    return results
 
-    topic = f"bench.http.{int(time.time())}"
-    t = tallyd(bus=f"kafka://{KAFKA}/{topic}?group=bench-{topic}")
-    run("POST reads, Kafka bus", t, "/v1/items/article/7/reads", POST_LUA)
+
+def mariadb_http(kind):
+    """Part 1's MariaDB + Redis workloads on tallyd or the peer, each on a fresh database and
+    a flushed Redis, with the likes check; {name: figures, "_checks": ...,
+    "_idle_rss_mib_mariadb": ...}."""
+    results = {}
+    stamp = int(time.time() * 1000) % 10**8
+
+    def start(db, topic):
+        redis_flush()
+        fresh_db(db)
+        if kind == "course":
+            return course(db, topic)
+        store = urlunsplit(urlsplit(MYSQL)._replace(path="/" + db))
+        bus = f"kafka://{KAFKA}/{topic}?group=bench-{db}" if topic else "local"
+        return tallyd(store=store, cache=REDIS, bus=bus)
+
+    def run(name, proc, path, script=""):
+        log(f"http ({kind}): {name}")
+        results[name] = wrk(proc, path, script)
+
+    db = f"bench_http_{kind}_{stamp}"
+    t = start(db, f"bench.http.{kind}.idle.{stamp}" if kind == "course" else None)
+    results["_idle_rss_mib_mariadb"] = round(t.mem_kib("VmRSS") / 1024, 1)
+    for _, path, _ in MARIADB_HTTP:
+        t.get(path)
+    for name, path, script in MARIADB_HTTP:
+        run(name, t, path, script)
+    run(LIKES_NAME, t, "/", LIKES_LUA)
     t.stop()
+    checks = {"likes": check_likes(kind, db)}
+    mysql(f"DROP DATABASE IF EXISTS {db}")
+
+    db = f"bench_kafka_{kind}_{stamp}"
+    t = start(db, f"bench.http.{kind}.{stamp}")
+    run(KAFKA_NAME, t, "/v1/items/article/7/reads", POST_LUA)
+    t.stop()
+    mysql(f"DROP DATABASE IF EXISTS {db}")
+    results["_checks"] = checks
     return results
 
 
@@ -314,23 +480,73 @@ def drain(topic, batch, events=None, seconds=None, cache=REDIS):
     applied = t.metric("tally_read_events_applied_total")
     rss = t.mem_kib("VmHWM")
     t.stop()
+    check = check_reads("tally", name, events) if events else None
     mysql(f"DROP DATABASE IF EXISTS {name}")
     done = applied - a0
-    return {"batch": batch, "events": int(done), "seconds": round(elapsed, 2),
+    r = {"batch": batch, "events": int(done), "seconds": round(elapsed, 2),
+         "events_per_s": round(done / elapsed, 1) if elapsed else 0,
+         "store_stmts_per_1k_events": round(q / max(done, 1) * 1000, 2),
+         "peak_rss_mib": round(rss / 1024, 1)}
+    if check:
+        r["check"] = check
+    return r
+
+
+def drain_course(topic, events):
+    """The peer consumes topic into a fresh database, with the method of drain(): the rate
+    from its first commit on, until every event is counted, lost or skipped (or it stalls
+    for 30 s, or COURSE_DRAIN_S passes)."""
+    name = f"bench_course_ingest_{int(time.time() * 1000) % 10**8}"
+    redis_flush()
+    fresh_db(name)
+    t = course(name, topic)
+
+    def seen():
+        return sum(t.metric(f"course_read_events_{k}_total") for k in ("applied", "lost",
+                                                                         "skipped"))
+    deadline = time.time() + COURSE_DRAIN_S
+    while t.metric("course_read_events_applied_total") == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    t0, a0, q0 = time.time(), t.metric("course_read_events_applied_total"), questions()
+    last, moved = seen(), time.time()
+    while time.time() < deadline and last < events:
+        time.sleep(0.1)
+        now = seen()
+        if now > last:
+            last, moved = now, time.time()
+        elif time.time() - moved > 30:
+            break
+    elapsed, q = time.time() - t0, questions() - q0
+    applied = t.metric("course_read_events_applied_total")
+    lost = t.metric("course_read_events_lost_total")
+    rss = t.mem_kib("VmHWM")
+    t.stop()
+    check = check_reads("course", name, events)
+    mysql(f"DROP DATABASE IF EXISTS {name}")
+    done = applied - a0
+    return {"batch": 10, "events": int(done), "seconds": round(elapsed, 2),
             "events_per_s": round(done / elapsed, 1) if elapsed else 0,
             "store_stmts_per_1k_events": round(q / max(done, 1) * 1000, 2),
-            "peak_rss_mib": round(rss / 1024, 1)}
+            "peak_rss_mib": round(rss / 1024, 1), "lost_in_failed_batches": int(lost),
+            "check": check}
 
 
 def bench_ingest():
-    results = {"events": INGEST_EVENTS, "items": INGEST_ITEMS, "runs": {}, "sweep": []}
+    """tallyd's ingest; the peer's on the same topics is in results["course"]."""
+    results = {"events": INGEST_EVENTS, "items": INGEST_ITEMS, "runs": {}, "sweep": [],
+               "course": {}}
     stamp = int(time.time())
     for dist in ["uniform", "zipf:1.1"]:
         topic = f"bench.ingest.{dist.replace(':', '')}.{stamp}"
         log(f"ingest: producing {INGEST_EVENTS} events, {dist}")
         produce(topic, INGEST_EVENTS, dist)
+        log(f"ingest: {dist}, the course peer (full drain)")
+        results["course"][dist] = drain_course(topic, INGEST_EVENTS)
         log(f"ingest: {dist}, batch {BATCH} (full drain)")
         batched = drain(topic, BATCH, events=INGEST_EVENTS)
+        if ONLY in ("course", "course-ingest"):
+            results["runs"][dist] = {"batched": batched}
+            continue
         log(f"ingest: {dist}, batch 1 ({SWEEP_SECONDS * 2} s window)")
         single = drain(topic, 1, seconds=SWEEP_SECONDS * 2)
         results["runs"][dist] = {"batched": batched, "batch_1": single,
@@ -426,35 +642,157 @@ def machine():
             "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def compare(res):
+    """Fills res["course"]["ratios"] (tally ÷ course, requests/s or events/s) and
+    res["checks"]; returns the names of tallyd's failed checks."""
+    h, c, ing = res["http"], res["course"]["http"], res["ingest"]
+    ratios = {}
+    for name, r in c.items():
+        if not name.startswith("_") and name in h:
+            ratios[name] = round(h[name]["rps"] / max(r["rps"], 1e-9), 2)
+    for dist, r in ing["course"].items():
+        tally = ing["runs"][dist]["batched"]["events_per_s"]
+        ratios[f"ingest {dist}"] = round(tally / max(r["events_per_s"], 1e-9), 2)
+    res["course"]["ratios"] = ratios
+    checks = {"tally": dict(h["_checks"]), "course": dict(c["_checks"])}
+    for dist, r in ing["runs"].items():
+        checks["tally"][f"ingest {dist}"] = r["batched"]["check"]
+    for dist, r in ing["course"].items():
+        checks["course"][f"ingest {dist}"] = r["check"]
+    res["checks"] = checks
+    return [k for k, v in checks["tally"].items() if not v["pass"]]
+
+
+def verdict(v):
+    return "pass" if v["pass"] else "**FAIL**"
+
+
+def course_markdown(res):
+    """The peer beside tallyd: figures, ratios and both servers' checks (what was run)."""
+    h, c, ing, ratios = res["http"], res["course"]["http"], res["ingest"], res["course"]["ratios"]
+    rows = []
+    names = [n for n in c if not n.startswith("_")]
+    if names:
+        rows += ["| tallyd vs the course peer | tally req/s | course req/s | tally ÷ course | "
+                 "p99 ms tally / course | store stmts / call tally / course | "
+                 "Redis calls / call tally / course | "
+                 "MariaDB connects / 1k calls tally / course | peak RSS MiB tally / course | "
+                 "course errors + non-2xx |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name in names:
+            t, r = h[name], c[name]
+            rows.append(f"| {name} | {t['rps']:,.0f} | {r['rps']:,.0f} | {ratios[name]} | "
+                        f"{t['p99_ms']:.2f} / {r['p99_ms']:.2f} | "
+                        f"{t['store_stmts_per_call']} / {r['store_stmts_per_call']} | "
+                        f"{t['redis_calls_per_call']} / {r['redis_calls_per_call']} | "
+                        f"{t['store_connects_per_1k_calls']} / "
+                        f"{r['store_connects_per_1k_calls']} | "
+                        f"{t['peak_rss_mib']} / {r['peak_rss_mib']} | "
+                        f"{r['errors'] + r['non2xx']:,} |")
+        rows += ["", f"Idle RSS on MariaDB + Redis: tallyd {h['_idle_rss_mib_mariadb']} MiB, "
+                 f"course {c['_idle_rss_mib_mariadb']} MiB. The peer is bench/course (gin, gorm, "
+                 "go-redis, sarama; see bench/course/main.go), pinned like tallyd.", ""]
+    if ing["course"]:
+        rows += [f"| ingest, {ing['events']:,} events, {ing['items']:,} items | tally events/s "
+                 f"(--batch {BATCH}) | course events/s (10 a batch) | tally ÷ course | "
+                 "store stmts / 1k events tally / course | peak RSS MiB tally / course | "
+                 "course reads lost |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for dist, r in ing["course"].items():
+            t = ing["runs"][dist]["batched"]
+            rows.append(f"| {dist} | {t['events_per_s']:,.0f} | {r['events_per_s']:,.0f} | "
+                        f"{ratios['ingest ' + dist]} | {t['store_stmts_per_1k_events']} / "
+                        f"{r['store_stmts_per_1k_events']} | {t['peak_rss_mib']} / "
+                        f"{r['peak_rss_mib']} | {r['check']['missing']:,} |")
+        rows.append("")
+    rows += ["| check, after each run | tallyd | course |", "| --- | --- | --- |"]
+    ct, cc = res["checks"]["tally"], res["checks"]["course"]
+    if "likes" in ct:
+        a, b = ct["likes"], cc["likes"]
+        rows.append(f"| likes: like_cnt = active like rows (items off / items) | {verdict(a)}: "
+                    f"{a['like_cnt_mismatched_items']} / {a['items']:,} | {verdict(b)}: "
+                    f"{b['like_cnt_mismatched_items']} / {b['items']:,} |")
+        rows.append(f"| likes: sum of like_cnt / active like rows | {a['like_cnt_sum']:,} / "
+                    f"{a['active_likes']:,} | {b['like_cnt_sum']:,} / {b['active_likes']:,} |")
+        rows.append(f"| cache: Redis hash = row (hashes off / cached) | "
+                    f"{a['cache_mismatched_items']} / {a['cached_items']:,} | "
+                    f"{b['cache_mismatched_items']} / {b['cached_items']:,} |")
+    for key in [k for k in ct if k.startswith("ingest ")]:
+        a, b = ct[key], cc.get(key)
+        rows.append(f"| {key}: sum of read_cnt / events | {verdict(a)}: {a['read_cnt_sum']:,} / "
+                    f"{a['events']:,} | " + (f"{verdict(b)}: {b['read_cnt_sum']:,} / "
+                                             f"{b['events']:,}" if b else "–") + " |")
+    return "\n".join(rows) + "\n"
+
+
 def markdown(res):
     h, i = res["http"], res["ingest"]
+    c, ratios = res["course"]["http"], res["course"]["ratios"]
     hello = h["hello (bare libevent)"]["rps"]
     rows = ["| HTTP target | requests/s | × hello | p50 ms | p99 ms | p99.9 ms | CPU s / 1k req | "
-            "store stmts / call | Redis calls / call | peak RSS MiB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "store stmts / call | Redis calls / call | peak RSS MiB | course requests/s | "
+            "tally ÷ course |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in h.items():
         if name.startswith("_"):
             continue
+        peer = (f"{c[name]['rps']:,.0f} | {ratios[name]}" if name in c else "– | –")
         rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / hello:.2f} | {r['p50_ms']:.2f} | "
                     f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['cpu_s_per_1k']:.3f} | "
                     f"{r.get('store_stmts_per_call', '–')} | {r.get('redis_calls_per_call', '–')} | "
-                    f"{r['peak_rss_mib']} |")
+                    f"{r['peak_rss_mib']} | {peer} |")
     rows += ["", f"wrk -t{WRK['threads']} -c{WRK['conns']} -d{WRK['seconds']}s on CPU {LOAD_CPU}; "
              f"server on CPU {SERVER_CPU}; tallyd idle RSS {h['_idle_rss_mib']} MiB.", "",
              f"| ingest into MariaDB + Redis | --batch {BATCH} events/s | store stmts / 1k events | "
-             "peak RSS MiB | --batch 1 events/s | × --batch 1 |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "peak RSS MiB | --batch 1 events/s | × --batch 1 | course events/s | tally ÷ course |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for dist, r in i["runs"].items():
+        peer = i["course"].get(dist)
         rows.append(f"| {i['events']:,} events, {dist}, {i['items']:,} items | "
                     f"{r['batched']['events_per_s']:,.0f} | "
                     f"{r['batched']['store_stmts_per_1k_events']} | "
                     f"{r['batched']['peak_rss_mib']} | "
-                    f"{r['batch_1']['events_per_s']:,.0f} | {r['speedup']} |")
+                    f"{r['batch_1']['events_per_s']:,.0f} | {r['speedup']} | " +
+                    (f"{peer['events_per_s']:,.0f} | {ratios['ingest ' + dist]} |" if peer
+                     else "– | – |"))
     rows += ["", "| --batch | events/s | store stmts / 1k events |", "| ---: | ---: | ---: |"]
     for r in i["sweep"]:
         rows.append(f"| {r['batch']:,} | {r['events_per_s']:,.0f} | "
                     f"{r['store_stmts_per_1k_events']} |")
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n\n" + course_markdown(res)
+
+
+def gnuplot_label(name):
+    return name.replace('"', "'")
+
+
+def course_chart(res, d):
+    """course.png: tallyd and the peer side by side on every workload they share."""
+    pairs = [(name, res["http"][name]["rps"], r["rps"])
+             for name, r in res["course"]["http"].items() if not name.startswith("_")]
+    pairs += [(f"ingest {dist} (events/s)", res["ingest"]["runs"][dist]["batched"]["events_per_s"],
+               r["events_per_s"]) for dist, r in res["ingest"]["course"].items()]
+    with open(f"{d}/course.dat", "w") as f:
+        for name, t, c in pairs:
+            f.write(f"\"{gnuplot_label(name)}\" {t} {c}\n")
+    low = max(min([v for _, t, c in pairs for v in (t, c) if v > 0] or [1]) / 2, 0.1)
+    return f"""
+set terminal pngcairo size 1000,560 font "sans,10"
+set output "{RESULTS}/course.png"
+set rmargin 16
+set title "tallyd vs the course peer (Go: gin, gorm, go-redis, sarama), same method"
+set logscale y
+set yrange [{low}:*]
+set ylabel "requests/s (ingest: events/s)"
+set xlabel ""
+set grid ytics
+set style data histograms
+set style histogram cluster gap 1
+set style fill solid 0.8
+set xtics rotate by -25
+set key left top
+plot "{d}/course.dat" using 2:xtic(1) title "tallyd", "" using 3 title "course"
+"""
 
 
 def charts(res):
@@ -462,10 +800,16 @@ def charts(res):
     with open(f"{d}/sweep.dat", "w") as f:
         for r in res["ingest"]["sweep"]:
             f.write(f"{r['batch']} {r['events_per_s']}\n")
+    with open(f"{d}/peer.dat", "w") as f:
+        peer = res["ingest"]["course"].get("uniform")
+        if peer:
+            f.write(f"{peer['batch']} {peer['events_per_s']}\n")
     with open(f"{d}/lat.dat", "w") as f:
-        for name, r in res["http"].items():
-            if not name.startswith("_"):
-                f.write(f"\"{name}\" {r['p50_ms']} {r['p99_ms']} {r['p999_ms']}\n")
+        for who, h in [("", res["http"]), ("course: ", res["course"]["http"])]:
+            for name, r in h.items():
+                if not name.startswith("_"):
+                    f.write(f"\"{who}{gnuplot_label(name)}\" {r['p50_ms']} {r['p99_ms']} "
+                            f"{r['p999_ms']}\n")
     script = f"""
 set terminal pngcairo size 900,500 font "sans,10"
 set output "{RESULTS}/batch.png"
@@ -474,21 +818,41 @@ set logscale xy
 set xlabel "--batch (events per store transaction)"
 set ylabel "events/s"
 set grid
-plot "{d}/sweep.dat" using 1:2 with linespoints lw 2 pt 7 title "tallyd"
+plot "{d}/sweep.dat" using 1:2 with linespoints lw 2 pt 7 title "tallyd", \\
+     "{d}/peer.dat" using 1:2 with points pt 5 ps 1.5 title "course peer (10 a batch, 1 s)"
+set terminal pngcairo size 1200,680 font "sans,10"
 set output "{RESULTS}/latency.png"
+set rmargin 30
+set bmargin 16
 unset logscale
 set logscale y
-set title "Latency per endpoint (wrk)"
+set title "Latency per endpoint (wrk), tallyd and the course peer"
 set ylabel "ms"
 set xlabel ""
 set style data histograms
 set style histogram cluster gap 1
 set style fill solid 0.8
-set xtics rotate by -25
+set xtics rotate by -45
 set key left top
 plot "{d}/lat.dat" using 2:xtic(1) title "p50", "" using 3 title "p99", "" using 4 title "p99.9"
-"""
+""" + course_chart(res, d)
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def bench_course():
+    """Part 5 alone (--only course, course-http, course-ingest): tallyd and the peer on the
+    workloads they share; main writes course.json, course.md and course.png."""
+    res = {"http": {}, "course": {"http": {}},
+           "ingest": {"events": INGEST_EVENTS, "items": INGEST_ITEMS, "runs": {}, "course": {}}}
+    if ONLY in ("course", "course-http"):
+        res["http"] = mariadb_http("tally")
+        res["course"]["http"] = mariadb_http("course")
+    else:
+        res["http"]["_checks"], res["course"]["http"]["_checks"] = {}, {}
+    if ONLY in ("course", "course-ingest"):
+        res["ingest"] = bench_ingest()
+    failed = compare(res)
+    return res, course_markdown(res), failed
 
 
 def main():
@@ -501,9 +865,27 @@ def main():
             json.dump(res, f, indent=2)
         print(windows_markdown(res["windows"]))
         return
+    if ONLY in ("course", "course-http", "course-ingest"):
+        part, md, failed = bench_course()
+        res.update(part)
+        with open(os.path.join(RESULTS, "course.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        with open(os.path.join(RESULTS, "course.md"), "w") as f:
+            f.write(md)
+        subprocess.run(["gnuplot"], input=course_chart(res, tempfile.mkdtemp()), text=True,
+                       check=True)
+        print(md)
+        if failed:
+            log(f"tallyd failed its checks: {', '.join(failed)}")
+            sys.exit(1)
+        return
+    if ONLY:
+        sys.exit(f"run.py: --only takes windows, course, course-http or course-ingest")
     res["http"] = bench_http()
+    res["course"] = {"http": mariadb_http("course")}
     res["ingest"] = bench_ingest()
     res["windows"] = bench_windows()
+    failed = compare(res)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(res, f, indent=2)
     md = markdown(res) + "\n" + windows_markdown(res["windows"])
@@ -511,6 +893,9 @@ def main():
         f.write(md)
     charts(res)
     print(md)
+    if failed:
+        log(f"tallyd failed its checks: {', '.join(failed)}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The bench's peer (bench/course) is Go; Go comes with the machine, not from Debian.
+if [ "${1:-build}" = bench ] && ! command -v go >/dev/null; then
+  echo "deps: bench needs Go (the go command) for bench/course, and none is on PATH" >&2
+  exit 1
+fi
 if [ "${1:-build}" = build ] && ! python3 -c 'import pytest' 2>/dev/null; then
   echo "deps: installing pytest"
   python3 -m pip install -q pytest 2>/dev/null || {
