@@ -59,7 +59,7 @@ static const char usage[] =
     "                      byte, 100..600000 (10000)\n"
     "  --idle-timeout-ms N an idle keep-alive connection is closed, 100..3600000 (30000)\n"
     "  --max-conns N       open connections; more are closed at once, 1..1000000 (10000)\n"
-    "  --workers N         threads of each worker pool (reads, writes), 1..256 (4)\n"
+    "  --workers N         threads of each worker pool (reads, writes), 1..256 (8)\n"
     "  --work-queue N      requests each pool holds waiting (then 503), 1..1000000 (1024)\n"
     "  --keys PATH         API keys, one 'NAME SCOPES SHA256HEX' a line (tallyctl key);\n"
     "                      reloaded on SIGHUP\n"
@@ -227,7 +227,7 @@ static const struct opt_spec {
     [O_IDLE_TIMEOUT] = {"idle-timeout-ms", "TALLY_IDLE_TIMEOUT_MS", "30000",
                         NUM(T_INT, idle_timeout_ms, 100, 3600000)},
     [O_MAX_CONNS] = {"max-conns", "TALLY_MAX_CONNS", "10000", NUM(T_INT, max_conns, 1, 1000000)},
-    [O_WORKERS] = {"workers", "TALLY_WORKERS", "4", NUM(T_INT, workers, 1, 256)},
+    [O_WORKERS] = {"workers", "TALLY_WORKERS", "8", NUM(T_INT, workers, 1, 256)},
     [O_WORK_QUEUE] = {"work-queue", "TALLY_WORK_QUEUE", "1024",
                       NUM(T_SIZE, work_queue, 1, 1000000)},
     [O_KEYS] = {"keys", "TALLY_KEYS", NULL, T_TEXT},
