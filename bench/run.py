@@ -663,8 +663,10 @@ def compare(res):
     return [k for k, v in checks["tally"].items() if not v["pass"]]
 
 
-def verdict(v):
-    return "pass" if v["pass"] else "**FAIL**"
+def verdict(v, key="pass"):
+    """pass/FAIL of a check: the whole check, or one part (the count of mismatches key)."""
+    ok = v["pass"] if key == "pass" else v[key] == 0
+    return "pass" if ok else "**FAIL**"
 
 
 def course_markdown(res):
@@ -709,14 +711,15 @@ def course_markdown(res):
     ct, cc = res["checks"]["tally"], res["checks"]["course"]
     if "likes" in ct:
         a, b = ct["likes"], cc["likes"]
-        rows.append(f"| likes: like_cnt = active like rows (items off / items) | {verdict(a)}: "
-                    f"{a['like_cnt_mismatched_items']} / {a['items']:,} | {verdict(b)}: "
-                    f"{b['like_cnt_mismatched_items']} / {b['items']:,} |")
+        likes, cache = "like_cnt_mismatched_items", "cache_mismatched_items"
+        rows.append(f"| likes: like_cnt = active like rows (items off / items) | "
+                    f"{verdict(a, likes)}: {a[likes]} / {a['items']:,} | "
+                    f"{verdict(b, likes)}: {b[likes]} / {b['items']:,} |")
         rows.append(f"| likes: sum of like_cnt / active like rows | {a['like_cnt_sum']:,} / "
                     f"{a['active_likes']:,} | {b['like_cnt_sum']:,} / {b['active_likes']:,} |")
         rows.append(f"| cache: Redis hash = row (hashes off / cached) | "
-                    f"{a['cache_mismatched_items']} / {a['cached_items']:,} | "
-                    f"{b['cache_mismatched_items']} / {b['cached_items']:,} |")
+                    f"{verdict(a, cache)}: {a[cache]} / {a['cached_items']:,} | "
+                    f"{verdict(b, cache)}: {b[cache]} / {b['cached_items']:,} |")
     for key in [k for k in ct if k.startswith("ingest ")]:
         a, b = ct[key], cc.get(key)
         rows.append(f"| {key}: sum of read_cnt / events | {verdict(a)}: {a['read_cnt_sum']:,} / "

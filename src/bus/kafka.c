@@ -53,6 +53,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/hash.h"
+#include "util/hex.h"
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
@@ -120,8 +121,9 @@ static bool parse_hash(json_t *v, uint64_t *out)
     if (!s || json_string_length(v) != 16)
         return false;
     for (int i = 0; i < 16; i++) {
-        int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
-        if (d < 0)
+        int d = hex_value(s[i]);
+
+        if (d < 0 || (s[i] >= 'A' && s[i] <= 'F')) /* lowercase only: one spelling per hash */
             return false;
         h = h << 4 | (uint64_t)d;
     }
