@@ -16,10 +16,8 @@
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-static int none_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
-                    bool *hit, cache_token *token, struct flag_lookup *user)
+void cache_all_missed(size_t n, bool *hit, cache_token *token, struct flag_lookup *user)
 {
-    (void)c, (void)items, (void)out;
     memset(hit, 0, n * sizeof(*hit));
     for (size_t i = 0; i < n; i++)
         token[i] = CACHE_NO_FILL;
@@ -27,6 +25,13 @@ static int none_get(struct cache *c, const struct item *items, size_t n, struct 
         memset(user->hit, 0, n * sizeof(*user->hit));
         user->token = CACHE_NO_FILL;
     }
+}
+
+static int none_get(struct cache *c, const struct item *items, size_t n, struct counts *out,
+                    bool *hit, cache_token *token, struct flag_lookup *user)
+{
+    (void)c, (void)items, (void)out;
+    cache_all_missed(n, hit, token, user);
     return 0;
 }
 

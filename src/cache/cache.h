@@ -108,6 +108,9 @@ struct cache {
 
 struct url;
 
+/* For adapters: a get() whose n lookups all missed, with no fill tokens. */
+void cache_all_missed(size_t n, bool *hit, cache_token *token, struct flag_lookup *user);
+
 /*
  * The cache named by u ("none" or redis://...): checked, opened (*why and
  * *err as for store_check and store_open_url), or from a string parsed first.

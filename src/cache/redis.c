@@ -652,18 +652,6 @@ static void take_get(size_t i, const redisReply *r, void *arg)
         a->token[i] = CACHE_NO_FILL;
 }
 
-/* Every lookup a miss, with no fill token (before asking Redis, and after a failure). */
-static void all_missed(size_t n, bool *hit, cache_token *token, struct flag_lookup *user)
-{
-    memset(hit, 0, n * sizeof(*hit));
-    for (size_t i = 0; i < n; i++)
-        token[i] = CACHE_NO_FILL;
-    if (user) {
-        memset(user->hit, 0, n * sizeof(*user->hit));
-        user->token = CACHE_NO_FILL;
-    }
-}
-
 static int redis_get(struct cache *base, const struct item *items, size_t n, struct counts *out,
                      bool *hit, cache_token *token, struct flag_lookup *user)
 {
@@ -673,7 +661,7 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
     int err;
 
     TALLY_ASSERT(!user || n <= CMD_ARGS_MAX - 4);
-    all_missed(n, hit, token, user);
+    cache_all_missed(n, hit, token, user);
     if ((err = ready(rc, &c)))
         return err;
     for (size_t done = 0; done < n && err == 0; done += a.k) {
@@ -689,7 +677,7 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
     conn_put(rc, c);
     strbuf_release(&a.key);
     if (err) /* partial answers are not trusted */
-        all_missed(n, hit, token, user);
+        cache_all_missed(n, hit, token, user);
     return err;
 }
 

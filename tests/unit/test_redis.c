@@ -313,15 +313,21 @@ static bool lookup_flags(struct fixture *f, const struct item *i, uint8_t *flags
     return hit;
 }
 
+/* The end of a user's write whose transaction committed with flags. */
+static int end_committed(struct fixture *f, struct flag_write *w, uint8_t flags)
+{
+    w->committed = true;
+    w->flags = flags;
+    return cache_end(f->c, w->item, 1, NULL, w);
+}
+
 /* A user's write: begin, the store commits flags, end. */
 static void user_write(struct fixture *f, const struct item *i, uint8_t flags)
 {
     struct flag_write w = {.uid = USER, .item = i};
 
     assert_int_equal(cache_begin(f->c, i, 1, &w), 0);
-    w.flags = flags;
-    w.committed = true;
-    assert_int_equal(cache_end(f->c, i, 1, NULL, &w), 0);
+    assert_int_equal(end_committed(f, &w, flags), 0);
 }
 
 /* A miss fills; the writer's own write then lands in the cache: read-your-writes. */
@@ -372,9 +378,7 @@ static void flag_fill_during_a_write_is_refused(void **state)
     assert_false(lookup_flags(f, &other, &flags, &tok));
     assert_true(tok == CACHE_NO_FILL);
     assert_int_equal(cache_fill_flags(f->c, USER, &other, 1, &none, tok), 0);
-    w.committed = true;
-    w.flags = FLAG_LIKED;
-    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), 0);
+    assert_int_equal(end_committed(f, &w, FLAG_LIKED), 0);
     assert_false(lookup_flags(f, &other, &flags, &tok));
 }
 
@@ -390,12 +394,9 @@ static void overlapping_writes_leave_flags_to_the_store(void **state)
 
     assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
     assert_int_equal(cache_begin(f->c, &it, 1, &w2), 0);
-    w2.committed = w1.committed = true;
-    w2.flags = 0;
-    w1.flags = FLAG_LIKED;
-    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w2), 0);
+    assert_int_equal(end_committed(f, &w2, 0), 0);
     assert_false(lookup_flags(f, &it, &flags, &tok));
-    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w1), 0);
+    assert_int_equal(end_committed(f, &w1, FLAG_LIKED), 0);
     assert_false(lookup_flags(f, &it, &flags, &tok));
     /* A write that failed caches nothing either. */
     assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
@@ -418,9 +419,7 @@ static void eviction_mid_write_drops_the_users_fills(void **state)
     freeReplyObject(redisCommand(f->r, "DEL user_flags:%d", USER));
     assert_false(lookup_flags(f, &it, &flags, &tok));
     assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
-    w.committed = true;
-    w.flags = FLAG_LIKED;
-    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), 0);
+    assert_int_equal(end_committed(f, &w, FLAG_LIKED), 0);
     if (lookup_flags(f, &it, &flags, &tok))
         assert_int_equal(flags, FLAG_LIKED); /* never the stale "not liked" */
 }
@@ -439,10 +438,8 @@ static void failed_end_drops_the_users_flags(void **state)
     assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
     assert_true(lookup_flags(f, &it, &flags, &tok));
     assert_int_equal(cache_begin(f->c, &it, 1, &w), 0);
-    w.committed = true;
-    w.flags = FLAG_LIKED;
     replies_to_break = 1;
-    assert_int_equal(cache_end(f->c, &it, 1, NULL, &w), TALLY_EUNAVAIL);
+    assert_int_equal(end_committed(f, &w, FLAG_LIKED), TALLY_EUNAVAIL);
     reconnect_now(f);
     assert_false(lookup_flags(f, &it, &flags, &tok)); /* not the "not liked" of before */
 }
