@@ -9,7 +9,7 @@
  *   serves delivery reports and counts failures. Messages are keyed
  *   "{biz}:{id}" so that one item's reads stay in one partition.
  *
- *   Consumer: a classic consumer group, used only by the read-count thread.
+ *   Consumer: a classic consumer group, used only by the read-count reader thread.
  *   Offsets live in the store, in the same transaction as the counts; the
  *   group's own committed offsets are written afterwards only as a courtesy
  *   for monitoring tools and are never read. On assignment every partition
@@ -76,7 +76,7 @@ struct part {
 /*
  * The producer side is shared by the HTTP threads (librdkafka is
  * thread-safe; `closed` is atomic). Everything under "consumer" is owned by
- * the read-count thread, including the rebalance callback, which librdkafka
+ * the read-count reader thread, including the rebalance callback, which librdkafka
  * runs inside that thread's poll.
  */
 struct kafka_bus {
