@@ -23,7 +23,7 @@ mkdir -p build && : >"$TALLY_REPORT" && : >"$summary"
 
 for sanitize in "" 1; do
   label=${sanitize:+" (ASan + UBSan)"}
-  export TALLY_CRASH_EVENTS=$([ -n "$sanitize" ] && echo 200000 || echo 1000000)
+  export TALLY_CRASH_EVENTS=$([ -n "$sanitize" ] && echo 500000 || echo 1000000)
   echo "== unit tests$label"
   make --no-print-directory ${sanitize:+SANITIZE=1} unit 2>&1 | tee -a "$summary"
   echo "== end-to-end, embedded default$label"
