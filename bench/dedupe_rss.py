@@ -59,7 +59,7 @@ def main():
     samples, t0, done = [], time.time(), 0
     try:
         while time.time() - t0 < 3600:
-            time.sleep(0.5)
+            time.sleep(0.5)  # not a wait: the sampling interval of the RSS curve
             samples.append(rss_kib(p.pid))
             try:
                 done = applied(port)

@@ -231,11 +231,12 @@ static void key_of(struct strbuf *sb, const struct item *it)
     strbuf_add_i64(sb, it->id);
 }
 
+#define USER_KEY "user_flags:%lld" /* a user's flags; the argument a long long uid */
+
 static void user_key_of(struct strbuf *sb, int64_t uid)
 {
     strbuf_reset(sb);
-    strbuf_addstr(sb, "user_flags:");
-    strbuf_add_i64(sb, uid);
+    strbuf_addf(sb, USER_KEY, (long long)uid);
 }
 
 static void stale_key(struct strbuf *sb, const struct stale *s)
@@ -594,7 +595,7 @@ static void add_get(struct redis_cache *rc, struct rconn *c, size_t i, void *arg
     }
     cmd_start(&m, &a->key);
     cmd_arg(&m, "HMGET");
-    cmd_arg(&m, "user_flags:%lld", (long long)a->user->uid);
+    cmd_arg(&m, USER_KEY, (long long)a->user->uid);
     cmd_arg(&m, "gen");
     cmd_arg(&m, "inflight");
     for (size_t j = 0; j < a->n; j++)
@@ -754,7 +755,7 @@ static void add_fill_flags(struct redis_cache *rc, struct rconn *c, size_t i, vo
     cmd_arg(&m, "EVALSHA");
     cmd_arg(&m, "%s", c->sha[SC_UFILL]);
     cmd_arg(&m, "1");
-    cmd_arg(&m, "user_flags:%lld", (long long)a->uid);
+    cmd_arg(&m, USER_KEY, (long long)a->uid);
     cmd_arg(&m, "%lld", (long long)a->token);
     cmd_arg(&m, "%lld", (long long)rc->ttl_ms);
     for (size_t j = 0; j < a->n; j++) {
@@ -821,7 +822,7 @@ static void add_user_write(struct redis_cache *rc, struct rconn *c, struct write
     cmd_arg(&m, "EVALSHA");
     cmd_arg(&m, "%s", c->sha[which]);
     cmd_arg(&m, "1");
-    cmd_arg(&m, "user_flags:%lld", (long long)u->uid);
+    cmd_arg(&m, USER_KEY, (long long)u->uid);
     cmd_arg(&m, "%d", FENCE_MS);
     if (which == SC_UEND) {
         cmd_arg(&m, "%lld", (long long)u->token);

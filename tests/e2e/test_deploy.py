@@ -143,8 +143,11 @@ def test_tallyd_starts_on_the_env_example(tmp_path):
             time.sleep(0.05)
         assert status == 200, (tmp_path / "tallyd.log").read_text()
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
-        assert readyz(port) == 503          # draining: still answering, not ready
+        # Draining: still answering, not ready, at once and for the 300 ms drain.
+        deadline = time.time() + 0.25
+        while (status := readyz(port)) != 503 and time.time() < deadline:
+            time.sleep(0.01)
+        assert status == 503
         rc = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
