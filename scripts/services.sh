@@ -20,10 +20,14 @@
 # passwords, distinctive so that a test can grep tallyd's output for them.
 #
 # Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT, TALLY_KAFKA_PORT (and that port + 1 for the
-# Kafka controller, + 2 for its SASL listener).
+# Kafka controller, + 2 for its SASL listener). Data, pid files, logs, TLS files and the
+# Kafka configuration: under TALLY_SERVICES_DIR (default .services; a relative path is from
+# the repository's root), so that a second set on other ports (make soak's) can run beside
+# the first without touching it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD/.services
+root=${TALLY_SERVICES_DIR:-$PWD/.services}
+case $root in /*) ;; *) root=$PWD/$root ;; esac
 tls=$root/tls
 mysql_port=${TALLY_MYSQL_PORT:-13306}
 redis_port=${TALLY_REDIS_PORT:-16379}
