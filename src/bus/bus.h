@@ -20,6 +20,15 @@
  * consumer installs. poll() returns TALLY_ESTALE when partitions were
  * taken away: the consumer drops what it holds uncommitted, since the new
  * owner starts from the stored offsets.
+ *
+ * Ownership: every assignment of a partition to this process is a new
+ * incarnation with its own generation, carried by each event it hands out
+ * (read_event.gen) and by the offsets committed from them. An offset moves
+ * only by a commit of the incarnation that read it: committed() ignores an
+ * offset of an older generation, and a consumer whose batch was committed
+ * across a revocation rewinds to the store, so a partition handed back while
+ * a batch of its old incarnation committed is read again from where that
+ * commit left it, never from the stale position it was assigned at.
  */
 #ifndef TALLY_BUS_H
 #define TALLY_BUS_H
@@ -46,17 +55,18 @@ struct bus_ops {
     int (*poll)(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n);
     /* Where the next batch of partition must start: the stored offset, -1 if none. */
     int64_t (*expect)(struct bus *b, int32_t partition);
-    /* The store took a batch ending at these offsets. */
+    /* The store took a batch ending at these offsets; those of an incarnation other
+     * than the partition's current one are ignored. */
     void (*committed)(struct bus *b, const struct store_offset *offs, size_t n);
     /* The store refused a batch's offsets: restart every partition from the store. */
     void (*rewind)(struct bus *b);
+    /* Whether publish() would take an event now: 0, TALLY_EFULL or TALLY_ECLOSED (/readyz). */
+    int (*ready)(struct bus *b);
     /*
      * Stops accepting. Waits up to timeout_ms for accepted events to leave the
      * process (a producer's queue to reach the broker); those that cannot are
      * dropped and counted lost.
      */
-    /* Whether publish() would take an event now: 0, TALLY_EFULL or TALLY_ECLOSED (/readyz). */
-    int (*ready)(struct bus *b);
     void (*close)(struct bus *b, int timeout_ms);
     void (*free)(struct bus *b);
 };

@@ -64,9 +64,10 @@
 enum skip_reason { SKIP_JSON, SKIP_ITEM, SKIP_FIELD, SKIP_COUNT };
 static const char *const skip_names[SKIP_COUNT] = {"invalid_json", "invalid_item", "invalid_field"};
 
-/* A partition this consumer holds: where its next batch must start. */
+/* A partition this consumer holds (one incarnation of it): where its next batch must start. */
 struct part {
     int32_t partition;
+    uint32_t gen;   /* this incarnation: a new one at every assignment */
     int64_t expect; /* the stored next offset, -1 when the store has none */
     int64_t pos;    /* the offset the next message must have; -1: take the first */
     int64_t gap_at; /* a jump past pos seen once (a real gap if it shows again) */
@@ -95,6 +96,8 @@ struct kafka_bus {
     struct part *parts;   /* grown to the largest assignment seen */
     int nparts, parts_cap;
     bool revoked; /* since the last poll returned */
+    uint32_t gen; /* the last generation given to an incarnation */
+    bool start_failing; /* the consumer could not be created: logged once until it can */
     struct metric *m_produced, *m_delivery_failed, *m_lost, *m_skipped[SKIP_COUNT], *m_rebalances;
 };
 
@@ -292,6 +295,8 @@ static int64_t stored_offset(struct kafka_bus *kb, int32_t partition)
     int64_t next = -1;
     int backoff = 50;
 
+    if (!kb->base.load_offset) /* the consumer has stopped: nothing to start at */
+        return -1;
     while (kb->base.load_offset(kb->base.load_ctx, kb->topic, partition, &next) != 0) {
         LOG_ONCE(LOG_WARN, "kafka: cannot read stored offsets; waiting for the store");
         if (atomic_load(&kb->closed))
@@ -335,6 +340,7 @@ static void start_at_stored(struct kafka_bus *kb, rd_kafka_topic_partition_list_
         struct strbuf labels = STRBUF_INIT;
 
         p->partition = tp->partition;
+        p->gen = ++kb->gen;
         tp->offset = restart_at_stored(kb, p);
         strbuf_addf(&labels, "topic=\"%s\",partition=\"%d\"", kb->topic, (int)tp->partition);
         p->lag =
@@ -350,6 +356,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     struct kafka_bus *kb = opaque;
 
     metric_add(kb->m_rebalances, 1);
+    if (atomic_load(&kb->closed)) {
+        /* Closing (rd_kafka_consumer_close): the read consumer has stopped and its state
+         * may be gone, so take nothing and read no store. */
+        kb->nparts = 0;
+        rd_kafka_assign(rk, NULL);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         start_at_stored(kb, list);
         log_info("kafka: assigned %d partition(s) of %s", list->cnt, kb->topic);
@@ -456,10 +469,15 @@ static int start_consumer(struct kafka_bus *kb)
     }
     kb->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (!kb->consumer) {
-        log_scrubbed(kb, LOG_ERROR, "consumer", errstr);
+        if (!kb->start_failing) /* the read consumer retries with backoff: log the change */
+            log_scrubbed(kb, LOG_ERROR, "consumer cannot start", errstr);
+        kb->start_failing = true;
         rd_kafka_conf_destroy(conf);
-        return TALLY_EINTERNAL;
+        return TALLY_EUNAVAIL;
     }
+    if (kb->start_failing)
+        log_info("kafka: the consumer started");
+    kb->start_failing = false;
     rd_kafka_poll_set_consumer(kb->consumer);
     topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, kb->topic, RD_KAFKA_PARTITION_UA);
@@ -558,30 +576,31 @@ static void seek(struct kafka_bus *kb, rd_kafka_topic_partition_list_t *list)
  * offset comes again, the log really has a gap there (compaction,
  * transaction markers) and the message is taken.
  */
-static bool take_or_drop(struct kafka_bus *kb, const rd_kafka_message_t *m)
+static struct part *take_or_drop(struct kafka_bus *kb, const rd_kafka_message_t *m)
 {
     struct part *p = part_of(kb, m->partition);
     rd_kafka_topic_partition_list_t *list;
 
     if (!p || (p->pos >= 0 && m->offset < p->pos))
-        return false;
+        return NULL;
     if (p->pos >= 0 && m->offset > p->pos && m->offset != p->gap_at) {
         p->gap_at = m->offset;
         list = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(list, kb->topic, p->partition)->offset = p->pos;
         seek(kb, list);
         rd_kafka_topic_partition_list_destroy(list);
-        return false;
+        return NULL;
     }
     p->pos = m->offset + 1;
     p->gap_at = -1;
-    return true;
+    return p;
 }
 
 static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
     int64_t deadline = mono_us() + (int64_t)timeout_ms * 1000;
+    struct part *p;
     int rc = 0;
 
     *n = 0;
@@ -614,8 +633,9 @@ static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int tim
                 LOG_ONCE(LOG_WARN, "kafka: consumer: %s", why.buf);
                 strbuf_release(&why);
             }
-        } else if (take_or_drop(kb, m)) {
-            take_message(kb, m, &out[(*n)++]);
+        } else if ((p = take_or_drop(kb, m))) {
+            take_message(kb, m, &out[*n]);
+            out[(*n)++].gen = p->gen;
         }
         rd_kafka_message_destroy(m);
     }
@@ -637,7 +657,9 @@ static void kafka_committed(struct bus *b, const struct store_offset *offs, size
     for (size_t i = 0; i < n; i++) {
         struct part *p = part_of(kb, offs[i].partition);
 
-        if (!p) /* revoked while its batch committed: its new owner reads the store */
+        /* Revoked while its batch committed: its new owner, even a new incarnation of
+         * it here, started from the store and moves by its own commits only. */
+        if (!p || p->gen != offs[i].gen)
             continue;
         p->expect = offs[i].next;
         rd_kafka_topic_partition_list_add(list, kb->topic, offs[i].partition)->offset =

@@ -55,6 +55,9 @@ struct read_event {
     int64_t ts;  /* ms since the epoch; 0: unknown (counted in the hour it arrived) */
     int32_t partition;
     int64_t offset;
+    /* The bus's incarnation of the partition this event was read under: every
+     * assignment of a partition to this process is a new one (see bus.h). */
+    uint32_t gen;
     bool skip;
 };
 

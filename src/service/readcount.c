@@ -80,6 +80,9 @@ struct readcount {
     bool job_done;  /* the applier finished it: its outcome below is ready */
     size_t job_stale; /* of it, events left uncommitted because another consumer moved on */
     bool quit;      /* the reader is done: the applier exits */
+    /* Reader only: partitions were revoked since the job was handed over (finish_job
+     * rewinds), and whether polling the bus fails (logged on change). */
+    bool revoked_in_job, poll_failing;
     /* Polled, not yet handed over: ahead[ahead_at, ahead_at + nahead). */
     struct read_event *ahead;
     size_t ahead_cap, ahead_at, nahead;
@@ -102,6 +105,10 @@ struct readcount {
     size_t repeats, deduped; /* of the last decision */
     int64_t newest_ms;       /* the newest event time committed: memos expire behind it */
     int64_t next_sweep_us;    /* clock_mono_us() of the next window upkeep step */
+    bool upkeep_failing;      /* the last step failed (logged on change) */
+    /* clock_mono_us() when upkeep last had nothing left to do; the reader turns it into
+     * tally_window_sweep_lag_seconds. */
+    _Atomic int64_t upkeep_done_us;
     struct item *items;
     struct counts *incr;
     struct store_offset *offs; /* one per partition of a range: at most `batch` */
@@ -109,7 +116,7 @@ struct readcount {
     bool gave_up; /* a stop ran out of time */
     struct metric *m_deduped, *m_repeats;
     struct metric *m_applied, *m_batches, *m_batch_size, *m_failures, *m_lost, *m_stale,
-        *m_failing, *m_dead[DEAD_COUNT];
+        *m_failing, *m_dead[DEAD_COUNT], *m_sweep_lag;
 };
 
 static int event_cmp(const void *a, const void *b)
@@ -212,6 +219,7 @@ static size_t collect_offsets(struct readcount *rc, const struct read_event *ev,
             offs[k].partition = ev[i].partition;
             offs[k].expect = stored_next(rc, ev[i].partition);
             offs[k].next = ev[i].offset + 1;
+            offs[k].gen = ev[i].gen;
             k++;
         } else if (ev[i].offset + 1 > offs[j].next) {
             offs[j].next = ev[i].offset + 1;
@@ -586,16 +594,18 @@ static void apply(struct readcount *rc, size_t n)
         give_up(rc, rc->events + done, n - done);
 }
 
-/* Window upkeep now and then, from the applier while it has no batch (it holds no lock
- * the sweep needs): each call is one bounded step; more steps follow at once while work
- * is left. */
+/*
+ * One bounded step of upkeep (windows, retention, memo expiry), due every
+ * SWEEP_EVERY_MS and at once while work is left. The applier runs it between
+ * jobs, so it keeps its schedule under any load (a job waits one step at
+ * most); it holds no lock the store's sweep needs.
+ */
 static void sweep(struct readcount *rc)
 {
+    int64_t now_us = clock_mono_us();
     bool more = false;
     int err;
 
-    if (!rc->cfg.retention_hours || clock_mono_us() < rc->next_sweep_us)
-        return;
     err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
     /* Memos expire behind the newest event committed (event time, like the decisions),
      * with an hour's slack for partitions that run behind one another. */
@@ -606,45 +616,55 @@ static void sweep(struct readcount *rc)
         err = store_expire_memos(rc->store, (enum read_memo)m, rc->newest_ms - keep, &left);
         more = more || left;
     }
-    if (err)
-        LOG_ONCE(LOG_WARN, "readcount: window and memo upkeep failed (%s); retrying later",
+    if (err && !rc->upkeep_failing)
+        log_warn("readcount: window and memo upkeep failed (%s); retrying every second",
                  tally_strerror(err));
+    else if (!err && rc->upkeep_failing)
+        log_info("readcount: window and memo upkeep runs again");
+    rc->upkeep_failing = err != 0;
+    if (!err && !more)
+        atomic_store(&rc->upkeep_done_us, now_us);
     rc->next_sweep_us = clock_mono_us() + (more && !err ? 0 : SWEEP_EVERY_MS * 1000);
 }
 
-/* The applier thread: one job at a time; window upkeep while there is none. */
+/* Whether window upkeep is due (it runs only where the store has windows). */
+static bool sweep_due(const struct readcount *rc)
+{
+    return rc->cfg.retention_hours > 0 && clock_mono_us() >= rc->next_sweep_us;
+}
+
+/* The applier thread: one job at a time; upkeep between jobs when due. */
 static void *applier_main(void *arg)
 {
     struct readcount *rc = arg;
 
     pthread_mutex_lock(&rc->lock);
     for (;;) {
-        size_t n;
+        if (rc->job_n > 0 && !rc->job_done) {
+            size_t n = rc->job_n;
 
-        if (rc->job_n == 0 || rc->job_done) {
-            struct timespec ts;
-            int64_t at;
-
-            if (rc->quit)
-                break;
-            at = rc->next_sweep_us > clock_mono_us() ? rc->next_sweep_us
-                                                     : clock_mono_us() + SWEEP_EVERY_MS * 1000;
-            ts.tv_sec = (time_t)(at / 1000000);
-            ts.tv_nsec = (long)(at % 1000000) * 1000L;
-            if (pthread_cond_timedwait(&rc->job_cond, &rc->lock, &ts) != 0 &&
-                (rc->job_n == 0 || rc->job_done) && !rc->quit) {
-                pthread_mutex_unlock(&rc->lock);
-                sweep(rc);
-                pthread_mutex_lock(&rc->lock);
-            }
+            pthread_mutex_unlock(&rc->lock);
+            apply(rc, n);
+            pthread_mutex_lock(&rc->lock);
+            rc->job_done = true;
+            pthread_cond_broadcast(&rc->job_cond);
             continue;
         }
-        n = rc->job_n;
-        pthread_mutex_unlock(&rc->lock);
-        apply(rc, n);
-        pthread_mutex_lock(&rc->lock);
-        rc->job_done = true;
-        pthread_cond_broadcast(&rc->job_cond);
+        if (rc->quit)
+            break;
+        if (sweep_due(rc)) {
+            pthread_mutex_unlock(&rc->lock);
+            sweep(rc);
+            pthread_mutex_lock(&rc->lock);
+            continue;
+        }
+        if (rc->cfg.retention_hours > 0) {
+            struct timespec ts = {(time_t)(rc->next_sweep_us / 1000000),
+                                  (long)(rc->next_sweep_us % 1000000) * 1000L};
+            pthread_cond_timedwait(&rc->job_cond, &rc->lock, &ts);
+        } else {
+            pthread_cond_wait(&rc->job_cond, &rc->lock);
+        }
     }
     pthread_mutex_unlock(&rc->lock);
     return NULL;
@@ -672,8 +692,11 @@ static size_t drop_ahead(struct readcount *rc)
 
 /*
  * The reader's side of a finished job: tells the bus which offsets were
- * committed, or, when another consumer had moved them, rewinds it to what
- * the store holds (the read-ahead with it).
+ * committed. Then, when another consumer had moved them (the job was stale)
+ * or partitions were revoked while the job ran, rewinds the bus to what the
+ * store holds and drops the read-ahead: a partition handed back meanwhile
+ * was assigned at the offset stored before this job committed, so its
+ * read-ahead starts inside the job's range and would count it twice.
  */
 static void finish_job(struct readcount *rc)
 {
@@ -683,16 +706,14 @@ static void finish_job(struct readcount *rc)
         if (rc->pos[i].next != rc->pos[i].expect)
             rc->pos[k++] = rc->pos[i];
     bus_committed(rc->bus, rc->pos, k);
-    if (rc->job_stale) {
-        size_t dropped = rc->job_stale + drop_ahead(rc);
-
-        /* Another consumer moved these offsets: it counted the rest. Start again from
-         * what the store holds, for every partition still ours. */
+    if (rc->job_stale) /* another consumer moved these offsets: it counted the rest */
         log_warn("readcount: offsets moved by another consumer; %zu read events left to it",
                  rc->job_stale);
-        metric_add(rc->m_stale, dropped);
+    if (rc->job_stale || rc->revoked_in_job) {
+        metric_add(rc->m_stale, rc->job_stale + drop_ahead(rc));
         bus_rewind(rc->bus);
     }
+    rc->revoked_in_job = false;
     pthread_mutex_lock(&rc->lock);
     rc->job_n = 0;
     rc->job_done = false;
@@ -719,7 +740,8 @@ static void hand_over(struct readcount *rc, size_t n)
             ;
         if (j == rc->npos) {
             int64_t at = bus_expect(rc->bus, part);
-            rc->pos[rc->npos++] = (struct store_offset){.partition = part, .expect = at, .next = at};
+            rc->pos[rc->npos++] = (struct store_offset){
+                .partition = part, .expect = at, .next = at, .gen = rc->events[i].gen};
         }
     }
     pthread_mutex_lock(&rc->lock);
@@ -737,6 +759,16 @@ static size_t ahead_room(struct readcount *rc)
         rc->ahead_at = 0;
     }
     return rc->ahead_cap - rc->ahead_at - rc->nahead;
+}
+
+/* The bus cannot hand out events (a consumer that cannot start): log the change, back off. */
+static void poll_failed(struct readcount *rc, int err, int *backoff_ms)
+{
+    if (!rc->poll_failing)
+        log_warn("readcount: cannot read read events (%s); retrying with backoff",
+                 tally_strerror(err));
+    rc->poll_failing = true;
+    backoff_wait(rc, backoff_ms);
 }
 
 /* Waits (up to 100 ms) for the running job to end. */
@@ -760,11 +792,18 @@ static void *consumer_main(void *arg)
 {
     struct readcount *rc = arg;
     int64_t deadline = 0; /* when the oldest event of the read-ahead must go */
+    int poll_backoff = BACKOFF_MIN_MS;
     bool closed = false;
 
     for (;;) {
         bool running = job_running(rc);
         size_t room, got = 0;
+
+        if (rc->cfg.retention_hours > 0) {
+            int64_t behind = clock_mono_us() - atomic_load(&rc->upkeep_done_us) -
+                             SWEEP_EVERY_MS * 1000;
+            metric_set(rc->m_sweep_lag, behind > 0 ? behind / 1000000 : 0);
+        }
 
         if (!running && rc->job_n > 0) /* read without the lock: only this thread sets it */
             finish_job(rc);
@@ -782,10 +821,20 @@ static void *consumer_main(void *arg)
             err = bus_poll(rc->bus, rc->ahead + rc->ahead_at + rc->nahead, room, timeout, &got);
             if (err == TALLY_ESTALE) {
                 /* Partitions were taken away: their new owner starts from the stored
-                 * offsets. A job still running fails its compare-and-set or commits. */
+                 * offsets. A job still with the applier fails its compare-and-set or
+                 * commits; either way the bus rewinds once it is done (finish_job). */
                 metric_add(rc->m_stale, drop_ahead(rc) + got);
+                rc->revoked_in_job = rc->revoked_in_job || rc->job_n > 0;
                 continue;
             }
+            if (err && err != TALLY_ECLOSED) {
+                poll_failed(rc, err, &poll_backoff);
+                continue;
+            }
+            if (rc->poll_failing)
+                log_info("readcount: reading read events again");
+            rc->poll_failing = false;
+            poll_backoff = BACKOFF_MIN_MS;
             if (got > 0 && rc->nahead == 0)
                 deadline = clock_mono_us() + (int64_t)rc->cfg.flush_ms * 1000;
             rc->nahead += got;
@@ -871,6 +920,10 @@ struct readcount *readcount_start(struct bus *bus, struct store *store, struct c
         "tally_read_events_stale_total",
         "Read events dropped uncommitted because their partition moved to another consumer.", "");
     rc->m_lost = metrics_counter("tally_read_events_lost_total", lost_help, "");
+    rc->m_sweep_lag = metrics_gauge(
+        "tally_window_sweep_lag_seconds",
+        "How far window, retention and memo upkeep is behind its once-a-second schedule.", "");
+    atomic_store(&rc->upkeep_done_us, clock_mono_us());
     rc->m_failing = metrics_gauge("tally_read_store_failing",
                                   "1 while the read consumer's last attempt to commit failed.", "");
     for (int i = 0; i < DEAD_COUNT; i++) {
@@ -904,6 +957,10 @@ void readcount_stop(struct readcount *rc)
     pthread_mutex_unlock(&rc->lock);
     bus_close(rc->bus, rc->cfg.stop_wait_ms); /* a producer flushes meanwhile */
     pthread_join(rc->thread, NULL);
+    /* The bus outlives rc: nothing it runs later (a rebalance while it closes) may
+     * reach the state freed below. */
+    rc->bus->load_offset = NULL;
+    rc->bus->load_ctx = NULL;
     pthread_mutex_destroy(&rc->lock);
     pthread_cond_destroy(&rc->wake);
     pthread_cond_destroy(&rc->job_cond);

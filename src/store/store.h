@@ -121,6 +121,7 @@ struct store_offset {
     int32_t partition;
     int64_t expect;
     int64_t next;
+    uint32_t gen; /* the incarnation that read the range (bus.h); the store ignores it */
 };
 
 /*

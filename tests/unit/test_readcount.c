@@ -131,6 +131,9 @@ struct fake_store {
     size_t ndead, applies, stale;
     int unavail;                 /* the next `unavail` calls fail with TALLY_EUNAVAIL */
     int64_t internal_calls;
+    bool hold;                   /* apply_reads waits (a commit held back by a row lock) */
+    int waiting;                 /* calls waiting on hold */
+    pthread_cond_t released;
 };
 
 /* The compare-and-set every adapter performs; 0 or TALLY_ESTALE. */
@@ -159,6 +162,10 @@ static int fake_apply(struct store *s, struct read_batch *b)
     n = b->n;
 
     pthread_mutex_lock(&f->lock);
+    f->waiting++;
+    while (f->hold)
+        pthread_cond_wait(&f->released, &f->lock);
+    f->waiting--;
     if (f->unavail > 0) {
         f->unavail--;
         rc = TALLY_EUNAVAIL;
@@ -222,6 +229,7 @@ static struct fake_store *fake_store_new(void)
 
     f->base.ops = &fake_store_ops;
     pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->released, NULL);
     for (int p = 0; p < FAKE_PARTS; p++)
         f->stored[p] = -1;
     return f;
@@ -509,6 +517,320 @@ static void stop_deadline_counts_local_events_lost(void **state)
     free(f);
 }
 
+/* ------------------------------------------------------------ a consumer group, scripted */
+
+#define GROUP_PARTS 2
+#define GROUP_EVENTS 100 /* per partition */
+
+/*
+ * One member of a consumer group over a topic in memory, its rebalances
+ * scripted by the test: a revocation or an assignment asked for takes effect
+ * inside the member's next poll, as librdkafka's rebalance callback does. An
+ * assignment is a new incarnation (gen) that starts every partition at the
+ * offset the store holds, read through the consumer's loader, as kafka.c
+ * does; committed() moves a held partition's expected offset for any commit,
+ * as kafka.c did before generations, so these tests hold the reader to its
+ * own part of the invariant. Shared by the test and the reader: under lock.
+ */
+struct group_bus {
+    struct bus base;
+    pthread_mutex_t lock;
+    struct read_event ev[GROUP_PARTS][GROUP_EVENTS];
+    int64_t pos[GROUP_PARTS], expect[GROUP_PARTS];
+    bool assigned, revoke_asked, assign_asked, closed;
+    uint32_t gen;
+    int revokes, assigns; /* taken effect */
+};
+
+/* Inside poll, like a rebalance callback: the loader reads the store. */
+static void gbus_start_at_stored(struct group_bus *gb)
+{
+    for (int p = 0; p < GROUP_PARTS; p++) {
+        int64_t next = -1;
+
+        assert_int_equal(gb->base.load_offset(gb->base.load_ctx, "t", p, &next), 0);
+        gb->expect[p] = next;
+        gb->pos[p] = next < 0 ? 0 : next;
+    }
+}
+
+static int gbus_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
+{
+    struct group_bus *gb = (struct group_bus *)b;
+    int rc = 0;
+
+    *n = 0;
+    pthread_mutex_lock(&gb->lock);
+    if (gb->closed) {
+        rc = TALLY_ECLOSED;
+    } else if (gb->revoke_asked) {
+        gb->revoke_asked = false;
+        gb->assigned = false;
+        gb->revokes++;
+        rc = TALLY_ESTALE;
+    } else {
+        if (gb->assign_asked) {
+            gb->assign_asked = false;
+            gb->assigned = true;
+            gb->gen++;
+            gb->assigns++;
+            gbus_start_at_stored(gb);
+        }
+        for (bool more = gb->assigned; more && *n < max;) {
+            more = false;
+            for (int p = 0; p < GROUP_PARTS && *n < max; p++)
+                if (gb->pos[p] < GROUP_EVENTS) {
+                    out[*n] = gb->ev[p][gb->pos[p]++];
+                    out[(*n)++].gen = gb->gen;
+                    more = true;
+                }
+        }
+    }
+    pthread_mutex_unlock(&gb->lock);
+    if (*n == 0 && !rc) {
+        struct timespec ts = {0, (long)(timeout_ms < 5 ? timeout_ms : 5) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return rc;
+}
+
+static int64_t gbus_expect(struct bus *b, int32_t partition)
+{
+    struct group_bus *gb = (struct group_bus *)b;
+    int64_t at;
+
+    pthread_mutex_lock(&gb->lock);
+    at = gb->expect[partition];
+    pthread_mutex_unlock(&gb->lock);
+    return at;
+}
+
+static void gbus_committed(struct bus *b, const struct store_offset *offs, size_t n)
+{
+    struct group_bus *gb = (struct group_bus *)b;
+
+    pthread_mutex_lock(&gb->lock);
+    for (size_t i = 0; gb->assigned && i < n; i++)
+        gb->expect[offs[i].partition] = offs[i].next;
+    pthread_mutex_unlock(&gb->lock);
+}
+
+static void gbus_rewind(struct bus *b)
+{
+    struct group_bus *gb = (struct group_bus *)b;
+
+    pthread_mutex_lock(&gb->lock);
+    if (gb->assigned)
+        gbus_start_at_stored(gb);
+    pthread_mutex_unlock(&gb->lock);
+}
+
+static void gbus_close(struct bus *b, int timeout_ms)
+{
+    struct group_bus *gb = (struct group_bus *)b;
+    (void)timeout_ms;
+
+    pthread_mutex_lock(&gb->lock);
+    gb->closed = true;
+    pthread_mutex_unlock(&gb->lock);
+}
+
+static const struct bus_ops group_bus_ops = {
+    .name = "group",
+    .poll = gbus_poll,
+    .expect = gbus_expect,
+    .committed = gbus_committed,
+    .rewind = gbus_rewind,
+    .close = gbus_close,
+};
+
+/* Items 1..4, every event of partition p on item 1 + p * 2 + offset % 2. */
+static struct group_bus *group_bus_new(void)
+{
+    struct group_bus *gb = calloc(1, sizeof(*gb));
+
+    gb->base.ops = &group_bus_ops;
+    gb->base.topic = "t";
+    pthread_mutex_init(&gb->lock, NULL);
+    for (int p = 0; p < GROUP_PARTS; p++)
+        for (int o = 0; o < GROUP_EVENTS; o++) {
+            gb->ev[p][o] = ev("article", 1 + p * 2 + o % 2);
+            gb->ev[p][o].partition = p;
+            gb->ev[p][o].offset = o;
+        }
+    return gb;
+}
+
+/* Asks for a revocation (then an assignment, when again) and waits until both took effect. */
+static void gbus_rebalance(struct group_bus *gb, bool again)
+{
+    int revokes, assigns;
+    int64_t until = clock_mono_us() + 10 * 1000000;
+
+    pthread_mutex_lock(&gb->lock);
+    revokes = gb->revokes + 1;
+    assigns = gb->assigns + again;
+    gb->revoke_asked = true;
+    gb->assign_asked = again;
+    while ((gb->revokes < revokes || gb->assigns < assigns) && clock_mono_us() < until) {
+        pthread_mutex_unlock(&gb->lock);
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        pthread_mutex_lock(&gb->lock);
+    }
+    assert_true(gb->revokes >= revokes && gb->assigns >= assigns);
+    pthread_mutex_unlock(&gb->lock);
+}
+
+static bool group_read_all(void *arg)
+{
+    struct group_bus *gb = arg;
+    bool all = true;
+
+    pthread_mutex_lock(&gb->lock);
+    for (int p = 0; p < GROUP_PARTS; p++)
+        all = all && gb->assigned && gb->pos[p] == GROUP_EVENTS;
+    pthread_mutex_unlock(&gb->lock);
+    return all;
+}
+
+static bool store_waiting(void *arg)
+{
+    struct fake_store *f = arg;
+    bool w;
+
+    pthread_mutex_lock(&f->lock);
+    w = f->waiting > 0;
+    pthread_mutex_unlock(&f->lock);
+    return w;
+}
+
+static bool group_stored_all(void *arg)
+{
+    struct fake_store *f = arg;
+    bool all = true;
+
+    pthread_mutex_lock(&f->lock);
+    for (int p = 0; p < GROUP_PARTS; p++)
+        all = all && f->stored[p] == GROUP_EVENTS;
+    pthread_mutex_unlock(&f->lock);
+    return all;
+}
+
+static bool store_saw_stale(void *arg)
+{
+    struct fake_store *f = arg;
+    bool stale;
+
+    pthread_mutex_lock(&f->lock);
+    stale = f->stale > 0;
+    pthread_mutex_unlock(&f->lock);
+    return stale;
+}
+
+/* Another member of the group takes the partitions and commits offsets [0, upto) of each. */
+static void other_member_commits(struct fake_store *f, struct group_bus *gb, int64_t upto)
+{
+    pthread_mutex_lock(&f->lock);
+    for (int p = 0; p < GROUP_PARTS; p++) {
+        struct store_offset off = {.partition = p, .expect = f->stored[p], .next = upto};
+
+        for (int64_t o = off.expect < 0 ? 0 : off.expect; o < upto; o++)
+            f->count[gb->ev[p][o].item.id]++;
+        assert_int_equal(fake_offsets(f, &off, 1), 0);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+enum churn { CHURN_BACK, CHURN_OTHER, CHURN_OUTAGE, CHURN_SEVERAL };
+
+/*
+ * The reader hands a batch to the applier and the store holds its commit back
+ * (a row lock, or an outage); meanwhile the group rebalances. Whatever the
+ * churn, every event is counted exactly once: an offset moves only by a
+ * commit of the incarnation that read it.
+ */
+static void churn_while_a_commit_is_held(enum churn churn)
+{
+    struct fake_store *f = fake_store_new();
+    struct group_bus *gb = group_bus_new();
+    struct cache *c;
+    char *err = NULL;
+    struct readcount_config cfg = {.batch = 50, .read_ahead = 1000, .flush_ms = 5,
+                                   .stop_wait_ms = 1000};
+    struct readcount *rc;
+
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    if (churn == CHURN_OUTAGE)
+        f->unavail = 1 << 30;
+    else
+        f->hold = true;
+    gb->assign_asked = true;
+    rc = readcount_start(&gb->base, &f->base, c, &cfg);
+    if (churn == CHURN_OUTAGE)
+        assert_true(eventually(failing, rc));
+    else
+        assert_true(eventually(store_waiting, f)); /* a batch of the first incarnation */
+    switch (churn) {
+    case CHURN_BACK:
+    case CHURN_OUTAGE:
+        gbus_rebalance(gb, true); /* handed back to the same member */
+        break;
+    case CHURN_SEVERAL:
+        for (int i = 0; i < 3; i++)
+            gbus_rebalance(gb, true);
+        break;
+    case CHURN_OTHER:
+        gbus_rebalance(gb, false);
+        other_member_commits(f, gb, 60);
+        break;
+    }
+    if (churn != CHURN_OTHER) /* the new incarnation has read everything from the store */
+        assert_true(eventually(group_read_all, gb));
+    pthread_mutex_lock(&f->lock);
+    f->hold = false;
+    f->unavail = 0;
+    pthread_cond_broadcast(&f->released);
+    pthread_mutex_unlock(&f->lock);
+    if (churn == CHURN_OTHER) {
+        assert_true(eventually(store_saw_stale, f)); /* the held batch failed its CAS */
+        pthread_mutex_lock(&gb->lock);
+        gb->assign_asked = true; /* then the partitions come back */
+        pthread_mutex_unlock(&gb->lock);
+    }
+    assert_true(eventually(group_stored_all, f));
+    assert_true(eventually(group_read_all, gb));
+    readcount_stop(rc);
+    for (int id = 1; id <= 2 * GROUP_PARTS; id++)
+        assert_int_equal(f->count[id], GROUP_EVENTS / 2);
+    cache_free(c);
+    free(gb);
+    free(f);
+}
+
+static void revoked_and_handed_back_mid_commit(void **state)
+{
+    (void)state;
+    churn_while_a_commit_is_held(CHURN_BACK);
+}
+
+static void revoked_to_another_member_mid_commit(void **state)
+{
+    (void)state;
+    churn_while_a_commit_is_held(CHURN_OTHER);
+}
+
+static void handed_back_during_a_store_outage(void **state)
+{
+    (void)state;
+    churn_while_a_commit_is_held(CHURN_OUTAGE);
+}
+
+static void several_rebalances_mid_commit(void **state)
+{
+    (void)state;
+    churn_while_a_commit_is_held(CHURN_SEVERAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +841,10 @@ int main(void)
         cmocka_unit_test(poison_events_are_isolated_and_dead_lettered),
         cmocka_unit_test(transient_failures_are_held_and_reported),
         cmocka_unit_test(stop_deadline_counts_local_events_lost),
+        cmocka_unit_test(revoked_and_handed_back_mid_commit),
+        cmocka_unit_test(revoked_to_another_member_mid_commit),
+        cmocka_unit_test(handed_back_during_a_store_outage),
+        cmocka_unit_test(several_rebalances_mid_commit),
     };
     return cmocka_run_group_tests_name("readcount", tests, NULL, NULL);
 }
