@@ -96,6 +96,12 @@ static int bad(const char *what, const char *value, const char *why)
     return -1;
 }
 
+/*
+ * 0 with *out set, or -1 with *out untouched. The -1 is spelled here rather than taken from
+ * bad(): a caller that reads *out after a 0 must be able to see, where this is inlined, that
+ * no other value comes back (GCC at -O1 does not inline bad() and warned that *out may be
+ * read unset).
+ */
 static int parse_number(const char *what, const char *s, long long lo, long long hi, long long *out)
 {
     int64_t v = 0;
@@ -104,7 +110,8 @@ static int parse_number(const char *what, const char *s, long long lo, long long
     if ((strcmp(s, "0") != 0 && item_parse_id(s, strlen(s), &v)) || v < lo || v > hi) {
         char why[96];
         snprintf(why, sizeof(why), "expected an integer in %lld..%lld", lo, hi);
-        return bad(what, s, why);
+        bad(what, s, why);
+        return -1;
     }
     *out = v;
     return 0;
