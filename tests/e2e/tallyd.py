@@ -3,10 +3,12 @@
 Used by the end-to-end tests: every test talks to a separate tallyd process
 over a real socket, exactly as a content site's backend would.
 """
+import contextlib
 import http.client
 import itertools
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -226,3 +228,48 @@ class Tallyd:
             if line.startswith(name + " ") or line.startswith(name + "{"):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+
+@contextlib.contextmanager
+def store_write_lock(db):
+    """Holds the store's write lock from another client until the block ends: SQLite's
+    RESERVED lock with an insert pending, or, in MariaDB, a transaction holding InnoDB's
+    next-key locks on every row and gap of what a like writes (readers still see the last
+    committed rows, as InnoDB's consistent reads do)."""
+    if MYSQL:
+        args, env = mysql_cli(db.url)  # mariadb --no-defaults ... (that one must come first)
+        p = subprocess.Popen([*args[:2], "--unbuffered", *args[2:]], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            p.stdin.write("BEGIN;\nSELECT COUNT(*) FROM interactive FOR UPDATE;\n"
+                          "SELECT COUNT(*) FROM user_like FOR UPDATE;\nSELECT 'locked';\n")
+            p.stdin.flush()
+            # Raw reads of the pipe: a buffered readline could take several lines at once
+            # and leave select() waiting on an empty pipe for a marker already read.
+            deadline, out = time.monotonic() + 10, b""
+            while b"\nlocked\n" not in b"\n" + out:  # the counts come first, then the marker
+                ready, _, _ = select.select([p.stdout], [], [], max(0, deadline - time.monotonic()))
+                chunk = os.read(p.stdout.fileno(), 4096) if ready else b""
+                if not chunk:
+                    break
+                out += chunk
+            if b"\nlocked\n" not in b"\n" + out:
+                p.kill()
+                raise AssertionError(f"could not lock the tables: {out!r} {p.stderr.read()}")
+            yield
+        finally:
+            if p.poll() is None:
+                p.stdin.write("ROLLBACK;\n")
+                p.stdin.close()
+                p.wait(10)
+    else:
+        import sqlite3
+        con = sqlite3.connect(db.path, timeout=10, isolation_level=None)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("INSERT INTO interactive (biz, biz_id, ctime, utime)"
+                        " VALUES ('lock', 1, 0, 0)")
+            yield
+        finally:
+            con.execute("ROLLBACK")
+            con.close()

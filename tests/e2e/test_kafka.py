@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, report
+from tallyd import MYSQL, report, store_write_lock
 
 KAFKA = os.environ.get("TALLY_TEST_KAFKA")
 PRODUCE = os.environ.get("TALLY_PRODUCE",
@@ -41,6 +41,12 @@ def produce(topic, count, items, dist="uniform", malformed=0):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[:4] == ["produced", str(count), "malformed", str(malformed)]
+
+
+def create_topic(topic, partitions):
+    out = subprocess.run([PRODUCE, KAFKA, "--create", topic, str(partitions)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
 
 
 def totals(db):
@@ -167,6 +173,56 @@ def test_group_members_stopping_and_starting_count_exactly(spawn, db, topic):
         assert m.stop() == 0
 
 
+PARTITIONS = 4
+
+
+def commit_waiting(db):
+    """Whether a transaction waits for a row lock (MariaDB)."""
+    return db.sql("SELECT COUNT(*) FROM information_schema.innodb_trx"
+                  " WHERE trx_state = 'LOCK WAIT'")[0][0] > 0
+
+
+def wait_for(cond, what, timeout=60):
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not MYSQL, reason="row locks; a new member cannot open a locked SQLite file")
+def test_rebalance_while_a_commit_is_held_counts_once(spawn, db, topic):
+    """A batch commits slowly (another client holds the rows) while the group rebalances
+    twice, a member joining and then dying, and hands tallyd its partition back. The
+    new incarnation was assigned at the offset stored before that commit: once the commit
+    lands, its read-ahead must be read again from the store, not counted a second time."""
+    create_topic(topic, PARTITIONS)
+    t = spawn("--bus", bus_url(topic)).start()
+    produce(topic, 1000, 1)
+    assert wait_total(db, 1000, timeout=120)
+    with store_write_lock(db):
+        produce(topic, 500, 1)
+        wait_for(lambda: commit_waiting(db), "a held commit")
+        rebalances = t.metric("tally_kafka_rebalances_total")
+        other = spawn("--bus", bus_url(topic)).start()  # joins: revoke, assign
+        wait_for(lambda: t.metric("tally_kafka_rebalances_total") >= rebalances + 2,
+                 "the rebalance of a member joining")
+        assert other.stop(signal.SIGKILL) == -9  # leaves when its session times out
+        wait_for(lambda: t.metric("tally_kafka_rebalances_total") >= rebalances + 4,
+                 "the rebalance of a member leaving")
+        wait_for(lambda: t.output().count(f"assigned {PARTITIONS} partition(s)") >= 2 and
+                 t.metric("tally_kafka_consumer_lag") == 0,
+                 "tallyd holding every partition again, read to its end")
+        assert totals(db)[1] == 1000  # nothing committed while the rows were held
+    # One more read after the lock: once it is counted, everything before it in the
+    # partition has been applied, and a read counted twice would show in the total.
+    produce(topic, 1, 1)
+    wait_for(lambda: db.sql("SELECT COALESCE(SUM(next_offset), 0) FROM read_offsets"
+                            f" WHERE topic = '{topic}'")[0][0] == 1501,
+             "the last read's offset stored", timeout=120)
+    assert totals(db) == (1, 1501, 1501, 1501)
+    assert t.stop() == 0
+
+
 @pytest.mark.skipif(not MYSQL, reason="stops MariaDB")
 def test_mariadb_stopped_for_10s_during_consumption(spawn, db, topic):
     events, items = CRASH_EVENTS // 4, 1000
@@ -235,9 +291,7 @@ def test_poison_event_is_dead_lettered_and_its_offset_stored_past(spawn, db, top
 
 def test_128_partitions_count_exactly(spawn, db, topic):
     events, items, parts = CRASH_EVENTS // 10, 2000, 128
-    out = subprocess.run([PRODUCE, KAFKA, "--create", topic, str(parts)], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
+    create_topic(topic, parts)
     produce(topic, events, items)
     start = time.time()
     t = spawn("--bus", bus_url(topic)).start()
