@@ -9,11 +9,12 @@ Kafka test needs TALLY_TEST_KAFKA.
 import collections
 import os
 import subprocess
+import threading
 import time
 
 import pytest
 
-from tallyd import MYSQL
+from tallyd import MYSQL, report
 
 KAFKA = os.environ.get("TALLY_TEST_KAFKA")
 PRODUCE = os.environ.get("TALLY_PRODUCE",
@@ -195,3 +196,64 @@ def test_reads_over_40_days_from_kafka(spawn, db):
     assert item7["read_cnt"] == events // items  # the totals count every read, however old
     assert t.stop() == 0
     assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()
+
+
+def test_upkeep_keeps_its_schedule_under_steady_traffic(spawn, db):
+    """A read every 150 ms, without a pause, while tallyd's clock turns an hour: the reads
+    of the hour before leave the 1h window within seconds of the turn, and an hourly row
+    past retention and memo rows past their keep time, written while the traffic runs,
+    are expired under it. (Upkeep that waited for an idle consumer never ran.)"""
+    n = now_ms()
+    turn = (n // HOUR + 1) * HOUR
+    off = turn - 10 * 1000 - n  # tallyd's clock 10 s before an hour turns
+    t = spawn("--read-window", "10m", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}).start()
+    for _ in range(3):
+        assert t.request("POST", "/v1/items/article/1/reads").status == 202
+    wait_for(lambda: top(t, "read_cnt", "1h") == [(1, 3)], what="item 1 in the 1h window")
+    stop, sent, failures = threading.Event(), [0], []
+
+    def traffic():
+        conn = t.connect()  # its own connection: the test's thread uses t's
+        try:
+            while not stop.is_set() and sent[0] < 2000:
+                r = t.request("POST", "/v1/items/article/2/reads", {"viewer": f"v{sent[0]}"},
+                              conn=conn)
+                assert r.status == 202, r
+                sent[0] += 1
+                time.sleep(0.15)
+        except BaseException as e:  # reported by the test's thread
+            failures.append(e)
+        finally:
+            conn.close()
+
+    reader = threading.Thread(target=traffic)
+    reader.start()
+    try:
+        wait_for(lambda: sent[0] >= 5, what="steady traffic")
+        stale_hour = turn // HOUR - RETENTION_H - 24
+        db.sql(f"INSERT INTO interactive_hour (biz, biz_id, hour, read_cnt, like_cnt,"
+               f" collect_cnt) VALUES ('article', 99, {stale_hour}, 1, 0, 0)")
+        old_ms = turn - 30 * DAY
+        for table in ("read_seen", "read_idem"):
+            db.sql(f"INSERT INTO {table} (k, ms) VALUES (4242, {old_ms})")
+        wait_for(lambda: now_ms() + off >= turn, timeout=30, what="the hour turning")
+        turned = time.time()
+        wait_for(lambda: 1 not in dict(top(t, "read_cnt", "1h")), timeout=15,
+                 what="item 1 leaving the 1h window")
+        left_s = time.time() - turned
+        wait_for(lambda: db.sql("SELECT COUNT(*) FROM interactive_hour WHERE biz_id = 99")
+                 == [(0,)], timeout=15, what="the hourly row past retention expired")
+        for table in ("read_seen", "read_idem"):
+            wait_for(lambda: db.sql(f"SELECT COUNT(*) FROM {table} WHERE ms = {old_ms}")
+                     == [(0,)], timeout=15, what=f"{table} past its keep time expired")
+        assert t.metric("tally_window_sweep_lag_seconds") == 0
+        assert not stop.is_set() and reader.is_alive()  # all of it under the traffic
+    finally:
+        stop.set()
+        reader.join()
+    assert failures == []
+    # Every read of the traffic counted, in the hour it arrived in (both in the 24h window).
+    wait_for(lambda: top(t, "read_cnt", "24h") == [(2, sent[0]), (1, 3)], what="every read")
+    report("upkeep_under_traffic", store="mysql" if MYSQL else "sqlite",
+           left_1h_window_after_s=round(left_s, 2), reads=sent[0])
+    assert t.stop() == 0
