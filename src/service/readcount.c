@@ -764,11 +764,19 @@ static size_t ahead_room(struct readcount *rc)
 /* The bus cannot hand out events (a consumer that cannot start): log the change, back off. */
 static void poll_failed(struct readcount *rc, int err, int *backoff_ms)
 {
+    int64_t until = clock_mono_us() + (int64_t)*backoff_ms * 1000;
+
     if (!rc->poll_failing)
         log_warn("readcount: cannot read read events (%s); retrying with backoff",
                  tally_strerror(err));
     rc->poll_failing = true;
-    backoff_wait(rc, backoff_ms);
+    pthread_mutex_lock(&rc->lock);
+    while (!rc->stopping && clock_mono_us() < until) { /* a stop closes the bus: poll again */
+        struct timespec ts = {(time_t)(until / 1000000), (long)(until % 1000000) * 1000L};
+        pthread_cond_timedwait(&rc->wake, &rc->lock, &ts);
+    }
+    pthread_mutex_unlock(&rc->lock);
+    *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
 }
 
 /* Waits (up to 100 ms) for the running job to end. */

@@ -6,6 +6,7 @@
 #include "unit.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <time.h>
 
 #include "bus/local.h"
@@ -831,6 +832,72 @@ static void several_rebalances_mid_commit(void **state)
     churn_while_a_commit_is_held(CHURN_SEVERAL);
 }
 
+/* ------------------------------------------------------------ start-up and stop */
+
+/* A bus whose consumer cannot start: every poll fails, as kafka.c's does then. */
+struct broken_bus {
+    struct bus base;
+    atomic_int polls;
+    atomic_bool closed;
+};
+
+static int bbus_poll(struct bus *b, struct read_event *out, size_t max, int timeout_ms, size_t *n)
+{
+    struct broken_bus *bb = (struct broken_bus *)b;
+    (void)out, (void)max, (void)timeout_ms;
+
+    *n = 0;
+    if (atomic_load(&bb->closed))
+        return TALLY_ECLOSED;
+    atomic_fetch_add(&bb->polls, 1);
+    return TALLY_EUNAVAIL;
+}
+
+static void bbus_close(struct bus *b, int timeout_ms)
+{
+    (void)timeout_ms;
+    atomic_store(&((struct broken_bus *)b)->closed, true);
+}
+
+static const struct bus_ops broken_bus_ops = {
+    .name = "broken",
+    .poll = bbus_poll,
+    .expect = gbus_expect,
+    .close = bbus_close,
+};
+
+/*
+ * A consumer that cannot start is retried with backoff (50 ms, doubling, up to 2 s), not
+ * at full CPU; a stop ends the retries at once; and once stopped, the bus no longer holds
+ * the consumer's loader, which points at what the stop freed.
+ */
+static void a_bus_that_cannot_start_is_retried_with_backoff(void **state)
+{
+    struct fake_store *f = fake_store_new();
+    struct broken_bus bb = {.base = {.ops = &broken_bus_ops, .topic = "t"}};
+    struct cache *c;
+    char *err = NULL;
+    struct readcount_config cfg = {.batch = 10, .flush_ms = 5, .stop_wait_ms = 5000};
+    struct readcount *rc;
+    struct timespec second = {1, 0};
+    int64_t t0;
+    (void)state;
+
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    rc = readcount_start(&bb.base, &f->base, c, &cfg);
+    assert_non_null(bb.base.load_offset);
+    nanosleep(&second, NULL); /* retries at 0, 50, 150, 350, 750 ms */
+    assert_in_range(atomic_load(&bb.polls), 2, 6);
+    nanosleep(&second, NULL); /* inside the 800 ms wait before the 1,550 ms retry */
+    t0 = clock_mono_us();
+    readcount_stop(rc);
+    assert_true(clock_mono_us() - t0 < 300000); /* a stop cuts the backoff short */
+    assert_null(bb.base.load_offset);
+    assert_null(bb.base.load_ctx);
+    cache_free(c);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -845,6 +912,7 @@ int main(void)
         cmocka_unit_test(revoked_to_another_member_mid_commit),
         cmocka_unit_test(handed_back_during_a_store_outage),
         cmocka_unit_test(several_rebalances_mid_commit),
+        cmocka_unit_test(a_bus_that_cannot_start_is_retried_with_backoff),
     };
     return cmocka_run_group_tests_name("readcount", tests, NULL, NULL);
 }
