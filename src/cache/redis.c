@@ -44,7 +44,10 @@
  *   pipeline as the counters; a miss reads the store and ufill writes the
  *   fields only if gen is still the token and nothing is in flight. An
  *   eviction during a write is caught as for the counters (inflight below
- *   zero drops the user's fields and bumps gen).
+ *   zero drops the user's fields and bumps gen). A user's hash is bounded:
+ *   once it holds more than USER_FLAGS_MAX fields, the next fill starts it
+ *   over (gen and inflight kept), so a user who views every item of a site
+ *   costs about a thousand fields, not one per item forever.
  *
  *   SC_TAKE is not about counters: it is the rate limiter's token bucket
  *   (cache.h, take; service/ratelimit.c), kept here because this is where
@@ -84,6 +87,11 @@
 #define REPAIR_MAX     10000
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
 #define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
+/* A user's flags hash holds about this many items at most: one that grew past it starts
+ * over (its fence fields kept), and the items it dropped are read from the store again.
+ * A string for the scripts; the writes that add to it add at most INTERACTIVE_MAX_IDS. */
+#define USER_FLAGS_MAX "1000"
+
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SC_UBEGIN, SC_UEND, SC_UFILL, SC_TAKE, SCRIPT_COUNT };
 
@@ -140,6 +148,10 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 "  redis.call('HSET', k, 'gen', g + 1, 'inflight', 0)\n"
                 "  redis.call('PEXPIRE', k, ARGV[1])\n"
                 "elseif left == 0 and ARGV[4] ~= '' and redis.call('HGET', k, 'gen') == ARGV[2] then\n"
+                "  if redis.call('HLEN', k) > " USER_FLAGS_MAX " then\n"
+                "    redis.call('DEL', k)\n"
+                "    redis.call('HSET', k, 'gen', ARGV[2], 'inflight', 0)\n"
+                "  end\n"
                 "  redis.call('HSET', k, ARGV[3], ARGV[4])\n"
                 "  redis.call('PEXPIRE', k, ARGV[5])\n"
                 "else\n"
@@ -150,6 +162,10 @@ static const char *const scripts[SCRIPT_COUNT] = {
     [SC_UFILL] = "if (redis.call('HGET', KEYS[1], 'gen') or '0') ~= ARGV[1] then return 0 end\n"
                  "if tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0') > 0 then\n"
                  "  return 0\n"
+                 "end\n"
+                 "if redis.call('HLEN', KEYS[1]) > " USER_FLAGS_MAX " then\n"
+                 "  redis.call('DEL', KEYS[1])\n"
+                 "  redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'inflight', 0)\n"
                  "end\n"
                  "redis.call('HSET', KEYS[1], unpack(ARGV, 3))\n"
                  "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"

@@ -198,6 +198,25 @@ def test_cache_matches_store_after_fills_race_writes(tallyd, db):
                 assert int(field) == want[0] | want[1] << 1, (uid, it, field)
 
 
+def test_a_users_cached_flags_stay_bounded(tallyd, db):
+    """A user who views 3,000 distinct items: the user's flags hash in Redis stays near its
+    bound (1,000 items, plus at most one request's 100 and the two fence fields) instead of
+    growing a field per item, and the flags served stay right after it starts over."""
+    uid, biz = 4242, "bounded"
+    assert tallyd.request("PUT", f"/v1/users/{uid}/likes/{biz}/5").status == 200
+    sizes = []
+    for first in range(1, 3001, 100):
+        ids = ",".join(str(i) for i in range(first, first + 100))
+        r = tallyd.get(f"/v1/items/{biz}?ids={ids}&uid={uid}")
+        assert r.status == 200, r
+        assert [it["liked"] for it in r.json["items"]] == [i == 5 for i in range(first, first + 100)]
+        sizes.append(int(redis("HLEN", f"user_flags:{uid}")))
+    assert max(sizes) <= 1000 + 100 + 2, sizes
+    assert sizes[-1] < 3000 and min(sizes[10:]) < 1000, sizes  # it started over, and filled
+    again = tallyd.get(f"/v1/items/{biz}?ids=5,6&uid={uid}").json["items"]
+    assert [(it["id"], it["liked"]) for it in again] == [(5, True), (6, False)]
+
+
 def test_script_flush_is_recovered(tallyd, db):
     tallyd.get("/v1/items/article/1")
     redis("SCRIPT", "FLUSH")
