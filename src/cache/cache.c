@@ -99,10 +99,10 @@ int cache_check(const struct url *u, char **why)
     return TALLY_EINVAL;
 }
 
-int cache_open_url(const struct url *u, struct cache **out, char **err)
+int cache_open_url(const struct url *u, int workers, struct cache **out, char **err)
 {
     if (strcmp(u->scheme, "redis") == 0)
-        return cache_redis_open(u, out, err);
+        return cache_redis_open(u, workers, out, err);
     *out = &none_cache;
     return 0;
 }
@@ -122,7 +122,7 @@ int cache_open(const char *url, struct cache **out, char **err)
     int rc = url_parse_checked("--cache", url, cache_check, &u, err);
 
     if (rc == 0)
-        rc = cache_open_url(&u, out, err);
+        rc = cache_open_url(&u, CACHE_WORKERS_DEFAULT, out, err);
     url_release(&u);
     return rc;
 }

@@ -114,9 +114,12 @@ void cache_all_missed(size_t n, bool *hit, cache_token *token, struct flag_looku
 /*
  * The cache named by u ("none" or redis://...): checked, opened (*why and
  * *err as for store_check and store_open_url), or from a string parsed first.
+ * workers is --workers, which sizes the connection pool; cache_open assumes
+ * the default.
  */
+#define CACHE_WORKERS_DEFAULT 8
 int cache_check(const struct url *u, char **why);
-int cache_open_url(const struct url *u, struct cache **out, char **err);
+int cache_open_url(const struct url *u, int workers, struct cache **out, char **err);
 int cache_open(const char *url, struct cache **out, char **err);
 int cache_check_url(const char *url, char **err);
 

@@ -76,12 +76,12 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/pool.h"
 #include "util/strbuf.h"
 #include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-#define POOL           8
 #define RETRY_AFTER_US 1000000
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
 #define REPAIR_MAX     10000
@@ -201,7 +201,6 @@ struct rconn {
     redisContext *ctx;          /* NULL: not connected */
     int64_t retry_at_us;        /* after a failure, no reconnect before this */
     char sha[SCRIPT_COUNT][41]; /* the scripts' SHA1s, as this server loaded them */
-    struct rconn *next_free;
 };
 
 /* A key to delete once Redis answers: an item's counters, or (uid != 0) a user's flags. */
@@ -211,7 +210,8 @@ struct stale {
 };
 
 /*
- * Shared by all threads. pool_lock guards free_conns; repair_lock guards
+ * Shared by all threads. The pool hands out conns (pool_size_for(--workers),
+ * a wait as long as a call's timeout); repair_lock guards
  * repair, nrepair and repair_overflow. Keys are only ever added to the
  * list under the lock (repair_add_locked); a repair takes the whole list
  * under the lock, sends its DELs without it, and on failure adds what it
@@ -224,10 +224,9 @@ struct redis_cache {
     char *user, *password; /* AUTH on every connect when password is set; never logged */
     int64_t ttl_ms;
     struct timeval timeout;
-    pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
-    struct rconn conns[POOL];
-    struct rconn *free_conns;
+    struct pool pool;
+    struct rconn *conns;
+    size_t nconns;
     pthread_mutex_t repair_lock;
     struct stale *repair;
     size_t nrepair;
@@ -404,13 +403,13 @@ static int rconn_open(struct redis_cache *rc, struct rconn *c, struct strbuf *wh
 static int conn_get(struct redis_cache *rc, struct rconn **out)
 {
     struct rconn *c;
+    void *taken;
 
-    pthread_mutex_lock(&rc->pool_lock);
-    while (!rc->free_conns)
-        pthread_cond_wait(&rc->pool_cond, &rc->pool_lock);
-    c = rc->free_conns;
-    rc->free_conns = c->next_free;
-    pthread_mutex_unlock(&rc->pool_lock);
+    if (pool_get(&rc->pool, &taken)) { /* every connection stuck in a call: a miss */
+        *out = NULL;
+        return TALLY_EUNAVAIL;
+    }
+    c = taken;
     if (!c->ctx && clock_mono_us() >= c->retry_at_us) {
         struct strbuf why = STRBUF_INIT;
 
@@ -426,11 +425,8 @@ static int conn_get(struct redis_cache *rc, struct rconn **out)
 
 static void conn_put(struct redis_cache *rc, struct rconn *c)
 {
-    pthread_mutex_lock(&rc->pool_lock);
-    c->next_free = rc->free_conns;
-    rc->free_conns = c;
-    pthread_cond_signal(&rc->pool_cond);
-    pthread_mutex_unlock(&rc->pool_lock);
+    if (c)
+        pool_put(&rc->pool, c);
 }
 
 static bool is_noscript(const redisReply *r)
@@ -1027,11 +1023,11 @@ static void redis_free(struct cache *base)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
 
-    for (int i = 0; i < POOL; i++)
+    for (size_t i = 0; i < rc->nconns; i++)
         if (rc->conns[i].ctx)
             redisFree(rc->conns[i].ctx);
-    pthread_mutex_destroy(&rc->pool_lock);
-    pthread_cond_destroy(&rc->pool_cond);
+    free(rc->conns);
+    pool_release(&rc->pool);
     pthread_mutex_destroy(&rc->repair_lock);
     free(rc->repair);
     free(rc->host);
@@ -1075,7 +1071,7 @@ int cache_redis_check(const struct url *u, char **why)
     return *why ? TALLY_EINVAL : 0;
 }
 
-int cache_redis_open(const struct url *u, struct cache **out, char **err)
+int cache_redis_open(const struct url *u, int workers, struct cache **out, char **err)
 {
     struct redis_cache *rc;
     long long ttl_s, timeout_ms;
@@ -1095,13 +1091,13 @@ int cache_redis_open(const struct url *u, struct cache **out, char **err)
     rc->timeout.tv_usec = (timeout_ms % 1000) * 1000;
     rc->m_auth_failed = metrics_counter("tally_redis_auth_failures_total",
                                         "Connections Redis refused to authenticate.", "");
-    pthread_mutex_init(&rc->pool_lock, NULL);
-    pthread_cond_init(&rc->pool_cond, NULL);
     pthread_mutex_init(&rc->repair_lock, NULL);
-    for (int i = POOL - 1; i >= 0; i--) {
-        rc->conns[i].next_free = rc->free_conns;
-        rc->free_conns = &rc->conns[i];
-    }
+    /* Waiting for a connection is bounded like a call: as long as its timeout. */
+    rc->nconns = pool_size_for(workers);
+    rc->conns = xcalloc(rc->nconns, sizeof(*rc->conns));
+    pool_init(&rc->pool, "redis", rc->nconns, (int)timeout_ms);
+    for (size_t i = rc->nconns; i > 0; i--)
+        pool_put(&rc->pool, &rc->conns[i - 1]);
     /*
      * A cache is optional: tallyd starts even if Redis is down, and uses it once it is up.
      * Credentials Redis refuses are a configuration error, though: refuse to start.

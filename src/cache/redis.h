@@ -12,8 +12,9 @@ struct url;
  * u: redis://[[USER]:PASSWORD@]HOST[:PORT][?ttl=SECONDS&timeout_ms=MS]. *why
  * and *err as for store_check and store_open_url. Credentials Redis refuses
  * at open are an error; Redis not answering is not (the cache is optional).
+ * workers (--workers) sizes the connection pool (util/pool.h, pool_size_for).
  */
 int cache_redis_check(const struct url *u, char **why);
-int cache_redis_open(const struct url *u, struct cache **out, char **err);
+int cache_redis_open(const struct url *u, int workers, struct cache **out, char **err);
 
 #endif

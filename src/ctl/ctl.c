@@ -87,7 +87,7 @@ int ctl_open_store(const char *cmd, const struct url *u, bool must_exist, struct
 int ctl_open_cache(const char *cmd, const struct url *u, struct cache **out)
 {
     char *err = NULL;
-    int rc = cache_open_url(u, out, &err);
+    int rc = cache_open_url(u, 1, out, &err); /* tallyctl: one thread */
 
     return report(rc, 1, cmd, err);
 }

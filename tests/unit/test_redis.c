@@ -62,7 +62,7 @@ static int setup(void **state)
         return 0;
     f = calloc(1, sizeof(*f));
     assert_int_equal(url_parse_checked("--cache", url, cache_redis_check, &u, &err), 0);
-    assert_int_equal(cache_redis_open(&u, &f->c, &err), 0);
+    assert_int_equal(cache_redis_open(&u, CACHE_WORKERS_DEFAULT, &f->c, &err), 0);
     f->r = redisConnect(u.hosts[0].name, u.hosts[0].port);
     assert_true(f->r && !f->r->err);
     if (u.password) /* the fixture's own connection, authenticated like the cache's */
@@ -252,7 +252,7 @@ static void reconnect_now(struct fixture *f)
 {
     struct redis_cache *rc = (struct redis_cache *)f->c;
 
-    for (int i = 0; i < POOL; i++)
+    for (size_t i = 0; i < rc->nconns; i++)
         rc->conns[i].retry_at_us = 0;
 }
 
