@@ -9,6 +9,8 @@
 #   make services-down   stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
+#   make soak            SOAK_MINUTES (10) of traffic and churn on servers of its own, then
+#                        every count checked (docs/soak.md)
 #   make bench           benchmarks against a bare server, --batch 1 and a Go peer built
 #                        on the webook course's design (QUICK=1: a few minutes)
 #   make fuzz            libFuzzer on the API, the HTTP layer, the Kafka message parser and
@@ -134,6 +136,16 @@ contract: $(BUILD)/tallyd
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:
 	@scripts/test.sh
+
+# The soak (docs/soak.md): two tallyd on MariaDB + Redis + Kafka of its own (23306, 26379,
+# 29092 under .services/soak, never the shared ones) under steady traffic and churn for
+# SOAK_MINUTES, then checked exactly against the client's ledger. make test runs 3 minutes.
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: deps
+	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tally-produce
+	SOAK_MINUTES=$(SOAK_MINUTES) TALLYD=$(CURDIR)/$(BUILD)/tallyd \
+	  TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 tests/soak/soak.py
 
 # Benchmarks (never part of `make test`): QUICK=1 for a run under 3 minutes.
 bench: deps
