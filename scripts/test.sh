@@ -3,7 +3,7 @@
 #
 #   embedded   SQLite store, no cache, local bus (and the Kafka tests on SQLite)
 #   servers    MariaDB store + Redis cache (and the Kafka tests on MariaDB)
-# and the OpenAPI contract (Schemathesis) against the embedded default.
+# and the OpenAPI contract (Schemathesis) against the embedded default; then a 3-minute soak.
 # MariaDB, Redis and Kafka are started here and stopped on exit, also on failure.
 # The Kafka crash test consumes 1,000,000 events in the plain runs and 200,000 under the
 # sanitizers (which slow tallyd several times over).
@@ -36,6 +36,12 @@ for sanitize in "" 1; do
   echo "== end-to-end, MariaDB + Redis$label"
   make --no-print-directory ${sanitize:+SANITIZE=1} e2e 2>&1 | tee -a "$summary"
 done
+
+# The soak (docs/soak.md): 3 minutes of traffic and churn on servers of its own (other ports,
+# under .services/soak), so it neither disturbs nor needs the ones above. It ends with
+# "soak: N passed, N failed", counted below; its figures go to build/soak/latest.md.
+echo "== soak, MariaDB + Redis + Kafka (3 minutes)"
+SOAK_MINUTES=3 SOAK_DOC=0 make --no-print-directory soak 2>&1 | tee -a "$summary"
 
 echo "== measured figures"
 cat "$TALLY_REPORT"
