@@ -33,11 +33,11 @@
 
 struct course {
     MYSQL *db;
-    MYSQL_STMT *st[RECORD_TYPE_COUNT];
+    MYSQL_STMT *st[RECORD_INTERACTIVE_COUNT];
     int64_t skipped;
 };
 
-static const char *const page_sql[RECORD_TYPE_COUNT] = {
+static const char *const page_sql[RECORD_INTERACTIVE_COUNT] = {
     [RECORD_ITEM] = "SELECT id, biz, biz_id, 0, 0, 1, read_cnt, like_cnt, collect_cnt, ctime,"
                     " utime FROM interactives WHERE id > ? ORDER BY id LIMIT ?",
     [RECORD_LIKE] = "SELECT id, biz, biz_id, uid, 0, status, 0, 0, 0, ctime, utime"
@@ -84,7 +84,7 @@ int course_open(const struct url *u, struct course **out, char **err)
         *err = xstrfmt("course database %s: %s", where, why);
         goto out;
     }
-    for (int t = 0; t < RECORD_TYPE_COUNT; t++) {
+    for (int t = 0; t < RECORD_INTERACTIVE_COUNT; t++) {
         char *sql = xstrfmt(page_sql[t], status ? "status" : "1");
 
         c->st[t] = mysql_stmt_init(c->db);
@@ -200,7 +200,7 @@ void course_close(struct course *c)
 {
     if (!c)
         return;
-    for (int t = 0; t < RECORD_TYPE_COUNT; t++)
+    for (int t = 0; t < RECORD_INTERACTIVE_COUNT; t++)
         if (c->st[t])
             mysql_stmt_close(c->st[t]);
     mysql_close(c->db);

@@ -1,16 +1,32 @@
 /*
- * data.c - tallyctl export and import: moving items, likes and collections
- * in and out of a store.
+ * data.c - tallyctl export and import: moving a store's state in and out of
+ * it: items, likes and collections, and everything trending windows and the
+ * read consumer keep beside them.
  *
  * DESIGN
- *   Streams, in constant memory. Export walks each table in row id order in
+ *   Streams, in constant memory. Export walks each table in key order in
  *   pages from one snapshot (store.h, export_rows) and writes one JSON object
  *   per line. Import reads a line at a time into a batch of at most --batch
  *   records and hands each batch to the store as one transaction
  *   (store.h, import), whose merge rules make a second run change nothing and
- *   keep like_cnt/collect_cnt equal to the active rows while tallyd serves:
- *   the counts of every item a batch touches are recounted from its rows in
- *   that same transaction, never added to.
+ *   keep derived state consistent while tallyd serves: the counts of every
+ *   item a batch touches are recounted from its rows in that same
+ *   transaction, never added to, and each window stays the sum of the hourly
+ *   rows it holds.
+ *
+ *   Every table that holds state is exported, so an import into an empty
+ *   store gives back the same rows (tests/e2e/test_tallyctl.py compares every
+ *   table the schema has). That includes the read offsets: the counts were
+ *   taken up to exactly those positions in the Kafka topic, and a store
+ *   without them would read the topic again from its start and count it twice.
+ *   A stored offset is never moved, and --no-offsets leaves them out for a
+ *   store that will read another topic's history (where they would skip
+ *   events).
+ *
+ *   The file is read twice: once to check every line, then to import, so that
+ *   bad input changes nothing (stdin is copied to a temporary file on the
+ *   first pass). One check (check_record) serves both sides: export refuses to
+ *   write a row that import would refuse.
  *
  *   The course schema (--from mysql://...) is read by course.c in the same
  *   record shape; its likes and collections go first and its items last, so
@@ -36,31 +52,56 @@
 #define BATCH_DEFAULT 1000
 #define BATCH_MAX     10000
 #define LINE_MAX_LEN  65536
+#define HOUR_MAX      (INT64_MAX / HOUR_MS) /* an hour whose start in ms still fits */
 
-static const char *const type_names[RECORD_TYPE_COUNT] = {"item", "like", "collection"};
+static const char *const type_names[RECORD_TYPE_COUNT] = {
+    "item", "like", "collection", "mark", "hour", "window", "memo", "dead_letter", "offset"};
+/* The summary's words for each type, in the same order. */
+static const char *const type_nouns[RECORD_TYPE_COUNT] = {
+    "items", "likes", "collections", "marks", "hourly rows", "window rows", "memos",
+    "dead letters", "offsets"};
+static const char *const memo_names[MEMO_COUNT] = {"idem", "seen"};
 
 const char ctl_usage_export[] =
     "usage: tallyctl export --store URL [--format jsonl] [FILE|-]\n"
     "\n"
-    "Writes every item, like and collection of the store to FILE (default: stdout),\n"
-    "one JSON object per line, from one snapshot, in constant memory:\n"
+    "Writes every table of the store that holds state to FILE (default: stdout), one\n"
+    "JSON object per line, from one snapshot, in constant memory, so that an import into\n"
+    "an empty store gives back the same rows in every table. Items, likes, collections:\n"
     "  {\"type\":\"item\",\"biz\":\"article\",\"id\":1,\"read_cnt\":9,\"like_cnt\":2,"
     "\"collect_cnt\":1,\"ctime\":MS,\"utime\":MS}\n"
     "  {\"type\":\"like\",\"uid\":5,\"biz\":\"article\",\"id\":1,\"status\":1,\"ctime\":MS,"
     "\"utime\":MS}\n"
     "  {\"type\":\"collection\",\"uid\":5,\"cid\":3,\"biz\":\"article\",\"id\":1,\"status\":1,"
     "\"ctime\":MS,\"utime\":MS}\n"
-    "status 0 is a like or collection that was withdrawn. Read offsets and dead letters\n"
-    "are not exported. The summary line goes to stderr. Exit status: 0 done, 1 failed,\n"
-    "2 usage.\n";
+    "then trending windows (the first hour each window holds, hourly counts, the\n"
+    "windows' sums), the read consumer's memory (per Idempotency-Key and per reader and\n"
+    "item), the read events refused for good, and the read offsets:\n"
+    "  {\"type\":\"mark\",\"window\":\"24h\",\"hour\":H}\n"
+    "  {\"type\":\"hour\",\"biz\":\"article\",\"id\":1,\"hour\":H,\"read_cnt\":4,\"like_cnt\":1,"
+    "\"collect_cnt\":0}\n"
+    "  {\"type\":\"window\",\"biz\":\"article\",\"id\":1,\"window\":\"24h\",\"read_cnt\":4,"
+    "\"like_cnt\":1,\"collect_cnt\":0}\n"
+    "  {\"type\":\"memo\",\"memo\":\"idem\",\"key\":K,\"ms\":MS}      (\"seen\": a reader's read)\n"
+    "  {\"type\":\"dead_letter\",\"biz\":\"article\",\"id\":1,\"uid\":0,\"ts\":MS,\"topic\":null,"
+    "\"partition\":null,\"offset\":null,\"error\":\"...\",\"ctime\":MS,\"n\":1}\n"
+    "  {\"type\":\"offset\",\"topic\":\"reads\",\"partition\":0,\"next\":N,\"utime\":MS}\n"
+    "status 0 is a like or collection that was withdrawn; H counts hours since\n"
+    "1970-01-01 UTC; n is how many identical dead letters the line stands for. The\n"
+    "offsets are where the counts stand in the Kafka topic that fed the store; see\n"
+    "`tallyctl import --help` (--no-offsets). The summary line goes to stderr. Exit\n"
+    "status: 0 done, 1 failed, 2 usage.\n";
 
 const char ctl_usage_import[] =
-    "usage: tallyctl import --store URL [--batch N] --format jsonl FILE|-\n"
+    "usage: tallyctl import --store URL [--batch N] [--no-offsets] --format jsonl FILE|-\n"
     "       tallyctl import --store URL [--batch N] --from mysql://USER:PASS@HOST:PORT/DB\n"
     "                                           [?ssl=1&ssl_ca=PATH]\n"
     "\n"
     "Merges records into the store, N per transaction (default 1000, at most 10000).\n"
     "--format jsonl reads what `tallyctl export` writes (unknown fields are ignored).\n"
+    "Every line is checked before anything is written: a bad one stops the import with\n"
+    "FILE:LINE and why, and the store is left as it was (stdin is kept in a temporary\n"
+    "file meanwhile).\n"
     "--from reads the course design's tables interactives, user_like_bizs and\n"
     "user_collection_bizs (with or without a status column) and prints each item whose\n"
     "like_cnt/collect_cnt there differ from its rows. It takes any URL tallyd's --store\n"
@@ -73,62 +114,228 @@ const char ctl_usage_import[] =
     "    (reads counted by tallyd before the import are not added to it), ctime the\n"
     "    earlier, utime the later;\n"
     "  - like_cnt and collect_cnt are never taken from the input: they are recounted\n"
-    "    from the active rows of every item a batch touches, in the same transaction.\n"
+    "    from the active rows of every item a batch touches, in the same transaction;\n"
+    "  - a window's mark becomes the later of the two (the hours it passes leave the\n"
+    "    window); an hourly row the store lacks is added, one it has takes the larger\n"
+    "    of each count; every window holding that hour moves with it, so windows stay\n"
+    "    the sum of their hours; a window's own sums are never taken from the input;\n"
+    "  - a memo's ms becomes the later of the two;\n"
+    "  - a dead letter is added until the store holds n rows identical to it;\n"
+    "  - an offset is added where the store has none for that topic and partition; a\n"
+    "    stored one is never moved. --no-offsets leaves them all out: use it when the\n"
+    "    store will read another Kafka cluster or a recreated topic, whose offsets mean\n"
+    "    other messages (taking them would skip events there).\n"
     "Exit status: 0 done, 1 failed (batches committed before stay; run it again),\n"
     "2 usage.\n";
+
+/* ------------------------------------------------------------ records */
+
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e)
+            return false;
+    return true;
+}
+
+static int window_of(int hours)
+{
+    for (int w = 0; w < WINDOW_COUNT; w++)
+        if (window_hours[w] == hours)
+            return w;
+    return -1;
+}
+
+/*
+ * NULL when r is a record import takes, or why not. Both sides call it: a
+ * line that passes can be imported, and export writes no other.
+ */
+static const char *check_record(const struct record *r)
+{
+    char biz[ITEM_BIZ_MAX + 1];
+    bool has_item = r->type != RECORD_MARK && r->type != RECORD_MEMO && r->type != RECORD_OFFSET;
+
+    if (has_item && item_parse_biz(r->item.biz, strlen(r->item.biz), biz))
+        return "\"biz\" must match ^[a-z][a-z0-9_]{0,31}$";
+    if (has_item && !item_id_valid(r->item.id))
+        return "\"id\" must be an integer in 1..2^63-1";
+    switch (r->type) {
+    case RECORD_ITEM:
+    case RECORD_LIKE:
+    case RECORD_COLLECTION:
+        if (r->ctime < 0 || r->utime < 0)
+            return "\"ctime\" and \"utime\" must be integers >= 0 (ms since the epoch)";
+        if (r->type == RECORD_ITEM)
+            return r->counts.read_cnt < 0 ? "\"read_cnt\" must be an integer >= 0" : NULL;
+        if (!item_id_valid(r->uid) || (r->type == RECORD_COLLECTION && !item_id_valid(r->cid)))
+            return r->type == RECORD_LIKE ? "\"uid\" must be an integer in 1..2^63-1"
+                                          : "\"uid\" and \"cid\" must be integers in 1..2^63-1";
+        return r->status != 0 && r->status != 1 ? "\"status\" must be 0 or 1" : NULL;
+    case RECORD_MARK:
+    case RECORD_HOUR:
+        if (r->hour < 0 || r->hour > HOUR_MAX)
+            return "\"hour\" must be an integer in 0..2562047788015 (hours since the epoch)";
+        if (r->type == RECORD_MARK)
+            return window_of(r->win) < 0 ? "\"window\" must be 1h, 24h, 7d or 30d" : NULL;
+        return r->counts.read_cnt < 0 ? "\"read_cnt\" must be an integer >= 0" : NULL;
+    case RECORD_WINDOW:
+        return window_of(r->win) < 0 ? "\"window\" must be 1h, 24h, 7d or 30d" : NULL;
+    case RECORD_MEMO:
+        if (r->memo != MEMO_IDEM && r->memo != MEMO_SEEN)
+            return "\"memo\" must be \"idem\" or \"seen\"";
+        return r->ms < 0 ? "\"ms\" must be an integer >= 0 (ms since the epoch)" : NULL;
+    case RECORD_DEAD_LETTER:
+        if (r->uid < 0 || r->ts < 0 || r->ctime < 0)
+            return "\"uid\", \"ts\" and \"ctime\" must be integers >= 0";
+        if ((r->has_partition && r->partition < 0) || (r->has_offset && r->offset < 0))
+            return "\"partition\" and \"offset\" must be null or integers >= 0";
+        if (r->has_topic && (!*r->topic || !printable(r->topic)))
+            return "\"topic\" must be null or 1..255 printable ASCII characters";
+        if (!printable(r->error))
+            return "\"error\" must be 0..255 printable ASCII characters";
+        return r->n < 1 || r->n > RECORD_DEAD_N_MAX ? "\"n\" must be an integer in 1..1000000"
+                                                     : NULL;
+    case RECORD_OFFSET:
+        if (!*r->topic || !printable(r->topic))
+            return "\"topic\" must be 1..255 printable ASCII characters";
+        if (r->partition < 0 || r->offset < 0 || r->utime < 0)
+            return "\"partition\", \"next\" and \"utime\" must be integers >= 0";
+        return NULL;
+    default: return "unknown type";
+    }
+}
+
+static void add_counts(struct strbuf *sb, const struct counts *c)
+{
+    strbuf_addf(sb, ",\"read_cnt\":%lld,\"like_cnt\":%lld,\"collect_cnt\":%lld",
+                (long long)c->read_cnt, (long long)c->like_cnt, (long long)c->collect_cnt);
+}
+
+/* A text, or null. */
+static void add_text(struct strbuf *sb, const char *key, bool has, const char *s)
+{
+    strbuf_addf(sb, ",\"%s\":", key);
+    if (has)
+        strbuf_add_json_string(sb, s);
+    else
+        strbuf_addstr(sb, "null");
+}
+
+static void add_i64_or_null(struct strbuf *sb, const char *key, bool has, int64_t v)
+{
+    if (has)
+        strbuf_addf(sb, ",\"%s\":%lld", key, (long long)v);
+    else
+        strbuf_addf(sb, ",\"%s\":null", key);
+}
+
+/* r (checked) as one line of JSON, into sb. */
+static void format_record(struct strbuf *sb, const struct record *r)
+{
+    strbuf_addf(sb, "{\"type\":\"%s\"", type_names[r->type]);
+    switch (r->type) {
+    case RECORD_ITEM:
+    case RECORD_LIKE:
+    case RECORD_COLLECTION:
+        if (r->type != RECORD_ITEM)
+            strbuf_addf(sb, ",\"uid\":%lld", (long long)r->uid);
+        if (r->type == RECORD_COLLECTION)
+            strbuf_addf(sb, ",\"cid\":%lld", (long long)r->cid);
+        strbuf_addf(sb, ",\"biz\":\"%s\",\"id\":%lld", r->item.biz, (long long)r->item.id);
+        if (r->type == RECORD_ITEM)
+            add_counts(sb, &r->counts);
+        else
+            strbuf_addf(sb, ",\"status\":%d", r->status);
+        strbuf_addf(sb, ",\"ctime\":%lld,\"utime\":%lld", (long long)r->ctime,
+                    (long long)r->utime);
+        break;
+    case RECORD_MARK:
+        strbuf_addf(sb, ",\"window\":\"%s\",\"hour\":%lld", window_names[window_of(r->win)],
+                    (long long)r->hour);
+        break;
+    case RECORD_HOUR:
+    case RECORD_WINDOW:
+        strbuf_addf(sb, ",\"biz\":\"%s\",\"id\":%lld", r->item.biz, (long long)r->item.id);
+        if (r->type == RECORD_HOUR)
+            strbuf_addf(sb, ",\"hour\":%lld", (long long)r->hour);
+        else
+            strbuf_addf(sb, ",\"window\":\"%s\"", window_names[window_of(r->win)]);
+        add_counts(sb, &r->counts);
+        break;
+    case RECORD_MEMO:
+        strbuf_addf(sb, ",\"memo\":\"%s\",\"key\":%lld,\"ms\":%lld", memo_names[r->memo],
+                    (long long)r->key, (long long)r->ms);
+        break;
+    case RECORD_DEAD_LETTER:
+        strbuf_addf(sb, ",\"biz\":\"%s\",\"id\":%lld,\"uid\":%lld,\"ts\":%lld", r->item.biz,
+                    (long long)r->item.id, (long long)r->uid, (long long)r->ts);
+        add_text(sb, "topic", r->has_topic, r->topic);
+        add_i64_or_null(sb, "partition", r->has_partition, r->partition);
+        add_i64_or_null(sb, "offset", r->has_offset, r->offset);
+        add_text(sb, "error", true, r->error);
+        strbuf_addf(sb, ",\"ctime\":%lld,\"n\":%lld", (long long)r->ctime, (long long)r->n);
+        break;
+    case RECORD_OFFSET:
+        add_text(sb, "topic", true, r->topic);
+        strbuf_addf(sb, ",\"partition\":%d,\"next\":%lld,\"utime\":%lld", (int)r->partition,
+                    (long long)r->offset, (long long)r->utime);
+        break;
+    default: TALLY_ASSERT(!"a record type without a format");
+    }
+    strbuf_addstr(sb, "}\n");
+}
 
 /* ------------------------------------------------------------ export */
 
 struct export_state {
     FILE *out;
     struct ctl_progress progress;
-    int64_t n[RECORD_TYPE_COUNT];
-    const char *bad; /* why emit stopped, for the error line */
+    int64_t n[RECORD_TYPE_COUNT], total;
+    struct strbuf line, bad; /* bad: why emit stopped, for the error line */
 };
 
 static int emit_line(void *arg, const struct record *r)
 {
     struct export_state *e = arg;
-    char biz[ITEM_BIZ_MAX + 1];
-    int64_t total;
+    const char *why = check_record(r);
 
-    /* What is printed unquoted must be a valid biz: one that is not is refused. */
-    if (item_parse_biz(r->item.biz, strlen(r->item.biz), biz)) {
-        e->bad = "a row's biz is not a valid biz";
+    if (why) {
+        strbuf_addf(&e->bad, "a %s row holds what an import would refuse: %s",
+                    type_names[r->type], why);
         return -1;
     }
-    fprintf(e->out, "{\"type\":\"%s\"", type_names[r->type]);
-    if (r->type != RECORD_ITEM)
-        fprintf(e->out, ",\"uid\":%lld", (long long)r->uid);
-    if (r->type == RECORD_COLLECTION)
-        fprintf(e->out, ",\"cid\":%lld", (long long)r->cid);
-    fprintf(e->out, ",\"biz\":\"%s\",\"id\":%lld", biz, (long long)r->item.id);
-    if (r->type == RECORD_ITEM)
-        fprintf(e->out, ",\"read_cnt\":%lld,\"like_cnt\":%lld,\"collect_cnt\":%lld",
-                (long long)r->counts.read_cnt, (long long)r->counts.like_cnt,
-                (long long)r->counts.collect_cnt);
-    else
-        fprintf(e->out, ",\"status\":%d", r->status);
-    fprintf(e->out, ",\"ctime\":%lld,\"utime\":%lld}\n", (long long)r->ctime,
-            (long long)r->utime);
-    if (ferror(e->out)) {
-        e->bad = "write failed";
+    strbuf_reset(&e->line);
+    format_record(&e->line, r);
+    if (fwrite(e->line.buf, 1, e->line.len, e->out) != e->line.len || ferror(e->out)) {
+        strbuf_addstr(&e->bad, "write failed");
         return -1;
     }
     e->n[r->type]++;
-    total = e->n[0] + e->n[1] + e->n[2];
-    ctl_progress(&e->progress, "export: %lld records", (long long)total);
+    ctl_progress(&e->progress, "export: %lld records", (long long)++e->total);
     return 0;
+}
+
+/* "N items, N likes, ..., N offsets" */
+static void add_totals(struct strbuf *sb, const int64_t n[RECORD_TYPE_COUNT])
+{
+    for (int t = 0; t < RECORD_TYPE_COUNT; t++)
+        strbuf_addf(sb, "%s%lld %s", t ? ", " : "", (long long)n[t], type_nouns[t]);
 }
 
 static const struct option store_opts[] = {
     {"store", required_argument, NULL, 's'}, {"format", required_argument, NULL, 'f'},
     {"from", required_argument, NULL, 'F'},  {"batch", required_argument, NULL, 'b'},
-    {NULL, 0, NULL, 0}};
+    {"no-offsets", no_argument, NULL, 'O'},  {NULL, 0, NULL, 0}};
+
+/* The options of one subcommand; NULL members are ones it does not take. */
+struct opts {
+    const char *store, *format, *from;
+    int64_t batch;
+    bool no_offsets;
+};
 
 /* getopt_long with tallyctl's one-line usage errors. */
-static int parse_opts(const char *cmd, int argc, char **argv, const char **store,
-                      const char **format, const char **from, int64_t *batch)
+static int parse_opts(const char *cmd, int argc, char **argv, bool import, struct opts *o)
 {
     int c;
 
@@ -136,17 +343,19 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char **store
     optind = 1;
     while ((c = getopt_long(argc, argv, ":", store_opts, NULL)) != -1) {
         switch (c) {
-        case 's': *store = optarg; break;
-        case 'f': *format = optarg; break;
+        case 's': o->store = optarg; break;
+        case 'f': o->format = optarg; break;
         case 'F':
-            if (!from)
-                return ctl_usage(cmd, "unknown option --from (see tallyctl %s --help)", cmd);
-            *from = optarg;
-            break;
         case 'b':
-            if (!batch)
-                return ctl_usage(cmd, "unknown option --batch (see tallyctl %s --help)", cmd);
-            if (!ctl_parse_count(optarg, BATCH_MAX, batch))
+        case 'O':
+            if (!import)
+                return ctl_usage(cmd, "unknown option %s (see tallyctl %s --help)",
+                                 argv[optind - 1], cmd);
+            if (c == 'F')
+                o->from = optarg;
+            else if (c == 'O')
+                o->no_offsets = true;
+            else if (!ctl_parse_count(optarg, BATCH_MAX, &o->batch))
                 return ctl_usage(cmd, "--batch must be an integer in 1..%d", BATCH_MAX);
             break;
         case ':':
@@ -157,28 +366,30 @@ static int parse_opts(const char *cmd, int argc, char **argv, const char **store
                              argv[optind - 1], cmd);
         }
     }
-    if (!*store)
+    if (!o->store)
         return ctl_usage(cmd, "--store URL is required (see tallyctl %s --help)", cmd);
-    if (*format && strcmp(*format, "jsonl") != 0)
-        return ctl_usage(cmd, "unknown --format '%s': the format is jsonl", *format);
+    if (o->format && strcmp(o->format, "jsonl") != 0)
+        return ctl_usage(cmd, "unknown --format '%s': the format is jsonl", o->format);
     return 0;
 }
 
 int ctl_cmd_export(int argc, char **argv)
 {
-    const char *url = NULL, *format = NULL, *path = "-";
-    struct export_state e = {.out = stdout};
+    const char *path = "-";
+    struct opts o = {0};
+    struct export_state e = {.out = stdout, .line = STRBUF_INIT, .bad = STRBUF_INIT};
+    struct strbuf sum = STRBUF_INIT;
     struct url su = {0};
     struct store *s = NULL;
     int rc;
 
-    if ((rc = parse_opts("export", argc, argv, &url, &format, NULL, NULL)))
+    if ((rc = parse_opts("export", argc, argv, false, &o)))
         return rc;
     if (argc - optind > 1)
         return ctl_usage("export", "one FILE at most (see tallyctl export --help)");
     if (optind < argc)
         path = argv[optind];
-    if ((rc = ctl_parse_url("export", "--store", url, store_check, &su)) ||
+    if ((rc = ctl_parse_url("export", "--store", o.store, store_check, &su)) ||
         (rc = ctl_open_store("export", &su, true, &s)))
         goto out;
     if (strcmp(path, "-") != 0 && !(e.out = fopen(path, "w"))) {
@@ -189,18 +400,22 @@ int ctl_cmd_export(int argc, char **argv)
     rc = store_export(s, emit_line, &e);
     ctl_progress_done(&e.progress);
     if (fflush(e.out) != 0 && !rc) {
-        e.bad = "write failed";
+        strbuf_addstr(&e.bad, "write failed");
         rc = -1;
     }
     if (rc) {
-        rc = ctl_fail("export", "%s", e.bad ? e.bad : "the store failed; nothing is complete");
+        rc = ctl_fail("export", "%s", e.bad.len ? e.bad.buf
+                                                : "the store failed; nothing is complete");
         goto out;
     }
-    fprintf(stderr, "exported %lld items, %lld likes, %lld collections\n", (long long)e.n[0],
-            (long long)e.n[1], (long long)e.n[2]);
+    add_totals(&sum, e.n);
+    fprintf(stderr, "exported %s\n", sum.buf);
 out:
     if (e.out && e.out != stdout && fclose(e.out) != 0 && rc == 0)
         rc = ctl_fail("export", "cannot write %s", path);
+    strbuf_release(&e.line);
+    strbuf_release(&e.bad);
+    strbuf_release(&sum);
     store_free(s);
     url_release(&su);
     return rc;
@@ -213,7 +428,8 @@ struct import_state {
     struct record *batch;
     struct counts *after;
     size_t n, cap;
-    int64_t total[RECORD_TYPE_COUNT], changed, txns;
+    bool no_offsets;
+    int64_t total[RECORD_TYPE_COUNT], left_out, changed, txns, records;
     struct ctl_progress progress;
     /* --from: drift between the course's counters and the rows */
     int64_t drift_items, drift_like, drift_collect;
@@ -234,29 +450,163 @@ static int flush_batch(struct import_state *st)
     st->txns++;
     for (size_t i = 0; i < st->n; i++)
         st->total[st->batch[i].type]++;
-    ctl_progress(&st->progress, "import: %lld records, %lld changed",
-                 (long long)(st->total[0] + st->total[1] + st->total[2]), (long long)st->changed);
+    st->records += (int64_t)st->n;
+    ctl_progress(&st->progress, "import: %lld records, %lld changed", (long long)st->records,
+                 (long long)st->changed);
     return 0;
 }
 
-static bool get_i64(json_t *o, const char *key, bool required, int64_t min, int64_t *out)
+/* An integer member in [min, max]: absent is fine unless required (*out unchanged). */
+static bool get_int(json_t *o, const char *key, bool required, int64_t min, int64_t max,
+                    int64_t *out)
 {
     json_t *v = json_object_get(o, key);
 
     if (!v)
         return !required;
-    if (!json_is_integer(v) || json_integer_value(v) < min)
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
         return false;
     *out = json_integer_value(v);
     return true;
+}
+
+/* An integer member that may be null or absent (*has false). */
+static bool get_nullable(json_t *o, const char *key, int64_t min, int64_t max, bool *has,
+                         int64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+
+    *has = v && !json_is_null(v);
+    return !*has || get_int(o, key, true, min, max, out);
+}
+
+/* A text member of up to RECORD_TEXT_MAX bytes into out (checked by check_record);
+ * null or absent leaves *has false, and is fine only when nullable. */
+static bool get_text(json_t *o, const char *key, bool nullable, bool *has, char *out)
+{
+    json_t *v = json_object_get(o, key);
+    size_t len;
+
+    *has = v && !json_is_null(v);
+    if (!*has)
+        return nullable;
+    if (!json_is_string(v) || (len = json_string_length(v)) > RECORD_TEXT_MAX ||
+        memchr(json_string_value(v), '\0', len))
+        return false;
+    memcpy(out, json_string_value(v), len + 1);
+    return true;
+}
+
+/* A member naming one of n names (a window, a memo table); its index or -1. */
+static int get_name(json_t *o, const char *key, const char *const *names, int n)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+
+    for (int i = 0; v && i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* The members of r's type into r; NULL, or why the line is not such a record. */
+static const char *parse_members(json_t *o, struct record *r)
+{
+    const char *biz;
+    int64_t v = 1;
+    bool has;
+    int w;
+
+    if (r->type != RECORD_MARK && r->type != RECORD_MEMO && r->type != RECORD_OFFSET) {
+        biz = json_string_value(json_object_get(o, "biz"));
+        if (!biz || item_parse_biz(biz, strlen(biz), r->item.biz))
+            return "\"biz\" must match ^[a-z][a-z0-9_]{0,31}$";
+        if (!get_int(o, "id", true, 1, INT64_MAX, &r->item.id))
+            return "\"id\" must be an integer in 1..2^63-1";
+    }
+    switch (r->type) {
+    case RECORD_ITEM:
+    case RECORD_LIKE:
+    case RECORD_COLLECTION:
+        if (!get_int(o, "ctime", true, 0, INT64_MAX, &r->ctime) ||
+            !get_int(o, "utime", true, 0, INT64_MAX, &r->utime))
+            return "\"ctime\" and \"utime\" must be integers >= 0 (ms since the epoch)";
+        if (r->type == RECORD_ITEM) /* like_cnt, collect_cnt: recounted, never read */
+            return get_int(o, "read_cnt", false, 0, INT64_MAX, &r->counts.read_cnt)
+                       ? NULL
+                       : "\"read_cnt\" must be an integer >= 0";
+        if (!get_int(o, "uid", true, 1, INT64_MAX, &r->uid) ||
+            (r->type == RECORD_COLLECTION && !get_int(o, "cid", true, 1, INT64_MAX, &r->cid)))
+            return r->type == RECORD_LIKE ? "\"uid\" must be an integer in 1..2^63-1"
+                                          : "\"uid\" and \"cid\" must be integers in 1..2^63-1";
+        if (!get_int(o, "status", false, 0, 1, &v))
+            return "\"status\" must be 0 or 1";
+        r->status = (int)v;
+        return NULL;
+    case RECORD_MARK:
+    case RECORD_WINDOW:
+        if ((w = get_name(o, "window", window_names, WINDOW_COUNT)) < 0)
+            return "\"window\" must be 1h, 24h, 7d or 30d";
+        r->win = window_hours[w];
+        if (r->type == RECORD_MARK && !get_int(o, "hour", true, 0, HOUR_MAX, &r->hour))
+            return "\"hour\" must be an integer in 0..2562047788015 (hours since the epoch)";
+        if (r->type == RECORD_WINDOW && /* checked, never read: windows are their hours' sum */
+            (!get_int(o, "read_cnt", false, INT64_MIN, INT64_MAX, &r->counts.read_cnt) ||
+             !get_int(o, "like_cnt", false, INT64_MIN, INT64_MAX, &r->counts.like_cnt) ||
+             !get_int(o, "collect_cnt", false, INT64_MIN, INT64_MAX, &r->counts.collect_cnt)))
+            return "\"read_cnt\", \"like_cnt\" and \"collect_cnt\" must be integers";
+        return NULL;
+    case RECORD_HOUR:
+        if (!get_int(o, "hour", true, 0, HOUR_MAX, &r->hour))
+            return "\"hour\" must be an integer in 0..2562047788015 (hours since the epoch)";
+        if (!get_int(o, "read_cnt", true, 0, INT64_MAX, &r->counts.read_cnt))
+            return "\"read_cnt\" must be an integer >= 0";
+        if (!get_int(o, "like_cnt", true, INT64_MIN, INT64_MAX, &r->counts.like_cnt) ||
+            !get_int(o, "collect_cnt", true, INT64_MIN, INT64_MAX, &r->counts.collect_cnt))
+            return "\"like_cnt\" and \"collect_cnt\" must be integers";
+        return NULL;
+    case RECORD_MEMO:
+        if ((r->memo = get_name(o, "memo", memo_names, MEMO_COUNT)) < 0)
+            return "\"memo\" must be \"idem\" or \"seen\"";
+        if (!get_int(o, "key", true, INT64_MIN, INT64_MAX, &r->key))
+            return "\"key\" must be an integer";
+        if (!get_int(o, "ms", true, 0, INT64_MAX, &r->ms))
+            return "\"ms\" must be an integer >= 0 (ms since the epoch)";
+        return NULL;
+    case RECORD_DEAD_LETTER:
+        if (!get_int(o, "uid", true, 0, INT64_MAX, &r->uid) ||
+            !get_int(o, "ts", true, 0, INT64_MAX, &r->ts) ||
+            !get_int(o, "ctime", true, 0, INT64_MAX, &r->ctime))
+            return "\"uid\", \"ts\" and \"ctime\" must be integers >= 0";
+        if (!get_text(o, "topic", true, &r->has_topic, r->topic))
+            return "\"topic\" must be null or 1..255 printable ASCII characters";
+        if (!get_nullable(o, "partition", 0, INT32_MAX, &r->has_partition, &v) ||
+            !get_nullable(o, "offset", 0, INT64_MAX, &r->has_offset, &r->offset))
+            return "\"partition\" and \"offset\" must be null or integers >= 0";
+        r->partition = r->has_partition ? (int32_t)v : 0;
+        if (!get_text(o, "error", false, &has, r->error))
+            return "\"error\" must be 0..255 printable ASCII characters";
+        if (!get_int(o, "n", true, 1, RECORD_DEAD_N_MAX, &r->n))
+            return "\"n\" must be an integer in 1..1000000";
+        return NULL;
+    case RECORD_OFFSET:
+        if (!get_text(o, "topic", false, &has, r->topic))
+            return "\"topic\" must be 1..255 printable ASCII characters";
+        if (!get_int(o, "partition", true, 0, INT32_MAX, &v) ||
+            !get_int(o, "next", true, 0, INT64_MAX, &r->offset) ||
+            !get_int(o, "utime", true, 0, INT64_MAX, &r->utime))
+            return "\"partition\", \"next\" and \"utime\" must be integers >= 0";
+        r->partition = (int32_t)v;
+        r->has_topic = r->has_partition = r->has_offset = true;
+        return NULL;
+    default: return "unknown type";
+    }
 }
 
 /* One JSONL line into r; NULL, or why it is not a record. */
 static const char *parse_record(const char *line, size_t len, struct record *r)
 {
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
-    const char *why = NULL, *type, *biz;
-    int64_t status = 1;
+    const char *why = NULL, *type;
 
     memset(r, 0, sizeof(*r));
     if (!o || !json_is_object(o)) {
@@ -268,56 +618,39 @@ static const char *parse_record(const char *line, size_t len, struct record *r)
         if (strcmp(type, type_names[r->type]) == 0)
             break;
     if (!type || r->type == RECORD_TYPE_COUNT) {
-        why = "\"type\" must be \"item\", \"like\" or \"collection\"";
+        why = "\"type\" must be one of item, like, collection, mark, hour, window, memo,"
+              " dead_letter, offset";
         goto out;
     }
-    biz = json_string_value(json_object_get(o, "biz"));
-    if (!biz || item_parse_biz(biz, strlen(biz), r->item.biz)) {
-        why = "\"biz\" must match ^[a-z][a-z0-9_]{0,31}$";
-        goto out;
-    }
-    if (!get_i64(o, "id", true, 1, &r->item.id)) {
-        why = "\"id\" must be an integer in 1..2^63-1";
-        goto out;
-    }
-    if (!get_i64(o, "ctime", true, 0, &r->ctime) || !get_i64(o, "utime", true, 0, &r->utime)) {
-        why = "\"ctime\" and \"utime\" must be integers >= 0 (ms since the epoch)";
-        goto out;
-    }
-    if (r->type == RECORD_ITEM) {
-        if (!get_i64(o, "read_cnt", false, 0, &r->counts.read_cnt))
-            why = "\"read_cnt\" must be an integer >= 0";
-        goto out;
-    }
-    if (!get_i64(o, "uid", true, 1, &r->uid) ||
-        (r->type == RECORD_COLLECTION && !get_i64(o, "cid", true, 1, &r->cid))) {
-        why = r->type == RECORD_LIKE ? "\"uid\" must be an integer in 1..2^63-1"
-                                     : "\"uid\" and \"cid\" must be integers in 1..2^63-1";
-        goto out;
-    }
-    if (!get_i64(o, "status", false, 0, &status) || status > 1)
-        why = "\"status\" must be 0 or 1";
-    r->status = (int)status;
+    if (!(why = parse_members(o, r)))
+        why = check_record(r);
 out:
     json_decref(o);
     return why;
 }
 
-static int import_jsonl(struct import_state *st, const char *path)
+/*
+ * Reads in's lines, calling take for each record (NULL: only checks them); copies
+ * them to spool when given. Returns 0, or 1 after naming the bad line.
+ */
+static int read_lines(struct import_state *st, FILE *in, const char *path, FILE *spool,
+                      int (*take)(struct import_state *st, const struct record *r, int64_t line))
 {
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    struct record r;
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     int64_t lineno = 0;
     int rc = 0;
 
-    if (!in)
-        return ctl_fail("import", "cannot read %s", path);
     while (rc == 0 && (len = getline(&line, &cap, in)) >= 0) {
         const char *why;
 
         lineno++;
+        if (spool && fwrite(line, 1, (size_t)len, spool) != (size_t)len) {
+            rc = ctl_fail("import", "cannot keep stdin in a temporary file");
+            break;
+        }
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             len--;
         if (len == 0)
@@ -327,21 +660,64 @@ static int import_jsonl(struct import_state *st, const char *path)
                           (long long)lineno, LINE_MAX_LEN);
             break;
         }
-        if ((why = parse_record(line, (size_t)len, &st->batch[st->n]))) {
+        if ((why = parse_record(line, (size_t)len, &r))) {
             rc = ctl_fail("import", "%s:%lld: %s", path, (long long)lineno, why);
             break;
         }
-        if (++st->n == st->cap) {
-            if (flush_batch(st))
-                rc = ctl_fail("import", "the store failed at line %lld", (long long)lineno);
-            st->n = 0;
-        }
+        if (take)
+            rc = take(st, &r, lineno);
     }
     if (rc == 0 && ferror(in))
         rc = ctl_fail("import", "cannot read %s", path);
-    if (rc == 0 && flush_batch(st))
-        rc = ctl_fail("import", "the store failed at line %lld", (long long)lineno);
     free(line);
+    return rc;
+}
+
+static int take_record(struct import_state *st, const struct record *r, int64_t lineno)
+{
+    if (r->type == RECORD_OFFSET && st->no_offsets) {
+        st->left_out++;
+        return 0;
+    }
+    int rc;
+
+    st->batch[st->n] = *r;
+    if (++st->n < st->cap)
+        return 0;
+    rc = flush_batch(st);
+    st->n = 0;
+    return rc ? ctl_fail("import", "the store failed at line %lld", (long long)lineno) : 0;
+}
+
+/* Checks every line first, so that bad input changes nothing; then imports them. */
+static int import_jsonl(struct import_state *st, const char *path)
+{
+    bool is_stdin = strcmp(path, "-") == 0;
+    FILE *in = is_stdin ? stdin : fopen(path, "r"), *spool = NULL;
+    int rc;
+
+    if (!in)
+        return ctl_fail("import", "cannot read %s", path);
+    if (is_stdin && !(spool = tmpfile())) {
+        rc = ctl_fail("import", "cannot keep stdin in a temporary file");
+        goto out;
+    }
+    if ((rc = read_lines(st, in, path, spool, NULL)))
+        goto out;
+    if (spool && fflush(spool) != 0) {
+        rc = ctl_fail("import", "cannot keep stdin in a temporary file");
+        goto out;
+    }
+    if (fseek(spool ? spool : in, 0, SEEK_SET) != 0) {
+        rc = ctl_fail("import", "cannot read %s twice (a file, or - for stdin)", path);
+        goto out;
+    }
+    rc = read_lines(st, spool ? spool : in, path, NULL, take_record);
+    if (rc == 0 && flush_batch(st))
+        rc = ctl_fail("import", "the store failed at the end of %s", path);
+out:
+    if (spool)
+        fclose(spool);
     if (in != stdin)
         fclose(in);
     return rc;
@@ -411,36 +787,40 @@ static int import_course(struct import_state *st, const struct url *from)
 
 int ctl_cmd_import(int argc, char **argv)
 {
-    const char *url = NULL, *format = NULL, *from = NULL;
-    int64_t batch = BATCH_DEFAULT;
+    struct opts o = {.batch = BATCH_DEFAULT};
     struct import_state st = {0};
+    struct strbuf sum = STRBUF_INIT;
     struct url su = {0}, fu = {0};
     int rc;
 
-    if ((rc = parse_opts("import", argc, argv, &url, &format, &from, &batch)))
+    if ((rc = parse_opts("import", argc, argv, true, &o)))
         return rc;
-    if (!format == !from)
+    if (!o.format == !o.from)
         return ctl_usage("import", "give --format jsonl FILE or --from mysql://... (see tallyctl"
                                    " import --help)");
-    if (format && argc - optind != 1)
+    if (o.format && argc - optind != 1)
         return ctl_usage("import", "--format jsonl reads one FILE, or - for stdin");
-    if (from && argc - optind != 0)
+    if (o.from && argc - optind != 0)
         return ctl_usage("import", "--from takes no FILE");
-    if ((rc = ctl_parse_url("import", "--store", url, store_check, &su)) ||
-        (from && (rc = ctl_parse_url("import", "--from", from, course_check, &fu))) ||
+    if (o.from && o.no_offsets)
+        return ctl_usage("import", "--no-offsets is for --format jsonl: the course has none");
+    if ((rc = ctl_parse_url("import", "--store", o.store, store_check, &su)) ||
+        (o.from && (rc = ctl_parse_url("import", "--from", o.from, course_check, &fu))) ||
         (rc = ctl_open_store("import", &su, false, &st.s)))
         goto out;
-    st.cap = (size_t)batch;
+    st.cap = (size_t)o.batch;
+    st.no_offsets = o.no_offsets;
     st.batch = xcalloc(st.cap, sizeof(*st.batch));
     st.after = xcalloc(st.cap, sizeof(*st.after));
     ctl_progress_init(&st.progress);
-    rc = format ? import_jsonl(&st, argv[optind]) : import_course(&st, &fu);
+    rc = o.format ? import_jsonl(&st, argv[optind]) : import_course(&st, &fu);
     ctl_progress_done(&st.progress);
-    printf("imported %lld items, %lld likes, %lld collections in %lld transactions: %lld rows"
-           " changed",
-           (long long)st.total[RECORD_ITEM], (long long)st.total[RECORD_LIKE],
-           (long long)st.total[RECORD_COLLECTION], (long long)st.txns, (long long)st.changed);
-    if (from)
+    add_totals(&sum, st.total);
+    printf("imported %s in %lld transactions: %lld rows changed", sum.buf, (long long)st.txns,
+           (long long)st.changed);
+    if (o.no_offsets)
+        printf("; %lld offsets left out (--no-offsets)", (long long)st.left_out);
+    if (o.from)
         printf("; %lld items drifted in the course: like_cnt off by %lld, collect_cnt off by"
                " %lld in total",
                (long long)st.drift_items, (long long)st.drift_like, (long long)st.drift_collect);
@@ -449,6 +829,7 @@ int ctl_cmd_import(int argc, char **argv)
     free(st.after);
     store_free(st.s);
 out:
+    strbuf_release(&sum);
     url_release(&su);
     url_release(&fu);
     return rc;

@@ -4,7 +4,7 @@
  *   tallyctl key NAME SCOPES    a new API key: the token on the first line (give it to the
  *                               caller), the keys-file line on the second (append it to the
  *                               file tallyd's --keys names, then SIGHUP tallyd)
- *   tallyctl export|import      items, likes and collections as JSON Lines; import from
+ *   tallyctl export|import      every table that holds state as JSON Lines; import from
  *                               the course schema (data.c, course.c)
  *   tallyctl recount|check|backup   looking after a store (maint.c)
  *

@@ -1699,7 +1699,7 @@ static int mdb_ping(struct store *base)
 /* ------------------------------------------------------------ administration (tallyctl) */
 
 /* Assignments run left to right and see earlier ones: utime is assigned last. */
-static const char *const import_sql[RECORD_TYPE_COUNT] = {
+static const char *const import_sql[RECORD_INTERACTIVE_COUNT] = {
     [RECORD_ITEM] =
         "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
         " VALUES (?, ?, ?, 0, 0, ?, ?) ON DUPLICATE KEY UPDATE"
@@ -1818,16 +1818,123 @@ static int export_table(struct conn *c, MYSQL_STMT *st, enum record_type type,
     return 0;
 }
 
+/*
+ * The other tables, in admin.h's columns, a page after the last key: params says
+ * what to bind to each ? (s, a or b of struct store__key), then the page size. The
+ * key is compared spelled out with OR, which MariaDB reads as a range of the
+ * primary key (a row value "(a, b) > (?, ?)" it reads from the table's start).
+ */
+struct export_part {
+    enum record_type type;
+    int memo;
+    const char *params, *sql;
+};
+#define NO_TEXT "NULL, NULL, NULL, "
+static const struct export_part export_parts[] = {
+    {RECORD_MARK, 0, "a",
+     "SELECT " NO_TEXT "win, hour, 0, 0, 0, 0, 0, 0 FROM window_mark WHERE win > ?"
+     " ORDER BY win LIMIT ?"},
+    {RECORD_HOUR, 0, "ssaab",
+     "SELECT biz, NULL, NULL, biz_id, hour, read_cnt, like_cnt, collect_cnt, 0, 0, 0"
+     " FROM interactive_hour WHERE biz > ? OR (biz = ? AND (biz_id > ? OR (biz_id = ?"
+     " AND hour > ?))) ORDER BY biz, biz_id, hour LIMIT ?"},
+    {RECORD_WINDOW, 0, "ssaab",
+     "SELECT biz, NULL, NULL, win, biz_id, read_cnt, like_cnt, collect_cnt, 0, 0, 0"
+     " FROM interactive_window WHERE biz > ? OR (biz = ? AND (win > ? OR (win = ?"
+     " AND biz_id > ?))) ORDER BY biz, win, biz_id LIMIT ?"},
+    {RECORD_MEMO, MEMO_IDEM, "a",
+     "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_idem WHERE k >= ? ORDER BY k LIMIT ?"},
+    {RECORD_MEMO, MEMO_SEEN, "a",
+     "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_seen WHERE k >= ? ORDER BY k LIMIT ?"},
+    {RECORD_DEAD_LETTER, 0, "a", STORE__DEAD_EXPORT_SQL},
+    {RECORD_OFFSET, 0, "ssa",
+     "SELECT topic, NULL, NULL, part, next_offset, utime, 0, 0, 0, 0, 0 FROM read_offsets"
+     " WHERE topic > ? OR (topic = ? AND part > ?) ORDER BY topic, part LIMIT ?"},
+};
+
+#define ROW_COLUMNS (STORE__TEXTS + STORE__INTS)
+
+/* Binds admin.h's columns to *row (zeroed first), their NULL flags to nulls. */
+static void bind_row(struct binds *r, struct store__row *row, my_bool nulls[ROW_COLUMNS])
+{
+    memset(row, 0, sizeof(*row));
+    for (int i = 0; i < STORE__TEXTS; i++)
+        bind_str(r, row->text[i], sizeof(row->text[i]));
+    for (int i = 0; i < STORE__INTS; i++)
+        bind_i64(r, &row->v[i]);
+    for (int i = 0; i < ROW_COLUMNS; i++)
+        r->b[r->n - ROW_COLUMNS + i].is_null = &nulls[i];
+}
+
+/* After a fetch: the texts' lengths (a longer one than fits shows as too long) and NULLs. */
+static void fetched_row(const struct binds *r, struct store__row *row,
+                        const my_bool nulls[ROW_COLUMNS])
+{
+    for (int i = 0; i < STORE__TEXTS; i++) {
+        row->text_null[i] = nulls[i];
+        row->len[i] = nulls[i] ? 0 : r->len[r->n - ROW_COLUMNS + i];
+    }
+    for (int i = 0; i < STORE__INTS; i++)
+        row->null[i] = nulls[STORE__TEXTS + i];
+}
+
+/* Emits one of the other tables, page after page, inside the caller's transaction. */
+static int export_part(struct conn *c, const struct export_part *part,
+                       const struct export_args *a)
+{
+    struct store__key k;
+    struct store__row row;
+    struct record rec;
+    my_bool nulls[ROW_COLUMNS];
+    int64_t limit = STORE_EXPORT_PAGE;
+    MYSQL_STMT *st;
+    size_t got;
+    int rc;
+
+    store__key_start(&k);
+    if ((rc = prepare(c, part->sql, strlen(part->sql), &st)))
+        return rc;
+    do {
+        BINDS(p, 8);
+        BINDS(r, ROW_COLUMNS);
+
+        for (const char *q = part->params; *q; q++)
+            if (*q == 's')
+                bind_str(&p, k.s, 0);
+            else
+                bind_i64(&p, *q == 'a' ? &k.a : &k.b);
+        bind_i64(&p, &limit);
+        bind_row(&r, &row, nulls);
+        if ((rc = exec(c, st, &p, &r))) /* buffers the page: k may move while it is read */
+            break;
+        got = 0;
+        while ((rc = fetch(c, st)) == 1) {
+            got++;
+            fetched_row(&r, &row, nulls);
+            if ((rc = store__export_row(part->type, part->memo, &row, &rec, &k)) ||
+                (rc = a->emit(a->arg, &rec))) {
+                mysql_stmt_free_result(st);
+                break;
+            }
+        }
+    } while (rc == 0 && got == STORE_EXPORT_PAGE && !k.done);
+    if (c->db)
+        mysql_stmt_close(st);
+    return rc;
+}
+
 /* One transaction (REPEATABLE READ): every page reads the snapshot of the first. */
 static int do_export(struct conn *c, void *arg)
 {
-    MYSQL_STMT *st[RECORD_TYPE_COUNT];
-    int rc = prepare_all(c, store__export_sql, RECORD_TYPE_COUNT, st);
+    MYSQL_STMT *st[RECORD_INTERACTIVE_COUNT];
+    int rc = prepare_all(c, store__export_sql, RECORD_INTERACTIVE_COUNT, st);
 
-    for (int t = 0; t < RECORD_TYPE_COUNT && rc == 0; t++)
+    for (int t = 0; t < RECORD_INTERACTIVE_COUNT && rc == 0; t++)
         rc = export_table(c, st[t], (enum record_type)t, arg);
     if (c->db)
-        close_stmts(st, RECORD_TYPE_COUNT);
+        close_stmts(st, RECORD_INTERACTIVE_COUNT);
+    for (size_t i = 0; i < sizeof(export_parts) / sizeof(export_parts[0]) && rc == 0; i++)
+        rc = export_part(c, &export_parts[i], arg);
     return rc;
 }
 
@@ -1904,6 +2011,289 @@ static int recount_one(struct conn *c, MYSQL_STMT **st, const struct store__touc
     return rc;
 }
 
+/*
+ * The other tables' rules (store.h, import). A window's mark only moves forward:
+ * the hours it passes leave the window's sums, as a sweep would take them. Rows
+ * are locked in the order tallyd's own writers lock them: offsets, memos (the read
+ * consumer's first), then items, then marks, windows, hours; a mark is locked
+ * before its window's rows, as a sweep does.
+ */
+enum { I_OFFSET, I_IDEM, I_SEEN, I_WINDOW, I_MARK_SUB, I_MARK_SET, I_STMT_COUNT };
+static const char *const import_more_sql[I_STMT_COUNT] = {
+    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
+                 " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE next_offset = next_offset",
+    [I_IDEM] = "INSERT INTO read_idem (k, ms) VALUES (?, ?)"
+               " ON DUPLICATE KEY UPDATE ms = GREATEST(ms, VALUES(ms))",
+    [I_SEEN] = "INSERT INTO read_seen (k, ms) VALUES (?, ?)"
+               " ON DUPLICATE KEY UPDATE ms = GREATEST(ms, VALUES(ms))",
+    [I_WINDOW] = "INSERT INTO interactive_window"
+                 " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                 " VALUES (?, ?, ?, 0, 0, 0) ON DUPLICATE KEY UPDATE read_cnt = read_cnt",
+    [I_MARK_SUB] = "INSERT INTO interactive_window"
+                   " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                   " SELECT biz, biz_id, ?, -SUM(read_cnt), -SUM(like_cnt), -SUM(collect_cnt)"
+                   " FROM interactive_hour WHERE hour >= ? AND hour < ? GROUP BY biz, biz_id"
+                   " ON DUPLICATE KEY UPDATE"
+                   " read_cnt = interactive_window.read_cnt + VALUES(read_cnt),"
+                   " like_cnt = interactive_window.like_cnt + VALUES(like_cnt),"
+                   " collect_cnt = interactive_window.collect_cnt + VALUES(collect_cnt)",
+    [I_MARK_SET] = "UPDATE window_mark SET hour = ? WHERE win = ?",
+};
+
+/* Executes st with p and adds the rows it changed. */
+static int exec_counted(struct conn *c, MYSQL_STMT *st, struct binds *p, size_t *changed)
+{
+    int rc = exec(c, st, p, NULL);
+
+    if (rc == 0)
+        *changed += (size_t)mysql_stmt_affected_rows(st);
+    return rc;
+}
+
+static int import_positions(struct conn *c, MYSQL_STMT **im, const struct record *r, size_t n,
+                            size_t *changed)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        BINDS(p, 4);
+
+        if (r[i].type == RECORD_OFFSET) {
+            bind_str(&p, r[i].topic, 0);
+            bind_i32(&p, &r[i].partition);
+            bind_i64(&p, &r[i].offset);
+            bind_i64(&p, &r[i].utime);
+            rc = exec_counted(c, im[I_OFFSET], &p, changed);
+        } else if (r[i].type == RECORD_MEMO) {
+            bind_i64(&p, &r[i].key);
+            bind_i64(&p, &r[i].ms);
+            rc = exec_counted(c, im[r[i].memo == MEMO_IDEM ? I_IDEM : I_SEEN], &p, changed);
+        }
+    }
+    return rc;
+}
+
+/* Moves window win's mark on to hour when it is behind, taking the hours passed out. */
+static int import_mark(struct conn *c, MYSQL_STMT **im, const struct record *m, size_t *changed)
+{
+    int64_t win = m->win, mark = 0;
+    BINDS(p, 4);
+    bool none;
+    int rc;
+
+    bind_i64(&p, &win);
+    if ((rc = first_i64(c, c->stmt[S_MARK_LOCK], &p, &mark, &none)))
+        return rc;
+    if (none) {
+        log_error("mysql: window %lld has no mark", (long long)win);
+        return TALLY_EINTERNAL;
+    }
+    if (m->hour <= mark)
+        return 0;
+    bind_reset(&p);
+    bind_i64(&p, &win);
+    bind_i64(&p, &mark);
+    bind_i64(&p, &m->hour);
+    if ((rc = exec(c, im[I_MARK_SUB], &p, NULL)))
+        return rc;
+    bind_reset(&p);
+    bind_i64(&p, &m->hour);
+    bind_i64(&p, &win);
+    return exec_counted(c, im[I_MARK_SET], &p, changed);
+}
+
+/* What interactive_hour holds of rows[0, n) (at most UPSERT_CHUNK), appended to stored. */
+static int lookup_hours(struct conn *c, const struct store_row *rows, size_t n,
+                        struct store_row *stored, size_t *ns)
+{
+    struct strbuf sql = STRBUF_INIT;
+    struct binds p = upsert_binds(c);
+    BINDS(r, 6);
+    struct store_row o;
+    char biz[ITEM_BIZ_MAX + 2] = "";
+    MYSQL_STMT *st;
+    int rc;
+
+    store__hour_lookup_sql(&sql, n);
+    rc = prepare(c, sql.buf, sql.len, &st);
+    strbuf_release(&sql);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        bind_item(&p, &rows[i].item);
+        bind_i64(&p, &rows[i].key);
+    }
+    bind_str(&r, biz, sizeof(biz));
+    bind_i64(&r, &o.item.id);
+    bind_i64(&r, &o.key);
+    for (int f = 0; f < FIELD_COUNT; f++)
+        bind_i64(&r, &o.v[f]);
+    if ((rc = exec(c, st, &p, &r)) == 0) {
+        while ((rc = fetch(c, st)) == 1) { /* a key matches one row at most */
+            if ((rc = fetched_biz(biz, r.len[0], &o.item))) {
+                mysql_stmt_free_result(st);
+                break;
+            }
+            stored[(*ns)++] = o;
+        }
+    }
+    if (c->db)
+        mysql_stmt_close(st);
+    return rc;
+}
+
+/* Marks first (a later one moves the window on), then hours, then windows' rows. */
+static int import_windows(struct conn *c, MYSQL_STMT **im, const struct record *r, size_t n,
+                          size_t *changed)
+{
+    struct store_row *rows = NULL, *stored;
+    size_t nrows = 0, ns = 0, left = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (r[i].type == RECORD_MARK)
+            rc = import_mark(c, im, &r[i], changed);
+    nrows = rc ? 0 : store__hour_rows(r, n, &rows);
+    stored = xmalloc((nrows ? nrows : 1) * sizeof(*stored));
+    for (size_t done = 0, k; done < nrows && rc == 0; done += k) {
+        k = nrows - done < UPSERT_CHUNK ? nrows - done : UPSERT_CHUNK;
+        rc = lookup_hours(c, rows + done, k, stored, &ns);
+    }
+    if (rc == 0 && (rc = store__hour_deltas(rows, nrows, stored, ns, &left)) == 0 &&
+        (rc = add_hourly(c, rows, left)) == 0)
+        *changed += left;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int64_t win = r[i].win;
+        BINDS(p, 4);
+
+        if (r[i].type != RECORD_WINDOW)
+            continue;
+        bind_item(&p, &r[i].item);
+        bind_i64(&p, &win);
+        rc = exec_counted(c, im[I_WINDOW], &p, changed);
+    }
+    free(rows);
+    free(stored);
+    return rc;
+}
+
+/* Inserts dead letter d until the table holds d->n rows like it; it holds `have`. */
+static int insert_dead_copies(struct conn *c, const struct record *d, int64_t have,
+                              size_t *changed)
+{
+    int rc = 0;
+
+    for (; have < d->n && rc == 0; have++) {
+        BINDS(p, 12);
+
+        bind_item(&p, &d->item);
+        bind_i64(&p, &d->uid);
+        bind_i64(&p, &d->ts);
+        bind_str(&p, d->topic, 0);
+        if (!d->has_topic)
+            p.b[p.n - 1].buffer_type = MYSQL_TYPE_NULL;
+        bind_i32(&p, &d->partition);
+        if (!d->has_partition)
+            p.b[p.n - 1].buffer_type = MYSQL_TYPE_NULL;
+        bind_i64(&p, &d->offset);
+        if (!d->has_offset)
+            p.b[p.n - 1].buffer_type = MYSQL_TYPE_NULL;
+        bind_str(&p, d->error, 0);
+        bind_i64(&p, &d->ctime);
+        if ((rc = exec(c, c->stmt[S_DEAD_LETTER], &p, NULL)) == 0)
+            (*changed)++;
+    }
+    return rc;
+}
+
+static int dead_ptr_cmp(const void *a, const void *b)
+{
+    return store__dead_cmp(*(const struct record *const *)a, *(const struct record *const *)b);
+}
+
+static int dead_cmp(const void *a, const void *b)
+{
+    return store__dead_cmp(a, b);
+}
+
+/* The groups of identical dead letters among the rows with the ctimes of d[0, k). */
+static int lookup_dead(struct conn *c, const struct record *const *d, size_t k,
+                       struct record **have, size_t *nh, size_t *cap)
+{
+    struct strbuf sql = STRBUF_INIT;
+    struct binds p = upsert_binds(c);
+    BINDS(r, ROW_COLUMNS);
+    my_bool nulls[ROW_COLUMNS];
+    struct store__row row;
+    struct store__key key;
+    MYSQL_STMT *st;
+    int rc;
+
+    *nh = 0;
+    store__dead_lookup_sql(&sql, k);
+    rc = prepare(c, sql.buf, sql.len, &st);
+    strbuf_release(&sql);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < k; i++)
+        bind_i64(&p, &d[i]->ctime);
+    bind_row(&r, &row, nulls);
+    if ((rc = exec(c, st, &p, &r)) == 0) {
+        while ((rc = fetch(c, st)) == 1) {
+            if (*nh == *cap) /* other dead letters may share those ctimes */
+                *have = xrealloc(*have, (*cap = *cap ? 2 * *cap : 64) * sizeof(**have));
+            fetched_row(&r, &row, nulls);
+            if ((rc = store__export_row(RECORD_DEAD_LETTER, 0, &row, &(*have)[(*nh)++],
+                                        &key))) {
+                mysql_stmt_free_result(st);
+                break;
+            }
+        }
+    }
+    if (c->db)
+        mysql_stmt_close(st);
+    return rc;
+}
+
+/*
+ * Dead letters, UPSERT_CHUNK at a time: the identical groups the table holds among
+ * the rows of those ctimes (the table has no other index to look them up by), then
+ * the copies each record still lacks.
+ */
+static int import_dead(struct conn *c, const struct record *r, size_t n, size_t *changed)
+{
+    const struct record **d = xmalloc((n ? n : 1) * sizeof(*d));
+    struct record *have = NULL;
+    size_t nd = 0, nh = 0, cap = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (r[i].type == RECORD_DEAD_LETTER)
+            d[nd++] = &r[i];
+    qsort(d, nd, sizeof(*d), dead_ptr_cmp); /* identical records side by side */
+    for (size_t done = 0, k; done < nd && rc == 0; done += k) {
+        k = nd - done < UPSERT_CHUNK ? nd - done : UPSERT_CHUNK;
+        if ((rc = lookup_dead(c, d + done, k, &have, &nh, &cap)))
+            break;
+        if (nh) /* have is NULL until a first group */
+            qsort(have, nh, sizeof(*have), dead_cmp);
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            const struct record *h =
+                nh ? bsearch(d[done + i], have, nh, sizeof(*have), dead_cmp) : NULL;
+            int64_t n_have = h ? h->n : 0;
+
+            /* an identical record just before in this chunk: its copies are there now */
+            if (i && store__dead_cmp(d[done + i - 1], d[done + i]) == 0 &&
+                d[done + i - 1]->n > n_have)
+                n_have = d[done + i - 1]->n;
+            rc = insert_dead_copies(c, d[done + i], n_have, changed);
+        }
+    }
+    free(have);
+    free(d);
+    return rc;
+}
+
 struct import_args {
     const struct record *r;
     size_t n;
@@ -1916,23 +2306,34 @@ struct import_args {
 static int do_import(struct conn *c, void *arg)
 {
     struct import_args *a = arg;
-    MYSQL_STMT *up[RECORD_TYPE_COUNT], *rs[A_STMT_COUNT] = {NULL};
+    MYSQL_STMT *up[RECORD_INTERACTIVE_COUNT], *rs[A_STMT_COUNT] = {NULL};
+    MYSQL_STMT *im[I_STMT_COUNT] = {NULL};
     size_t k = 0;
-    int rc = prepare_all(c, import_sql, RECORD_TYPE_COUNT, up);
+    int rc = prepare_all(c, import_sql, RECORD_INTERACTIVE_COUNT, up);
 
     *a->changed = 0; /* a deadlock runs this again from the start */
     if (rc == 0)
         rc = prepare_all(c, recount_sql, A_STMT_COUNT, rs);
+    if (rc == 0)
+        rc = prepare_all(c, import_more_sql, I_STMT_COUNT, im);
+    if (rc == 0)
+        rc = import_positions(c, im, a->r, a->n, a->changed);
     for (size_t i = 0; i < a->n && rc == 0; i++)
-        rc = import_one(c, up[a->r[i].type], &a->r[i], a->changed);
+        if (a->r[i].type < RECORD_INTERACTIVE_COUNT)
+            rc = import_one(c, up[a->r[i].type], &a->r[i], a->changed);
     for (size_t i = 0; i < a->nt && rc == 0; i++)
         rc = recount_one(c, rs, &a->t[i], a->changed);
     for (size_t i = 0; i < a->n && rc == 0 && a->after; i++)
         if (a->r[i].type == RECORD_ITEM)
             rc = read_counts(c, &a->r[i].item, &a->after[k++]);
+    if (rc == 0)
+        rc = import_windows(c, im, a->r, a->n, a->changed);
+    if (rc == 0)
+        rc = import_dead(c, a->r, a->n, a->changed);
     if (c->db) {
-        close_stmts(up, RECORD_TYPE_COUNT);
+        close_stmts(up, RECORD_INTERACTIVE_COUNT);
         close_stmts(rs, A_STMT_COUNT);
+        close_stmts(im, I_STMT_COUNT);
     }
     return rc;
 }

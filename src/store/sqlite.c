@@ -1296,7 +1296,7 @@ static void sqlite_free(struct store *base)
 
 /* ------------------------------------------------------------ administration (tallyctl) */
 
-static const char *const import_sql[RECORD_TYPE_COUNT] = {
+static const char *const import_sql[RECORD_INTERACTIVE_COUNT] = {
     [RECORD_ITEM] =
         "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
         " VALUES (?1, ?2, ?3, 0, 0, ?6, ?7) ON CONFLICT (biz, biz_id) DO UPDATE SET"
@@ -1393,6 +1393,96 @@ out:
     return rc;
 }
 
+/*
+ * The other tables, in admin.h's columns, a page after the last key: params says
+ * what to bind to ?1, ?2... (s, a or b of struct store__key), then the page size. A
+ * row value "(a, b) > (?, ?)" is read from the table's own index.
+ */
+struct export_part {
+    enum record_type type;
+    int memo;
+    const char *params, *sql;
+};
+#define NO_TEXT "NULL, NULL, NULL, "
+static const struct export_part export_parts[] = {
+    {RECORD_MARK, 0, "a",
+     "SELECT " NO_TEXT "win, hour, 0, 0, 0, 0, 0, 0 FROM window_mark WHERE win > ?1"
+     " ORDER BY win LIMIT ?2"},
+    {RECORD_HOUR, 0, "sab",
+     "SELECT biz, NULL, NULL, biz_id, hour, read_cnt, like_cnt, collect_cnt, 0, 0, 0"
+     " FROM interactive_hour WHERE (biz, biz_id, hour) > (?1, ?2, ?3)"
+     " ORDER BY biz, biz_id, hour LIMIT ?4"},
+    {RECORD_WINDOW, 0, "sab",
+     "SELECT biz, NULL, NULL, win, biz_id, read_cnt, like_cnt, collect_cnt, 0, 0, 0"
+     " FROM interactive_window WHERE (biz, win, biz_id) > (?1, ?2, ?3)"
+     " ORDER BY biz, win, biz_id LIMIT ?4"},
+    {RECORD_MEMO, MEMO_IDEM, "a",
+     "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_idem WHERE k >= ?1 ORDER BY k LIMIT ?2"},
+    {RECORD_MEMO, MEMO_SEEN, "a",
+     "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_seen WHERE k >= ?1 ORDER BY k LIMIT ?2"},
+    {RECORD_DEAD_LETTER, 0, "a", STORE__DEAD_EXPORT_SQL},
+    {RECORD_OFFSET, 0, "sa",
+     "SELECT topic, NULL, NULL, part, next_offset, utime, 0, 0, 0, 0, 0 FROM read_offsets"
+     " WHERE (topic, part) > (?1, ?2) ORDER BY topic, part LIMIT ?3"},
+};
+
+/* The current row of st, in admin.h's columns. */
+static void column_row(sqlite3_stmt *st, struct store__row *row)
+{
+    for (int i = 0; i < STORE__TEXTS; i++) {
+        const unsigned char *t;
+
+        row->text_null[i] = sqlite3_column_type(st, i) == SQLITE_NULL; /* before converting */
+        t = sqlite3_column_text(st, i);
+        row->len[i] = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+        if (t) /* a longer text is cut to one byte more than the longest allowed */
+            memcpy(row->text[i], t,
+                   row->len[i] < sizeof(row->text[i]) ? row->len[i] : sizeof(row->text[i]));
+    }
+    for (int i = 0; i < STORE__INTS; i++) {
+        row->null[i] = sqlite3_column_type(st, STORE__TEXTS + i) == SQLITE_NULL;
+        row->v[i] = sqlite3_column_int64(st, STORE__TEXTS + i);
+    }
+}
+
+/* Emits one of the other tables, page after page, inside the caller's read transaction. */
+static int export_part(struct conn *c, const struct export_part *p,
+                       int (*emit)(void *arg, const struct record *r), void *arg)
+{
+    struct store__key k;
+    struct store__row row;
+    struct record r;
+    sqlite3_stmt *st;
+    size_t got;
+    int rc, at;
+
+    store__key_start(&k);
+    if ((rc = prepare_once(c, p->sql, &st)))
+        return rc;
+    do {
+        sqlite3_reset(st);
+        at = 1;
+        for (const char *q = p->params; *q; q++) /* copied: k moves while the page is read */
+            if (*q == 's')
+                sqlite3_bind_text(st, at++, k.s, -1, SQLITE_TRANSIENT);
+            else
+                sqlite3_bind_int64(st, at++, *q == 'a' ? k.a : k.b);
+        sqlite3_bind_int64(st, at, STORE_EXPORT_PAGE);
+        got = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            got++;
+            column_row(st, &row);
+            if ((rc = store__export_row(p->type, p->memo, &row, &r, &k)) || (rc = emit(arg, &r)))
+                goto out;
+        }
+        if ((rc = map_err(c->db, rc, "export")))
+            goto out;
+    } while (got == STORE_EXPORT_PAGE && !k.done);
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* One read transaction: WAL keeps its snapshot while tallyd goes on writing. */
 static int sqlite_export(struct store *base, int (*emit)(void *arg, const struct record *r),
                          void *arg)
@@ -1401,8 +1491,10 @@ static int sqlite_export(struct store *base, int (*emit)(void *arg, const struct
     struct conn *c = reader_get(s);
     int rc = run(c, S_BEGIN);
 
-    for (int t = 0; t < RECORD_TYPE_COUNT && rc == 0; t++)
+    for (int t = 0; t < RECORD_INTERACTIVE_COUNT && rc == 0; t++)
         rc = export_table(c, (enum record_type)t, emit, arg);
+    for (size_t i = 0; i < sizeof(export_parts) / sizeof(export_parts[0]) && rc == 0; i++)
+        rc = export_part(c, &export_parts[i], emit, arg);
     rc = finish(c, rc);
     reader_put(s, c);
     return rc;
@@ -1439,33 +1531,281 @@ static int recount_one(struct conn *c, sqlite3_stmt *st, const struct item *it, 
     return rc;
 }
 
+/*
+ * The other tables' rules (store.h, import). A window's mark only moves forward:
+ * the hours it passes leave the window's sums, as a sweep would take them.
+ */
+enum { I_OFFSET, I_IDEM, I_SEEN, I_WINDOW, I_MARK_SUB, I_MARK_SET, I_STMT_COUNT };
+static const char *const import_more_sql[I_STMT_COUNT] = {
+    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
+                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (topic, part) DO NOTHING",
+    [I_IDEM] = "INSERT INTO read_idem (k, ms) VALUES (?1, ?2)"
+               " ON CONFLICT (k) DO UPDATE SET ms = excluded.ms WHERE excluded.ms > ms",
+    [I_SEEN] = "INSERT INTO read_seen (k, ms) VALUES (?1, ?2)"
+               " ON CONFLICT (k) DO UPDATE SET ms = excluded.ms WHERE excluded.ms > ms",
+    [I_WINDOW] = "INSERT INTO interactive_window"
+                 " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                 " VALUES (?1, ?2, ?3, 0, 0, 0) ON CONFLICT (biz, win, biz_id) DO NOTHING",
+    [I_MARK_SUB] = "INSERT INTO interactive_window"
+                   " (biz, biz_id, win, read_cnt, like_cnt, collect_cnt)"
+                   " SELECT biz, biz_id, ?1, -sum(read_cnt), -sum(like_cnt), -sum(collect_cnt)"
+                   " FROM interactive_hour WHERE hour >= ?2 AND hour < ?3"
+                   " GROUP BY biz, biz_id" WINDOW_TAIL,
+    [I_MARK_SET] = "UPDATE window_mark SET hour = ?2 WHERE win = ?1",
+};
+
+/* Runs st (bound) and adds the rows it changed. */
+static int exec_counted(struct conn *c, sqlite3_stmt *st, size_t *changed)
+{
+    int rc = exec_stmt(c, st);
+
+    if (rc == 0)
+        *changed += (size_t)sqlite3_changes(c->db);
+    return rc;
+}
+
+/* Offsets and memos: before the items, in the order tallyd's read consumer writes. */
+static int import_positions(struct conn *c, sqlite3_stmt **im, const struct record *r, size_t n,
+                            size_t *changed)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        sqlite3_stmt *st;
+
+        if (r[i].type == RECORD_OFFSET) {
+            st = im[I_OFFSET];
+            sqlite3_reset(st);
+            sqlite3_bind_text(st, 1, r[i].topic, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, 2, r[i].partition);
+            sqlite3_bind_int64(st, 3, r[i].offset);
+            sqlite3_bind_int64(st, 4, r[i].utime);
+        } else if (r[i].type == RECORD_MEMO) {
+            st = im[r[i].memo == MEMO_IDEM ? I_IDEM : I_SEEN];
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, r[i].key);
+            sqlite3_bind_int64(st, 2, r[i].ms);
+        } else {
+            continue;
+        }
+        rc = exec_counted(c, st, changed);
+    }
+    return rc;
+}
+
+/* Marks first (a later one moves the window on), then hours, then windows' rows. */
+static int import_windows(struct conn *c, sqlite3_stmt **im, const struct record *r, size_t n,
+                          size_t *changed)
+{
+    struct store_row *rows = NULL, *stored = NULL;
+    int64_t mark[WINDOW_COUNT];
+    size_t nrows = 0, ns = 0, left = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int w = 0;
+
+        if (r[i].type != RECORD_MARK)
+            continue;
+        if ((rc = read_marks(c, mark)))
+            break;
+        while (window_hours[w] != r[i].win) /* the record was checked: one of them */
+            w++;
+        if (mark[w] == INT64_MAX) {
+            log_error("sqlite: window %s has no mark", window_names[w]);
+            rc = TALLY_EINTERNAL;
+        } else if (r[i].hour > mark[w]) {
+            sqlite3_reset(im[I_MARK_SUB]);
+            sqlite3_bind_int(im[I_MARK_SUB], 1, r[i].win);
+            sqlite3_bind_int64(im[I_MARK_SUB], 2, mark[w]);
+            sqlite3_bind_int64(im[I_MARK_SUB], 3, r[i].hour);
+            sqlite3_reset(im[I_MARK_SET]);
+            sqlite3_bind_int(im[I_MARK_SET], 1, r[i].win);
+            sqlite3_bind_int64(im[I_MARK_SET], 2, r[i].hour);
+            if ((rc = exec_stmt(c, im[I_MARK_SUB])) == 0)
+                rc = exec_counted(c, im[I_MARK_SET], changed);
+        }
+    }
+    nrows = rc ? 0 : store__hour_rows(r, n, &rows);
+    stored = xmalloc((nrows ? nrows : 1) * sizeof(*stored));
+    for (size_t done = 0, k; done < nrows && rc == 0; done += k) {
+        struct strbuf sql = STRBUF_INIT;
+        sqlite3_stmt *st;
+        int step = SQLITE_DONE;
+
+        k = nrows - done < UPSERT_CHUNK ? nrows - done : UPSERT_CHUNK;
+        store__hour_lookup_sql(&sql, k);
+        rc = prepare_once(c, sql.buf, &st);
+        strbuf_release(&sql);
+        if (rc)
+            break;
+        for (size_t i = 0; i < k; i++) {
+            bind_item(st, (int)i * 3 + 1, &rows[done + i].item);
+            sqlite3_bind_int64(st, (int)i * 3 + 3, rows[done + i].key);
+        }
+        while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            struct store_row *o = &stored[ns++]; /* a key matches one row at most */
+
+            rc = column_biz(st, 0, &o->item);
+            o->item.id = sqlite3_column_int64(st, 1);
+            o->key = sqlite3_column_int64(st, 2);
+            for (int f = 0; f < FIELD_COUNT; f++)
+                o->v[f] = sqlite3_column_int64(st, 3 + f);
+        }
+        if (rc == 0)
+            rc = map_err(c->db, step, "hour lookup");
+        sqlite3_finalize(st);
+    }
+    if (rc == 0 && (rc = store__hour_deltas(rows, nrows, stored, ns, &left)) == 0 &&
+        (rc = add_hourly(c, rows, left)) == 0)
+        *changed += left;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (r[i].type != RECORD_WINDOW)
+            continue;
+        sqlite3_reset(im[I_WINDOW]);
+        bind_item(im[I_WINDOW], 1, &r[i].item);
+        sqlite3_bind_int(im[I_WINDOW], 3, r[i].win);
+        rc = exec_counted(c, im[I_WINDOW], changed);
+    }
+    free(rows);
+    free(stored);
+    return rc;
+}
+
+/* Inserts dead letter d until the table holds d->n rows like it; it holds `have`. */
+static int insert_dead_copies(struct conn *c, const struct record *d, int64_t have,
+                              size_t *changed)
+{
+    int rc = 0;
+
+    for (; have < d->n && rc == 0; have++) {
+        sqlite3_stmt *st = stmt(c, S_DEAD_LETTER);
+
+        bind_item(st, 1, &d->item);
+        sqlite3_bind_int64(st, 3, d->uid);
+        sqlite3_bind_int64(st, 4, d->ts);
+        if (d->has_topic)
+            sqlite3_bind_text(st, 5, d->topic, -1, SQLITE_STATIC);
+        if (d->has_partition)
+            sqlite3_bind_int(st, 6, d->partition);
+        if (d->has_offset)
+            sqlite3_bind_int64(st, 7, d->offset);
+        sqlite3_bind_text(st, 8, d->error, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 9, d->ctime);
+        if ((rc = exec_stmt(c, st)) == 0)
+            (*changed)++;
+    }
+    return rc;
+}
+
+static int dead_ptr_cmp(const void *a, const void *b)
+{
+    return store__dead_cmp(*(const struct record *const *)a, *(const struct record *const *)b);
+}
+
+static int dead_cmp(const void *a, const void *b)
+{
+    return store__dead_cmp(a, b);
+}
+
+/*
+ * Dead letters, UPSERT_CHUNK at a time: the identical groups the table holds among
+ * the rows of those ctimes (the table has no other index to look them up by), then
+ * the copies each record still lacks.
+ */
+static int import_dead(struct conn *c, const struct record *r, size_t n, size_t *changed)
+{
+    const struct record **d = xmalloc((n ? n : 1) * sizeof(*d));
+    struct record *have = NULL;
+    size_t nd = 0, cap = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (r[i].type == RECORD_DEAD_LETTER)
+            d[nd++] = &r[i];
+    qsort(d, nd, sizeof(*d), dead_ptr_cmp); /* identical records side by side */
+    for (size_t done = 0, k; done < nd && rc == 0; done += k) {
+        struct strbuf sql = STRBUF_INIT;
+        struct store__key key;
+        struct store__row row;
+        sqlite3_stmt *st;
+        size_t nh = 0;
+        int step = SQLITE_DONE;
+
+        k = nd - done < UPSERT_CHUNK ? nd - done : UPSERT_CHUNK;
+        store__dead_lookup_sql(&sql, k);
+        rc = prepare_once(c, sql.buf, &st);
+        strbuf_release(&sql);
+        if (rc)
+            break;
+        for (size_t i = 0; i < k; i++)
+            sqlite3_bind_int64(st, (int)i + 1, d[done + i]->ctime);
+        while (rc == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+            if (nh == cap) /* other dead letters may share those ctimes */
+                have = xrealloc(have, (cap = cap ? 2 * cap : 64) * sizeof(*have));
+            column_row(st, &row);
+            rc = store__export_row(RECORD_DEAD_LETTER, 0, &row, &have[nh++], &key);
+        }
+        if (rc == 0)
+            rc = map_err(c->db, step, "dead letter lookup");
+        sqlite3_finalize(st);
+        if (nh) /* have is NULL until a first group */
+            qsort(have, nh, sizeof(*have), dead_cmp);
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            const struct record *h =
+                nh ? bsearch(d[done + i], have, nh, sizeof(*have), dead_cmp) : NULL;
+            int64_t n_have = h ? h->n : 0;
+
+            /* an identical record just before in this chunk: its copies are there now */
+            if (i && store__dead_cmp(d[done + i - 1], d[done + i]) == 0 &&
+                d[done + i - 1]->n > n_have)
+                n_have = d[done + i - 1]->n;
+            rc = insert_dead_copies(c, d[done + i], n_have, changed);
+        }
+    }
+    free(have);
+    free(d);
+    return rc;
+}
+
 static int sqlite_import(struct store *base, const struct record *r, size_t n, int64_t now_ms,
                          size_t *changed, struct counts *after)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     struct conn *c = writer_get(s);
-    sqlite3_stmt *up[RECORD_TYPE_COUNT] = {NULL}, *recount = NULL;
+    sqlite3_stmt *up[RECORD_INTERACTIVE_COUNT] = {NULL}, *im[I_STMT_COUNT] = {NULL};
+    sqlite3_stmt *recount = NULL;
     struct store__touched *t = NULL;
     size_t nt = store__touched(r, n, &t), k = 0;
     int rc = 0;
 
     (void)now_ms;
     *changed = 0;
-    for (int i = 0; i < RECORD_TYPE_COUNT && rc == 0; i++)
+    for (int i = 0; i < RECORD_INTERACTIVE_COUNT && rc == 0; i++)
         rc = prepare_once(c, import_sql[i], &up[i]);
+    for (int i = 0; i < I_STMT_COUNT && rc == 0; i++)
+        rc = prepare_once(c, import_more_sql[i], &im[i]);
     if (rc || (rc = prepare_once(c, RECOUNT_SQL, &recount)) || (rc = run(c, S_BEGIN_WRITE)))
         goto out;
+    rc = import_positions(c, im, r, n, changed);
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = import_one(c, up[r[i].type], &r[i], changed);
+        if (r[i].type < RECORD_INTERACTIVE_COUNT)
+            rc = import_one(c, up[r[i].type], &r[i], changed);
     for (size_t i = 0; i < nt && rc == 0; i++)
         rc = recount_one(c, recount, &t[i].item, t[i].ctime, t[i].utime, changed);
     for (size_t i = 0; i < n && rc == 0 && after; i++)
         if (r[i].type == RECORD_ITEM)
             rc = read_counts(c, &r[i].item, &after[k++]);
+    if (rc == 0)
+        rc = import_windows(c, im, r, n, changed);
+    if (rc == 0)
+        rc = import_dead(c, r, n, changed);
     rc = finish(c, rc);
 out:
-    for (int i = 0; i < RECORD_TYPE_COUNT; i++)
+    for (int i = 0; i < RECORD_INTERACTIVE_COUNT; i++)
         sqlite3_finalize(up[i]);
+    for (int i = 0; i < I_STMT_COUNT; i++)
+        sqlite3_finalize(im[i]);
     sqlite3_finalize(recount);
     writer_put(s);
     free(t);

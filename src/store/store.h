@@ -210,9 +210,13 @@ struct store_ops {
     /* ---- administration (tallyctl): bulk and maintenance work, never on tallyd's paths */
 
     /*
-     * Calls emit for every item, then every like, then every collection, each
-     * table in row id order, all from one snapshot, reading in pages (constant
-     * memory). A non-zero return from emit stops the walk and is returned.
+     * Calls emit for every row of every table that holds state, from one
+     * snapshot, reading in pages (constant memory): every item, then every
+     * like, then every collection, each table in row id order; then the
+     * windows' marks, the hourly rows, the windows' rows, the memos (idem,
+     * then seen), the dead letters (identical rows as one record with n) and
+     * the read offsets, each in its key's order (record.h, enum record_type).
+     * A non-zero return from emit stops the walk and is returned.
      */
     int (*export_rows)(struct store *s, int (*emit)(void *arg, const struct record *r),
                        void *arg);
@@ -221,7 +225,16 @@ struct store_ops {
      * or replaces the stored one when its utime is newer; an item's read_cnt
      * becomes the larger of the two, ctime the earlier, utime the later; then
      * like_cnt and collect_cnt of every item the records touch are set to its
-     * active rows (an item a row names and the store lacks is created). So a
+     * active rows (an item a row names and the store lacks is created).
+     * Windows stay the sum of the hourly rows they hold (hour >= mark): a
+     * window's mark becomes the later of the two, the hours in between leaving
+     * its sums as a sweep would take them; an hourly row the store lacks is
+     * added, one it has takes the larger of each count, and every window that
+     * holds its hour moves by the same difference; a window's sums are never
+     * taken from the record (it only makes sure the row exists). A memo's ms
+     * becomes the later of the two. A dead letter is added until the store
+     * holds n rows identical to it. An offset is added where the store has
+     * none for its topic and partition; a stored one is never moved. So a
      * second import of the same records changes nothing. *changed: stored
      * rows inserted or changed. after (may be NULL): for each item record, its
      * counts once the transaction is done.

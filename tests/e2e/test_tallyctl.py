@@ -2,7 +2,9 @@
 
 Every test runs on the `db` fixture's store: SQLite, or MariaDB when TALLY_TEST_MYSQL is set
 (plus Redis when TALLY_TEST_REDIS is). Tables are compared row by row on their natural keys
-(the internal `id` differs between stores). Waits have deadlines; nothing sleeps a fixed time.
+(the internal `id` differs between stores); the round trips compare every table the schema
+has (read from the schema, so a table added later is compared too). Waits have deadlines;
+nothing sleeps a fixed time.
 """
 import json
 import os
@@ -24,6 +26,13 @@ TABLES = {
     "user_like": "uid, biz, biz_id, status, ctime, utime",
     "user_collection": "uid, cid, biz, biz_id, status, ctime, utime",
 }
+HOUR = 3600 * 1000
+INT64_MAX = 2**63 - 1
+WINDOWS = {"1h": 1, "24h": 24, "7d": 168, "30d": 720}
+DECIDED = ("tally_read_events_applied_total", "tally_read_events_dead_total",
+           "tally_read_events_deduplicated_total", "tally_read_events_idempotent_repeats_total")
+ALL_TYPES = {"item", "like", "collection", "mark", "hour", "window", "memo", "dead_letter",
+             "offset"}
 DRIFT_SQL = ("SELECT i.biz, i.biz_id, i.like_cnt, i.collect_cnt,"
              " (SELECT COUNT(*) FROM user_like l WHERE l.biz = i.biz AND l.biz_id = i.biz_id"
              "  AND l.status = 1),"
@@ -42,6 +51,43 @@ def dump(db):
     """Every row of the three tables, without the store's own ids, sorted."""
     return {t: sorted(tuple(r) for r in db.sql(f"SELECT {cols} FROM {t}"))
             for t, cols in TABLES.items()}
+
+
+def schema(db):
+    """Every table of the store with its columns, read from the schema itself (so a table
+    added later is compared too), without the stores' own row ids (`id`)."""
+    if MYSQL:
+        rows = db.sql("SELECT table_name, column_name FROM information_schema.columns"
+                      " WHERE table_schema = DATABASE() ORDER BY table_name, ordinal_position")
+    else:
+        names = [r[0] for r in db.sql("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                      " AND name NOT LIKE 'sqlite_%'")]
+        rows = [(n, c[1]) for n in names for c in db.sql(f"PRAGMA table_info({n})")]
+    tables = {}
+    for table, column in rows:
+        columns = tables.setdefault(table, [])
+        if column != "id":
+            columns.append(column)
+    return tables
+
+
+def dump_all(db):
+    """Every row of every table, without the stores' own ids, sorted."""
+    return {t: sorted((tuple(r) for r in db.sql(f"SELECT {', '.join(c)} FROM {t}")), key=repr)
+            for t, c in schema(db).items()}
+
+
+def window_sums(db):
+    """(stored, wanted): each window's nonzero rows, and the sums of the hourly rows it holds
+    (hour >= its mark), which they must equal."""
+    stored = {tuple(r[:3]): tuple(int(v) for v in r[3:]) for r in db.sql(
+        "SELECT biz, win, biz_id, read_cnt, like_cnt, collect_cnt FROM interactive_window")}
+    wanted = {tuple(r[:3]): tuple(int(v) for v in r[3:]) for r in db.sql(
+        "SELECT h.biz, m.win, h.biz_id, SUM(h.read_cnt), SUM(h.like_cnt), SUM(h.collect_cnt)"
+        " FROM interactive_hour h JOIN window_mark m ON h.hour >= m.hour"
+        " GROUP BY h.biz, m.win, h.biz_id")}
+    return ({k: v for k, v in stored.items() if v != (0, 0, 0)},
+            {k: v for k, v in wanted.items() if v != (0, 0, 0)})
 
 
 def execute(db, query):
@@ -100,6 +146,80 @@ def wait_until(fn, timeout=20):
             return True
         time.sleep(0.02)
     return False
+
+
+def mid_hour_offset(hours_ahead):
+    """A clock offset that puts tallyd at :30 of the hour `hours_ahead` from now's."""
+    n = int(time.time() * 1000)
+    return (n // HOUR + hours_ahead) * HOUR + HOUR // 2 - n
+
+
+def fill_every_table(spawn, db):
+    """Fills every table through real tallyd processes, in three hours (h0, h0+3, h0+30, put
+    there by the test clock): likes, unlikes, collections and a move, reads by uid, by viewer
+    and with an Idempotency-Key, repeated (read_seen, read_idem); the sweeps let hours leave
+    the windows (rows at zero stay) and memos expire. Reads of an item at 2^63-1 are dead
+    letters. What only a Kafka consumer writes (offsets, a dead letter with its partition and
+    offset) and two identical dead letters are added in SQL. Returns h0."""
+    off0 = mid_hour_offset(10)
+    h0 = (int(time.time() * 1000) + off0) // HOUR
+
+    def in_hour(dh, act):
+        t = spawn("--read-window", "1h",
+                  env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off0 + dh * HOUR)}).start()
+        sent = act(t)
+        assert wait_until(lambda: sum(t.metric(m) for m in DECIDED) == sent, 30), \
+            [t.metric(m) for m in DECIDED]
+        cur = h0 + dh  # every window's mark has reached the first hour it holds now
+        assert wait_until(lambda: dict(db.sql("SELECT win, hour FROM window_mark")) ==
+                          {w: cur - w + 1 for w in WINDOWS.values()}, 30)
+        assert t.stop() == 0
+
+    def read(t, item, body=None, key=None, biz="article"):
+        r = t.request("POST", f"/v1/items/{biz}/{item}/reads", body=body,
+                      headers={"Idempotency-Key": key} if key else None)
+        assert r.status == 202, r
+        return 1
+
+    def first(t):
+        for uid in range(1, 7):
+            for item in (1, 2, 3):
+                if (uid + item) % 3:
+                    assert t.request("PUT", f"/v1/users/{uid}/likes/article/{item}").status == 200
+        assert t.request("DELETE", "/v1/users/2/likes/article/2").status == 200
+        assert t.request("PUT", "/v1/users/1/collections/1/items/article/1").status == 200
+        assert t.request("PUT", "/v1/users/3/collections/2/items/video/7").status == 200
+        assert t.request("PUT", "/v1/users/3/collections/5/items/video/7").status == 200
+        execute(db, "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt,"
+                f" ctime, utime) VALUES ('article', 100, {INT64_MAX}, 0, 0, 1, 1)")
+        return (read(t, 1, {"uid": 1}) + read(t, 1, {"uid": 1}) +  # the second: a duplicate
+                read(t, 2, {"viewer": "v-1"}) + read(t, 2, {"viewer": "v-1"}) +
+                read(t, 3, key="k-1") + read(t, 3, key="k-1") +  # the second: a repeat
+                sum(read(t, 4) for _ in range(3)) + read(t, 9, biz="video") +
+                read(t, 100) + read(t, 100))  # past 2^63-1: dead letters
+
+    def second(t):
+        assert t.request("DELETE", "/v1/users/1/likes/article/2").status == 200
+        assert t.request("PUT", "/v1/users/7/likes/article/5").status == 200
+        assert t.request("DELETE", "/v1/users/1/collections/1/items/article/1").status == 200
+        return read(t, 5, {"uid": 9}) + read(t, 5, {"viewer": "v-2"}) + read(t, 5, key="k-2")
+
+    def third(t):
+        assert t.request("PUT", "/v1/users/8/likes/article/6").status == 200
+        return read(t, 1, {"uid": 3}) + read(t, 1, key="k-3") + read(t, 6, {"viewer": "v-3"})
+
+    in_hour(0, first)
+    in_hour(3, second)
+    in_hour(30, third)
+    ms = (h0 + 30) * HOUR
+    execute(db, "INSERT INTO read_offsets (topic, part, next_offset, utime) VALUES"
+            f" ('tally-reads', 0, 1200, {ms}), ('tally-reads', 1, 980, {ms})")
+    execute(db, "INSERT INTO read_dead_letter (biz, biz_id, uid, ts, topic, part, msg_offset,"
+            f" error, ctime) VALUES ('article', 9, 4, {ms - 5}, 'tally-reads', 1, 977,"
+            f" 'rejected by the store', {ms}), ('video', 3, 0, {ms - 9}, NULL, NULL, NULL,"
+            f" 'refused \"by hand\"', {ms}), ('video', 3, 0, {ms - 9}, NULL, NULL, NULL,"
+            f" 'refused \"by hand\"', {ms})")
+    return h0
 
 
 # ---------------------------------------------------------------- usage
@@ -175,60 +295,161 @@ def test_export_of_a_missing_sqlite_file_fails_without_creating_it(tmp_path):
     assert not os.path.exists(f"{tmp_path}/none.db")
 
 
-def test_bad_jsonl_line_is_named_and_exits_1(db, tmp_path):
-    good = jsonl(sample_records(3, 2))
-    r = ctl("import", "--store", db.url, "--format", "jsonl", "-",
-            stdin=good + '{"type":"like","uid":0,"biz":"article","id":1,"ctime":1,"utime":1}\n')
-    assert r.returncode == 1
-    assert f"-:{len(good.splitlines()) + 1}: \"uid\"" in r.stderr, r.stderr
+DROP = object()  # a member left out of a record
+
+
+def good_records():
+    """One valid record of every type (after a few items, likes and collections)."""
+    return sample_records(3, 2) + [
+        {"type": "mark", "window": "24h", "hour": 470_000},
+        {"type": "hour", "biz": "article", "id": 1, "hour": 470_010, "read_cnt": 3,
+         "like_cnt": -1, "collect_cnt": 0},
+        {"type": "window", "biz": "article", "id": 1, "window": "1h", "read_cnt": 3,
+         "like_cnt": -1, "collect_cnt": 0},
+        {"type": "memo", "memo": "seen", "key": -(2**63), "ms": 1},
+        {"type": "dead_letter", "biz": "video", "id": 2, "uid": 0, "ts": 0, "topic": None,
+         "partition": None, "offset": None, "error": "", "ctime": 5, "n": 2},
+        {"type": "offset", "topic": "reads", "partition": 3, "next": 10, "utime": 1},
+    ]
+
+
+def bad(type_, **changes):
+    """The good record of type_ with changes (DROP: the member left out)."""
+    r = dict(next(x for x in good_records() if x["type"] == type_))
+    for k, v in changes.items():
+        if v is DROP:
+            r.pop(k)
+        else:
+            r[k] = v
+    return r
+
+
+BAD_RECORDS = [
+    ({"type": "nope"}, '"type"'),
+    (bad("like", uid=0), '"uid"'),
+    (bad("item", read_cnt=-1), '"read_cnt"'),
+    (bad("mark", window="2h"), '"window"'),
+    (bad("mark", window=DROP), '"window"'),
+    (bad("mark", hour=-1), '"hour"'),
+    (bad("mark", hour=2**62), '"hour"'),
+    (bad("mark", hour="470000"), '"hour"'),
+    (bad("hour", biz="Article"), '"biz"'),
+    (bad("hour", id=0), '"id"'),
+    (bad("hour", hour=DROP), '"hour"'),
+    (bad("hour", read_cnt=-1), '"read_cnt"'),
+    (bad("hour", like_cnt=1.5), '"like_cnt"'),
+    (bad("hour", collect_cnt=DROP), '"collect_cnt"'),
+    (bad("window", window=DROP), '"window"'),
+    (bad("window", window=24), '"window"'),
+    (bad("window", read_cnt="3"), '"read_cnt"'),
+    (bad("memo", memo="other"), '"memo"'),
+    (bad("memo", key=DROP), '"key"'),
+    (bad("memo", key=None), '"key"'),
+    (bad("memo", ms=-1), '"ms"'),
+    (bad("dead_letter", uid=-1), '"uid"'),
+    (bad("dead_letter", ctime=DROP), '"ctime"'),
+    (bad("dead_letter", topic=""), '"topic"'),
+    (bad("dead_letter", topic="a\tb"), '"topic"'),
+    (bad("dead_letter", topic="t" * 256), '"topic"'),
+    (bad("dead_letter", partition=-1), '"partition"'),
+    (bad("dead_letter", partition=2**31), '"partition"'),
+    (bad("dead_letter", offset="9"), '"offset"'),
+    (bad("dead_letter", error=DROP), '"error"'),
+    (bad("dead_letter", error=None), '"error"'),
+    (bad("dead_letter", error="caf\u00e9"), '"error"'),
+    (bad("dead_letter", error="x" * 256), '"error"'),
+    (bad("dead_letter", n=0), '"n"'),
+    (bad("dead_letter", n=1_000_001), '"n"'),
+    (bad("offset", topic=None), '"topic"'),
+    (bad("offset", partition=DROP), '"partition"'),
+    (bad("offset", next=-1), '"next"'),
+    (bad("offset", utime=DROP), '"utime"'),
+]
+
+
+def test_bad_records_are_named_exit_1_and_change_nothing(db, tmp_path):
+    """Every member of every type is checked, and a bad line anywhere stops the import
+    before anything is written: the valid lines before it are not imported either."""
+    good = jsonl(good_records())
+    assert ctl("import", "--store", db.url, "--format", "jsonl", "-", stdin="").returncode == 0
+    before = dump_all(db)
+    for record, member in BAD_RECORDS:
+        r = ctl("import", "--store", db.url, "--format", "jsonl", "-",
+                stdin=good + json.dumps(record) + "\n" + good)
+        assert r.returncode == 1, (record, r.stdout, r.stderr)
+        where = f"tallyctl import: -:{len(good_records()) + 1}: "
+        assert r.stderr.startswith(where) and member in r.stderr, (record, r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+    path = tmp_path / "bad.jsonl"  # a file is read twice too
+    path.write_text(good + '{"type":"like","uid":0,"biz":"article","id":1,"ctime":1,"utime":1}\n')
+    r = ctl("import", "--store", db.url, "--format", "jsonl", str(path))
+    assert r.returncode == 1 and f"{path}:{len(good_records()) + 1}: \"uid\"" in r.stderr, r
+    assert dump_all(db) == before
+    r = ctl("import", "--store", db.url, "--format", "jsonl", "-", stdin=good)
+    assert r.returncode == 0, r.stderr  # the lines around the bad ones were good
+    assert dump_all(db) != before
 
 
 # ---------------------------------------------------------------- export and import
 
-def populate_through_tallyd(t):
-    """Likes, unlikes, collections, moves and reads through the API."""
-    for uid in range(1, 13):
-        for item in range(1, 6):
-            if (uid + item) % 3:
-                assert t.request("PUT", f"/v1/users/{uid}/likes/article/{item}").status == 200
-        if uid % 4 == 0:
-            assert t.request("DELETE", f"/v1/users/{uid}/likes/article/1").status == 200
-        assert t.request("PUT", f"/v1/users/{uid}/collections/{uid % 3 + 1}/items/video/"
-                         f"{uid % 4 + 1}").status == 200
-        if uid % 5 == 0:  # a move, then a withdrawal
-            t.request("PUT", f"/v1/users/{uid}/collections/9/items/video/{uid % 4 + 1}")
-            t.request("DELETE", f"/v1/users/{uid}/collections/9/items/video/{uid % 4 + 1}")
-    for item in range(1, 6):
-        for _ in range(item):
-            assert t.request("POST", f"/v1/items/article/{item}/reads").status == 202
-    assert wait_until(lambda: sum(int(t.get(f"/v1/items/article/{i}").json["read_cnt"])
-                                  for i in range(1, 6)) == 15)
-
-
-def round_trip(src, dst, tmp_path):
+def round_trip(src, dst, tmp_path, batch=1000):
+    """Exports src, imports it into dst, and compares every table of the two."""
     out = tmp_path / "export.jsonl"
     r = ctl("export", "--store", src.url, str(out))
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("exported "), r.stderr
-    r = ctl("import", "--store", dst.url, "--format", "jsonl", str(out))
+    r = ctl("import", "--store", dst.url, "--batch", str(batch), "--format", "jsonl", str(out))
     assert r.returncode == 0, r.stderr
-    assert dump(dst) == dump(src)
+    want, got = dump_all(src), dump_all(dst)
+    assert want.keys() == got.keys()
+    for table in want:
+        assert got[table] == want[table], table
     r2 = ctl("export", "--store", dst.url)
     assert r2.stdout == out.read_text()
     return out
 
 
-def test_jsonl_round_trip_gives_an_identical_store(db, tallyd, tmp_path):
-    populate_through_tallyd(tallyd)
+def test_jsonl_round_trip_gives_an_identical_store(spawn, db, tmp_path):
+    """The issue's finding: an export then import into an empty store left interactive_hour
+    (and the windows, memos, dead letters and offsets) empty. Every table of the schema is
+    filled through tallyd, and every one must come back row for row; a second import changes
+    nothing."""
+    fill_every_table(spawn, db)
+    before = dump_all(db)
+    empty = [t for t, rows in before.items() if not rows]
+    assert not empty, f"the fill left {empty} empty: comparing them would prove nothing"
     dst = other_store(tmp_path, "b")
     try:
-        out = round_trip(db, dst, tmp_path)
+        out = round_trip(db, dst, tmp_path, batch=7)  # hours and windows across batches
         lines = [json.loads(x) for x in out.read_text().splitlines()]
-        assert {x["type"] for x in lines} == {"item", "like", "collection"}
+        assert {x["type"] for x in lines} == ALL_TYPES
         assert any(x.get("status") == 0 for x in lines if x["type"] == "like")
         assert any(x.get("status") == 0 for x in lines if x["type"] == "collection")
+        assert any(x["type"] == "window" and x["read_cnt"] == x["like_cnt"] == 0
+                   for x in lines)  # a window that let its hours go keeps its row
+        assert [x["n"] for x in lines if x["type"] == "dead_letter" and x["topic"] is None
+                and x["id"] == 3] == [2]  # two identical rows, one record
+        stored, wanted = window_sums(dst)
+        assert stored == wanted
+        r = ctl("import", "--store", dst.url, "--batch", "5", "--format", "jsonl", str(out))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().endswith(": 0 rows changed"), r.stdout
+        assert dump_all(dst) == before
     finally:
         dst.drop()
+
+
+@pytest.mark.skipif(bool(MYSQL), reason="tallyctl backup is SQLite's (MariaDB: mariadb-dump)")
+def test_backup_carries_every_table(spawn, db, tmp_path):
+    fill_every_table(spawn, db)
+    dest = tmp_path / "copy.db"
+    r = ctl("backup", "--store", db.url, str(dest))
+    assert r.returncode == 0, r
+    restored_dir = tmp_path / "restored"
+    restored_dir.mkdir()
+    shutil.copy(dest, restored_dir / "tally.db")
+    want, got = dump_all(db), dump_all(Database(restored_dir))
+    assert all(want.values()) and got == want
 
 
 @pytest.mark.skipif(not MYSQL, reason="SQLite to MariaDB needs TALLY_TEST_MYSQL")
