@@ -230,6 +230,8 @@ def fill_every_table(spawn, db):
     ["export", "--store", "sqlite:/x", "--bogus"],
     ["export", "--store", "sqlite:/x", "--format", "csv"],
     ["export", "--store", "sqlite:/x", "a", "b"],
+    ["export", "--store", "sqlite:/x", "--no-offsets"],
+    ["import", "--store", "sqlite:/x", "--no-offsets", "--from", "mysql://a:b@h/d"],
     ["import", "--store", "sqlite:/x"],
     ["import", "--store", "sqlite:/x", "--format", "jsonl"],
     ["import", "--store", "sqlite:/x", "--format", "jsonl", "f", "--from", "mysql://a:b@h/d"],
@@ -504,6 +506,85 @@ def test_import_merges_by_the_documented_rules(db):
     assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
                stdin=jsonl([dict(like, status=0, utime=400)])).returncode == 0
     assert db.sql("SELECT like_cnt FROM interactive") == [(0,)]
+
+
+def import_records(db, *records, args=()):
+    r = ctl("import", "--store", db.url, *args, "--format", "jsonl", "-", stdin=jsonl(records))
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_import_keeps_each_window_the_sum_of_its_hours(db):
+    """Hourly rows are merged by the larger count and every window holding the hour moves
+    with them; a later mark takes its passed hours out of the window, an earlier one changes
+    nothing; a window record's own sums are never taken."""
+    import_records(db)  # a new store: each window starts at this hour
+    cur = dict(db.sql("SELECT win, hour FROM window_mark"))[1]
+
+    def hour(h, read, like, item=1):
+        return {"type": "hour", "biz": "article", "id": item, "hour": h, "read_cnt": read,
+                "like_cnt": like, "collect_cnt": 0}
+
+    def windows():
+        return {(r[1], r[2]): tuple(int(v) for v in r[3:]) for r in db.sql(
+            "SELECT biz, win, biz_id, read_cnt, like_cnt, collect_cnt FROM interactive_window")}
+
+    # cur: in every window; cur-2: not in 1h; cur-100: in 7d and 30d; cur-800: in none
+    first = [hour(cur, 10, 2), hour(cur - 2, 20, -1), hour(cur - 100, 40, 1),
+             hour(cur - 800, 80, 5)]
+    import_records(db, *first)
+    assert windows() == {(1, 1): (10, 2, 0), (24, 1): (30, 1, 0), (168, 1): (70, 2, 0),
+                         (720, 1): (70, 2, 0)}
+    assert len(db.sql("SELECT hour FROM interactive_hour")) == 4
+    assert import_records(db, *first).endswith(": 0 rows changed")
+    assert import_records(db, hour(cur, 9, 1), hour(cur - 2, 19, -2)).endswith(
+        ": 0 rows changed")  # smaller counts: the stored ones stay
+    assert import_records(db, hour(cur, 15, 1)).endswith(": 1 rows changed")
+    assert db.sql("SELECT read_cnt, like_cnt FROM interactive_hour WHERE hour = ?",
+                  (cur,)) == [(15, 2)]  # the larger of each count
+    assert windows()[(24, 1)] == (35, 1, 0)
+    import_records(db, {"type": "mark", "window": "24h", "hour": cur - 1})
+    assert windows()[(24, 1)] == (15, 2, 0)  # hour cur-2 left the window
+    assert dict(db.sql("SELECT win, hour FROM window_mark"))[24] == cur - 1
+    assert import_records(db, {"type": "mark", "window": "24h", "hour": cur - 30}).endswith(
+        ": 0 rows changed")  # a window never takes back an hour it let go
+    import_records(db, {"type": "window", "biz": "article", "id": 2, "window": "7d",
+                        "read_cnt": 99, "like_cnt": 9, "collect_cnt": 9})
+    assert windows()[(168, 2)] == (0, 0, 0)  # the row, not its sums: item 2 has no hours
+    stored, wanted = window_sums(db)
+    assert stored == wanted
+
+
+def test_memos_dead_letters_and_offsets_merge_by_the_documented_rules(db, tmp_path):
+    memo = {"type": "memo", "memo": "idem", "key": -(2**63), "ms": 1000}
+    dead = {"type": "dead_letter", "biz": "article", "id": 7, "uid": 0, "ts": 5, "topic": None,
+            "partition": None, "offset": None, "error": "refused", "ctime": 9, "n": 2}
+    import_records(db, memo, dead)
+    assert import_records(db, dict(memo, ms=900), dict(dead, n=1)).endswith(": 0 rows changed")
+    import_records(db, dict(memo, ms=2000), dict(dead, n=3),
+                   dict(dead, topic="reads", partition=0, offset=4, n=1))
+    assert db.sql("SELECT k, ms FROM read_idem") == [(-(2**63), 2000)]  # the later ms
+    assert db.sql("SELECT COUNT(*) FROM read_dead_letter WHERE topic IS NULL") == [(3,)]
+    assert db.sql("SELECT COUNT(*) FROM read_dead_letter WHERE msg_offset = 4") == [(1,)]
+    out = ctl("export", "--store", db.url).stdout
+    assert '{"type":"memo","memo":"idem","key":-9223372036854775808,"ms":2000}' in out
+    assert '"error":"refused","ctime":9,"n":3}' in out
+
+    # An offset is taken only where the store has none for its topic and partition.
+    execute(db, "INSERT INTO read_offsets (topic, part, next_offset, utime)"
+                " VALUES ('reads', 0, 500, 1)")
+    offsets = [{"type": "offset", "topic": "reads", "partition": p, "next": n, "utime": 7}
+               for p, n in ((0, 100), (1, 200))]
+    import_records(db, *offsets)
+    assert sorted(db.sql("SELECT part, next_offset FROM read_offsets")) == [(0, 500), (1, 200)]
+    assert import_records(db, *offsets).endswith(": 0 rows changed")
+    other = other_store(tmp_path, "other")
+    try:
+        out = import_records(other, *offsets, args=("--no-offsets",))
+        assert out.endswith("; 2 offsets left out (--no-offsets)"), out
+        assert other.sql("SELECT COUNT(*) FROM read_offsets") == [(0,)]
+    finally:
+        other.drop()
 
 
 def test_import_while_tallyd_serves_likes(db, tallyd):
