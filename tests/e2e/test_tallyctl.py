@@ -420,6 +420,10 @@ def test_jsonl_round_trip_gives_an_identical_store(spawn, db, tmp_path):
     before = dump_all(db)
     empty = [t for t, rows in before.items() if not rows]
     assert not empty, f"the fill left {empty} empty: comparing them would prove nothing"
+    blank = [f"{t}.{c}" for t, columns in schema(db).items() for i, c in enumerate(columns)
+             if all(row[i] in (0, None, "", "NULL") for row in before[t])]
+    assert not blank, f"the fill leaves {blank} at 0 or NULL: a column the export dropped" \
+                      " would go unnoticed"
     dst = other_store(tmp_path, "b")
     try:
         out = round_trip(db, dst, tmp_path, batch=7)  # hours and windows across batches
