@@ -60,6 +60,13 @@ struct bus_ops {
     void (*committed)(struct bus *b, const struct store_offset *offs, size_t n);
     /* The store refused a batch's offsets: restart every partition from the store. */
     void (*rewind)(struct bus *b);
+    /*
+     * When every partition this process holds has been read to its end (nothing waits
+     * in the topic for it), returns how many it holds and writes the first max of them
+     * into parts; else, or with no partitions, 0. Memo expiry uses it
+     * (service/readcount.c).
+     */
+    size_t (*caught_up)(struct bus *b, int32_t *parts, size_t max);
     /* Whether publish() would take an event now: 0, TALLY_EFULL or TALLY_ECLOSED (/readyz). */
     int (*ready)(struct bus *b);
     /*
@@ -111,6 +118,10 @@ static inline void bus_committed(struct bus *b, const struct store_offset *offs,
 static inline void bus_rewind(struct bus *b)
 {
     b->ops->rewind(b);
+}
+static inline size_t bus_caught_up(struct bus *b, int32_t *parts, size_t max)
+{
+    return b->ops->caught_up ? b->ops->caught_up(b, parts, max) : 0;
 }
 static inline void bus_close(struct bus *b, int timeout_ms)
 {

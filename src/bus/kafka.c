@@ -71,6 +71,7 @@ struct part {
     int64_t expect; /* the stored next offset, -1 when the store has none */
     int64_t pos;    /* the offset the next message must have; -1: take the first */
     int64_t gap_at; /* a jump past pos seen once (a real gap if it shows again) */
+    int64_t behind; /* messages left in the partition at the last poll; -1: not known */
     struct metric *lag;
 };
 
@@ -319,6 +320,7 @@ static int64_t restart_at_stored(struct kafka_bus *kb, struct part *p)
 
     p->expect = stored_offset(kb, p->partition);
     p->gap_at = -1;
+    p->behind = -1; /* until a poll has seen where the partition ends */
     p->pos = p->expect;
     if (p->pos < 0 && rd_kafka_query_watermark_offsets(kb->consumer, kb->topic, p->partition, &lo,
                                                        &hi, 5000) == 0)
@@ -499,8 +501,10 @@ static void update_lag(struct kafka_bus *kb)
 
             if (p && pos >= 0 &&
                 rd_kafka_get_watermark_offsets(kb->consumer, kb->topic, p->partition, &lo, &hi) ==
-                    0)
-                metric_set(p->lag, hi > pos ? hi - pos : 0);
+                    0) {
+                p->behind = hi > pos ? hi - pos : 0;
+                metric_set(p->lag, p->behind);
+            }
         }
     }
     rd_kafka_topic_partition_list_destroy(list);
@@ -671,6 +675,18 @@ static void kafka_committed(struct bus *b, const struct store_offset *offs, size
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+static size_t kafka_caught_up(struct bus *b, int32_t *parts, size_t max)
+{
+    struct kafka_bus *kb = (struct kafka_bus *)b;
+
+    for (int i = 0; i < kb->nparts; i++)
+        if (kb->parts[i].behind != 0)
+            return 0;
+    for (int i = 0; i < kb->nparts && (size_t)i < max; i++)
+        parts[i] = kb->parts[i].partition;
+    return (size_t)kb->nparts;
+}
+
 static void kafka_rewind(struct bus *b)
 {
     struct kafka_bus *kb = (struct kafka_bus *)b;
@@ -738,6 +754,7 @@ static const struct bus_ops kafka_ops = {
     .expect = kafka_expect,
     .committed = kafka_committed,
     .rewind = kafka_rewind,
+    .caught_up = kafka_caught_up,
     .ready = kafka_ready,
     .close = kafka_close,
     .free = kafka_free,

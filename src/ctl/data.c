@@ -85,7 +85,8 @@ const char ctl_usage_export[] =
     "  {\"type\":\"memo\",\"memo\":\"idem\",\"key\":K,\"ms\":MS}      (\"seen\": a reader's read)\n"
     "  {\"type\":\"dead_letter\",\"biz\":\"article\",\"id\":1,\"uid\":0,\"ts\":MS,\"topic\":null,"
     "\"partition\":null,\"offset\":null,\"error\":\"...\",\"ctime\":MS,\"n\":1}\n"
-    "  {\"type\":\"offset\",\"topic\":\"reads\",\"partition\":0,\"next\":N,\"utime\":MS}\n"
+    "  {\"type\":\"offset\",\"topic\":\"reads\",\"partition\":0,\"next\":N,\"utime\":MS,"
+    "\"event_ms\":MS}\n"
     "status 0 is a like or collection that was withdrawn; H counts hours since\n"
     "1970-01-01 UTC; n is how many identical dead letters the line stands for. The\n"
     "offsets are where the counts stand in the Kafka topic that fed the store; see\n"
@@ -198,8 +199,8 @@ static const char *check_record(const struct record *r)
     case RECORD_OFFSET:
         if (!*r->topic || !printable(r->topic))
             return "\"topic\" must be 1..255 printable ASCII characters";
-        if (r->partition < 0 || r->offset < 0 || r->utime < 0)
-            return "\"partition\", \"next\" and \"utime\" must be integers >= 0";
+        if (r->partition < 0 || r->offset < 0 || r->utime < 0 || r->ms < 0)
+            return "\"partition\", \"next\", \"utime\" and \"event_ms\" must be integers >= 0";
         return NULL;
     default: return "unknown type";
     }
@@ -277,8 +278,9 @@ static void format_record(struct strbuf *sb, const struct record *r)
         break;
     case RECORD_OFFSET:
         add_text(sb, "topic", true, r->topic);
-        strbuf_addf(sb, ",\"partition\":%d,\"next\":%lld,\"utime\":%lld", (int)r->partition,
-                    (long long)r->offset, (long long)r->utime);
+        strbuf_addf(sb, ",\"partition\":%d,\"next\":%lld,\"utime\":%lld,\"event_ms\":%lld",
+                    (int)r->partition, (long long)r->offset, (long long)r->utime,
+                    (long long)r->ms);
         break;
     default: TALLY_ASSERT(!"a record type without a format");
     }
@@ -593,8 +595,9 @@ static const char *parse_members(json_t *o, struct record *r)
             return "\"topic\" must be 1..255 printable ASCII characters";
         if (!get_int(o, "partition", true, 0, INT32_MAX, &v) ||
             !get_int(o, "next", true, 0, INT64_MAX, &r->offset) ||
-            !get_int(o, "utime", true, 0, INT64_MAX, &r->utime))
-            return "\"partition\", \"next\" and \"utime\" must be integers >= 0";
+            !get_int(o, "utime", true, 0, INT64_MAX, &r->utime) ||
+            !get_int(o, "event_ms", false, 0, INT64_MAX, &r->ms)) /* absent: 0, as before it */
+            return "\"partition\", \"next\", \"utime\" and \"event_ms\" must be integers >= 0";
         r->partition = (int32_t)v;
         r->has_topic = r->has_partition = r->has_offset = true;
         return NULL;

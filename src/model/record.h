@@ -46,7 +46,7 @@ struct record {
     int64_t hour;         /* hour: its hour; mark: the first hour the window holds (since 1970) */
     int win;              /* mark, window: the window's length in hours (store.h, window_hours) */
     int memo;             /* memo: which table, an enum read_memo (store.h) */
-    int64_t key, ms;      /* memo: its key and time */
+    int64_t key, ms;      /* memo: its key and time; offset: ms is its event_ms (store.h) */
     /* dead_letter: the refused event and why; offset: a partition's next offset */
     int64_t ts;           /* dead_letter: the event's time (0: unknown) */
     bool has_topic, has_partition, has_offset; /* dead_letter: false where the row holds NULL */

@@ -103,9 +103,15 @@ struct readcount {
     struct memo *lookup[MEMO_COUNT], *write[MEMO_COUNT];
     int64_t *cur[MEMO_COUNT];
     size_t repeats, deduped; /* of the last decision */
-    int64_t newest_ms;       /* the newest event time committed: memos expire behind it */
+    int64_t newest_ms;       /* the newest event time committed by this process */
     int64_t next_sweep_us;    /* clock_mono_us() of the next window upkeep step */
     bool upkeep_failing;      /* the last step failed (logged on change) */
+    /* Partitions the reader found read to their end with nothing held (caught_up), for
+     * the applier to mark in the store at its next upkeep step; under lock. */
+    int32_t *touch;
+    size_t ntouch, touch_cap;
+    int64_t touch_ms;
+    int64_t next_touch_us; /* reader only: when to look again */
     /* clock_mono_us() when upkeep last had nothing left to do; the reader turns it into
      * tally_window_sweep_lag_seconds. */
     _Atomic int64_t upkeep_done_us;
@@ -220,10 +226,13 @@ static size_t collect_offsets(struct readcount *rc, const struct read_event *ev,
             offs[k].expect = stored_next(rc, ev[i].partition);
             offs[k].next = ev[i].offset + 1;
             offs[k].gen = ev[i].gen;
-            k++;
+            offs[k].event_ms = 0;
+            j = k++;
         } else if (ev[i].offset + 1 > offs[j].next) {
             offs[j].next = ev[i].offset + 1;
         }
+        if (!ev[i].skip && ev[i].ts > offs[j].event_ms)
+            offs[j].event_ms = ev[i].ts;
     }
     return k;
 }
@@ -595,6 +604,45 @@ static void apply(struct readcount *rc, size_t n)
 }
 
 /*
+ * The event time behind which no read still to be decided can fall, as far as
+ * memos go (0: none known yet). On a bus without offsets, the newest event
+ * this process committed. With offsets, the store holds, per partition, the
+ * newest event time committed in it (raised to the clock while its owner has
+ * read it to its end): the lowest of them, across every tallyd and partition
+ * of the topic, so a partition whose owner is an hour behind, or dead with a
+ * backlog, keeps the memos it will need. First the reader's caught-up
+ * partitions are marked.
+ */
+static int memo_floor(struct readcount *rc, int64_t *floor_ms)
+{
+    int64_t floor = INT64_MAX, at;
+    int32_t *parts = NULL;
+    size_t n;
+    int err = 0;
+
+    if (!rc->bus->topic) {
+        *floor_ms = rc->newest_ms;
+        return 0;
+    }
+    pthread_mutex_lock(&rc->lock);
+    n = rc->ntouch;
+    at = rc->touch_ms;
+    if (n) {
+        parts = xcalloc(n, sizeof(*parts));
+        memcpy(parts, rc->touch, n * sizeof(*parts));
+        rc->ntouch = 0;
+    }
+    pthread_mutex_unlock(&rc->lock);
+    if (n)
+        err = store_events_touch(rc->store, rc->bus->topic, parts, n, at);
+    free(parts);
+    if (!err)
+        err = store_events_floor(rc->store, rc->bus->topic, &floor);
+    *floor_ms = floor == INT64_MAX ? rc->newest_ms : floor;
+    return err;
+}
+
+/*
  * One bounded step of upkeep (windows, retention, memo expiry), due every
  * SWEEP_EVERY_MS and at once while work is left. The applier runs it between
  * jobs, so it keeps its schedule under any load (a job waits one step at
@@ -602,18 +650,20 @@ static void apply(struct readcount *rc, size_t n)
  */
 static void sweep(struct readcount *rc)
 {
-    int64_t now_us = clock_mono_us();
+    int64_t now_us = clock_mono_us(), floor_ms = 0;
     bool more = false;
     int err;
 
     err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
-    /* Memos expire behind the newest event committed (event time, like the decisions),
-     * with an hour's slack for partitions that run behind one another. */
-    for (int m = 0; m < MEMO_COUNT && !err && rc->newest_ms; m++) {
+    if (!err)
+        err = memo_floor(rc, &floor_ms);
+    /* Memos expire behind the floor (event time, like the decisions), with an hour's
+     * slack for event times that run out of order within a partition. */
+    for (int m = 0; m < MEMO_COUNT && !err && floor_ms; m++) {
         int64_t keep = (m == MEMO_IDEM ? READ_IDEM_MS : rc->cfg.read_window_ms) + HOUR_MS;
         bool left = false;
 
-        err = store_expire_memos(rc->store, (enum read_memo)m, rc->newest_ms - keep, &left);
+        err = store_expire_memos(rc->store, (enum read_memo)m, floor_ms - keep, &left);
         more = more || left;
     }
     if (err && !rc->upkeep_failing)
@@ -779,6 +829,30 @@ static void poll_failed(struct readcount *rc, int err, int *backoff_ms)
     *backoff_ms = *backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff_ms * 2;
 }
 
+/*
+ * Once a second while the reader holds nothing (no batch, no read-ahead): if
+ * every partition it holds is read to its end, hands them to the applier,
+ * which marks them in the store (memo_floor): no read older than now is
+ * still to come from them.
+ */
+static void note_caught_up(struct readcount *rc)
+{
+    size_t n;
+
+    if (!rc->bus->topic || rc->job_n > 0 || rc->nahead > 0 ||
+        clock_mono_us() < rc->next_touch_us)
+        return;
+    rc->next_touch_us = clock_mono_us() + SWEEP_EVERY_MS * 1000;
+    pthread_mutex_lock(&rc->lock);
+    while ((n = bus_caught_up(rc->bus, rc->touch, rc->touch_cap)) > rc->touch_cap) {
+        rc->touch_cap = n;
+        rc->touch = xrealloc(rc->touch, n * sizeof(*rc->touch));
+    }
+    rc->ntouch = n;
+    rc->touch_ms = clock_now_ms();
+    pthread_mutex_unlock(&rc->lock);
+}
+
 /* Waits (up to 100 ms) for the running job to end. */
 static void wait_job(struct readcount *rc)
 {
@@ -815,6 +889,7 @@ static void *consumer_main(void *arg)
 
         if (!running && rc->job_n > 0) /* read without the lock: only this thread sets it */
             finish_job(rc);
+        note_caught_up(rc);
         room = ahead_room(rc);
         if (!closed && room > 0) {
             int timeout = 1000;
@@ -987,6 +1062,7 @@ void readcount_stop(struct readcount *rc)
     free(rc->items);
     free(rc->incr);
     free(rc->offs);
+    free(rc->touch);
     free(rc);
 }
 

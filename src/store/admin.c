@@ -131,12 +131,13 @@ int store__export_row(enum record_type type, int m, const struct store__row *row
         k->a = v[7];
         break;
     case RECORD_OFFSET:
-        nints = 3;
+        nints = 4;
         ok = text_of(row, 0, r->topic) && v[0] >= INT32_MIN && v[0] <= INT32_MAX;
         r->has_topic = r->has_partition = r->has_offset = true;
         r->partition = (int32_t)v[0];
         r->offset = v[1];
         r->utime = v[2];
+        r->ms = v[3];
         memcpy(k->s, r->topic, sizeof(r->topic));
         k->a = v[0];
         break;

@@ -237,6 +237,9 @@ static const char *const migrations[] = {
     "    p_on OR (cur_status = 1 AND cur_cid <> p_cid));"
     "  COMMIT;"
     "END",
+    /* 6 -> 7: per partition, the newest event time committed (or the clock, while its
+     * owner had read it to its end): memos expire behind the lowest (store.h). */
+    "ALTER TABLE read_offsets ADD COLUMN IF NOT EXISTS event_ms BIGINT NOT NULL DEFAULT 0",
 };
 
 static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
@@ -254,6 +257,8 @@ enum stmt {
     S_OFFSET_GET,
     S_OFFSET_CAS,
     S_OFFSET_NEW,
+    S_EVENTS_FLOOR,
+    S_EVENTS_TOUCH,
     S_DEAD_LETTER,
     S_MARKS,
     S_MARK_LOCK,
@@ -305,10 +310,15 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [S_TOP_LIKE] = TOP_SQL("like_cnt"),
     [S_TOP_COLLECT] = TOP_SQL("collect_cnt"),
     [S_OFFSET_GET] = "SELECT next_offset FROM read_offsets WHERE topic = ? AND part = ?",
-    [S_OFFSET_CAS] = "UPDATE read_offsets SET next_offset = ?, utime = ?"
+    [S_OFFSET_CAS] = "UPDATE read_offsets SET next_offset = ?, utime = ?,"
+                     " event_ms = GREATEST(event_ms, ?)"
                      " WHERE topic = ? AND part = ? AND next_offset = ?",
-    [S_OFFSET_NEW] = "INSERT IGNORE INTO read_offsets (topic, part, next_offset, utime)"
-                     " VALUES (?, ?, ?, ?)",
+    [S_OFFSET_NEW] = "INSERT IGNORE INTO read_offsets (topic, part, next_offset, utime, event_ms)"
+                     " VALUES (?, ?, ?, ?, ?)",
+    [S_EVENTS_FLOOR] = "SELECT COALESCE(MIN(event_ms), 9223372036854775807) FROM read_offsets"
+                       " WHERE topic = ?",
+    [S_EVENTS_TOUCH] = "UPDATE read_offsets SET event_ms = GREATEST(event_ms, ?)"
+                       " WHERE topic = ? AND part = ?",
     [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
                       " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1282,10 +1292,12 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
         bind_i32(&p, &o->partition);
         bind_i64(&p, &o->next);
         bind_i64(&p, now);
+        bind_i64(&p, &o->event_ms);
     } else {
         st = c->stmt[S_OFFSET_CAS];
         bind_i64(&p, &o->next);
         bind_i64(&p, now);
+        bind_i64(&p, &o->event_ms);
         bind_str(&p, topic, 0);
         bind_i32(&p, &o->partition);
         bind_i64(&p, &o->expect);
@@ -1685,6 +1697,64 @@ static int mdb_load_offset(struct store *base, const char *topic, int32_t partit
     return rc;
 }
 
+struct events_args {
+    const char *topic;
+    const int32_t *parts;
+    size_t n;
+    int64_t ms; /* touch: the time to raise to; floor: the answer */
+};
+
+static int do_events_floor(struct conn *c, void *arg)
+{
+    struct events_args *a = arg;
+    BINDS(p, 1);
+    BINDS(r, 1);
+    MYSQL_STMT *st = c->stmt[S_EVENTS_FLOOR];
+    int64_t v = INT64_MAX;
+    int rc;
+
+    bind_str(&p, a->topic, 0);
+    bind_i64(&r, &v);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1)
+        a->ms = v;
+    return rc;
+}
+
+static int mdb_events_floor(struct store *base, const char *topic, int64_t *floor_ms)
+{
+    struct events_args a = {.topic = topic, .ms = INT64_MAX};
+    int rc = with_conn((struct mysql_store *)base, false, do_events_floor, &a);
+
+    *floor_ms = a.ms;
+    return rc;
+}
+
+static int do_events_touch(struct conn *c, void *arg)
+{
+    struct events_args *a = arg;
+    int rc = 0;
+
+    for (size_t i = 0; i < a->n && rc == 0; i++) {
+        BINDS(p, 3);
+
+        bind_i64(&p, &a->ms);
+        bind_str(&p, a->topic, 0);
+        bind_i32(&p, &a->parts[i]);
+        rc = exec(c, c->stmt[S_EVENTS_TOUCH], &p, NULL);
+    }
+    return rc;
+}
+
+static int mdb_events_touch(struct store *base, const char *topic, const int32_t *parts,
+                            size_t n, int64_t ms)
+{
+    struct events_args a = {topic, parts, n, ms};
+
+    return with_conn((struct mysql_store *)base, true, do_events_touch, &a);
+}
+
 static int do_ping(struct conn *c, void *arg)
 {
     (void)arg;
@@ -1848,7 +1918,7 @@ static const struct export_part export_parts[] = {
      "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_seen WHERE k >= ? ORDER BY k LIMIT ?"},
     {RECORD_DEAD_LETTER, 0, "a", STORE__DEAD_EXPORT_SQL},
     {RECORD_OFFSET, 0, "ssa",
-     "SELECT topic, NULL, NULL, part, next_offset, utime, 0, 0, 0, 0, 0 FROM read_offsets"
+     "SELECT topic, NULL, NULL, part, next_offset, utime, event_ms, 0, 0, 0, 0 FROM read_offsets"
      " WHERE topic > ? OR (topic = ? AND part > ?) ORDER BY topic, part LIMIT ?"},
 };
 
@@ -2020,8 +2090,8 @@ static int recount_one(struct conn *c, MYSQL_STMT **st, const struct store__touc
  */
 enum { I_OFFSET, I_IDEM, I_SEEN, I_WINDOW, I_MARK_SUB, I_MARK_SET, I_STMT_COUNT };
 static const char *const import_more_sql[I_STMT_COUNT] = {
-    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
-                 " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE next_offset = next_offset",
+    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime, event_ms)"
+                 " VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE next_offset = next_offset",
     [I_IDEM] = "INSERT INTO read_idem (k, ms) VALUES (?, ?)"
                " ON DUPLICATE KEY UPDATE ms = GREATEST(ms, VALUES(ms))",
     [I_SEEN] = "INSERT INTO read_seen (k, ms) VALUES (?, ?)"
@@ -2056,13 +2126,14 @@ static int import_positions(struct conn *c, MYSQL_STMT **im, const struct record
     int rc = 0;
 
     for (size_t i = 0; i < n && rc == 0; i++) {
-        BINDS(p, 4);
+        BINDS(p, 5);
 
         if (r[i].type == RECORD_OFFSET) {
             bind_str(&p, r[i].topic, 0);
             bind_i32(&p, &r[i].partition);
             bind_i64(&p, &r[i].offset);
             bind_i64(&p, &r[i].utime);
+            bind_i64(&p, &r[i].ms);
             rc = exec_counted(c, im[I_OFFSET], &p, changed);
         } else if (r[i].type == RECORD_MEMO) {
             bind_i64(&p, &r[i].key);
@@ -2692,6 +2763,8 @@ static const struct store_ops mdb_ops = {
     .expire_memos = mdb_expire_memos,
     .dead_letter = mdb_dead_letter,
     .load_offset = mdb_load_offset,
+    .events_floor = mdb_events_floor,
+    .events_touch = mdb_events_touch,
     .ping = mdb_ping,
     .free = mdb_free,
     .export_rows = mdb_export,

@@ -109,6 +109,9 @@ static const char *const migrations[] = {
     "CREATE INDEX read_idem_ms ON read_idem (ms);"
     "CREATE TABLE read_seen (k INTEGER PRIMARY KEY, ms INTEGER NOT NULL);"
     "CREATE INDEX read_seen_ms ON read_seen (ms);",
+    /* 5 -> 6: per partition, the newest event time committed (or the clock, while its
+     * owner had read it to its end): memos expire behind the lowest (store.h). */
+    "ALTER TABLE read_offsets ADD COLUMN event_ms INTEGER NOT NULL DEFAULT 0",
 };
 
 static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
@@ -135,6 +138,8 @@ enum stmt {
     S_OFFSET_GET,
     S_OFFSET_CAS,
     S_OFFSET_NEW,
+    S_EVENTS_FLOOR,
+    S_EVENTS_TOUCH,
     S_PING,
     S_DEAD_LETTER,
     S_MARKS,
@@ -230,10 +235,14 @@ static const char *const stmt_sql[PREPARED_COUNT] = {
     [S_TOP_LIKE] = TOP_SQL("like_cnt"),
     [S_TOP_COLLECT] = TOP_SQL("collect_cnt"),
     [S_OFFSET_GET] = "SELECT next_offset FROM read_offsets WHERE topic = ?1 AND part = ?2",
-    [S_OFFSET_CAS] = "UPDATE read_offsets SET next_offset = ?3, utime = ?5"
+    [S_OFFSET_CAS] = "UPDATE read_offsets SET next_offset = ?3, utime = ?5,"
+                     " event_ms = max(event_ms, ?6)"
                      " WHERE topic = ?1 AND part = ?2 AND next_offset = ?4",
-    [S_OFFSET_NEW] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
-                     " VALUES (?1, ?2, ?3, ?5) ON CONFLICT DO NOTHING",
+    [S_OFFSET_NEW] = "INSERT INTO read_offsets (topic, part, next_offset, utime, event_ms)"
+                     " VALUES (?1, ?2, ?3, ?5, ?6) ON CONFLICT DO NOTHING",
+    [S_EVENTS_FLOOR] = "SELECT min(event_ms) FROM read_offsets WHERE topic = ?1",
+    [S_EVENTS_TOUCH] = "UPDATE read_offsets SET event_ms = max(event_ms, ?3)"
+                       " WHERE topic = ?1 AND part = ?2",
     [S_PING] = "PRAGMA user_version",
     [S_DEAD_LETTER] = "INSERT INTO read_dead_letter"
                       " (biz, biz_id, uid, ts, topic, part, msg_offset, error, ctime)"
@@ -895,6 +904,7 @@ static int move_offset(struct conn *c, const char *topic, const struct store_off
     sqlite3_bind_int64(st, 3, o->next);
     sqlite3_bind_int64(st, 4, o->expect);
     sqlite3_bind_int64(st, 5, now_ms);
+    sqlite3_bind_int64(st, 6, o->event_ms);
     if ((rc = exec_stmt(c, st)))
         return rc;
     return sqlite3_changes(c->db) == 1 ? 0 : TALLY_ESTALE;
@@ -1270,6 +1280,43 @@ static int sqlite_load_offset(struct store *base, const char *topic, int32_t par
     return rc;
 }
 
+static int sqlite_events_floor(struct store *base, const char *topic, int64_t *floor_ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = reader_get(s);
+    sqlite3_stmt *st = stmt(c, S_EVENTS_FLOOR);
+    int rc;
+
+    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+    *floor_ms = INT64_MAX;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *floor_ms = sqlite3_column_int64(st, 0);
+    rc = map_err(c->db, rc, "events floor");
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+static int sqlite_events_touch(struct store *base, const char *topic, const int32_t *parts,
+                               size_t n, int64_t ms)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c = writer_get(s);
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) { /* autocommit each: a raise is idempotent */
+        sqlite3_stmt *st = stmt(c, S_EVENTS_TOUCH);
+
+        sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, parts[i]);
+        sqlite3_bind_int64(st, 3, ms);
+        rc = exec_stmt(c, st);
+    }
+    writer_put(s);
+    return rc;
+}
+
 static int sqlite_ping(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
@@ -1422,7 +1469,7 @@ static const struct export_part export_parts[] = {
      "SELECT " NO_TEXT "k, ms, 0, 0, 0, 0, 0, 0 FROM read_seen WHERE k >= ?1 ORDER BY k LIMIT ?2"},
     {RECORD_DEAD_LETTER, 0, "a", STORE__DEAD_EXPORT_SQL},
     {RECORD_OFFSET, 0, "sa",
-     "SELECT topic, NULL, NULL, part, next_offset, utime, 0, 0, 0, 0, 0 FROM read_offsets"
+     "SELECT topic, NULL, NULL, part, next_offset, utime, event_ms, 0, 0, 0, 0 FROM read_offsets"
      " WHERE (topic, part) > (?1, ?2) ORDER BY topic, part LIMIT ?3"},
 };
 
@@ -1537,8 +1584,8 @@ static int recount_one(struct conn *c, sqlite3_stmt *st, const struct item *it, 
  */
 enum { I_OFFSET, I_IDEM, I_SEEN, I_WINDOW, I_MARK_SUB, I_MARK_SET, I_STMT_COUNT };
 static const char *const import_more_sql[I_STMT_COUNT] = {
-    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime)"
-                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (topic, part) DO NOTHING",
+    [I_OFFSET] = "INSERT INTO read_offsets (topic, part, next_offset, utime, event_ms)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (topic, part) DO NOTHING",
     [I_IDEM] = "INSERT INTO read_idem (k, ms) VALUES (?1, ?2)"
                " ON CONFLICT (k) DO UPDATE SET ms = excluded.ms WHERE excluded.ms > ms",
     [I_SEEN] = "INSERT INTO read_seen (k, ms) VALUES (?1, ?2)"
@@ -1580,6 +1627,7 @@ static int import_positions(struct conn *c, sqlite3_stmt **im, const struct reco
             sqlite3_bind_int(st, 2, r[i].partition);
             sqlite3_bind_int64(st, 3, r[i].offset);
             sqlite3_bind_int64(st, 4, r[i].utime);
+            sqlite3_bind_int64(st, 5, r[i].ms);
         } else if (r[i].type == RECORD_MEMO) {
             st = im[r[i].memo == MEMO_IDEM ? I_IDEM : I_SEEN];
             sqlite3_reset(st);
@@ -2027,6 +2075,8 @@ static const struct store_ops sqlite_ops = {
     .expire_memos = sqlite_expire_memos,
     .dead_letter = sqlite_dead_letter,
     .load_offset = sqlite_load_offset,
+    .events_floor = sqlite_events_floor,
+    .events_touch = sqlite_events_touch,
     .ping = sqlite_ping,
     .free = sqlite_free,
     .export_rows = sqlite_export,

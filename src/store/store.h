@@ -122,6 +122,9 @@ struct store_offset {
     int64_t expect;
     int64_t next;
     uint32_t gen; /* the incarnation that read the range (bus.h); the store ignores it */
+    /* The newest event time of the range (0: none): the stored event_ms of the partition
+     * is raised to it, for memo expiry (store_events_floor). */
+    int64_t event_ms;
 };
 
 /*
@@ -203,6 +206,15 @@ struct store_ops {
                        int64_t now_ms);
     /* The stored next offset of (topic, partition), -1 when none. */
     int (*load_offset)(struct store *s, const char *topic, int32_t partition, int64_t *next);
+    /*
+     * Memo expiry across consumers: *floor_ms is the lowest event_ms stored for a
+     * partition of topic (each raised by the commits of the partition's events and by
+     * events_touch), INT64_MAX when topic has none. events_touch raises the event_ms of
+     * the partitions given, which their owner has read to their end, to ms.
+     */
+    int (*events_floor)(struct store *s, const char *topic, int64_t *floor_ms);
+    int (*events_touch)(struct store *s, const char *topic, const int32_t *parts, size_t n,
+                        int64_t ms);
     /* Cheap round trip, for /healthz. */
     int (*ping)(struct store *s);
     void (*free)(struct store *s);
@@ -361,6 +373,15 @@ static inline int store_load_offset(struct store *s, const char *topic, int32_t 
                                     int64_t *next)
 {
     return s->ops->load_offset(s, topic, partition, next);
+}
+static inline int store_events_floor(struct store *s, const char *topic, int64_t *floor_ms)
+{
+    return s->ops->events_floor(s, topic, floor_ms);
+}
+static inline int store_events_touch(struct store *s, const char *topic, const int32_t *parts,
+                                     size_t n, int64_t ms)
+{
+    return s->ops->events_touch(s, topic, parts, n, ms);
 }
 static inline int store_ping(struct store *s)
 {

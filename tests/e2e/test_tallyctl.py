@@ -212,8 +212,8 @@ def fill_every_table(spawn, db):
     in_hour(3, second)
     in_hour(30, third)
     ms = (h0 + 30) * HOUR
-    execute(db, "INSERT INTO read_offsets (topic, part, next_offset, utime) VALUES"
-            f" ('tally-reads', 0, 1200, {ms}), ('tally-reads', 1, 980, {ms})")
+    execute(db, "INSERT INTO read_offsets (topic, part, next_offset, utime, event_ms) VALUES"
+            f" ('tally-reads', 0, 1200, {ms}, {ms - 500}), ('tally-reads', 1, 980, {ms}, {ms})")
     execute(db, "INSERT INTO read_dead_letter (biz, biz_id, uid, ts, topic, part, msg_offset,"
             f" error, ctime) VALUES ('article', 9, 4, {ms - 5}, 'tally-reads', 1, 977,"
             f" 'rejected by the store', {ms}), ('video', 3, 0, {ms - 9}, NULL, NULL, NULL,"
@@ -366,6 +366,7 @@ BAD_RECORDS = [
     (bad("offset", partition=DROP), '"partition"'),
     (bad("offset", next=-1), '"next"'),
     (bad("offset", utime=DROP), '"utime"'),
+    (bad("offset", event_ms=-1), '"event_ms"'),
 ]
 
 

@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include <sqlite3.h>
+
 #include "bus/local.h"
 #include "cache/cache.h"
 #include "service/readcount.h"
@@ -537,6 +539,7 @@ struct group_bus {
     struct bus base;
     pthread_mutex_t lock;
     struct read_event ev[GROUP_PARTS][GROUP_EVENTS];
+    int64_t avail[GROUP_PARTS]; /* events in the topic: ev[p][0, avail[p]) */
     int64_t pos[GROUP_PARTS], expect[GROUP_PARTS];
     bool assigned, revoke_asked, assign_asked, closed;
     uint32_t gen;
@@ -580,7 +583,7 @@ static int gbus_poll(struct bus *b, struct read_event *out, size_t max, int time
         for (bool more = gb->assigned; more && *n < max;) {
             more = false;
             for (int p = 0; p < GROUP_PARTS && *n < max; p++)
-                if (gb->pos[p] < GROUP_EVENTS) {
+                if (gb->pos[p] < gb->avail[p]) {
                     out[*n] = gb->ev[p][gb->pos[p]++];
                     out[(*n)++].gen = gb->gen;
                     more = true;
@@ -653,6 +656,8 @@ static struct group_bus *group_bus_new(void)
     gb->base.ops = &group_bus_ops;
     gb->base.topic = "t";
     pthread_mutex_init(&gb->lock, NULL);
+    for (int p = 0; p < GROUP_PARTS; p++)
+        gb->avail[p] = GROUP_EVENTS;
     for (int p = 0; p < GROUP_PARTS; p++)
         for (int o = 0; o < GROUP_EVENTS; o++) {
             gb->ev[p][o] = ev("article", 1 + p * 2 + o % 2);
@@ -832,6 +837,122 @@ static void several_rebalances_mid_commit(void **state)
     churn_while_a_commit_is_held(CHURN_SEVERAL);
 }
 
+/* ------------------------------------------------------------ memo expiry across partitions */
+
+static int64_t sql_count(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t n = -1;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+struct partition_behind {
+    const char *path;
+    int64_t sentinel_ms;
+};
+
+static bool sentinel_expired(void *arg)
+{
+    struct partition_behind *pb = arg;
+    char sql[128];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM read_seen WHERE ms = %lld",
+             (long long)pb->sentinel_ms);
+    return sql_count(pb->path, sql) == 0;
+}
+
+static bool offsets_at(void *arg)
+{
+    struct partition_behind *pb = arg;
+
+    return sql_count(pb->path, "SELECT count(*) FROM read_offsets WHERE topic = 't' AND "
+                               "((part = 0 AND next_offset = 2) OR "
+                               "(part = 1 AND next_offset = 10))") == 2;
+}
+
+static bool first_offsets(void *arg)
+{
+    struct partition_behind *pb = arg;
+
+    return sql_count(pb->path, "SELECT count(*) FROM read_offsets WHERE topic = 't' AND "
+                               "((part = 0 AND next_offset = 1) OR "
+                               "(part = 1 AND next_offset = 10))") == 2;
+}
+
+/*
+ * Partition 0 runs two hours behind partition 1: its viewer read item 7 two hours ago, and
+ * that viewer's repeat a minute later is still in the topic. Memo expiry, running on its
+ * schedule meanwhile (a month-old memo goes), must keep what partition 0 will need: the
+ * repeat is not counted. Expiring behind the newest event committed (partition 1's) lost
+ * the memo and counted it.
+ */
+static void memos_outlive_a_partition_that_runs_behind(void **state)
+{
+    char *path = unit_temp_db(), url[256], *err = NULL, sql[160];
+    struct store *s;
+    struct cache *c;
+    struct group_bus *gb = group_bus_new();
+    struct readcount_config cfg = {.batch = 50, .read_ahead = 100, .flush_ms = 5,
+                                   .stop_wait_ms = 1000, .retention_hours = 35 * 24,
+                                   .read_window_ms = 10 * 60 * 1000};
+    struct readcount *rc;
+    struct item seven = ev("article", 7).item;
+    struct counts n7;
+    int64_t now = clock_now_ms();
+    struct partition_behind pb = {path, now - 30LL * 24 * HOUR_MS};
+    sqlite3 *db;
+    (void)state;
+
+    snprintf(url, sizeof(url), "sqlite:%s", path);
+    assert_int_equal(store_open(url, &s, &err), 0);
+    assert_int_equal(cache_open("none", &c, &err), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof(sql), "INSERT INTO read_seen (k, ms) VALUES (1, %lld)",
+             (long long)pb.sentinel_ms);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    for (int o = 0; o < 2; o++) { /* the viewer's read and its repeat, two hours ago */
+        gb->ev[0][o] = ev("article", 7);
+        gb->ev[0][o].viewer = 0xabc;
+        gb->ev[0][o].ts = now - 2 * HOUR_MS + o * 60000;
+        gb->ev[0][o].partition = 0;
+        gb->ev[0][o].offset = o;
+    }
+    for (int o = 0; o < 10; o++) { /* now, other viewers */
+        gb->ev[1][o] = ev("article", 8);
+        gb->ev[1][o].viewer = 0x100 + (uint64_t)o;
+        gb->ev[1][o].ts = now;
+        gb->ev[1][o].partition = 1;
+        gb->ev[1][o].offset = o;
+    }
+    gb->avail[0] = 1; /* the repeat is not in the topic yet */
+    gb->avail[1] = 10;
+    gb->assign_asked = true;
+    rc = readcount_start(&gb->base, s, c, &cfg);
+    assert_true(eventually(first_offsets, &pb));
+    assert_true(eventually(sentinel_expired, &pb)); /* upkeep ran after both commits */
+    pthread_mutex_lock(&gb->lock);
+    gb->avail[0] = 2;
+    pthread_mutex_unlock(&gb->lock);
+    assert_true(eventually(offsets_at, &pb));
+    readcount_stop(rc);
+    assert_int_equal(store_counts(s, &seven, 1, &n7), 0);
+    assert_int_equal(n7.read_cnt, 1);
+    free(gb);
+    cache_free(c);
+    store_free(s);
+    unit_remove_db(path);
+}
+
 /* ------------------------------------------------------------ start-up and stop */
 
 /* A bus whose consumer cannot start: every poll fails, as kafka.c's does then. */
@@ -913,6 +1034,7 @@ int main(void)
         cmocka_unit_test(handed_back_during_a_store_outage),
         cmocka_unit_test(several_rebalances_mid_commit),
         cmocka_unit_test(a_bus_that_cannot_start_is_retried_with_backoff),
+        cmocka_unit_test(memos_outlive_a_partition_that_runs_behind),
     };
     return cmocka_run_group_tests_name("readcount", tests, NULL, NULL);
 }
