@@ -68,11 +68,12 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "../.."))
 sys.path.insert(0, os.path.join(ROOT, "tests/e2e"))
-from tallyd import Tallyd, mysql_cli, redis_cli, report, with_path  # noqa: E402
+from tallyd import BINARY, Tallyd, mysql_cli, redis_cli, report, with_path  # noqa: E402
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "10"))
 RATE = float(os.environ.get("SOAK_RATE", "120"))
@@ -97,8 +98,13 @@ GRACE_S = 10                      # 5xx this close to a fault window belong to i
 SWEEP_BOUND_S = 15                # the 1h window must let the old hour go within this
 SETTLE_S = 180                    # reads of the topic applied after traffic stops
 STABLE_S = 5                      # ... and the totals unchanged for this long
-HOT = ("article", 1)              # the item whose row the held commit locks
+PARTITIONS = 4
 ITEMS = [("article", i) for i in range(1, 61)] + [("video", i) for i in range(1, 21)]
+# The items whose rows the held commit locks: one per partition (tallyd keys a message
+# "{biz}:{id}" and librdkafka's default partitioner takes its CRC-32 modulo the partitions),
+# so that every member's applier is held whichever partitions a rebalance hands it.
+HOT = [next(it for it in ITEMS if zlib.crc32(f"{it[0]}:{it[1]}".encode()) % PARTITIONS == p)
+       for p in range(PARTITIONS)]
 READ_UIDS = 300                   # uids that read (page views)
 VIEWERS = 200                     # viewer strings that read
 LIKE_UIDS = 240                   # uids that like and collect, split among the workers
@@ -184,9 +190,10 @@ def redis_hashes(url, pattern):
 
 
 class LockHolder:
-    """Another client holding an item's row (SELECT ... FOR UPDATE) for `seconds`."""
+    """Another client holding items' rows (SELECT ... FOR UPDATE) for `seconds`."""
 
-    def __init__(self, url, item, seconds):
+    def __init__(self, url, items, seconds):
+        assert len({b for b, _ in items}) == 1  # one biz: a range of its unique key, no scan
         args, env = mysql_cli(url)
         self.proc = subprocess.Popen(args + ["--unbuffered"], env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -194,7 +201,8 @@ class LockHolder:
         self.lines = []
         self.proc.stdin.write(
             "SET SESSION innodb_lock_wait_timeout = 30; BEGIN;\n"
-            f"SELECT biz_id FROM interactive WHERE biz = '{item[0]}' AND biz_id = {item[1]}"
+            f"SELECT biz_id FROM interactive WHERE biz = '{items[0][0]}' AND biz_id IN ("
+            + ", ".join(str(i) for _, i in items) + ") ORDER BY biz_id"
             " FOR UPDATE;\nSELECT 'locked';\n"
             f"SELECT SLEEP({seconds});\nROLLBACK;\n")
         self.proc.stdin.close()
@@ -347,7 +355,7 @@ class Worker(threading.Thread):
     # -- plumbing
     def item(self):
         if self.rng.random() < 0.1:
-            return HOT
+            return self.rng.choice(HOT)
         return self.rng.choice(ITEMS)
 
     def send(self, method, path, body=None, headers=None, read=False, exclude=None):
@@ -410,7 +418,7 @@ class Worker(threading.Thread):
             headers = {"Idempotency-Key": key}
         outcome = None    # "ok", "no" (503), "amb"
         exclude = None
-        for attempt in range(3 if key else 1):
+        for _ in range(3 if key else 1):
             m, r = self.send("POST", path, body=body, headers=headers, read=True, exclude=exclude)
             if m is None:
                 break
@@ -622,7 +630,7 @@ class Soak:
         sql(self.db, "DROP DATABASE IF EXISTS tally_soak; CREATE DATABASE tally_soak", db="mysql")
         redis_cli("FLUSHALL", url=self.redis)
         self.topic = f"tally.soak.{self.run_id}"
-        out = subprocess.run([PRODUCE, self.broker, "--create", self.topic, "4"],
+        out = subprocess.run([PRODUCE, self.broker, "--create", self.topic, str(PARTITIONS)],
                              capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"tally-produce --create: {out.stderr}")
@@ -678,13 +686,15 @@ class Soak:
         t_lock = now()
         failures = self.batch_failures()
         m, join_s, joined = self.join()
-        time.sleep(3)  # a member for a few seconds, taking traffic
-        rc, leave_s = self.leave(m)
+        joined_at = now() - t_lock
+        time.sleep(1)  # a member for a moment, taking traffic
+        rc, leave_s = self.leave(m)  # waits for c's own held batch if it was handed one
         left_at = now() - t_lock
         holder.wait(HOLD_S + 30)
         f[2] = now()
-        return {"member": m.label, "join_s": join_s, "assigned": joined, "leave_exit": rc,
-                "leave_s": leave_s, "rebalances_in_hold": left_at < HOLD_S,
+        return {"locked": " ".join(f"{b}:{i}" for b, i in HOT), "member": m.label,
+                "assigned": joined, "joined_at_s": round(joined_at, 1),
+                "left_at_s": round(left_at, 1), "leave_exit": rc, "leave_s": leave_s,
                 "hold_s": round(f[2] - t_lock, 1),
                 "batch_failures_in_hold": self.batch_failures() - failures}
 
@@ -751,13 +761,16 @@ class Soak:
         wait_for(lambda: now() * 1000 >= self.cross_real_ms + 500, 120, "the hour to turn")
         new = self.boundary_ms // HOUR
 
+        mark = [None]
+
         def moved():
             rows = sql(self.db, "SELECT hour FROM window_mark WHERE win = 1")
-            return rows and int(rows[0][0]) >= new
+            mark[0] = int(rows[0][0]) if rows else None
+            return mark[0] is not None and mark[0] >= new
         got = wait_for(moved, 45, "the 1h window to let the old hour go", step=0.5)
         lag = round(now() - self.cross_real_ms / 1000, 1) if got else None
-        self.sweep_lag = lag
-        return {"hour": new, "sweep_lag_s": lag}
+        self.sweep_lag, self.sweep_mark = lag, mark[0]
+        return {"hour": new, "sweep_lag_s": lag, "mark_1h": mark[0]}
 
     # -- running
     def sampler(self):
@@ -772,7 +785,7 @@ class Soak:
                 m.rss_peak_kib = max(m.rss_peak_kib, kib)
 
     def traffic(self):
-        self.drain_failures, self.sweep_lag = [], None
+        self.drain_failures, self.sweep_lag, self.sweep_mark = [], None, None
         wait_for(lambda: now() >= self.t_origin, STARTUP_S + 5, "the planned start", step=0.05)
         _t0[0] = self.t_start = now()
         self.workers = [Worker(self, i) for i in range(WORKERS)]
@@ -869,11 +882,35 @@ class Soak:
         log(f"check {'PASS' if ok else 'FAIL'}: {name}: {detail}")
 
     def verify(self, settled):
-        L = self.L
-        totals = self.db_totals()
-        cur = self.shifted_ms() // HOUR
+        """Every check on the store, the cache and the API, once the reads settled."""
+        self.load_rows()
+        self.check_reads(settled)
+        self.check_writes()
+        self.check_cache()
+        self.check_windows()
+        self.check_tables()
+        self.check_api()
+        self.check_faults()
+        self.check_churn()
 
-        # 1. reads: the ledger's count for every item
+    def load_rows(self):
+        """The rows the checks compare, read once, with the traffic stopped."""
+        self.totals = self.db_totals()
+        self.cur = self.shifted_ms() // HOUR
+        self.likes = {(int(u), b, int(i)): int(s) for u, b, i, s in
+                      sql(self.db, "SELECT uid, biz, biz_id, status FROM user_like")}
+        self.colls = {(int(u), b, int(i)): (int(c), int(s)) for u, c, b, i, s in
+                      sql(self.db, "SELECT uid, cid, biz, biz_id, status FROM user_collection")}
+        self.hourly = {(b, int(i), int(h)): (int(r), int(lk), int(c)) for b, i, h, r, lk, c in
+                       sql(self.db, "SELECT biz, biz_id, hour, read_cnt, like_cnt, collect_cnt"
+                           " FROM interactive_hour")}
+        self.wins = {(b, int(w), int(i)): (int(r), int(lk), int(c)) for b, w, i, r, lk, c in
+                     sql(self.db, "SELECT biz, win, biz_id, read_cnt, like_cnt, collect_cnt"
+                         " FROM interactive_window")}
+
+    def check_reads(self, settled):
+        """Every item's read_cnt is what the ledger says (within its ambiguous reads)."""
+        L, totals = self.L, self.totals
         bad, amb_items = [], 0
         for it in sorted(set(L["exp"]) | set(L["amb"]) | set(totals)):
             got = totals.get(it, (0, 0, 0))[0]
@@ -894,11 +931,9 @@ class Soak:
                    (f" (total expected {want_total}, got {got_total},"
                     f" {sum(L['amb'].values())} ambiguous on {amb_items} items)"))
 
-        # 2. likes and collections: counts = rows, rows = ledger
-        likes = {(int(u), b, int(i)): int(s) for u, b, i, s in
-                 sql(self.db, "SELECT uid, biz, biz_id, status FROM user_like")}
-        colls = {(int(u), b, int(i)): (int(c), int(s)) for u, c, b, i, s in
-                 sql(self.db, "SELECT uid, cid, biz, biz_id, status FROM user_collection")}
+    def check_writes(self):
+        """Likes and collections: counts = rows, rows = ledger, answers = ledger."""
+        L, totals, likes, colls = self.L, self.totals, self.likes, self.colls
         active_l, active_c = collections.Counter(), collections.Counter()
         for (u, b, i), s in likes.items():
             active_l[(b, i)] += s
@@ -934,7 +969,9 @@ class Soak:
                    not served, "; ".join(served[:8]) + (f" ({len(served)} in all)" if served else "")
                    or "every write's answer and every page view's flags as the ledger says")
 
-        # 3. the cache equals the rows
+    def check_cache(self):
+        """Every cached counter and user flag equals the rows."""
+        totals, likes, colls = self.totals, self.likes, self.colls
         bad_cache, n_items, n_flags = [], 0, 0
         for key, h in redis_hashes(self.redis, "interactive:*").items():
             if "read_cnt" not in h:
@@ -961,15 +998,10 @@ class Soak:
         self.check("cached hashes equal the rows", not bad_cache,
                    "; ".join(bad_cache[:12]) or f"{n_items} item hashes, {n_flags} user flags")
 
-        # 4. windows and hours
+    def check_windows(self):
+        """Windows = their hours, hours = totals, and the 1h window moved on under load."""
+        totals, cur, per_hour_item, wins = self.totals, self.cur, self.hourly, self.wins
         hours = collections.defaultdict(lambda: [0, 0, 0])
-        per_hour_item = {}
-        for b, i, h, r, lk, c in sql(self.db, "SELECT biz, biz_id, hour, read_cnt, like_cnt,"
-                                     " collect_cnt FROM interactive_hour"):
-            per_hour_item[(b, int(i), int(h))] = (int(r), int(lk), int(c))
-        wins = {(b, int(w), int(i)): (int(r), int(lk), int(c)) for b, w, i, r, lk, c in
-                sql(self.db, "SELECT biz, win, biz_id, read_cnt, like_cnt, collect_cnt"
-                    " FROM interactive_window")}
         bad_win = []
         for w in WINDOWS:
             sums = collections.defaultdict(lambda: [0, 0, 0])
@@ -996,9 +1028,12 @@ class Soak:
                    f" {SWEEP_BOUND_S} s of the hour turning",
                    lag is not None and lag <= SWEEP_BOUND_S,
                    f"took {lag} s" if lag is not None else
-                   "the old hour was still in the 1h window 45 s after the hour turned")
+                   f"45 s after hour {self.hour0 + 1} began, the 1h window's mark was still"
+                   f" {self.sweep_mark}: its sums still held hour {self.hour0}'s counts")
 
-        # 5. memo and hour tables within their documented bounds
+    def check_tables(self):
+        """Memo and hour tables hold what the ledger says, within the run's hours."""
+        L, totals, per_hour_item, wins = self.L, self.totals, self.hourly, self.wins
         [(seen_n, seen_lo, seen_hi)] = sql(self.db, "SELECT count(*), COALESCE(min(ms), 0),"
                                            " COALESCE(max(ms), 0) FROM read_seen")
         [(idem_n, idem_lo, idem_hi)] = sql(self.db, "SELECT count(*), COALESCE(min(ms), 0),"
@@ -1035,7 +1070,9 @@ class Soak:
                    f"read_seen {seen_n} = pairs, read_idem {idem_n} = keys, {len(per_hour_item)}"
                    f" hourly rows in hours {sorted(hrs)}, {len(wins)} window rows, no dead letters")
 
-        # 6. the API answers what the rows say (through the cache)
+    def check_api(self):
+        """GET /v1/items (through the cache) answers what the rows say."""
+        totals = self.totals
         m = next(iter(self.cluster.live()), None)
         bad_api = []
         if m:
@@ -1050,7 +1087,9 @@ class Soak:
         self.check("GET /v1/items answers the rows", m and not bad_api,
                    "; ".join(bad_api[:12]) or f"{len(ITEMS)} items from {m.label if m else '-'}")
 
-        # 7. no 5xx (and no broken connection) outside the fault windows
+    def check_faults(self):
+        """No 5xx and no broken connection outside the fault windows."""
+        L = self.L
         outside, inside, broken = [], collections.Counter(), collections.Counter()
 
         def fault_at(t):
@@ -1076,12 +1115,12 @@ class Soak:
                    or f"inside them: 5xx {dict(inside) or 'none'}, broken connections"
                    f" {dict(broken) or 'none'}")
 
-        # 8. the kill -9 ledger stayed exact
+    def check_churn(self):
+        """The churn ran as planned, and each kill -9 left the ledger exact."""
         self.check("every kill -9 came after the victim's producer delivered its reads",
                    not self.drain_failures, ", ".join(self.drain_failures) or
                    f"{sum(1 for e in self.events if e['kind'] == 'kill9')} kills")
 
-        # 9. the churn itself ran
         errs = [f"{e['kind']} at {e['at_s']}s: {e['error']}" for e in self.events if "error" in e]
         errs += [f"{e['kind']} at {e['at_s']}s: {e['member']} left with exit status"
                  f" {e['leave_exit']}" for e in self.events if e.get("leave_exit") not in (None, 0)]
@@ -1125,12 +1164,14 @@ class Soak:
         by_op = collections.defaultdict(dict)
         for (op, outcome), n in sorted(stats.items()):
             by_op[op][outcome] = n
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no",
-                                "src"], capture_output=True, text=True).stdout.strip()
+        version = subprocess.run([BINARY, "--version"], capture_output=True,
+                                 text=True).stdout.strip()
+        if os.path.abspath(BINARY).startswith(ROOT + os.sep) and subprocess.run(
+                ["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no", "src"],
+                capture_output=True, text=True).stdout.strip():
+            version += ", built from a working tree whose src/ differs from that commit"
         res = {
-            "run": self.run_id, "commit": commit + (" (src/ modified)" if dirty else ""),
+            "run": self.run_id, "commit": version,
             "minutes": MINUTES, "rate": RATE, "seed": SEED, "workers": WORKERS,
             "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}",
             "wall_s": round(now() - self.t_begin, 1),
@@ -1160,7 +1201,7 @@ class Soak:
 
     def markdown(self, r):
         fig = r["figures"]
-        lines = [f"Run `{r['run']}` (UTC), commit `{r['commit']}`, SOAK_MINUTES={r['minutes']:g},"
+        lines = [f"Run `{r['run']}` (UTC), `{r['commit']}`, SOAK_MINUTES={r['minutes']:g},"
                  f" {r['rate']:g} requests/s, seed {r['seed']}; {r['machine']}; wall time"
                  f" {r['wall_s']:.0f} s (servers, traffic, settling, checks).", "",
                  f"**{r['passed']} passed, {r['failed']} failed.**", "",
