@@ -129,7 +129,7 @@ int main(int argc, char **argv)
     if (!auth_enabled(auth))
         log_warn("tallyd: no --keys and no --jwt-key: the API is open to anyone who can reach "
                  "%s", cfg.listen);
-    if (store_open_url(&cfg.store_url, &store, &err) ||
+    if (store_open_url(&cfg.store_url, cfg.workers, &store, &err) ||
         cache_open_url(&cfg.cache_url, cfg.workers, &cache, &err) ||
         bus_open_url(&cfg.bus_url, cfg.queue_max, &bus, &err)) {
         status = fatal(err);

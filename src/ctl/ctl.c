@@ -80,7 +80,7 @@ int ctl_open_store(const char *cmd, const struct url *u, bool must_exist, struct
 
     if (must_exist && strcmp(u->scheme, "sqlite") == 0 && access(u->path, F_OK) != 0)
         return ctl_fail(cmd, "no store at %s", u->path);
-    rc = store_open_url(u, out, &err);
+    rc = store_open_url(u, 1, out, &err); /* tallyctl: one thread */
     return report(rc, 1, cmd, err);
 }
 

@@ -51,13 +51,14 @@
 #include "store/admin.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/pool.h"
 #include "util/strbuf.h"
 #include "util/url.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-#define POOL_MAX     64
-#define POOL_DEFAULT 20 /* above both worker pools (8 each), the read applier and a probe */
+#define POOL_MAX     1024 /* ?pool=N; by default pool_size_for(--workers) (util/pool.h) */
+#define POOL_WAIT_MS 2000 /* a call that finds every connection taken this long: 503 */
 #define UPSERT_CHUNK 256
 #define TX_RETRIES   5
 #define E_RETRY      (-100) /* internal: deadlock, run the transaction again */
@@ -357,26 +358,24 @@ struct conn {
     unsigned long *upsert_len;
     MYSQL_STMT *stmt[STMT_COUNT];
     MYSQL_STMT *sized[SIZED_COUNT][UPSERT_CHUNK + 1];
-    struct conn *next_free;
 };
 
 /* What the URL says; pass is a secret: never logged. */
 struct mysql_cfg {
     char *host, *user, *pass, *dbname;
     unsigned port;
-    int pool;
+    int pool;     /* ?pool=N; 0: sized from --workers */
     bool ssl;     /* TLS required */
     char *ssl_ca; /* NULL: the server's certificate is not verified */
 };
 
-/* Shared by all threads; pool_lock guards free_conns. */
+/* Shared by all threads: the pool hands out conns, one thread at a time. */
 struct mysql_store {
     struct store base;
     struct mysql_cfg cfg;
-    pthread_mutex_t pool_lock;
-    pthread_cond_t pool_cond;
-    struct conn conns[POOL_MAX];
-    struct conn *free_conns;
+    struct pool pool;
+    struct conn *conns;
+    size_t nconns;
 };
 
 /* ------------------------------------------------------------ connections */
@@ -394,9 +393,7 @@ static void conn_close(struct conn *c)
         mysql_close(c->db);
     free(c->upsert_b);
     free(c->upsert_len);
-    struct conn *next = c->next_free;
     memset(c, 0, sizeof(*c));
-    c->next_free = next;
 }
 
 /*
@@ -524,21 +521,15 @@ static int conn_open(struct mysql_store *s, struct conn *c)
 static int conn_get(struct mysql_store *s, struct conn **out)
 {
     struct conn *c;
-    int rc = 0;
+    void *taken;
+    int rc;
 
-    pthread_mutex_lock(&s->pool_lock);
-    while (!s->free_conns)
-        pthread_cond_wait(&s->pool_cond, &s->pool_lock);
-    c = s->free_conns;
-    s->free_conns = c->next_free;
-    pthread_mutex_unlock(&s->pool_lock);
+    if ((rc = pool_get(&s->pool, &taken))) /* every connection stuck in a call */
+        return rc;
+    c = taken;
     if (!c->db && (rc = conn_open(s, c))) {
         conn_close(c);
-        pthread_mutex_lock(&s->pool_lock);
-        c->next_free = s->free_conns;
-        s->free_conns = c;
-        pthread_cond_signal(&s->pool_cond);
-        pthread_mutex_unlock(&s->pool_lock);
+        pool_put(&s->pool, c);
         return rc;
     }
     *out = c;
@@ -547,11 +538,7 @@ static int conn_get(struct mysql_store *s, struct conn **out)
 
 static void conn_put(struct mysql_store *s, struct conn *c)
 {
-    pthread_mutex_lock(&s->pool_lock);
-    c->next_free = s->free_conns;
-    s->free_conns = c;
-    pthread_cond_signal(&s->pool_cond);
-    pthread_mutex_unlock(&s->pool_lock);
+    pool_put(&s->pool, c);
 }
 
 /* ------------------------------------------------------------ binding */
@@ -2632,11 +2619,11 @@ static void mdb_free(struct store *base)
 {
     struct mysql_store *s = (struct mysql_store *)base;
 
-    for (int i = 0; i < s->cfg.pool; i++)
+    for (size_t i = 0; i < s->nconns; i++)
         conn_close(&s->conns[i]);
+    free(s->conns);
     cfg_release(&s->cfg);
-    pthread_mutex_destroy(&s->pool_lock);
-    pthread_cond_destroy(&s->pool_cond);
+    pool_release(&s->pool);
     free(s);
 }
 
@@ -2710,8 +2697,8 @@ static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
         *why = xstrdup("expected mysql://USER:PASS@HOST:PORT/DB");
     else if (strchr(u->path, '/'))
         *why = xstrdup("the path is one database name");
-    else if (url_option_int(u, "pool", 1, POOL_MAX, POOL_DEFAULT, &pool))
-        *why = xstrdup("pool=N takes N in 1..64");
+    else if (url_option_int(u, "pool", 1, POOL_MAX, 0, &pool))
+        *why = xstrdup("pool=N takes N in 1..1024");
     else if (ssl && strcmp(ssl, "0") != 0 && strcmp(ssl, "1") != 0)
         *why = xstrdup("ssl takes 0 or 1");
     else if (ca && !(ssl && strcmp(ssl, "1") == 0))
@@ -2775,7 +2762,7 @@ static const struct store_ops mdb_ops = {
     .backup = NULL, /* mariadb-dump --single-transaction: docs/operations.md */
 };
 
-int store_mysql_open(const struct url *u, struct store **out, char **err)
+int store_mysql_open(const struct url *u, int workers, struct store **out, char **err)
 {
     struct mysql_store *s = xcalloc(1, sizeof(*s));
     char *why = NULL;
@@ -2789,12 +2776,11 @@ int store_mysql_open(const struct url *u, struct store **out, char **err)
         return rc;
     }
     s->base.ops = &mdb_ops;
-    pthread_mutex_init(&s->pool_lock, NULL);
-    pthread_cond_init(&s->pool_cond, NULL);
-    for (int i = s->cfg.pool - 1; i >= 0; i--) {
-        s->conns[i].next_free = s->free_conns;
-        s->free_conns = &s->conns[i];
-    }
+    s->nconns = s->cfg.pool ? (size_t)s->cfg.pool : pool_size_for(workers);
+    s->conns = xcalloc(s->nconns, sizeof(*s->conns));
+    pool_init(&s->pool, "mysql", s->nconns, POOL_WAIT_MS);
+    for (size_t i = s->nconns; i > 0; i--)
+        pool_put(&s->pool, &s->conns[i - 1]);
     int64_t now = clock_now_ms();
     if ((rc = migrate(s)) || (rc = with_conn(s, true, do_init_marks, &now))) {
         char *w = where(&s->cfg);

@@ -11,10 +11,11 @@ struct st_mysql; /* Connector/C's MYSQL */
 
 /*
  * u: mysql://USER[:PASS]@HOST[:PORT]/DB[?pool=N&ssl=1&ssl_ca=PATH]. *why and
- * *err as for store_check and store_open_url.
+ * *err as for store_check and store_open_url. The pool holds N connections, by
+ * default pool_size_for(workers) (util/pool.h).
  */
 int store_mysql_check(const struct url *u, char **why);
-int store_mysql_open(const struct url *u, struct store **out, char **err);
+int store_mysql_open(const struct url *u, int workers, struct store **out, char **err);
 
 /*
  * For a tool that reads other tables on such a server (tallyctl import

@@ -30,11 +30,13 @@
 #include "store/admin.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/pool.h"
 #include "util/strbuf.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-#define READERS      4
+#define READERS        4    /* in-process: a wait for one is another reader's query */
+#define READER_WAIT_MS 2000 /* ... and never longer than this (then TALLY_EUNAVAIL, a 503) */
 #define EXPIRE_MEMOS 5000 /* memo rows deleted per expiry step */
 #define UPSERT_CHUNK 256 /* rows per multi-row read upsert */
 
@@ -270,7 +272,6 @@ static const char *const stmt_sql[PREPARED_COUNT] = {
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[STMT_COUNT];
-    struct conn *next_free;
 };
 
 /* Shared by all threads; the locks below say who may touch which connection. */
@@ -279,10 +280,8 @@ struct sqlite_store {
     char *path;
     pthread_mutex_t write_lock; /* owns writer */
     struct conn writer;
-    pthread_mutex_t pool_lock; /* owns free_readers */
-    pthread_cond_t pool_cond;
+    struct pool readers_pool; /* hands out readers */
     struct conn readers[READERS];
-    struct conn *free_readers;
 };
 
 /* The one place SQLite's result codes become tally's. */
@@ -460,26 +459,19 @@ fail:
     return rc;
 }
 
-static struct conn *reader_get(struct sqlite_store *s)
+/* A reader into *c: 0, or TALLY_EUNAVAIL when none came back within READER_WAIT_MS. */
+static int reader_get(struct sqlite_store *s, struct conn **c)
 {
-    struct conn *c;
+    void *taken;
+    int rc = pool_get(&s->readers_pool, &taken);
 
-    pthread_mutex_lock(&s->pool_lock);
-    while (!s->free_readers)
-        pthread_cond_wait(&s->pool_cond, &s->pool_lock);
-    c = s->free_readers;
-    s->free_readers = c->next_free;
-    pthread_mutex_unlock(&s->pool_lock);
-    return c;
+    *c = rc ? NULL : taken;
+    return rc;
 }
 
 static void reader_put(struct sqlite_store *s, struct conn *c)
 {
-    pthread_mutex_lock(&s->pool_lock);
-    c->next_free = s->free_readers;
-    s->free_readers = c;
-    pthread_cond_signal(&s->pool_cond);
-    pthread_mutex_unlock(&s->pool_lock);
+    pool_put(&s->readers_pool, c);
 }
 
 static struct conn *writer_get(struct sqlite_store *s)
@@ -563,9 +555,12 @@ static int read_state(struct conn *c, int64_t uid, const struct item *it, struct
 static int sqlite_counts(struct store *base, const struct item *items, size_t n, struct counts *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    int rc = n > 1 ? run(c, S_BEGIN) : 0; /* one snapshot for the whole batch */
+    struct conn *c;
+    int rc;
 
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    rc = n > 1 ? run(c, S_BEGIN) : 0; /* one snapshot for the whole batch */
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = read_counts(c, &items[i], &out[i]);
     if (n > 1)
@@ -578,9 +573,12 @@ static int sqlite_flags(struct store *base, int64_t uid, const struct item *item
                         bool *liked, bool *collected)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    int rc = run(c, S_BEGIN), status;
+    struct conn *c;
+    int rc, status;
 
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    rc = run(c, S_BEGIN);
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = read_status(c, S_LIKED, uid, &items[i], &status, NULL);
         liked[i] = status == 1;
@@ -799,9 +797,13 @@ static int sqlite_list_likes(struct store *base, int64_t uid, const char *biz,
                              size_t *n)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, S_LIST_LIKES);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, S_LIST_LIKES);
 
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_text(st, 2, biz, -1, SQLITE_STATIC);
@@ -818,9 +820,13 @@ static int sqlite_list_collection(struct store *base, int64_t uid, int64_t cid,
                                   struct list_entry *out, size_t *n)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, S_LIST_COLLECTION);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, S_LIST_COLLECTION);
 
     sqlite3_bind_int64(st, 1, uid);
     sqlite3_bind_int64(st, 2, cid);
@@ -837,9 +843,13 @@ static int sqlite_top(struct store *base, const char *biz, enum count_field by, 
 {
     static const enum stmt by_stmt[FIELD_COUNT] = {S_TOP_READ, S_TOP_LIKE, S_TOP_COLLECT};
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, by_stmt[by]);
 
     sqlite3_bind_text(st, 1, biz, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (int64_t)limit);
@@ -1063,9 +1073,13 @@ static int sqlite_top_window(struct store *base, const char *biz, enum count_fie
 {
     static const enum stmt by_stmt[FIELD_COUNT] = {S_TOPW_READ, S_TOPW_LIKE, S_TOPW_COLLECT};
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, by_stmt[by]);
 
     sqlite3_bind_text(st, 1, biz, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, window_hours[w]);
@@ -1094,10 +1108,14 @@ static int sqlite_history(struct store *base, const struct item *it, enum count_
 {
     static const enum stmt by_stmt[FIELD_COUNT] = {S_HIST_READ, S_HIST_LIKE, S_HIST_COLLECT};
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, by_stmt[by]);
+    struct conn *c;
+    sqlite3_stmt *st;
     size_t cap = (size_t)(to_hour - from_hour + 1);
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, by_stmt[by]);
 
     bind_item(st, 1, it);
     sqlite3_bind_int64(st, 3, from_hour);
@@ -1264,9 +1282,13 @@ static int sqlite_load_offset(struct store *base, const char *topic, int32_t par
                               int64_t *next)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, S_OFFSET_GET);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, S_OFFSET_GET);
 
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, partition);
@@ -1283,9 +1305,13 @@ static int sqlite_load_offset(struct store *base, const char *topic, int32_t par
 static int sqlite_events_floor(struct store *base, const char *topic, int64_t *floor_ms)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    sqlite3_stmt *st = stmt(c, S_EVENTS_FLOOR);
+    struct conn *c;
+    sqlite3_stmt *st;
     int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, S_EVENTS_FLOOR);
 
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
     *floor_ms = INT64_MAX;
@@ -1320,8 +1346,12 @@ static int sqlite_events_touch(struct store *base, const char *topic, const int3
 static int sqlite_ping(struct store *base)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    int rc = run(c, S_PING);
+    struct conn *c;
+    int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    rc = run(c, S_PING);
 
     reader_put(s, c);
     return rc;
@@ -1335,8 +1365,7 @@ static void sqlite_free(struct store *base)
         conn_close(&s->readers[i]);
     conn_close(&s->writer);
     pthread_mutex_destroy(&s->write_lock);
-    pthread_mutex_destroy(&s->pool_lock);
-    pthread_cond_destroy(&s->pool_cond);
+    pool_release(&s->readers_pool);
     free(s->path);
     free(s);
 }
@@ -1535,8 +1564,12 @@ static int sqlite_export(struct store *base, int (*emit)(void *arg, const struct
                          void *arg)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
-    int rc = run(c, S_BEGIN);
+    struct conn *c;
+    int rc;
+
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    rc = run(c, S_BEGIN);
 
     for (int t = 0; t < RECORD_INTERACTIVE_COUNT && rc == 0; t++)
         rc = export_table(c, (enum record_type)t, emit, arg);
@@ -1864,10 +1897,12 @@ static int sqlite_scan_counts(struct store *base, int64_t after, size_t limit,
                               struct count_check *out, size_t *n)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
+    struct conn *c;
     sqlite3_stmt *st = NULL;
     int rc;
 
+    if ((rc = reader_get(s, &c)))
+        return rc;
     *n = 0;
     if ((rc = prepare_once(c, STORE__SCAN_SQL, &st)))
         goto out;
@@ -1984,11 +2019,14 @@ static bool check_count(struct conn *c, const char *sql, const char *noun, const
 static int sqlite_check(struct store *base, check_line_fn *line, void *arg, int *problems)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c = reader_get(s);
+    struct conn *c;
     struct strbuf d = STRBUF_INIT;
     int64_t v;
     bool ok;
+    int rc;
 
+    if ((rc = reader_get(s, &c)))
+        return rc;
     *problems = 0;
     ok = query_i64(c, "PRAGMA user_version", &v) == 0 && v == SCHEMA_VERSION;
     strbuf_addf(&d, "version %lld (this build: %d)", (long long)v, SCHEMA_VERSION);
@@ -2095,15 +2133,13 @@ int store_sqlite_open(const char *path, struct store **out, char **err)
     s->base.ops = &sqlite_ops;
     s->path = xstrdup(path);
     pthread_mutex_init(&s->write_lock, NULL);
-    pthread_mutex_init(&s->pool_lock, NULL);
-    pthread_cond_init(&s->pool_cond, NULL);
+    pool_init(&s->readers_pool, "sqlite", READERS, READER_WAIT_MS);
     if ((rc = conn_open(&s->writer, path, true)) || (rc = init_marks(&s->writer, clock_now_ms())))
         goto fail;
     for (int i = 0; i < READERS; i++) {
         if ((rc = conn_open(&s->readers[i], path, false)))
             goto fail;
-        s->readers[i].next_free = s->free_readers;
-        s->free_readers = &s->readers[i];
+        pool_put(&s->readers_pool, &s->readers[i]);
     }
     *out = &s->base;
     return 0;

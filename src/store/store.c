@@ -58,10 +58,10 @@ int store_check(const struct url *u, char **why)
     return TALLY_EINVAL;
 }
 
-int store_open_url(const struct url *u, struct store **out, char **err)
+int store_open_url(const struct url *u, int workers, struct store **out, char **err)
 {
     if (strcmp(u->scheme, "mysql") == 0)
-        return store_mysql_open(u, out, err);
+        return store_mysql_open(u, workers, out, err);
     return store_sqlite_open(u->path, out, err);
 }
 
@@ -80,7 +80,7 @@ int store_open(const char *url, struct store **out, char **err)
     int rc = url_parse_checked("--store", url, store_check, &u, err);
 
     if (rc == 0)
-        rc = store_open_url(&u, out, err);
+        rc = store_open_url(&u, STORE_WORKERS_DEFAULT, out, err);
     url_release(&u);
     return rc;
 }

@@ -290,11 +290,13 @@ struct url;
 int store_check(const struct url *u, char **why);
 /*
  * Opens the store u names (store_check has passed), creating or migrating
- * its schema. On failure returns an error and writes one line into *err
- * (caller frees), with no secret in it. The caller frees the store with
- * store_free().
+ * its schema. workers is --workers, which sizes a connection pool (MariaDB;
+ * store_open assumes the default). On failure returns an error and writes
+ * one line into *err (caller frees), with no secret in it. The caller frees
+ * the store with store_free().
  */
-int store_open_url(const struct url *u, struct store **out, char **err);
+#define STORE_WORKERS_DEFAULT 8
+int store_open_url(const struct url *u, int workers, struct store **out, char **err);
 /* The same from a string, parsed and checked first (*err: "invalid --store '...': why"). */
 int store_open(const char *url, struct store **out, char **err);
 int store_check_url(const char *url, char **err);

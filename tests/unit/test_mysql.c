@@ -25,7 +25,7 @@ static const struct {
     {"mysql://tally:pw@h/tally?ssl_ca=/dev/null", "ssl_ca needs ssl=1"},
     {"mysql://tally:pw@h/tally?ssl=1&ssl_ca=/nonexistent/ca.pem", "cannot be read"},
     {"mysql://tally:pw@h/tally?ssl=yes", "ssl takes 0 or 1"},
-    {"mysql://tally:pw@h/tally?pool=65", "pool=N"},
+    {"mysql://tally:pw@h/tally?pool=1025", "pool=N"},
     {"mysql://tally:pw@h/tally?sslca=x", "unknown option 'sslca'"},
     {"mysql://tally:pw@h/", "expected mysql://"},
     {"mysql://:pw@h/tally", "expected mysql://"},
