@@ -48,8 +48,8 @@ DESIGN
   hour): a Kafka read whose ts is more than 5 minutes after its message's timestamp would
   be put in the hour it arrived instead.
 
-  Fault windows. Each churn event records [start, end]; a 5xx answered within 10 s of a
-  window counts against that event, any other 5xx fails the run.
+  Fault windows. Each churn event records [start, end]; a 5xx answered, or a connection
+  broken, within 10 s of a window counts against that event; any other fails the run.
 
 Environment: SOAK_MINUTES (10), SOAK_RATE (requests/s, 120), SOAK_SEED (1), SOAK_DOC (1:
 rewrite the figures in docs/soak.md; 0: only build/soak/latest.*), TALLYD, TALLY_PRODUCE,
@@ -1203,7 +1203,9 @@ class Soak:
         fig = r["figures"]
         lines = [f"Run `{r['run']}` (UTC), `{r['commit']}`, SOAK_MINUTES={r['minutes']:g},"
                  f" {r['rate']:g} requests/s, seed {r['seed']}; {r['machine']}; wall time"
-                 f" {r['wall_s']:.0f} s (servers, traffic, settling, checks).", "",
+                 f" {r['wall_s']:.0f} s (servers, traffic, settling, checks)." +
+                 (f" A shorter run than `make soak`'s default of 10 minutes."
+                  if r["minutes"] < 10 else ""), "",
                  f"**{r['passed']} passed, {r['failed']} failed.**", "",
                  "| check | result | detail |", "| --- | --- | --- |"]
         for c in r["checks"]:
