@@ -20,7 +20,17 @@
  *   write is in flight loses its fence with it: that write's end finds
  *   inflight below zero, and then drops whatever counters a reader has
  *   filled meanwhile and bumps gen, so neither a fill that already holds
- *   the write nor one read before its commit can stay cached. All four steps are Lua scripts, so each
+ *   the write nor one read before its commit can stay cached.
+ *
+ *   A write whose tallyd is killed between begin and end leaves its fence
+ *   up for good, and the counters beside it miss its commit. So the first
+ *   begin of an in-flight period writes `until` (STUCK_MS ahead), the end
+ *   that brings inflight back to zero removes it, and a get that finds
+ *   inflight above zero past `until` serves the item as a miss (from the
+ *   store) and deletes the hash (the repair list): a crash mid-write is
+ *   stale for STUCK_MS at most, not for the TTL. A write that is only slow
+ *   stays correct: its late end finds no hash, as after an eviction. The
+ *   same holds for a user's flags hash. All four steps are Lua scripts, so each
  *   is atomic in Redis; they run by EVALSHA and are reloaded when Redis
  *   answers NOSCRIPT (after a restart or SCRIPT FLUSH). begin and end take
  *   up to 128 keys per call, so a batch of reads costs a few calls, not
@@ -84,6 +94,9 @@
 
 #define RETRY_AFTER_US 1000000
 #define FENCE_MS       60000 /* how long fence fields outlive an uncached item's last write */
+/* A fence held this long since its writes began is presumed orphaned (a tallyd killed
+ * between begin and end): its hash is served as a miss and deleted (see DESIGN). */
+#define STUCK_MS       30000
 #define REPAIR_MAX     10000
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
 #define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
@@ -96,10 +109,13 @@
 enum script { SC_BEGIN, SC_END, SC_FILL, SC_UBEGIN, SC_UEND, SC_UFILL, SC_TAKE, SCRIPT_COUNT };
 
 static const char *const scripts[SCRIPT_COUNT] = {
-    /* KEYS: the items; ARGV[1]: fence TTL in ms. */
+    /* KEYS: the items; ARGV[1]: fence TTL in ms; ARGV[2]: when the fence is presumed
+     * orphaned, if this write is the first in flight. */
     [SC_BEGIN] = "for _, k in ipairs(KEYS) do\n"
                  "  redis.call('HINCRBY', k, 'gen', 1)\n"
-                 "  redis.call('HINCRBY', k, 'inflight', 1)\n"
+                 "  if redis.call('HINCRBY', k, 'inflight', 1) == 1 then\n"
+                 "    redis.call('HSET', k, 'until', ARGV[2])\n"
+                 "  end\n"
                  "  if redis.call('HEXISTS', k, 'read_cnt') == 0 then\n"
                  "    redis.call('PEXPIRE', k, ARGV[1])\n"
                  "  end\n"
@@ -108,7 +124,9 @@ static const char *const scripts[SCRIPT_COUNT] = {
     /* KEYS: the items; ARGV[1]: fence TTL; then per key the three deltas. */
     [SC_END] = "local f = {'read_cnt', 'like_cnt', 'collect_cnt'}\n"
                "for i, k in ipairs(KEYS) do\n"
-               "  if redis.call('HINCRBY', k, 'inflight', -1) < 0 then\n"
+               "  local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
+               "  if left <= 0 then redis.call('HDEL', k, 'until') end\n"
+               "  if left < 0 then\n"
                "    redis.call('HDEL', k, f[1], f[2], f[3])\n"
                "    redis.call('HSET', k, 'inflight', 0)\n"
                "    redis.call('HINCRBY', k, 'gen', 1)\n"
@@ -132,9 +150,12 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 " 'collect_cnt', ARGV[4])\n"
                 "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
                 "return 1\n",
-    /* KEYS[1]: the user's hash; ARGV[1]: fence TTL. Returns gen, the write's token. */
+    /* KEYS[1]: the user's hash; ARGV[1]: fence TTL; ARGV[2]: as SC_BEGIN's. Returns gen,
+     * the write's token. */
     [SC_UBEGIN] = "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
-                  "redis.call('HINCRBY', KEYS[1], 'inflight', 1)\n"
+                  "if redis.call('HINCRBY', KEYS[1], 'inflight', 1) == 1 then\n"
+                  "  redis.call('HSET', KEYS[1], 'until', ARGV[2])\n"
+                  "end\n"
                   "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then\n"
                   "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
                   "end\n"
@@ -142,6 +163,7 @@ static const char *const scripts[SCRIPT_COUNT] = {
     /* KEYS[1]: the user's hash; ARGV: fence TTL, token, field, flags ('' unknown), TTL. */
     [SC_UEND] = "local k = KEYS[1]\n"
                 "local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
+                "if left <= 0 then redis.call('HDEL', k, 'until') end\n"
                 "if left < 0 then\n"
                 "  local g = tonumber(redis.call('HGET', k, 'gen') or '0')\n"
                 "  redis.call('DEL', k)\n"
@@ -585,7 +607,13 @@ struct get_args {
     const struct item *all_items;
     size_t n;
     struct strbuf key;
+    int64_t now_ms;
+    /* Hashes whose fence is orphaned (STUCK_MS): served as misses, then deleted. */
+    struct item *stuck;
+    size_t nstuck;
+    bool user_stuck;
 };
+
 
 /* Appends the field of it in a user's hash: "{biz}:{id}". */
 static void cmd_field(struct cmd *m, const struct item *it)
@@ -601,7 +629,7 @@ static void add_get(struct redis_cache *rc, struct rconn *c, size_t i, void *arg
     (void)rc;
     if (i < a->k) {
         key_of(&a->key, &a->items[i]);
-        redisAppendCommand(c->ctx, "HMGET %s read_cnt like_cnt collect_cnt gen inflight",
+        redisAppendCommand(c->ctx, "HMGET %s read_cnt like_cnt collect_cnt gen inflight until",
                            a->key.buf);
         return;
     }
@@ -610,6 +638,7 @@ static void add_get(struct redis_cache *rc, struct rconn *c, size_t i, void *arg
     cmd_arg(&m, USER_KEY, (long long)a->user->uid);
     cmd_arg(&m, "gen");
     cmd_arg(&m, "inflight");
+    cmd_arg(&m, "until");
     for (size_t j = 0; j < a->n; j++)
         cmd_field(&m, &a->all_items[j]);
     cmd_append(c->ctx, &m);
@@ -625,15 +654,27 @@ static bool reply_i64(const redisReply *r, int64_t *v)
     return end != r->str && *end == '\0';
 }
 
-/* A get's reply for the user: gen, inflight, then a field per item. */
+/* Whether a hash's fence (inflight, until) has outlived any write that could end it. */
+static bool orphaned(const redisReply *inflight, const redisReply *until, int64_t now_ms)
+{
+    int64_t n, at;
+
+    return reply_i64(inflight, &n) && n > 0 && reply_i64(until, &at) && at < now_ms;
+}
+
+/* A get's reply for the user: gen, inflight, until, then a field per item. */
 static void take_user_flags(const redisReply *r, struct get_args *a)
 {
     int64_t gen = 0, inflight = 0, v;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != a->n + 2)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != a->n + 3)
         return;
+    if (orphaned(r->element[1], r->element[2], a->now_ms)) {
+        a->user_stuck = true; /* every flag a miss, no fill, and the hash deleted */
+        return;
+    }
     for (size_t j = 0; j < a->n; j++) {
-        if (reply_i64(r->element[j + 2], &v) && v >= 0 && v <= (FLAG_LIKED | FLAG_COLLECTED)) {
+        if (reply_i64(r->element[j + 3], &v) && v >= 0 && v <= (FLAG_LIKED | FLAG_COLLECTED)) {
             a->user->flags[j] = (uint8_t)v;
             a->user->hit[j] = true;
         }
@@ -651,8 +692,15 @@ static void take_get(size_t i, const redisReply *r, void *arg)
         take_user_flags(r, a);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
         return;
+    if (orphaned(r->element[4], r->element[5], a->now_ms)) {
+        a->token[i] = CACHE_NO_FILL;
+        if (!a->stuck)
+            a->stuck = xcalloc(a->n, sizeof(*a->stuck));
+        a->stuck[a->nstuck++] = a->items[i];
+        return;
+    }
     if (reply_i64(r->element[0], &a->out[i].read_cnt) &&
         reply_i64(r->element[1], &a->out[i].like_cnt) &&
         reply_i64(r->element[2], &a->out[i].collect_cnt)) {
@@ -669,11 +717,12 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
                      bool *hit, cache_token *token, struct flag_lookup *user)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct get_args a = {.user = user, .all_items = items, .n = n, .key = STRBUF_INIT};
+    struct get_args a = {.user = user, .all_items = items, .n = n, .key = STRBUF_INIT,
+                         .now_ms = clock_now_ms()};
     struct rconn *c;
     int err;
 
-    TALLY_ASSERT(!user || n <= CMD_ARGS_MAX - 4);
+    TALLY_ASSERT(!user || n <= CMD_ARGS_MAX - 5);
     cache_all_missed(n, hit, token, user);
     if ((err = ready(rc, &c)))
         return err;
@@ -691,6 +740,15 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
     strbuf_release(&a.key);
     if (err) /* partial answers are not trusted */
         cache_all_missed(n, hit, token, user);
+    if (a.nstuck || a.user_stuck) {
+        /* Orphaned fences: their writes' end() will never come (or, if late, finds no
+         * hash and drops whatever was filled meanwhile, as after an eviction). */
+        remember_for_repair(rc, a.stuck, a.nstuck,
+                            a.user_stuck ? &(struct flag_write){.uid = user->uid} : NULL);
+        if (a.user_stuck)
+            user->token = CACHE_NO_FILL;
+    }
+    free(a.stuck);
     return err;
 }
 
@@ -814,6 +872,8 @@ static void add_write_chunk(struct rconn *c, size_t i, struct write_args *a, enu
     for (size_t k = first; k < first + m; k++)
         cmd_arg(&cmd, "interactive:%s:%lld", a->items[k].biz, (long long)a->items[k].id);
     cmd_arg(&cmd, "%d", FENCE_MS);
+    if (which == SC_BEGIN)
+        cmd_arg(&cmd, "%lld", (long long)(clock_now_ms() + STUCK_MS));
     for (size_t k = first; which == SC_END && k < first + m; k++) {
         const struct counts *d = a->counts ? &a->counts[k] : &zero;
         cmd_arg(&cmd, "%lld", (long long)d->read_cnt);
@@ -836,6 +896,8 @@ static void add_user_write(struct redis_cache *rc, struct rconn *c, struct write
     cmd_arg(&m, "1");
     cmd_arg(&m, USER_KEY, (long long)u->uid);
     cmd_arg(&m, "%d", FENCE_MS);
+    if (which == SC_UBEGIN)
+        cmd_arg(&m, "%lld", (long long)(clock_now_ms() + STUCK_MS));
     if (which == SC_UEND) {
         cmd_arg(&m, "%lld", (long long)u->token);
         cmd_field(&m, u->item);

@@ -5,13 +5,14 @@ they stop, kill and restart those servers through scripts/services.sh.
 """
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
 
 import pytest
 
-from tallyd import MYSQL, REDIS, redis_cli
+from tallyd import MYSQL, REDIS, redis_cli, store_write_lock
 
 pytestmark = pytest.mark.skipif(not (MYSQL and REDIS), reason="needs MariaDB and Redis")
 
@@ -267,6 +268,52 @@ def test_redis_unreachable_then_back_drops_entries_that_missed_writes(tallyd, db
     time.sleep(1.2)
     assert tallyd.get("/v1/items/article/5").json["like_cnt"] == 1
     assert cached("article", 5) in (None, {"read_cnt": 0, "like_cnt": 1, "collect_cnt": 0})
+
+
+def test_a_write_killed_in_flight_leaves_no_stale_cache(spawn, db):
+    """tallyd is killed (-9) while a like waits on a row lock, between the cache's begin and
+    end; MariaDB commits the like afterwards. The item's hash keeps the old count and an
+    orphaned fence. Once the fence is past its deadline (30 s; the test moves `until` into
+    the past rather than wait), the item is served from the store and the hash deleted,
+    then filled again: the served and cached count is the rows', not the old one."""
+    key = "interactive:article:7"
+    t = spawn().start()
+    assert t.request("PUT", "/v1/users/1/likes/article/7").status == 200
+    assert t.get("/v1/items/article/7").json["like_cnt"] == 1
+    assert cached("article", 7)["like_cnt"] == 1
+    with store_write_lock(db):
+        stuck = threading.Thread(target=lambda: _quietly(
+            lambda: t.request("PUT", "/v1/users/2/likes/article/7", conn=t.connect())))
+        stuck.start()
+        deadline = time.time() + 10
+        while redis("HGET", key, "inflight") != "1":
+            assert time.time() < deadline, "the like never began"
+            time.sleep(0.01)
+        assert int(redis("HGET", key, "until")) > time.time() * 1000  # a deadline ahead
+        assert t.stop(signal.SIGKILL) == -9
+        stuck.join()
+    deadline = time.time() + 30
+    while stored(db, "article", 7)["like_cnt"] != 2:  # the orphaned CALL commits
+        assert time.time() < deadline, stored(db, "article", 7)
+        time.sleep(0.05)
+    assert cached("article", 7)["like_cnt"] == 1 and redis("HGET", key, "inflight") == "1"
+    redis("HSET", key, "until", "1")  # 30 s later, as far as the fence can tell
+    t = spawn().start()
+    assert t.get("/v1/items/article/7").json["like_cnt"] == 2  # served from the store
+    deadline = time.time() + 10
+    while cached("article", 7) != {"read_cnt": 0, "like_cnt": 2, "collect_cnt": 0}:
+        assert time.time() < deadline, redis("HGETALL", key)
+        t.get("/v1/items/article/7")  # the hash is deleted, then filled again
+        time.sleep(0.05)
+    assert t.get("/v1/items/article/7").json["like_cnt"] == 2
+    assert t.stop() == 0
+
+
+def _quietly(fn):
+    try:
+        fn()
+    except OSError:  # the connection dies with the killed tallyd
+        pass
 
 
 def test_mariadb_down_gives_503_then_recovers_exactly(spawn, db):
