@@ -72,10 +72,11 @@ $(BUILD)/bench/course: $(wildcard bench/course/*.go bench/course/*.lua) bench/co
 	@mkdir -p $(dir $@)
 	cd bench/course && $(GO_ENV) go build -trimpath -o $(CURDIR)/$@ .
 
-# A plain librdkafka producer for the tests and benchmarks (not part of tallyd).
-$(BUILD)/tally-produce: tools/produce.c
+# A plain librdkafka producer for the tests and benchmarks (not part of tallyd). It links
+# src/util/tsan_threads.c, empty except under TSan, where librdkafka's threads need it.
+$(BUILD)/tally-produce: tools/produce.c $(BUILD)/src/util/tsan_threads.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-shadow -o $@ $< $(LDFLAGS) -lrdkafka -lm
+	$(CC) $(CFLAGS) -Wno-shadow -o $@ $^ $(LDFLAGS) -lrdkafka -lm
 
 # The one object that knows the version and the commit; rebuilt every time.
 $(BUILD)/src/util/version.o: src/util/version.c FORCE
@@ -177,4 +178,4 @@ services-down:
 	@scripts/services.sh down
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
