@@ -1,3 +1,4 @@
+import glob
 import os
 import sys
 
@@ -5,6 +6,46 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from tallyd import Database, Tallyd, flush_redis  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tsan_dir(tmp_path_factory):
+    """Where every process the tests start writes its ThreadSanitizer reports.
+
+    Under `make SANITIZE=thread e2e` tallyd, tallyctl and tally-produce are TSan builds. A
+    report goes to a file of its own (log_path) rather than into the process's output, so
+    that it fails the test it appeared in whatever the test does with that process (kills
+    it, never reads its output, starts it outside the fixtures). Binaries built without
+    TSan ignore TSAN_OPTIONS.
+    """
+    d = tmp_path_factory.mktemp("tsan")
+    # Later options win: the caller's TSAN_OPTIONS first, then the ones this check needs.
+    opts = [os.environ.get("TSAN_OPTIONS", ""), f"log_path={d}/report", "exitcode=66",
+            "second_deadlock_stack=1"]
+    os.environ["TSAN_OPTIONS"] = ":".join(o for o in opts if o)
+    yield d
+    left = tsan_reports(d)
+    if left:
+        pytest.fail("ThreadSanitizer reported after the last test:\n" + left, pytrace=False)
+
+
+def tsan_reports(d):
+    """The text of every report file in d (report.PID), each removed once read."""
+    text = []
+    for path in sorted(glob.glob(f"{d}/report.*")):
+        with open(path, errors="replace") as f:
+            text.append(f"--- {os.path.basename(path)}\n{f.read()}")
+        os.remove(path)
+    return "".join(text)
+
+
+@pytest.fixture(autouse=True)
+def no_tsan_report(tsan_dir):
+    """Fails the test (after its teardown, which stops its tallyd) on any TSan report."""
+    yield
+    text = tsan_reports(tsan_dir)
+    if text:
+        pytest.fail("ThreadSanitizer reported:\n" + text[:40000], pytrace=False)
 
 
 @pytest.fixture
