@@ -1278,50 +1278,41 @@ out:
     return rc;
 }
 
-static int sqlite_load_offset(struct store *base, const char *topic, int32_t partition,
-                              int64_t *next)
+/* Runs a one-value query on a reader, topic bound to ?1 and, when partition >= 0, the
+ * partition to ?2: *out is its value, or dflt when it has no row or gives NULL. */
+static int reader_i64(struct sqlite_store *s, enum stmt which, const char *topic,
+                      int32_t partition, int64_t dflt, int64_t *out)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
     struct conn *c;
     sqlite3_stmt *st;
     int rc;
 
+    *out = dflt;
     if ((rc = reader_get(s, &c)))
         return rc;
-    st = stmt(c, S_OFFSET_GET);
-
+    st = stmt(c, which);
     sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, partition);
-    *next = -1;
+    if (partition >= 0)
+        sqlite3_bind_int(st, 2, partition);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        *next = sqlite3_column_int64(st, 0);
-    rc = map_err(c->db, rc, "load offset");
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *out = sqlite3_column_int64(st, 0);
+    rc = map_err(c->db, rc, sqlite3_sql(st));
     sqlite3_reset(st);
     reader_put(s, c);
     return rc;
 }
 
+static int sqlite_load_offset(struct store *base, const char *topic, int32_t partition,
+                              int64_t *next)
+{
+    return reader_i64((struct sqlite_store *)base, S_OFFSET_GET, topic, partition, -1, next);
+}
+
 static int sqlite_events_floor(struct store *base, const char *topic, int64_t *floor_ms)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    struct conn *c;
-    sqlite3_stmt *st;
-    int rc;
-
-    if ((rc = reader_get(s, &c)))
-        return rc;
-    st = stmt(c, S_EVENTS_FLOOR);
-
-    sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
-    *floor_ms = INT64_MAX;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        *floor_ms = sqlite3_column_int64(st, 0);
-    rc = map_err(c->db, rc, "events floor");
-    sqlite3_reset(st);
-    reader_put(s, c);
-    return rc;
+    return reader_i64((struct sqlite_store *)base, S_EVENTS_FLOOR, topic, -1, INT64_MAX,
+                      floor_ms);
 }
 
 static int sqlite_events_touch(struct store *base, const char *topic, const int32_t *parts,
