@@ -122,11 +122,17 @@ int interactive_get(struct interactive *svc, const struct item *items, size_t n,
 /*
  * Ends a write that cache_begin announced: the counters move by delta if the
  * write changed them, and the user's flags become those its transaction read.
+ * A write the store could not answer for (TALLY_EUNAVAIL: a timeout, a lost
+ * connection) may still commit on the server after this answer, so its fence
+ * stays up: no fill can cache a count read before that commit, and the cache
+ * drops the fence at its deadline as it does a killed tallyd's (cache/redis.c).
  */
 static void end_write(struct interactive *svc, const struct item *it, int rc, bool changed,
                       const struct counts *delta, struct flag_write *user,
                       const struct item_state *out)
 {
+    if (rc == TALLY_EUNAVAIL)
+        return;
     user->committed = rc == 0;
     if (rc == 0)
         user->flags =
