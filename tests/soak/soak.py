@@ -722,7 +722,7 @@ class Soak:
         f = self.fault("kafka_restart")
         self.services.down("kafka")
         t_down = now()
-        time.sleep(2)
+        time.sleep(2)  # the outage: the broker stays down this long, as the schedule says
         self.services.up("kafka")
         t_up = now()
         caught = wait_for(lambda: all(self.drained(m) for m in self.cluster.live()), 90,
