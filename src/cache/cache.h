@@ -48,8 +48,9 @@ struct flag_lookup {
 /*
  * A user's write to their flags on one item (a like, a collection), fenced
  * like the counters: begin() sets token; end() caches flags, the state the
- * write's transaction read after it, if no other write of that user began
- * meanwhile, and otherwise forgets the item's flags.
+ * write's transaction read after it, if no other write of that user was in
+ * flight at any time between begin() and end(), and otherwise forgets the
+ * item's flags.
  */
 struct flag_write {
     int64_t uid;

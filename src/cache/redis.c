@@ -46,11 +46,13 @@
  *   Users' flags: one hash per user, user_flags:{uid}, a field per item the
  *   user looked at ("{biz}:{id}" = FLAG_* bits, "0" when neither), and the
  *   same two fence fields, per user: a like or collection brackets its store
- *   transaction with ubegin (gen += 1, inflight += 1; returns gen) and uend
- *   (inflight -= 1; then, if no other write of the user began since and none
- *   is in flight, the item's field becomes the flags the write's transaction
- *   read, so the writer's next page view is a hit; otherwise the field is
- *   dropped). A get of items for a user reads the user's fields in the same
+ *   transaction with ubegin (gen += 1, inflight += 1; returns gen if no
+ *   other write of the user was in flight) and uend (inflight -= 1; then, if
+ *   the write had a gen and no other write of the user began since, so it
+ *   was alone from begin to end, the item's field becomes the flags the
+ *   write's transaction read, and the writer's next page view is a hit;
+ *   otherwise the field is dropped: two writes that overlap may commit in
+ *   either order, whichever ends last). A get of items for a user reads the user's fields in the same
  *   pipeline as the counters; a miss reads the store and ufill writes the
  *   fields only if gen is still the token and nothing is in flight. An
  *   eviction during a write is caught as for the counters (inflight below
@@ -150,16 +152,16 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 " 'collect_cnt', ARGV[4])\n"
                 "redis.call('PEXPIRE', KEYS[1], ARGV[5])\n"
                 "return 1\n",
-    /* KEYS[1]: the user's hash; ARGV[1]: fence TTL; ARGV[2]: as SC_BEGIN's. Returns gen,
-     * the write's token. */
+    /* KEYS[1]: the user's hash; ARGV[1]: fence TTL; ARGV[2]: as SC_BEGIN's. Returns the
+     * write's token: gen when no other write of the user is in flight, else 0 (no gen). */
     [SC_UBEGIN] = "local g = redis.call('HINCRBY', KEYS[1], 'gen', 1)\n"
-                  "if redis.call('HINCRBY', KEYS[1], 'inflight', 1) == 1 then\n"
-                  "  redis.call('HSET', KEYS[1], 'until', ARGV[2])\n"
-                  "end\n"
+                  "local alone = redis.call('HINCRBY', KEYS[1], 'inflight', 1) == 1\n"
+                  "if alone then redis.call('HSET', KEYS[1], 'until', ARGV[2]) end\n"
                   "if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then\n"
                   "  redis.call('PEXPIRE', KEYS[1], ARGV[1])\n"
                   "end\n"
-                  "return g\n",
+                  "if alone then return g end\n"
+                  "return 0\n",
     /* KEYS[1]: the user's hash; ARGV: fence TTL, token, field, flags ('' unknown), TTL. */
     [SC_UEND] = "local k = KEYS[1]\n"
                 "local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
@@ -935,7 +937,7 @@ static void take_begin(size_t i, const redisReply *r, void *arg)
 {
     struct write_args *a = arg;
 
-    if (i == a->calls && r->type == REDIS_REPLY_INTEGER)
+    if (i == a->calls && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
         a->user->token = r->integer;
 }
 

@@ -398,6 +398,13 @@ static void overlapping_writes_leave_flags_to_the_store(void **state)
     assert_false(lookup_flags(f, &it, &flags, &tok));
     assert_int_equal(end_committed(f, &w1, FLAG_LIKED), 0);
     assert_false(lookup_flags(f, &it, &flags, &tok));
+    /* Ended in the order they began: the store may still have committed w2 before w1
+     * (w1's thread ran late between its commit and its end), so w2 caches nothing. */
+    assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, &w2), 0);
+    assert_int_equal(end_committed(f, &w1, 0), 0);
+    assert_int_equal(end_committed(f, &w2, FLAG_LIKED), 0);
+    assert_false(lookup_flags(f, &it, &flags, &tok));
     /* A write that failed caches nothing either. */
     assert_int_equal(cache_begin(f->c, &it, 1, &w1), 0);
     w1.committed = false;
