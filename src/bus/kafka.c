@@ -518,7 +518,8 @@ static int64_t mono_us(void)
 }
 
 /* A producer's Idempotency-Key, as the message header "idempotency-key" (the same rule
- * as the HTTP header). 0, or a skip reason when it is malformed. */
+ * as the HTTP header), scoped to the message's item. 0, or a skip reason when it is
+ * malformed. */
 static int take_header_key(const rd_kafka_message_t *m, struct read_event *out)
 {
     rd_kafka_headers_t *hdrs = NULL;
@@ -531,7 +532,7 @@ static int take_header_key(const rd_kafka_message_t *m, struct read_event *out)
         return 0;
     if (!val || !read_text_valid(val, size, READ_IDEM_KEY_MAX) || out->idem)
         return skip(SKIP_FIELD, "idempotency-key header");
-    out->idem = hash64("idem", val, size);
+    out->idem = read_idem_digest("bus", &out->item, val, size);
     return 0;
 }
 

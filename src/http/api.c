@@ -116,20 +116,27 @@ static bool admit(struct ctx *c, enum ratelimit_by by, const char *name)
     return err == 0;
 }
 
+/* Appends who the caller authenticated as: "key:NAME", "user:UID", or nothing. */
+static void add_principal(const struct ctx *c, struct strbuf *out)
+{
+    const struct auth_principal *p = c->req->principal;
+
+    if (p && p->kind == AUTH_KEY)
+        strbuf_addf(out, "key:%s", p->name);
+    else if (p && p->kind == AUTH_USER)
+        strbuf_addf(out, "user:%lld", (long long)p->uid);
+}
+
 /* The caller's bucket: its API key, its user, or (open API) its address. */
 static bool admit_caller(struct ctx *c)
 {
-    const struct auth_principal *p = c->req->principal;
     struct strbuf name = STRBUF_INIT;
     bool ok;
 
     if (!c->svc->limits)
         return true;
-    if (p && p->kind == AUTH_KEY)
-        strbuf_addf(&name, "key:%s", p->name);
-    else if (p && p->kind == AUTH_USER)
-        strbuf_addf(&name, "user:%lld", (long long)p->uid);
-    else if (c->req->caller)
+    add_principal(c, &name);
+    if (!name.len && c->req->caller)
         strbuf_addstr(&name, c->req->caller);
     ok = !name.len || admit(c, RATELIMIT_KEY, name.buf);
     strbuf_release(&name);
@@ -492,6 +499,21 @@ out:
     return ok;
 }
 
+/* The read's Idempotency-Key, scoped to the caller (anonymous ones share one scope: an
+ * address is not an identity) and to the item. */
+static uint64_t idem_digest(const struct ctx *c, const struct item *it, const char *key)
+{
+    struct strbuf caller = STRBUF_INIT;
+    uint64_t h;
+
+    add_principal(c, &caller);
+    if (!caller.len)
+        strbuf_addstr(&caller, "anonymous");
+    h = read_idem_digest(caller.buf, it, key, strlen(key));
+    strbuf_release(&caller);
+    return h;
+}
+
 /* POST /v1/items/{biz}/{id}/reads */
 static void h_read(struct ctx *c)
 {
@@ -511,7 +533,7 @@ static void h_read(struct ctx *c)
         (uid && !admit_uid(c, uid)))
         return;
     if (key)
-        idem = hash64("idem", key, strlen(key));
+        idem = idem_digest(c, &it, key);
     if ((err = interactive_read(c->svc, &it, uid, viewer, idem))) {
         fail_err(c, err);
         return;

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/hash.h"
+#include "util/strbuf.h"
 #include "util/banned.h"
 
 const char *const count_field_names[FIELD_COUNT] = {"read_cnt", "like_cnt", "collect_cnt"};
@@ -44,6 +46,23 @@ int item_parse_id(const char *s, size_t len, int64_t *out)
 bool item_id_valid(int64_t v)
 {
     return v >= 1;
+}
+
+uint64_t read_idem_digest(const char *caller, const struct item *it, const char *key,
+                          size_t len)
+{
+    struct strbuf sb = STRBUF_INIT;
+    uint64_t h;
+
+    /* NUL-separated: no caller or biz holds a NUL, and the key comes last. */
+    strbuf_addstr(&sb, caller);
+    strbuf_addch(&sb, '\0');
+    strbuf_addf(&sb, "%s:%lld", it->biz, (long long)it->id);
+    strbuf_addch(&sb, '\0');
+    strbuf_add(&sb, key, len);
+    h = hash64("idem", sb.buf, sb.len);
+    strbuf_release(&sb);
+    return h;
 }
 
 int count_field_parse(const char *s, enum count_field *out)

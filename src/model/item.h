@@ -81,6 +81,15 @@ int item_parse_id(const char *s, size_t len, int64_t *out);
 bool item_id_valid(int64_t v);
 /* 1..max printable ASCII characters (space to tilde): a read's viewer or idempotency key. */
 bool read_text_valid(const char *s, size_t len, size_t max);
+/*
+ * The digest that stands for an idempotency key in read events and in the store, scoped
+ * to whoever gave the key and to the item read: a key suppresses only its own caller's
+ * repeats of a read of that item, never another caller's read or another item's. caller:
+ * "key:NAME", "user:UID" or "anonymous" over HTTP; "bus" for a producer's Kafka header,
+ * which is scoped to the item alone.
+ */
+uint64_t read_idem_digest(const char *caller, const struct item *it, const char *key,
+                          size_t len);
 int count_field_parse(const char *s, enum count_field *out);
 
 int64_t counts_get(const struct counts *c, enum count_field f);

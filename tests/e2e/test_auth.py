@@ -605,6 +605,33 @@ def test_user_token_cannot_act_for_another_uid(jwt_server, db, rsa_key):
     assert t.get("/v1/items/article/4", token=t.svc).json["like_cnt"] == 4
 
 
+def test_idempotency_keys_are_scoped_to_caller_and_item(jwt_server, rsa_key):
+    """A key suppresses only its own caller's repeat on its own item: two services, a
+    service and a user, or one key on two items never take each other's reads."""
+    t = jwt_server
+    me = user_token(rsa_key, sub="42")
+
+    def read(item, key, token):
+        r = t.request("POST", f"/v1/items/article/{item}/reads", token=token,
+                      headers={"Idempotency-Key": key})
+        assert r.status == 202, r
+
+    read(1, "order-123", t.svc)
+    read(1, "order-123", t.admin)  # another caller: counts
+    read(1, "order-123", t.svc)    # the same caller's repeat: does not
+    read(2, "order-123", t.svc)    # the same key on another item: counts
+    for k in range(1, 51):         # a user's keys never block a service's
+        read(3, str(k), me)
+    read(3, "17", t.svc)
+    read(3, "17", me)              # the user's own repeat
+    fence(t, t.admin)
+    got = [t.get(f"/v1/items/article/{i}", token=t.svc).json["read_cnt"] for i in (1, 2, 3)]
+    assert got == [2, 1, 51]
+    repeats = [line for line in t.get("/metrics", token=t.admin).body.splitlines()
+               if line.startswith("tally_read_events_idempotent_repeats_total ")]
+    assert repeats == ["tally_read_events_idempotent_repeats_total 2"], repeats
+
+
 # ---------------------------------------------------------------- open API, loopback rule
 
 

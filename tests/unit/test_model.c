@@ -61,6 +61,25 @@ static void fields(void **state)
     assert_int_equal(count_field_parse("likes", &f), TALLY_EINVAL);
 }
 
+/* An idempotency key's digest is its caller's and its item's: any of the three differing,
+ * or the boundary between them moving, gives another digest. */
+static void idem_digests_are_scoped(void **state)
+{
+    const struct item a = {"article", 7}, b = {"article", 8}, c = {"article", 71};
+    uint64_t base = read_idem_digest("key:backend", &a, "order-123", 9);
+
+    (void)state;
+    assert_true(base != 0);
+    assert_true(base == read_idem_digest("key:backend", &a, "order-123", 9));
+    assert_true(base != read_idem_digest("key:ops", &a, "order-123", 9));
+    assert_true(base != read_idem_digest("key:backend", &b, "order-123", 9));
+    assert_true(base != read_idem_digest("key:backend", &a, "order-124", 9));
+    assert_true(base != read_idem_digest("bus", &a, "order-123", 9));
+    /* item 7 with key "1x" is not item 71 with key "x" */
+    assert_true(read_idem_digest("anonymous", &a, "1x", 2) !=
+                read_idem_digest("anonymous", &c, "x", 1));
+}
+
 static void strbuf_grows_and_formats(void **state)
 {
     struct strbuf sb = STRBUF_INIT;
@@ -123,6 +142,7 @@ int main(void)
         cmocka_unit_test(biz_rules),
         cmocka_unit_test(id_rules),
         cmocka_unit_test(fields),
+        cmocka_unit_test(idem_digests_are_scoped),
         cmocka_unit_test(strbuf_grows_and_formats),
         cmocka_unit_test(metrics_render_text),
     };
