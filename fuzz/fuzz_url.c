@@ -2,7 +2,8 @@
  * fuzz_url.c - libFuzzer target for the adapters' URL parser and its
  * redaction, which read whatever an operator (or a file named by @PATH) gives.
  *
- * Beyond "no crash, no leak": whenever the parser finds a password, the
+ * Beyond "no crash, no leak": whenever the parser finds a password, or a
+ * user without one (which may be a password in the wrong place), the
  * redacted form hides it, and every option whose name says secret shows
  * "***" for its value.
  */
@@ -26,6 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     url_redact(&shown, s);
     if (rc == 0 && u.password && !strstr(shown.buf, ":***@"))
         __builtin_trap();
+    if (rc == 0 && u.user && !u.password && !strstr(shown.buf, "://***@"))
+        __builtin_trap(); /* a user alone may be a password written in its place */
     for (size_t i = 0; rc == 0 && i < u.nopts; i++) {
         if (!url_is_secret_key(u.opts[i].key, strlen(u.opts[i].key)))
             continue;

@@ -363,6 +363,7 @@ struct conn {
 /* What the URL says; pass is a secret: never logged. */
 struct mysql_cfg {
     char *host, *user, *pass, *dbname;
+    bool user_secret; /* no password given: user may be one written in its place (never shown) */
     unsigned port;
     int pool;     /* ?pool=N; 0: sized from --workers */
     bool ssl;     /* TLS required */
@@ -497,14 +498,26 @@ static int db_connect(const struct mysql_cfg *cfg, unsigned connect_s, unsigned 
     return 0;
 }
 
+/* The library's message for a failed connect (caller frees), the user hidden if secret. */
+static char *connect_error(const struct mysql_cfg *cfg, MYSQL *db)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    url_scrub(&sb, mysql_error(db), cfg->user_secret ? cfg->user : NULL);
+    return strbuf_detach(&sb, NULL);
+}
+
 /* Connects c, without preparing anything. */
 static int conn_connect(struct mysql_store *s, struct conn *c)
 {
+    char *msg;
     int rc;
 
     if (db_connect(&s->cfg, 1, 2, CLIENT_MULTI_STATEMENTS, &c->db) == 0)
         return 0;
-    rc = db_err(c, "connect");
+    msg = connect_error(&s->cfg, c->db);
+    rc = map_err(c, mysql_errno(c->db), msg, "connect");
+    free(msg);
     conn_close(c);
     return rc == TALLY_EINTERNAL ? TALLY_EUNAVAIL : rc;
 }
@@ -2710,6 +2723,7 @@ static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
     cfg->host = xstrdup(u->hosts[0].name);
     cfg->port = u->hosts[0].port ? (unsigned)u->hosts[0].port : 3306;
     cfg->user = xstrdup(u->user);
+    cfg->user_secret = !u->password;
     cfg->pass = xstrdup(u->password ? u->password : "");
     cfg->dbname = xstrdup(u->path);
     cfg->pool = (int)pool;
@@ -2721,8 +2735,8 @@ static int cfg_from_url(const struct url *u, struct mysql_cfg *cfg, char **why)
 /* USER@HOST:PORT/DB, and whether over TLS: what messages name, never the password. */
 static char *where(const struct mysql_cfg *cfg)
 {
-    return xstrfmt("%s@%s:%u/%s%s", cfg->user, cfg->host, cfg->port, cfg->dbname,
-                   cfg->ssl ? " (TLS)" : "");
+    return xstrfmt("%s@%s:%u/%s%s", cfg->user_secret ? "***" : cfg->user, cfg->host, cfg->port,
+                   cfg->dbname, cfg->ssl ? " (TLS)" : "");
 }
 
 int store_mysql_check(const struct url *u, char **why)
@@ -2818,7 +2832,7 @@ int store_mysql_connect(const struct url *u, unsigned timeout_s, MYSQL **db, cha
     if ((rc = cfg_from_url(u, &cfg, err)))
         goto out;
     if ((rc = db_connect(&cfg, timeout_s, timeout_s, 0, db))) {
-        *err = xstrdup(mysql_error(*db));
+        *err = connect_error(&cfg, *db);
         mysql_close(*db);
         *db = NULL;
     }

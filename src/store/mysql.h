@@ -24,11 +24,14 @@ int store_mysql_open(const struct url *u, int workers, struct store **out, char 
  * with timeout_s to connect, read and write. Returns 0 and *db, which the
  * caller closes with mysql_close(); or TALLY_EINVAL (u fails
  * store_mysql_check) or TALLY_EUNAVAIL, and *err, the reason without the
- * password (caller frees). Single-threaded use only, like any MYSQL handle.
+ * password, nor a user given without one (caller frees). Single-threaded use only, like any MYSQL handle.
  */
 int store_mysql_connect(const struct url *u, unsigned timeout_s, struct st_mysql **db,
                         char **err);
-/* "USER@HOST:PORT/DB" (and " (TLS)") of u, for messages: no password. Caller frees. */
+/*
+ * "USER@HOST:PORT/DB" (and " (TLS)") of u, for messages: no password, and "***" for a USER
+ * given without one (it may be the password in the wrong place). Caller frees.
+ */
 char *store_mysql_where(const struct url *u);
 
 #endif

@@ -7,9 +7,11 @@
  *   and --from (both read a flag through url_parse_arg), and so that the redaction knows exactly
  *   where the parser found the password: url_redact splits a string with
  *   the same rules (user information up to the last '@' before the first
- *   '?', options split on '&' and '='). A string that does not parse is
- *   redacted more broadly, from "://" to its last '@', because where its
- *   password ends is then a guess.
+ *   '?', options split on '&' and '='). A user given without a password
+ *   is hidden as well: `redis://SECRET@host` is a password written where
+ *   the user goes, and nothing tells the two apart. A string that does not
+ *   parse is redacted more broadly, from "://" to its last '@', because
+ *   where its password ends is then a guess.
  *
  *   The parser is strict about what it can judge without knowing the
  *   scheme (length, control bytes, escapes, hosts, ports, option syntax,
@@ -374,10 +376,10 @@ void url_redact(struct strbuf *out, const char *s)
         /* The parser's own split: user information up to the last '@' before the '?'. */
         q = first_in(sep + 3, end, '?');
         if ((at = last_in(sep + 3, q, '@'))) {
+            /* USER:PASSWORD shows USER; a USER alone may be a password written there. */
             colon = first_in(sep + 3, at, ':');
-            strbuf_add(out, s, (size_t)(colon - s));
-            if (colon < at)
-                strbuf_addstr(out, ":***");
+            strbuf_add(out, s, (size_t)((colon < at ? colon : sep + 3) - s));
+            strbuf_addstr(out, colon < at ? ":***" : "***");
             s = at;
         }
     } else if ((at = last_in(s, end, '@'))) {

@@ -102,9 +102,10 @@ int url_parse_arg(const char *flag, const char *value,
                   char **err);
 
 /*
- * Appends s with the password and every secret option's value replaced by
- * "***". Works on any string, parseable or not, so that an error about a
- * malformed URL can show it safely.
+ * Appends s with the password (or, when there is none, the user name, which
+ * may be a password in the wrong place) and every secret option's value
+ * replaced by "***". Works on any string, parseable or not, so that an error
+ * about a malformed URL can show it safely.
  */
 void url_redact(struct strbuf *out, const char *s);
 

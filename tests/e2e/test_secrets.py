@@ -24,6 +24,7 @@ WRONG_MYSQL = "wrong/mysql-pw-H6d2"  # percent-encoded in URLs
 WRONG_KAFKA = "wrong-kafka-pw-T9b4"
 ACL_PASSWORD = "acl-pw-M5n1"
 FAKE = "fake-pw-W2q6"  # for servers that are not there
+AS_USER = "pw-as-user-R7x3"  # a password written where the user goes: SCHEME://AS_USER@HOST
 
 
 def url_password(url):
@@ -36,7 +37,7 @@ def url_password(url):
 
 def secrets():
     """Every password a test here puts in a URL, decoded and as written in URLs."""
-    words = {WRONG_REDIS, WRONG_MYSQL, WRONG_KAFKA, ACL_PASSWORD, FAKE}
+    words = {WRONG_REDIS, WRONG_MYSQL, WRONG_KAFKA, ACL_PASSWORD, FAKE, AS_USER}
     words |= {url_password(u) for u in (MYSQL, REDIS, KAFKA_SASL) if u and url_password(u)}
     return words | {quote(w, safe="") for w in words}
 
@@ -305,6 +306,26 @@ def test_no_password_in_errors_help_or_unreachable_servers(db, spawn):
     for out in outputs:
         assert_no_secret(out, "tallyd's output")
     assert "***" in "".join(outputs)
+
+
+def test_a_password_written_as_the_user_is_hidden(db):
+    """SCHEME://SECRET@HOST gives a user and no password: a password in the wrong place,
+    as far as anyone can tell, so every message shows *** there. MariaDB takes such a URL
+    (and fails to connect: it is not there); Redis and Kafka refuse it."""
+    port = free_port()  # nothing listens there
+    for args, status, shown in (
+        (["--store", f"mysql://{AS_USER}@127.0.0.1:{port}/tally"], 1,
+         f"cannot open mysql store ***@127.0.0.1:{port}/tally"),
+        (["--store", f"mysql://{AS_USER}@127.0.0.1:{port}/tally?nope=1"], 2,
+         f"'mysql://***@127.0.0.1:{port}/tally?nope=1'"),
+        (["--cache", f"redis://{AS_USER}@127.0.0.1:{port}"], 2,
+         f"'redis://***@127.0.0.1:{port}'"),
+        (["--bus", f"kafka://{AS_USER}@127.0.0.1:{port}/t"], 2,
+         f"'kafka://***@127.0.0.1:{port}/t'"),
+    ):
+        rc, out = run_once("--store", db.url, *args)
+        assert rc == status and shown in out, (args, out)
+        assert_no_secret(out, "tallyd's output")
 
 
 @needs_mysql
