@@ -26,6 +26,7 @@
 #include "model/item.h"
 #include "service/ratelimit.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/strbuf.h"
 #include "util/url.h"
 #include "util/version.h"
@@ -85,6 +86,9 @@ static const char usage[] =
     "  --windows on|off    keep hourly counts of reads and trending windows (on)\n"
     "  --window-retention DURATION  hourly counts (history, trending windows) are kept\n"
     "                      this long, e.g. 35d, 90d; at least 30d (35d)\n"
+    "  --test-clock        tests only: shift the wall clock by TALLY_TEST_CLOCK_OFFSET_MS\n"
+    "                      (announced at start); without this flag that variable is an\n"
+    "                      error. No variable sets this flag\n"
     "\n"
     "Each flag may also be set as TALLY_LISTEN, TALLY_STORE, ... (a flag wins).\n"
     "A URL given as @PATH is read from that file, so that its password stays out of\n"
@@ -202,15 +206,15 @@ enum opt {
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
     O_STOP_TIMEOUT, O_RATE_LIMIT, O_DRAIN, O_LOG_FORMAT, O_ACCESS_LOG,
-    O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_COUNT
+    O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_TEST_CLOCK, O_COUNT
 };
 
 enum opt_type { T_TEXT, T_SWITCH, T_INT, T_SIZE };
 
 /*
- * Every option, one row each: its flag (without the dashes), its variable, its default
- * (NULL: none), and for numbers the field it fills and its range. The rest of this file
- * reads only this table.
+ * Every option, one row each: its flag (without the dashes), its variable (NULL: none, the
+ * flag alone sets it), its default (NULL: none), and for numbers the field it fills and its
+ * range. The rest of this file reads only this table.
  */
 static const struct opt_spec {
     const char *flag, *env, *dflt;
@@ -255,6 +259,8 @@ static const struct opt_spec {
     [O_READ_WINDOW] = {"read-window", "TALLY_READ_WINDOW", "0", T_TEXT},
     [O_ACCESS_LOG] = {"access-log", "TALLY_ACCESS_LOG", NULL, T_SWITCH,
                       offsetof(struct config, access_log)},
+    /* No variable: an environment alone, leaked into production, cannot shift the clock. */
+    [O_TEST_CLOCK] = {"test-clock", NULL, NULL, T_SWITCH, offsetof(struct config, test_clock)},
 #undef NUM
 };
 
@@ -337,6 +343,29 @@ static bool is_loopback(const char *host)
     return inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
+/*
+ * The test clock (util/clock.h): CLOCK_TEST_ENV, in ms, is taken only with --test-clock;
+ * set without it, tallyd refuses to start.
+ */
+static int parse_test_clock(struct config *cfg)
+{
+    const char *v = getenv(CLOCK_TEST_ENV), *digits = v && *v == '-' ? v + 1 : v;
+    int64_t n = 0;
+
+    if (!v || !*v)
+        return 0;
+    if (!cfg->test_clock) {
+        fprintf(stderr, "tallyd: %s is set, but only a test may shift the clock: unset it "
+                        "(or give --test-clock, tests only)\n", CLOCK_TEST_ENV);
+        return -1;
+    }
+    if ((strcmp(digits, "0") != 0 && item_parse_id(digits, strlen(digits), &n)) ||
+        n > 3650 * 24 * HOUR_MS)
+        return bad(CLOCK_TEST_ENV, v, "expected milliseconds, at most ten years either way");
+    cfg->test_clock_offset_ms = digits == v ? n : -n;
+    return 0;
+}
+
 /* Rules between flags, once each has been checked on its own. */
 static int check_together(const struct config *cfg)
 {
@@ -364,7 +393,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
 
     memset(cfg, 0, sizeof(*cfg));
     for (int o = 0; o < O_COUNT; o++) {
-        const char *env = getenv(opts[o].env);
+        const char *env = opts[o].env ? getenv(opts[o].env) : NULL;
 
         longopts[o] = (struct option){opts[o].flag,
                                       opts[o].type == T_SWITCH ? no_argument : required_argument,
@@ -400,7 +429,7 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             config_release(cfg);
             return CONFIG_EXIT_USAGE;
         }
-    if (check_together(cfg)) {
+    if (check_together(cfg) || parse_test_clock(cfg)) {
         config_release(cfg);
         return CONFIG_EXIT_USAGE;
     }

@@ -48,6 +48,8 @@ struct config {
     bool windows;                /* keep hourly counts and trending windows */
     int64_t window_retention_ms; /* hourly counts are kept this long (>= 30 days) */
     int64_t read_window_ms;      /* --read-window; 0: every read counts */
+    bool test_clock;              /* --test-clock: tests only, see util/clock.h */
+    int64_t test_clock_offset_ms; /* CLOCK_TEST_ENV, taken only with test_clock */
 };
 
 enum config_result { CONFIG_RUN, CONFIG_EXIT_OK, CONFIG_EXIT_USAGE };

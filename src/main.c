@@ -110,7 +110,11 @@ int main(int argc, char **argv)
     log_set_format(cfg.log_json ? LOG_JSON : LOG_TEXT);
     event_set_log_callback(libevent_log);
     process_metrics_init(tally_version(), tally_commit());
-    clock_init_from_env(); /* test only; before any thread reads the clock */
+    clock_offset_ms = cfg.test_clock_offset_ms; /* before any thread reads the clock */
+    if (cfg.test_clock)
+        log_warn("tallyd: --test-clock: the wall clock is shifted by %lld ms (every stored "
+                 "time, event hour and rate-limit clock); tests only, never in production",
+                 (long long)clock_offset_ms);
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);

@@ -9,11 +9,12 @@
 
 /*
  * Test only: added to the wall clock, so that the end-to-end tests can put likes,
- * reads and window upkeep in hours of their choosing. Set once at start, from
- * TALLY_TEST_CLOCK_OFFSET_MS (clock_init_from_env), before any thread; 0 otherwise.
+ * reads and window upkeep in hours of their choosing. tallyd sets it once at start,
+ * before any thread, from CLOCK_TEST_ENV, which config.c takes only together with
+ * the flag --test-clock (and tallyd then says so in a WARN line); 0 otherwise.
  */
+#define CLOCK_TEST_ENV "TALLY_TEST_CLOCK_OFFSET_MS"
 extern int64_t clock_offset_ms;
-void clock_init_from_env(void);
 
 /* Wall clock, milliseconds since the epoch: what the store records. */
 static inline int64_t clock_now_ms(void)

@@ -165,7 +165,7 @@ def fill_every_table(spawn, db):
     h0 = (int(time.time() * 1000) + off0) // HOUR
 
     def in_hour(dh, act):
-        t = spawn("--read-window", "1h",
+        t = spawn("--read-window", "1h", "--test-clock",
                   env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off0 + dh * HOUR)}).start()
         sent = act(t)
         assert wait_until(lambda: sum(t.metric(m) for m in DECIDED) == sent, 30), \

@@ -1,10 +1,10 @@
 """Trending windows and hourly history: GET /v1/top?window=W and GET .../history.
 
 The tests compute every expected list and point themselves, from the events they sent and
-the hours they put them in. Hours are made certain with TALLY_TEST_CLOCK_OFFSET_MS (test
-only): it moves tallyd's wall clock to the middle of an hour of the test's choosing, so no
-hour boundary passes during a test. Runs on SQLite and on MariaDB (TALLY_TEST_MYSQL); the
-Kafka test needs TALLY_TEST_KAFKA.
+the hours they put them in. Hours are made certain with TALLY_TEST_CLOCK_OFFSET_MS, which
+tallyd takes only with --test-clock: it moves tallyd's wall clock to the middle of an hour
+of the test's choosing, so no hour boundary passes during a test. Runs on SQLite and on
+MariaDB (TALLY_TEST_MYSQL); the Kafka test needs TALLY_TEST_KAFKA.
 """
 import collections
 import os
@@ -85,13 +85,33 @@ def test_window_and_history_arguments_are_checked(tallyd):
     assert tallyd.get("/v1/top/article?by=read_cnt&window=24h").json == {"items": []}
 
 
+def test_test_clock_needs_its_flag_and_is_announced(spawn, db):
+    """TALLY_TEST_CLOCK_OFFSET_MS is a test's: without --test-clock tallyd refuses to start
+    (one line, exit 2); with it, one WARN line at start names the shift, which is in effect:
+    a like is dated 400 days ahead."""
+    off = mid_hour_offset(400 * 24)
+    env = {"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}
+    t = spawn(env=env).start(wait=False)
+    assert t.proc.wait(20) == 2
+    lines = t.output().splitlines()
+    assert len(lines) == 1 and "TALLY_TEST_CLOCK_OFFSET_MS" in lines[0], lines
+    assert "--test-clock" in lines[0], lines
+    t = spawn("--test-clock", env=env).start()
+    warned = [ln for ln in t.output().splitlines() if "--test-clock" in ln]
+    assert len(warned) == 1 and " WARN " in warned[0], warned
+    assert f"shifted by {off} ms" in warned[0], warned
+    h = (now_ms() + off) // HOUR
+    assert t.request("PUT", "/v1/users/1/likes/article/1").status == 200
+    assert history(t, 1, "like_cnt", "hour", frm=h * HOUR, to=(h + 1) * HOUR) == [(h * HOUR, 1)]
+
+
 def test_likes_unlikes_and_reads_in_different_hours(spawn, db):
     """Likes at hour H, an unlike and more at H+3: each change counts in its own hour; the
     1h window lets H go (the sweeper subtracts it exactly once); after 36 days every hourly
     row is past retention and dropped, every window is empty, and the totals stand."""
     off0 = mid_hour_offset(10)
     h0 = (now_ms() + off0) // HOUR
-    t = spawn(env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off0)}).start()
+    t = spawn("--test-clock", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off0)}).start()
     for uid in (1, 2, 3):
         assert t.request("PUT", f"/v1/users/{uid}/likes/article/1").status == 200
     assert t.request("PUT", "/v1/users/1/collections/9/items/article/1").status == 200
@@ -103,7 +123,7 @@ def test_likes_unlikes_and_reads_in_different_hours(spawn, db):
     assert t.stop() == 0
 
     off1 = off0 + 3 * HOUR
-    t = spawn(env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off1)}).start()
+    t = spawn("--test-clock", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off1)}).start()
     assert t.request("DELETE", "/v1/users/1/likes/article/1").status == 200
     assert t.request("DELETE", "/v1/users/1/likes/article/1").status == 200  # no transition
     assert t.request("DELETE", "/v1/users/1/collections/9/items/article/1").status == 200
@@ -139,7 +159,7 @@ def test_likes_unlikes_and_reads_in_different_hours(spawn, db):
     assert t.stop() == 0
 
     off2 = off0 + 36 * DAY
-    t = spawn(env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off2)}).start()
+    t = spawn("--test-clock", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off2)}).start()
     wait_for(lambda: db.sql("SELECT count(*) FROM interactive_hour") == [(0,)],
              what="hourly rows past retention dropped")
     wait_for(lambda: db.sql("SELECT count(*) FROM interactive_window WHERE read_cnt <> 0"
@@ -169,7 +189,7 @@ def test_reads_over_40_days_from_kafka(spawn, db):
     for i in range(events):
         per_hour[(i % items + 1, (base - i * 2654435761 % span) // HOUR)] += 1
     bus = f"kafka://{KAFKA}/{topic}?group=g-{topic}&session_timeout_ms=2000"
-    t = spawn("--bus", bus, env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}).start()
+    t = spawn("--bus", bus, "--test-clock", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}).start()
     wait_for(lambda: total_reads(db) == events, timeout=120, what="every read counted")
     cur = (now_ms() + off) // HOUR
     for w, hours in WINDOWS.items():
@@ -206,7 +226,8 @@ def test_upkeep_keeps_its_schedule_under_steady_traffic(spawn, db):
     n = now_ms()
     turn = (n // HOUR + 1) * HOUR
     off = turn - 10 * 1000 - n  # tallyd's clock 10 s before an hour turns
-    t = spawn("--read-window", "10m", env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}).start()
+    t = spawn("--read-window", "10m", "--test-clock",
+              env={"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}).start()
     for _ in range(3):
         assert t.request("POST", "/v1/items/article/1/reads").status == 202
     wait_for(lambda: top(t, "read_cnt", "1h") == [(1, 3)], what="item 1 in the 1h window")

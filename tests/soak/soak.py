@@ -42,11 +42,12 @@ DESIGN
   the victim and waits until its producer has delivered everything it accepted (likes and
   page views keep flowing to it, and its consumer is busy, when it is killed).
 
-  Test clock. tallyd reads TALLY_TEST_CLOCK_OFFSET_MS once at start; every start of every
-  instance (restarts after kill -9 included) gets the same offset, chosen so that the shifted
-  clock crosses an hour at the schedule's "hour" slot. The offset is negative (less than an
-  hour): a Kafka read whose ts is more than 5 minutes after its message's timestamp would
-  be put in the hour it arrived instead.
+  Test clock. tallyd reads TALLY_TEST_CLOCK_OFFSET_MS once at start (given --test-clock,
+  without which it refuses the variable); every start of every instance (restarts after
+  kill -9 included) gets the same offset, chosen so that the shifted clock crosses an hour
+  at the schedule's "hour" slot. The offset is negative (less than an hour): a Kafka read
+  whose ts is more than 5 minutes after its message's timestamp would be put in the hour it
+  arrived instead.
 
   Fault windows. Each churn event records [start, end]; a 5xx answered, or a connection
   broken, within 10 s of a window counts against that event; any other fails the run.
@@ -641,7 +642,7 @@ class Soak:
         self.offset_ms = self.boundary_ms - self.cross_real_ms
         self.hour0 = self.boundary_ms // HOUR - 1
         bus = f"kafka://{self.broker}/{self.topic}?group=soak-{self.run_id}"
-        self.cluster = Cluster(["--bus", bus, "--read-window", READ_WINDOW],
+        self.cluster = Cluster(["--bus", bus, "--read-window", READ_WINDOW, "--test-clock"],
                                {"TALLY_TEST_CLOCK_OFFSET_MS": str(self.offset_ms)},
                                self.db, self.redis, self.logdir)
         log(f"test clock offset {self.offset_ms} ms: hour {self.hour0} becomes {self.hour0 + 1}"

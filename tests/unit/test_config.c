@@ -143,6 +143,53 @@ static void stop_timeout_from_flag_or_environment(void **state)
     assert_int_equal(parse(&cfg, 3, zero), CONFIG_EXIT_USAGE);
 }
 
+/*
+ * The test clock is a test's: its variable alone stops tallyd (usage error), and no variable
+ * sets --test-clock; with the flag, the offset is read, either sign, ten years at most.
+ */
+static void test_clock_needs_its_flag(void **state)
+{
+    static const struct {
+        const char *value;
+        enum config_result without, with;
+        int64_t offset;
+    } cases[] = {
+        {"", CONFIG_RUN, CONFIG_RUN, 0},
+        {"0", CONFIG_EXIT_USAGE, CONFIG_RUN, 0},
+        {"34560000000", CONFIG_EXIT_USAGE, CONFIG_RUN, 34560000000},
+        {"-1800000", CONFIG_EXIT_USAGE, CONFIG_RUN, -1800000},
+        {"315360000000", CONFIG_EXIT_USAGE, CONFIG_RUN, 315360000000},
+        {"315360000001", CONFIG_EXIT_USAGE, CONFIG_EXIT_USAGE, 0},
+        {"5x", CONFIG_EXIT_USAGE, CONFIG_EXIT_USAGE, 0},
+        {"--1", CONFIG_EXIT_USAGE, CONFIG_EXIT_USAGE, 0},
+    };
+    struct config cfg;
+    const char *plain[] = { "tallyd", NULL };
+    const char *flag[] = { "tallyd", "--test-clock", NULL };
+    (void)state;
+
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_RUN);
+    assert_false(cfg.test_clock);
+    assert_int_equal(cfg.test_clock_offset_ms, 0);
+    config_release(&cfg);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        setenv("TALLY_TEST_CLOCK_OFFSET_MS", cases[i].value, 1);
+        if (parse(&cfg, 1, plain) != cases[i].without)
+            fail_msg("'%s' without --test-clock", cases[i].value);
+        config_release(&cfg);
+        if (parse(&cfg, 2, flag) != cases[i].with)
+            fail_msg("'%s' with --test-clock", cases[i].value);
+        if (cases[i].with == CONFIG_RUN)
+            assert_true(cfg.test_clock && cfg.test_clock_offset_ms == cases[i].offset);
+        config_release(&cfg);
+    }
+    setenv("TALLY_TEST_CLOCK", "1", 1); /* a variable of the flag's name does nothing */
+    setenv("TALLY_TEST_CLOCK_OFFSET_MS", "1", 1);
+    assert_int_equal(parse(&cfg, 1, plain), CONFIG_EXIT_USAGE);
+    unsetenv("TALLY_TEST_CLOCK");
+    unsetenv("TALLY_TEST_CLOCK_OFFSET_MS");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +198,7 @@ int main(void)
         cmocka_unit_test(bad_values_are_usage_errors),
         cmocka_unit_test(urls_from_files),
         cmocka_unit_test(stop_timeout_from_flag_or_environment),
+        cmocka_unit_test(test_clock_needs_its_flag),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
