@@ -4,7 +4,8 @@
  * Builds the three adapters from their URLs, starts the read-count
  * consumer and the HTTP loops, then waits for SIGTERM or SIGINT; SIGHUP
  * reloads the API keys and the TLS certificate without dropping a request
- * (a file that does not load leaves the old one in force). The stop
+ * (a file that does not load leaves the old one in force; a keys file or
+ * JWT key that does not load at start is an exit 2, like a bad flag). The stop
  * runs in the reverse order of the start: no new requests, then the bus is
  * drained into the store, then everything is freed. A stop that could not
  * deliver every accepted read within --stop-timeout-ms says how many it
@@ -39,14 +40,15 @@
 #include "util/banned.h"
 
 /* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
-static void reload(struct auth *auth, struct http_server *srv)
+static void reload(struct auth *auth, const char *keys, struct http_server *srv)
 {
     char *err = NULL;
+    size_t n;
 
-    if (auth_reload(auth, &err) == 0)
-        log_info("tallyd: SIGHUP: API keys reloaded");
-    else
+    if (auth_reload(auth, &n, &err) != 0)
         log_error("tallyd: SIGHUP: keeping the API keys in force: %s", err);
+    else if (keys)
+        log_info("tallyd: SIGHUP: API keys reloaded: %zu in force from %s", n, keys);
     free(err);
     err = NULL;
     if (http_server_reload_tls(srv, &err))
@@ -127,7 +129,8 @@ int main(int argc, char **argv)
                                        .jwt_issuer = cfg.jwt_issuer,
                                        .jwt_audience = cfg.jwt_audience},
                  &auth, &err)) {
-        status = fatal(err);
+        fatal(err);
+        status = 2;
         goto out;
     }
     if (!auth_enabled(auth))
@@ -193,7 +196,7 @@ int main(int argc, char **argv)
              cfg.flush_ms);
     strbuf_release(&shown);
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        reload(auth, srv);
+        reload(auth, cfg.keys, srv);
     log_info("tallyd: signal %d, stopping", sig);
     drain(&svc, cfg.drain_ms);
     status = 0;

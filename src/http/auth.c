@@ -7,7 +7,12 @@
  *   CRYPTO_memcmp, without stopping at a match, so the time taken says
  *   nothing about which key or how much of it matched. A reload builds the
  *   new table aside and swaps it under a write lock; requests hold the read
- *   lock only for the comparison, so a SIGHUP drops no request.
+ *   lock only for the comparison, so a SIGHUP drops no request. A file is
+ *   taken whole or not at all, at start as on a reload: one that cannot be
+ *   read (a directory), has a malformed line, gives a name or a token's hash
+ *   twice (which name and scopes would that token get?) or holds no key at
+ *   all (every caller would get 401) is refused, and the error names the
+ *   file and the line, never a hash.
  *
  *   Users: libjwt verifies the signature with the one configured key; the
  *   token's `alg` must then be the key's algorithm, which closes both `none`
@@ -35,6 +40,7 @@
 
 #include "model/item.h"
 #include "util/error.h"
+#include "util/metrics.h"
 #include "util/strbuf.h"
 #include "util/xmalloc.h"
 #include "util/hex.h"
@@ -76,6 +82,7 @@ struct auth {
     unsigned char *jwt_key;
     size_t jwt_key_len;
     jwt_alg_t jwt_alg; /* JWT_ALG_NONE: no JWT key */
+    struct metric *reload_failures; /* tally_keys_reload_failures_total */
     pthread_mutex_t seen_lock; /* owns seen */
     struct seen_token seen[SEEN_SLOTS];
 };
@@ -93,23 +100,27 @@ __attribute__((format(printf, 2, 3))) static int fail(char **err, const char *fm
     return TALLY_EINVAL;
 }
 
-/* Reads a whole file (at most KEYS_FILE_MAX bytes) into a NUL-terminated buffer. */
+/*
+ * Reads a whole file (at most KEYS_FILE_MAX bytes) into a NUL-terminated buffer. A directory
+ * opens, then fails to read (EISDIR): an error, not an empty file.
+ */
 static int read_file(const char *path, struct strbuf *out, char **err)
 {
     FILE *f = fopen(path, "rb");
     char chunk[4096];
     size_t n;
+    int e = f ? 0 : errno;
 
-    if (!f)
-        return fail(err, "cannot read '%s': %s", path, strerror(errno));
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+    while (f && out->len <= KEYS_FILE_MAX && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
         strbuf_add(out, chunk, n);
-        if (out->len > KEYS_FILE_MAX) {
-            fclose(f);
-            return fail(err, "'%s' is over 16 MiB", path);
-        }
-    }
-    fclose(f);
+    if (f && ferror(f))
+        e = errno ? errno : EIO;
+    if (f)
+        fclose(f);
+    if (e)
+        return fail(err, "cannot read '%s': %s", path, strerror(e));
+    if (out->len > KEYS_FILE_MAX)
+        return fail(err, "'%s' is over 16 MiB", path);
     return 0;
 }
 
@@ -195,48 +206,64 @@ static void keyset_free(struct keyset *ks)
     free(ks);
 }
 
+/* Why k cannot join ks (its name or its token is there already), or NULL. */
+static const char *clash(const struct keyset *ks, const struct key *k)
+{
+    for (size_t i = 0; i < ks->n; i++) {
+        if (strcmp(ks->keys[i].name, k->name) == 0)
+            return "a key of that name is already in the file";
+        if (CRYPTO_memcmp(ks->keys[i].hash, k->hash, sizeof(k->hash)) == 0)
+            return "the same token (hash) is already in the file under another name";
+    }
+    return NULL;
+}
+
+/* Adds line [p, eol) of path to ks; a blank or comment line adds nothing. */
+static int add_line(struct keyset *ks, size_t *cap, const char *p, const char *eol,
+                    const char *path, long lineno, char **err)
+{
+    struct key k = {0};
+    const char *why;
+
+    while (p < eol && (*p == ' ' || *p == '\t' || *p == '\r'))
+        p++;
+    if (p == eol || *p == '#')
+        return 0;
+    if (!parse_key_line(p, eol, &k))
+        return fail(err, "%s:%ld: expected NAME SCOPES SHA256HEX (scopes: read, write, metrics, "
+                         "admin)", path, lineno);
+    if ((why = clash(ks, &k)))
+        return fail(err, "%s:%ld: %s", path, lineno, why);
+    if (ks->n == *cap) {
+        *cap = *cap ? *cap * 2 : 16;
+        ks->keys = xrealloc(ks->keys, *cap * sizeof(*ks->keys));
+    }
+    ks->keys[ks->n++] = k;
+    return 0;
+}
+
+/* The keys file at path, whole (see DESIGN), into *out (freed with keyset_free). */
 static int load_keys(const char *path, struct keyset **out, char **err)
 {
     struct strbuf text = STRBUF_INIT;
-    struct keyset *ks;
+    struct keyset *ks = xcalloc(1, sizeof(*ks));
     size_t cap = 0;
     long lineno = 0;
-    int rc;
+    int rc = read_file(path, &text, err);
 
-    if ((rc = read_file(path, &text, err)))
-        goto out;
-    ks = xcalloc(1, sizeof(*ks));
-    for (const char *p = text.buf, *end = text.buf + text.len; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end, *q = p;
-        struct key k = {0};
+    for (const char *p = text.buf, *end = p + text.len; rc == 0 && p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
 
-        lineno++;
-        while (q < eol && (*q == ' ' || *q == '\t' || *q == '\r'))
-            q++;
-        if (q < eol && *q != '#') {
-            if (!parse_key_line(q, eol, &k)) {
-                keyset_free(ks);
-                rc = fail(err, "%s:%ld: expected NAME SCOPES SHA256HEX (scopes: read, write, "
-                               "metrics, admin)", path, lineno);
-                goto out;
-            }
-            for (size_t i = 0; i < ks->n; i++)
-                if (strcmp(ks->keys[i].name, k.name) == 0) {
-                    keyset_free(ks);
-                    rc = fail(err, "%s:%ld: a key of that name is already in the file", path,
-                              lineno);
-                    goto out;
-                }
-            if (ks->n == cap) {
-                cap = cap ? cap * 2 : 16;
-                ks->keys = xrealloc(ks->keys, cap * sizeof(*ks->keys));
-            }
-            ks->keys[ks->n++] = k;
-        }
+        rc = add_line(ks, &cap, p, nl ? nl : end, path, ++lineno, err);
         p = nl ? nl + 1 : end;
     }
-    *out = ks;
-out:
+    if (rc == 0 && ks->n == 0)
+        rc = fail(err, "%s: no keys, only blank lines and comments (every caller would get 401)",
+                  path);
+    if (rc)
+        keyset_free(ks);
+    else
+        *out = ks;
     strbuf_release(&text);
     return rc;
 }
@@ -288,6 +315,9 @@ int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
     int rc = 0;
 
     a->cfg = *cfg;
+    a->reload_failures = metrics_counter("tally_keys_reload_failures_total",
+                                         "Reloads of the keys file refused as a whole (the keys "
+                                         "in force stayed).", "");
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->seen_lock, NULL);
     if (cfg->keys_path && (rc = load_keys(cfg->keys_path, &a->keys, err)))
@@ -301,15 +331,19 @@ fail:
     return rc;
 }
 
-int auth_reload(struct auth *a, char **err)
+int auth_reload(struct auth *a, size_t *loaded, char **err)
 {
     struct keyset *ks, *old;
     int rc;
 
+    *loaded = 0;
     if (!a->cfg.keys_path)
         return 0;
-    if ((rc = load_keys(a->cfg.keys_path, &ks, err)))
+    if ((rc = load_keys(a->cfg.keys_path, &ks, err))) {
+        metric_add(a->reload_failures, 1);
         return rc;
+    }
+    *loaded = ks->n;
     pthread_rwlock_wrlock(&a->lock);
     old = a->keys;
     a->keys = ks;

@@ -32,7 +32,7 @@ struct auth_principal {
     int64_t uid;                   /* AUTH_USER: the uid of `sub`; 0 otherwise */
 };
 
-/* Set once at start from flags; paths are re-read on auth_reload(). */
+/* Set once at start from flags; auth_reload() re-reads the keys file, the JWT key is read once. */
 struct auth_config {
     const char *keys_path;    /* NULL: no API keys */
     const char *jwt_key;      /* PATH of a PEM public key (RS256/ES256), or hs256:PATH */
@@ -44,11 +44,17 @@ struct auth;
 
 /*
  * Loads the keys file and the JWT key. On failure returns TALLY_EINVAL and one line in
- * *err (caller frees) naming the file and the line. The caller frees *out with auth_free().
+ * *err (caller frees) naming the file and the line, never a hash. A keys file is refused
+ * whole when it cannot be read (a directory), has a malformed line, gives a name or a
+ * token's hash twice, or holds no key. The caller frees *out with auth_free().
  */
 int auth_new(const struct auth_config *cfg, struct auth **out, char **err);
-/* Re-reads the keys file (SIGHUP). On failure the keys in force stay, and *err says why. */
-int auth_reload(struct auth *a, char **err);
+/*
+ * Re-reads the keys file (SIGHUP) by auth_new's rules and swaps it in whole; *loaded: how
+ * many keys are in force (0 without a keys file). Refused, the keys in force stay, *err
+ * says why (caller frees), and tally_keys_reload_failures_total counts it.
+ */
+int auth_reload(struct auth *a, size_t *loaded, char **err);
 /* Whether any credential is configured (otherwise the API is open). */
 bool auth_enabled(const struct auth *a);
 /*

@@ -345,17 +345,68 @@ def test_keys_file_is_reloaded_on_sighup(server, tmp_path, db):
 
 
 def test_bad_keys_file_at_start_is_refused(tmp_path, db):
+    """A keys file that does not load whole stops tallyd before it serves: one line naming
+    the file (and the line), never a hash, exit 2. So does one that would lock every caller
+    out (no key) or give one token two names (which scopes would it get?)."""
     keys = tmp_path / "keys"
     for text, where in [("ok read " + "a" * 64 + "\nbad read,admin " + "a" * 63 + "\n", ":2:"),
                         ("# c\n\nsvc read,root " + "a" * 64 + "\n", ":3:"),
                         ("svc read " + "a" * 64 + " extra\n", ":1:"),
-                        ("svc read, " + "a" * 64 + "\n", ":1:")]:
+                        ("svc read, " + "a" * 64 + "\n", ":1:"),
+                        ("", ": no keys"), ("# tally API keys\n\n# none yet\n", ": no keys"),
+                        ("svc read,write " + "a" * 64 + "\nroot admin " + "a" * 64 + "\n",
+                         ":2: the same token")]:
         keys.write_text(text)
         r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--keys", str(keys))
-        assert r.returncode != 0 and f"{keys}{where}" in r.stderr, (text, r)
+        assert r.returncode == 2 and f"{keys}{where}" in r.stderr, (text, r)
+        assert len(r.stderr.strip().splitlines()) == 1 and "a" * 64 not in r.stderr, r.stderr
+    for path, why in [(tmp_path / "no", "No such file"), (tmp_path, "Is a directory")]:
+        r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--keys", str(path))
+        assert r.returncode == 2 and f"cannot read '{path}': {why}" in r.stderr, r
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--keys", str(tmp_path / "no"))
-    assert r.returncode != 0 and "cannot read" in r.stderr
+
+
+def test_a_keys_reload_that_would_hurt_is_refused_whole(server, tmp_path):
+    """SIGHUP with a keys file that is empty, comments only, a directory, gives one token two
+    names, or has a malformed line: refused as a whole. The keys in force stay (no 401 for
+    everyone, no read,write token turned admin); one error line names the file (and the
+    line), never a hash; tally_keys_reload_failures_total counts each. A good file then
+    loads, and the line says how many keys are in force."""
+    keys = tmp_path / "keys"
+    rw, rw_line = new_key("svc", "read,write")
+    ops, ops_line = new_key("ops", "admin")
+    write_keys(keys, [rw_line, ops_line])
+    t = server("--keys", str(keys), token=ops).start()
+    rw_hash = rw_line.split()[2]
+    cases = [("", ": no keys"), ("# tally API keys\n\n# none yet\n", ": no keys"),
+             (None, f"cannot read '{keys}': Is a directory"),
+             (f"{rw_line}\n{ops_line}\nroot admin {rw_hash}\n", f"{keys}:3: the same token"),
+             (f"{rw_line}\n{ops_line}\nsvc2 read nothex\n", f"{keys}:3: expected")]
+
+    def refusals():
+        return [ln for ln in t.output().splitlines() if "keeping the API keys in force" in ln]
+
+    for i, (text, reason) in enumerate(cases):
+        if keys.is_dir():
+            keys.rmdir()
+        if text is None:
+            os.unlink(keys)
+            keys.mkdir()
+        else:
+            keys.write_text(text)
+        t.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: len(refusals()) == i + 1), (text, t.output())
+        assert reason in refusals()[i] and str(keys) in refusals()[i], refusals()[i]
+        assert rw_hash not in t.output() and ops_line.split()[2] not in t.output()
+        assert t.metric("tally_keys_reload_failures_total") == i + 1
+        assert t.get("/v1/items/article/1", token=rw).status == 200, text
+        assert t.get("/metrics", token=rw).status == 403, text  # not admin
+    new, new_line = new_key("new", "read")
+    write_keys(keys, [rw_line, ops_line, new_line])
+    t.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: "API keys reloaded: 3 in force" in t.output()), t.output()
+    assert t.get("/v1/items/article/1", token=new).status == 200
+    assert t.metric("tally_keys_reload_failures_total") == len(cases)
 
 
 # ---------------------------------------------------------------- tallyctl key
@@ -635,7 +686,7 @@ def test_idempotency_keys_are_scoped_to_caller_and_item(jwt_server, rsa_key):
 # ---------------------------------------------------------------- open API, loopback rule
 
 
-def test_open_api_warns_once_and_answers_anyone(server, db):
+def test_open_api_warns_once_and_answers_anyone(server, tmp_path, db):
     t = server().start()
     r = t.request("PUT", "/v1/users/1/likes/article/1", token="")
     assert r.status == 200 and r.json["like_cnt"] == 1
@@ -644,7 +695,8 @@ def test_open_api_warns_once_and_answers_anyone(server, db):
     assert t.request("PUT", "/v1/users/2/likes/article/1", token="a.b.c").status == 200
     warned = [ln for ln in t.output().splitlines() if "the API is open" in ln]
     assert len(warned) == 1, t.output()
-    keyed = server("--keys", os.devnull).start()  # an empty keys file: closed, no warning
+    write_keys(tmp_path / "keys", [new_key("svc", "read")[1]])
+    keyed = server("--keys", str(tmp_path / "keys")).start()  # keys: closed, no warning
     assert_401(keyed.get("/v1/items/article/1", token=""))
     assert "the API is open" not in keyed.output()
 
@@ -680,9 +732,12 @@ def test_flags_that_go_together(tmp_path, db):
     short = tmp_path / "short"
     short.write_text("x" * 31 + "\n")
     r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--jwt-key", f"hs256:{short}")
-    assert r.returncode != 0 and "32 bytes" in r.stderr, r
+    assert r.returncode == 2 and "32 bytes" in r.stderr, r
     r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--jwt-key", str(short))
-    assert r.returncode != 0 and "PEM" in r.stderr, r
+    assert r.returncode == 2 and "PEM" in r.stderr, r
+    for spec in (str(tmp_path), f"hs256:{tmp_path}"):  # a directory: not an empty key
+        r = run(BINARY, "--listen", "127.0.0.1:0", "--store", db.url, "--jwt-key", spec)
+        assert r.returncode == 2 and f"cannot read '{tmp_path}': Is a directory" in r.stderr, r
 
 
 # ---------------------------------------------------------------- HTTPS

@@ -23,7 +23,7 @@ def wait_for(cond, timeout=10, step=0.02):
 
 def test_probes_are_open_and_livez_needs_no_store(tmp_path, db):
     keys = tmp_path / "keys"
-    keys.write_text("")  # credentials on: everything but the probes needs a token
+    keys.write_text("probe read " + "0" * 64 + "\n")  # credentials on: all but probes need one
     t = Tallyd(tmp_path, "--keys", str(keys), store=db.url).start()
     try:
         for path in ["/livez", "/readyz", "/healthz"]:
