@@ -125,8 +125,9 @@ run: deps
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
+# E2E_ARGS: more pytest arguments, e.g. E2E_ARGS='-m release' (scripts/test.sh).
 e2e: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
-	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLYCTL=$(CURDIR)/$(BUILD)/tallyctl TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e
+	TALLYD=$(CURDIR)/$(BUILD)/tallyd TALLYCTL=$(CURDIR)/$(BUILD)/tallyctl TALLY_PRODUCE=$(CURDIR)/$(BUILD)/tally-produce python3 -m pytest -q -p no:cacheprovider tests/e2e $(E2E_ARGS)
 
 # The OpenAPI contract, checked by Schemathesis (pinned in tests/contract/requirements.txt)
 # against a tallyd of its own on a temporary SQLite file: see tests/contract/run.py.

@@ -8,6 +8,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from tallyd import Database, Tallyd, flush_redis  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "release: also run on the release build (make test runs every test under "
+        "ASan + UBSan, and only these plain: their figures, memory bounds and scale are the "
+        "release build's; see scripts/test.sh)")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tsan_dir(tmp_path_factory):
     """Where every process the tests start writes its ThreadSanitizer reports.

@@ -4,6 +4,9 @@ import time
 
 import pytest
 
+# The API's own behaviour, also on the release build (see conftest.py).
+pytestmark = pytest.mark.release
+
 ZERO = {"read_cnt": 0, "like_cnt": 0, "collect_cnt": 0, "liked": False, "collected": False}
 
 

@@ -884,6 +884,7 @@ def test_https_certificate_reloads_on_sighup(server, tmp_path, db):
 # ---------------------------------------------------------------- figures
 
 
+@pytest.mark.release
 def test_auth_latency_figures(server, tmp_path, rsa_key, ec_key):
     """Median time of a sequential kept-alive GET, per credential kind. A figure, not a
     test of speed: nothing here asserts a time."""

@@ -148,6 +148,7 @@ def read_request(item, viewer):
             % (item, len(body), body))
 
 
+@pytest.mark.release
 def test_memory_stays_bounded_with_many_viewers(spawn, db):
     """tallyd keeps nothing per viewer (that state is read_seen, in the store): once its fixed
     buffers are warm, rounds of new viewers leave its resident memory where it was.
@@ -278,6 +279,7 @@ def test_kafka_viewers_and_header_keys_count_exactly(spawn, db):
     assert t.stop() == 0
 
 
+@pytest.mark.release
 @pytest.mark.skipif(not KAFKA, reason="needs a Kafka broker")
 def test_kill_9_with_deduplicated_and_keyed_reads_counts_exactly(spawn, db):
     """The crash test with viewers and idempotency keys: kill -9 at random moments; a

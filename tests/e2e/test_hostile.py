@@ -650,6 +650,7 @@ def drain(sock, expected, base, deadline):
     return count, bad, ids, ended
 
 
+@pytest.mark.release
 def test_pipelining_flood_memory_is_bounded(serve):
     # ASan keeps freed memory in a quarantine of up to 256 MiB, so RSS would follow how many
     # requests were served, not what tallyd holds: bound the quarantine for this measurement.
@@ -816,6 +817,7 @@ def test_slowloris_is_cut_off_and_others_are_served(serve):
 # ---------------------------------------------------------------- item 3: a locked store
 
 
+@pytest.mark.release
 @pytest.mark.parametrize("flags", [(), ("--workers", "1", "--work-queue", "4")],
                          ids=["default_pools", "one_worker_queue_4"])
 def test_locked_store_never_stalls_event_loops(serve, db, flags):

@@ -107,6 +107,7 @@ def test_malformed_messages_are_skipped_and_counted(spawn, db, topic):
     assert t2.stop() == 0
 
 
+@pytest.mark.release
 def test_kill_9_during_consumption_counts_exactly_once(spawn, db, topic):
     events, items = CRASH_EVENTS, 1000
     t0 = time.time()
@@ -291,6 +292,7 @@ def test_poison_event_is_dead_lettered_and_its_offset_stored_past(spawn, db, top
     assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()
 
 
+@pytest.mark.release
 def test_128_partitions_count_exactly(spawn, db, topic):
     events, items, parts = CRASH_EVENTS // 10, 2000, 128
     create_topic(topic, parts)

@@ -5,7 +5,12 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from tallyd import BINARY, Tallyd
+
+# Concurrent writes and stopping, also on the release build (see conftest.py).
+pytestmark = pytest.mark.release
 
 
 def run_binary(*args, env=None):
