@@ -24,7 +24,9 @@
  *   Limits every connection lives under:
  *     - a request (line, headers and body) arrives whole within
  *       header_timeout_ms of its first byte, however it is dribbled: the
- *       deadline is set once and never pushed back; 408 when it passes;
+ *       deadline is set once and never pushed back; 408 when it passes.
+ *       The request's duration (access log, metrics) runs from that byte
+ *       too, whatever the answer, a refusal included;
  *     - an idle keep-alive connection is closed after idle_timeout_ms, and
  *       so is one whose unsent output makes no progress for that long;
  *     - headers are at most 16 KiB (431), bodies 64 KiB (413, unread);
@@ -153,7 +155,7 @@ struct conn {
     int reject;             /* a status the parser callbacks decided on, 0 if none */
     const char *reject_why; /* and its message */
     bool keep_alive, head, http10;
-    int64_t started_us;
+    int64_t started_us; /* the request's first byte */
     struct strbuf caller; /* "addr:IP" of the peer, read once at accept: the per-caller limit */
     struct job job;
 };
@@ -711,7 +713,6 @@ static void request_complete(struct conn *c)
     c->head = p->method == HTTP_HEAD;
     c->http10 = p->http_minor == 0;
     c->method = http_method_str(p->method);
-    c->started_us = clock_mono_us();
     if (!split_target(c, c->url.buf, c->url.len, p->method == HTTP_CONNECT)) {
         reject(c, 400, "bad_request", "the request target is not a valid URL");
         return;
@@ -751,7 +752,6 @@ static bool answer_unknown_method(struct conn *c)
     for (const char *q = line; ok && q < sp1; q++) /* RFC 9110 tchar */
         ok = (*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
              strchr("!#$%&'*+-.^_`|~", *q) != NULL;
-    c->started_us = clock_mono_us();
     if (!ok || !split_target(c, sp1 + 1, (size_t)(sp2 - sp1 - 1), false)) {
         reject(c, 400, "bad_request", "malformed request line");
         return true;
@@ -804,8 +804,9 @@ static void conn_process(struct conn *c)
         }
         if ((len = evbuffer_get_length(in)) == 0)
             break;
-        if (c->state == C_IDLE) { /* the first byte of a request: its deadline starts */
+        if (c->state == C_IDLE) { /* the first byte of a request: its deadline and clock start */
             c->state = C_READING;
+            c->started_us = clock_mono_us();
             set_timer(c, c->loop->srv->cfg.header_timeout_ms);
         }
         if (c->bad_method) {
@@ -894,7 +895,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case C_READING:
         metric_add(c->loop->srv->m_timeout_header, 1);
-        c->started_us = clock_mono_us();
         reject(c, 408, "request_timeout", "the request did not arrive in time");
         break;
     default: conn_close(c); break;

@@ -410,6 +410,40 @@ def test_head_is_get_without_body(tallyd):
            checked={k: list(v) for k, v in figures.items()})
 
 
+# ------------------------------- issue 16, item 8: a request's duration runs from its first byte
+
+
+def access_lines(t):
+    """The access log's lines so far (tallyd runs with --log-format json --access-log)."""
+    lines = [json.loads(line) for line in t.output().splitlines() if line.startswith("{")]
+    return [rec for rec in lines if rec.get("msg") == "request"]
+
+
+def test_malformed_request_duration_runs_from_its_first_byte(serve):
+    t = serve("--log-format", "json", "--access-log")
+    # The first request on a connection, and one after an idle keep-alive pause.
+    r, _ = exchange(t.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n")
+    assert_error(r, 400, "bad_request")
+    with Raw(t.port) as c:
+        c.send(REQ + b"\r\n")
+        assert c.reply().status == 200
+        time.sleep(1.5)  # not a wait: the idle time the duration must not include
+        c.send(REQ + b"NoColonHere\r\n\r\n")
+        assert_error(c.reply(), 400, "bad_request")
+    malformed = wait_for(lambda: [rec for rec in access_lines(t) if rec["route"] == "malformed"])
+    count = metric(t, "tally_http_request_duration_seconds_count", route="malformed")
+    total = metric(t, "tally_http_request_duration_seconds_sum", route="malformed")
+    under_1s = metric(t, "tally_http_request_duration_seconds_bucket", route="malformed", le="1")
+    report("malformed_duration", config=CONFIG,
+           access_log_us=[rec["duration_us"] for rec in malformed], histogram_sum_s=total,
+           histogram_count=count, under_1s=under_1s)
+    assert len(malformed) == 2, malformed
+    for rec in malformed:
+        assert rec["status"] == 400 and 0 <= rec["duration_us"] < 1_000_000, rec
+    assert count == 2 and under_1s == 2
+    assert 0 <= total < 1.0, total
+
+
 # ---------------------------------------------------------------- item 1: connections
 
 
