@@ -57,7 +57,8 @@ $(BUILD)/bench/hello: bench/hello.c
 
 # tallyd's own HTTP layer serving a fixed body: what the layer costs next to bare evhttp.
 HELLO_OBJ = $(filter $(BUILD)/src/util/%.o $(BUILD)/src/model/%.o,$(OBJ)) \
-            $(BUILD)/src/http/server.o $(BUILD)/src/http/json.o $(BUILD)/src/http/auth.o
+            $(BUILD)/src/http/server.o $(BUILD)/src/http/framing.o $(BUILD)/src/http/json.o \
+            $(BUILD)/src/http/auth.o
 $(BUILD)/bench/hello_tally: bench/hello_tally.c $(HELLO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) -levent -levent_pthreads -levent_openssl -lhttp_parser \

@@ -5,7 +5,8 @@
  * store, local bus, no credentials) serves every input: the input is sent on a new
  * connection, the write side is shut, and whatever comes back is read to the end.
  * Every reply must be HTTP/1.1 and JSON-framed; no status may be a 5xx other than
- * 503 (the bounded read queue) or 505 (an HTTP version the input asked for).
+ * 501 (a transfer coding the input asked for), 503 (the bounded read queue) or 505
+ * (an HTTP version the input asked for).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -61,7 +62,7 @@ static void check_reply(const char *r, size_t n)
         if ((size_t)(r + n - line) < 12 || memcmp(line, "HTTP/1.1 ", 9) != 0)
             abort();
         status = (int)strtol(line + 9, NULL, 10);
-        if (status < 100 || (status >= 500 && status != 503 && status != 505))
+        if (status < 100 || (status >= 500 && status != 501 && status != 503 && status != 505))
             abort();
     }
 }

@@ -16,10 +16,15 @@
  *   input and unsent output without limit, takes the first of two
  *   Content-Length headers, answers its own errors in HTML and spins at the
  *   fd limit. Here every connection is a small state machine with hard
- *   limits; the HTTP grammar itself is left to http-parser (strict build:
- *   it refuses duplicate Content-Length, Content-Length with
- *   Transfer-Encoding, bad chunks and bad tokens). docs/architecture.md
- *   has the measurements.
+ *   limits; the HTTP grammar itself is left to http-parser, which refuses
+ *   duplicate Content-Length, Content-Length with Transfer-Encoding, bad
+ *   chunk sizes and control bytes. What decides where a request ends is
+ *   checked here as well, whatever the parser's build lets through
+ *   (framing.h: Debian's is the lenient one): field names are tokens, with
+ *   no whitespace before the colon; Transfer-Encoding is exactly chunked
+ *   (400, or 501 for a coding not implemented); outside the content, lines
+ *   end in CRLF and none is folded. Trailer fields are not read.
+ *   docs/architecture.md has the measurements.
  *
  *   Limits every connection lives under:
  *     - a request (line, headers and body) arrives whole within
@@ -81,6 +86,7 @@
 #include <unistd.h>
 
 #include "http/api.h"
+#include "http/framing.h"
 #include "http/json.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -112,7 +118,15 @@ enum conn_state {
 };
 
 /* Which header the value being parsed belongs to (the ones the server reads itself). */
-enum header { H_OTHER, H_HOST, H_EXPECT, H_AUTHORIZATION, H_REQUEST_ID, H_IDEMPOTENCY_KEY };
+enum header {
+    H_OTHER,
+    H_HOST,
+    H_EXPECT,
+    H_AUTHORIZATION,
+    H_REQUEST_ID,
+    H_IDEMPOTENCY_KEY,
+    H_TRANSFER_ENCODING
+};
 
 #define REQUEST_ID_MAX 128
 
@@ -140,12 +154,15 @@ struct conn {
     struct event *timer; /* idle timeout, request deadline or linger, by state */
     /* the request being read */
     struct strbuf url, path, query, body;
-    char field[16];
+    char field[32];
     size_t field_len;
-    bool in_value;
+    bool in_value, headers_done; /* headers_done: what follows is trailers, not read */
     enum header header;
-    int hosts, authorizations, idempotency_keys;
-    struct strbuf authorization, idempotency_key;
+    struct strbuf value; /* the value of a header the server reads, until it ends */
+    int hosts, authorizations, idempotency_keys, request_ids, transfer_encodings;
+    struct strbuf authorization, idempotency_key, transfer_coding; /* their values */
+    struct framing_lines lines; /* line ends outside the content, checked as they are read */
+    const char *unscanned;      /* in the input being parsed: where the line check stopped */
     char request_id[REQUEST_ID_MAX + 1]; /* taken from X-Request-Id, or made; "" until then */
     size_t request_id_len;
     bool request_id_bad, request_id_ready;
@@ -177,9 +194,9 @@ struct loop {
     pthread_t thread;
 };
 
-#define STATUS_SLOTS 16
+#define STATUS_SLOTS 17
 static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408, 413,
-                                               417, 429, 431, 500, 503, 505, 0 /* other */};
+                                               417, 429, 431, 500, 501, 503, 505, 0 /* other */};
 
 /* Created and freed by the main thread; loops and pools read it. */
 struct http_server {
@@ -252,6 +269,7 @@ static const char *reason(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
@@ -291,6 +309,8 @@ static void conn_close(struct conn *c)
     strbuf_release(&c->body);
     strbuf_release(&c->authorization);
     strbuf_release(&c->idempotency_key);
+    strbuf_release(&c->transfer_coding);
+    strbuf_release(&c->value);
     strbuf_release(&c->caller);
     free(c);
     if (l->stopping && l->nconns == 0)
@@ -464,19 +484,36 @@ static void refuse(struct conn *c, int status, const char *why)
     }
 }
 
+/*
+ * Feeds the bytes read since the line check last stopped, up to `upto`, to it:
+ * false (and the request refused) when they break RFC 9112's line rules.
+ */
+static bool lines_ok(struct conn *c, const char *upto)
+{
+    const char *why = framing_lines_feed(&c->lines, c->unscanned, (size_t)(upto - c->unscanned));
+
+    c->unscanned = upto;
+    if (why)
+        refuse(c, 400, why);
+    return !why;
+}
+
 static int on_message_begin(http_parser *p)
 {
     struct conn *c = p->data;
 
     strbuf_reset(&c->url);
     strbuf_reset(&c->body);
+    strbuf_reset(&c->value);
     strbuf_reset(&c->authorization);
     strbuf_reset(&c->idempotency_key);
+    strbuf_reset(&c->transfer_coding);
     forget_request_id(c);
     c->field_len = 0;
-    c->in_value = false;
+    c->in_value = c->headers_done = false;
     c->header = H_OTHER;
-    c->hosts = c->authorizations = c->idempotency_keys = 0;
+    c->hosts = c->authorizations = c->idempotency_keys = c->request_ids = 0;
+    c->transfer_encodings = 0;
     c->expect_continue = false;
     c->reject = 0;
     return 0;
@@ -490,14 +527,69 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* X-Request-Id: kept when it is the only one and fits; request_id() checks its characters. */
+static void take_request_id(struct conn *c, const char *v, size_t n)
+{
+    if (++c->request_ids > 1 || n > REQUEST_ID_MAX) {
+        c->request_id_bad = true; /* make one */
+        return;
+    }
+    memcpy(c->request_id, v, n);
+    c->request_id_len = n;
+}
+
+/* Appends one Transfer-Encoding field's codings to the request's list of them. */
+static void add_transfer_codings(struct conn *c, const char *v, size_t n)
+{
+    if (c->transfer_encodings++ > 0)
+        strbuf_addch(&c->transfer_coding, ',');
+    strbuf_add(&c->transfer_coding, v, n);
+}
+
+/* A header's value has ended: the server takes what it reads of it. */
+static void header_done(struct conn *c)
+{
+    const char *v = c->value.buf;
+    size_t n = c->value.len;
+
+    switch (c->header) {
+    case H_OTHER: break;
+    case H_HOST: c->hosts++; break;
+    case H_EXPECT:
+        if (n == 12 && strncasecmp(v, "100-continue", 12) == 0)
+            c->expect_continue = true;
+        else
+            refuse(c, 417, "only Expect: 100-continue is understood");
+        break;
+    case H_AUTHORIZATION:
+        if (++c->authorizations > 1)
+            refuse(c, 400, "a request may carry one Authorization header");
+        strbuf_add(&c->authorization, v, n);
+        break;
+    case H_IDEMPOTENCY_KEY:
+        if (++c->idempotency_keys > 1)
+            refuse(c, 400, "a request may carry one Idempotency-Key header");
+        strbuf_add(&c->idempotency_key, v, n);
+        break;
+    case H_REQUEST_ID: take_request_id(c, v, n); break;
+    case H_TRANSFER_ENCODING: add_transfer_codings(c, v, n); break;
+    }
+    c->header = H_OTHER;
+    c->in_value = false;
+    strbuf_reset(&c->value);
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
 
+    lines_ok(c, at + len); /* the lines before it, so that refusals come in the bytes' order */
     if (c->in_value) { /* a new field begins */
-        c->in_value = false;
+        header_done(c);
         c->field_len = 0;
     }
+    if (framing_token_len(at, len) < len) /* RFC 9112 5.1: no whitespace before the colon */
+        refuse(c, 400, "a header field name must be a token, with no whitespace before its colon");
     /* Only short names matter here; a longer one just stops matching. */
     if (c->field_len + len < sizeof(c->field))
         memcpy(c->field + c->field_len, at, len);
@@ -511,61 +603,65 @@ static bool field_is(const struct conn *c, const char *name)
     return c->field_len == n && strncasecmp(c->field, name, n) == 0;
 }
 
+/* The header whose value begins; trailer fields are not read (RFC 9110 6.5.1). */
+static enum header header_of(const struct conn *c)
+{
+    if (c->headers_done)
+        return H_OTHER;
+    return field_is(c, "host")                ? H_HOST
+           : field_is(c, "expect")            ? H_EXPECT
+           : field_is(c, "authorization")     ? H_AUTHORIZATION
+           : field_is(c, "idempotency-key")   ? H_IDEMPOTENCY_KEY
+           : field_is(c, "x-request-id")      ? H_REQUEST_ID
+           : field_is(c, "transfer-encoding") ? H_TRANSFER_ENCODING
+                                              : H_OTHER;
+}
+
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
 
+    lines_ok(c, at + len);
     if (!c->in_value) {
         c->in_value = true;
-        c->header = field_is(c, "host")            ? H_HOST
-                    : field_is(c, "expect")        ? H_EXPECT
-                    : field_is(c, "authorization") ? H_AUTHORIZATION
-                    : field_is(c, "idempotency-key") ? H_IDEMPOTENCY_KEY
-                    : field_is(c, "x-request-id")  ? H_REQUEST_ID
-                                                   : H_OTHER;
-        if (c->header == H_REQUEST_ID && c->request_id_len > 0)
-            c->request_id_bad = true; /* two of them: make one */
-        if (c->header == H_HOST)
-            c->hosts++;
-        if (c->header == H_AUTHORIZATION && ++c->authorizations > 1)
-            refuse(c, 400, "a request may carry one Authorization header");
-        if (c->header == H_IDEMPOTENCY_KEY && ++c->idempotency_keys > 1)
-            refuse(c, 400, "a request may carry one Idempotency-Key header");
-        if (c->header == H_EXPECT) {
-            if (len == 12 && strncasecmp(at, "100-continue", 12) == 0)
-                c->expect_continue = true;
-            else
-                refuse(c, 417, "only Expect: 100-continue is understood");
-            return 0;
-        }
+        c->header = header_of(c);
     }
-    if (c->header == H_AUTHORIZATION)
-        strbuf_add(&c->authorization, at, len);
-    if (c->header == H_IDEMPOTENCY_KEY)
-        strbuf_add(&c->idempotency_key, at, len);
-    if (c->header == H_REQUEST_ID) {
-        if (c->request_id_len + len > REQUEST_ID_MAX)
-            c->request_id_bad = true;
-        else
-            memcpy(c->request_id + c->request_id_len, at, len);
-        c->request_id_len += len;
-    }
-    if (c->header == H_EXPECT && c->expect_continue) { /* split across reads: not the one value */
-        c->expect_continue = false;
-        refuse(c, 417, "only Expect: 100-continue is understood");
-    }
+    if (c->header != H_OTHER)
+        strbuf_add(&c->value, at, len);
     return 0;
+}
+
+/* Transfer-Encoding, if any, frames the body as exactly one coding: chunked (RFC 9112 6.1). */
+static void check_transfer_coding(struct conn *c, const http_parser *p)
+{
+    const char *why;
+    int status;
+
+    if (!c->transfer_encodings)
+        return;
+    if (p->http_minor == 0) {
+        refuse(c, 400, "Transfer-Encoding is not HTTP/1.0: the framing is faulty");
+        return;
+    }
+    if ((status = framing_transfer_coding(c->transfer_coding.buf, c->transfer_coding.len, &why)))
+        refuse(c, status, why);
+    else if (!(p->flags & F_CHUNKED)) /* the parser must frame it as this check does */
+        refuse(c, 400, "Transfer-Encoding: chunked in a form the parser does not frame as such");
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct conn *c = p->data;
 
+    if (c->in_value)
+        header_done(c);
+    c->headers_done = true;
     if (p->http_major != 1 || p->http_minor > 1)
         refuse(c, 505, "HTTP/1.0 and HTTP/1.1 only");
     else if (c->hosts > 1 || (p->http_minor == 1 && c->hosts == 0))
         refuse(c, 400, "HTTP/1.1 requires exactly one Host header"); /* RFC 9112 3.2 */
-    else if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY)
+    check_transfer_coding(c, p);
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > API_MAX_BODY)
         refuse(c, 413, "request body is over 64 KiB");
     if (c->reject)
         return -1;
@@ -574,10 +670,15 @@ static int on_headers_complete(http_parser *p)
     return 0;
 }
 
+/* Content: the line check resumes after it. */
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct conn *c = p->data;
 
+    if (!lines_ok(c, at))
+        return -1;
+    framing_lines_reset(&c->lines);
+    c->unscanned = at + len;
     if (c->body.len + len > API_MAX_BODY) {
         refuse(c, 413, "request body is over 64 KiB");
         return -1;
@@ -730,7 +831,7 @@ static bool answer_unknown_method(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t eol_len, len;
-    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
     const char *line, *sp1, *sp2;
     bool ok = true;
 
@@ -742,16 +843,18 @@ static bool answer_unknown_method(struct conn *c)
                "malformed request line");
         return true;
     }
+    line = (const char *)evbuffer_pullup(in, eol.pos + 1);
     len = (size_t)eol.pos;
-    line = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+    if (len == 0 || line[--len] != '\r') { /* RFC 9112 2.2: CRLF, not a bare LF */
+        reject(c, 400, "bad_request", "malformed request line");
+        return true;
+    }
     sp1 = memchr(line, ' ', len);
     sp2 = sp1 ? memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - line)) : NULL;
     ok = sp1 && sp2 && sp1 > line && sp2 > sp1 + 1 &&
          (size_t)(line + len - (sp2 + 1)) == 8 &&
          (memcmp(sp2 + 1, "HTTP/1.1", 8) == 0 || memcmp(sp2 + 1, "HTTP/1.0", 8) == 0);
-    for (const char *q = line; ok && q < sp1; q++) /* RFC 9110 tchar */
-        ok = (*q >= 'A' && *q <= 'Z') || (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') ||
-             strchr("!#$%&'*+-.^_`|~", *q) != NULL;
+    ok = ok && framing_token_len(line, (size_t)(sp1 - line)) == (size_t)(sp1 - line);
     if (!ok || !split_target(c, sp1 + 1, (size_t)(sp2 - sp1 - 1), false)) {
         reject(c, 400, "bad_request", "malformed request line");
         return true;
@@ -774,6 +877,7 @@ static void parse_failed(struct conn *c)
     case 0: break;
     case 413: reject(c, 413, "payload_too_large", c->reject_why); return;
     case 417: reject(c, 417, "expectation_failed", c->reject_why); return;
+    case 501: reject(c, 501, "not_implemented", c->reject_why); return;
     case 505: reject(c, 505, "http_version_not_supported", c->reject_why); return;
     default: reject(c, c->reject, "bad_request", c->reject_why); return;
     }
@@ -815,13 +919,20 @@ static void conn_process(struct conn *c)
             continue;
         }
         data = (const char *)evbuffer_pullup(in, -1);
+        c->unscanned = data;
         n = http_parser_execute(&c->parser, &parser_settings, data, len);
+        lines_ok(c, data + n);
+        if (c->reject) { /* a refusal decided while parsing: no need to read on */
+            parse_failed(c);
+            break;
+        }
         if (c->complete) {
+            framing_lines_reset(&c->lines); /* the next request starts afresh */
             evbuffer_drain(in, n);
             request_complete(c);
             continue;
         }
-        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_INVALID_METHOD && !c->reject) {
+        if (HTTP_PARSER_ERRNO(&c->parser) == HPE_INVALID_METHOD) {
             c->bad_method = true;
             continue;
         }
@@ -955,6 +1066,8 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     strbuf_init(&c->body, 0);
     strbuf_init(&c->authorization, 0);
     strbuf_init(&c->idempotency_key, 0);
+    strbuf_init(&c->transfer_coding, 0);
+    strbuf_init(&c->value, 0);
     strbuf_init(&c->caller, 0);
     peer_name(&c->caller, fd);
     http_parser_init(&c->parser, HTTP_REQUEST);

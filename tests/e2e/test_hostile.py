@@ -410,6 +410,97 @@ def test_head_is_get_without_body(tallyd):
            checked={k: list(v) for k, v in figures.items()})
 
 
+# ------------------------------------------- issue 16, item 4: framing to the letter of RFC 9112
+
+CHUNKED = b"\r\n2\r\n{}\r\n0\r\n\r\n"  # the end of a chunked request's head, and its body
+
+# What a lenient http-parser build lets through and tallyd refuses itself: (request, status).
+FRAMING = {
+    # RFC 9112 5.1: no whitespace between a field name and its colon (400).
+    "space_before_colon_transfer_encoding": (READS + b"Transfer-Encoding : chunked\r\n" + CHUNKED,
+                                             400),
+    "space_before_colon_content_length": (READS + b"Content-Length : 2\r\n\r\n{}", 400),
+    "tab_before_colon": (READS + b"Content-Length\t: 2\r\n\r\n{}", 400),
+    "whitespace_before_first_header": (b"GET /healthz HTTP/1.1\r\n X: y\r\nHost: x\r\n\r\n", 400),
+    # RFC 9112 6.1: chunked is the only coding tallyd implements, and it must come last, once.
+    "gzip_then_chunked": (READS + b"Transfer-Encoding: gzip, chunked\r\n" + CHUNKED, 501),
+    "gzip_and_chunked_in_two_fields": (READS + b"Transfer-Encoding: gzip\r\n"
+                                       b"Transfer-Encoding: chunked\r\n" + CHUNKED, 501),
+    "chunked_twice": (READS + b"Transfer-Encoding: chunked, chunked\r\n" + CHUNKED, 400),
+    "chunked_not_last": (READS + b"Transfer-Encoding: chunked, gzip\r\n" + CHUNKED, 400),
+    "chunked_with_a_parameter": (READS + b"Transfer-Encoding: chunked;x=1\r\n" + CHUNKED, 400),
+    # The parser would not frame this as chunked: the body would be read as the next request.
+    "chunked_then_a_tab": (READS + b"Transfer-Encoding: chunked\t\r\n" + CHUNKED, 400),
+    "transfer_encoding_in_http10": (b"POST /v1/items/article/1/reads HTTP/1.0\r\n"
+                                    b"Transfer-Encoding: chunked\r\n" + CHUNKED, 400),
+    # RFC 9112 2.2, 5.2, 7.1: CRLF wherever a line ends, no bare CR, no folded lines.
+    "bare_lf_in_chunk_extension": (READS + b"Transfer-Encoding: chunked\r\n\r\n"
+                                   b"2;a\nb\r\n{}\r\n0\r\n\r\n", 400),
+    "bare_lf_after_chunk_data": (READS + b"Transfer-Encoding: chunked\r\n\r\n"
+                                 b"2\r\n{}\n0\r\n\r\n", 400),
+    "bare_lf_in_trailer": (READS + b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"2\r\n{}\r\n0\r\nX: y\n\r\n", 400),
+    "bare_cr_in_chunk_line": (READS + b"Transfer-Encoding: chunked\r\n\r\n"
+                              b"2\r{}\r\n0\r\n\r\n", 400),
+    "bare_lf_after_request_line": (b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n", 400),
+    "bare_lf_after_header": (REQ + b"X-A: b\n\r\n", 400),
+    "bare_lf_ending_head": (REQ + b"\n", 400),
+    "bare_lf_after_unknown_method": (b"FOO /healthz HTTP/1.1\nHost: x\r\n\r\n", 400),
+    "folded_header": (REQ + b"X-A: b\r\n c\r\n\r\n", 400),
+    "folded_transfer_encoding": (READS + b"Transfer-Encoding: gzip,\r\n chunked\r\n" + CHUNKED,
+                                 400),
+}
+
+
+@pytest.mark.parametrize("case", list(FRAMING))
+def test_framing_outside_rfc9112_is_refused_then_closed(tallyd, case):
+    data, status = FRAMING[case]
+    r, closed = exchange(tallyd.port, data)
+    counted = metric(tallyd, "tally_http_requests_total", route="malformed", status=str(status))
+    report("framing_refused", config=CONFIG, case=case, status=r.status, code=error_code(r),
+           message=r.json["error"]["message"] if error_code(r) else None, closed=closed,
+           counted=counted)
+    assert_error(r, status, "bad_request" if status == 400 else "not_implemented")
+    assert closed, f"connection left open after a {status} to {case}"
+    assert counted == 1
+    assert tallyd.metric("tally_read_events_queued_total") == 0  # nothing got through
+    assert tallyd.get("/healthz").status == 200
+
+
+def test_framing_within_rfc9112_still_passes(tallyd):
+    """The control for the cases above: what RFC 9112 allows is served on one connection."""
+    sends = [
+        READS + b"Transfer-Encoding: \tChunked \r\n" + CHUNKED,             # case, OWS
+        READS + b"Transfer-Encoding: , ,chunked\r\n" + CHUNKED,              # empty elements
+        READS + b"Transfer-Encoding: chunked\r\n\r\n"
+                b"2;name=\"v\"\r\n{}\r\n0\r\nX-Trailer: t\r\n\r\n",  # extension, trailer
+        b"\r\n" + READS + b"Content-Length: 2\r\n\r\n{}",                  # an empty line first
+        REQ + b"X-Empty:\r\nX-Spaced:  a b \r\n\r\n",
+    ]
+    with Raw(tallyd.port) as c:
+        got = []
+        for data in sends:
+            c.send(data)
+            got.append(c.reply().status)
+        assert c.open_now()
+    report("framing_passes", config=CONFIG, statuses=got)
+    assert got == [202, 202, 202, 202, 200]
+    assert wait_for(lambda: tallyd.metric("tally_read_events_applied_total") == 4)
+    assert metric(tallyd, "tally_http_requests_total", route="malformed") == 0
+
+
+def test_trailer_fields_are_not_headers(tallyd):
+    """A field after a chunked body is a trailer: it may not supply a header tallyd reads."""
+    with Raw(tallyd.port) as c:
+        c.send(READS + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+               b"X-Request-Id: from-trailer\r\n\r\n")
+        r = c.reply()
+    report("trailer_not_header", config=CONFIG, status=r.status,
+           request_id=r.headers.get("x-request-id"))
+    assert r.status == 202
+    assert r.headers["x-request-id"] != "from-trailer"
+
+
 # ------------------------------- issue 16, item 8: a request's duration runs from its first byte
 
 
