@@ -29,8 +29,7 @@ static bool ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Moves *s and *len past optional whitespace at both ends of a list element. */
-static void trim_ows(const char **s, size_t *len)
+void framing_trim_ows(const char **s, size_t *len)
 {
     while (*len > 0 && ows(**s)) {
         (*s)++;
@@ -69,7 +68,7 @@ int framing_transfer_coding(const char *list, size_t len, const char **why)
         const char *e = list + at;
         size_t n = end - at;
 
-        trim_ows(&e, &n);
+        framing_trim_ows(&e, &n);
         if (n > 0) { /* empty list elements are allowed (RFC 9110 5.6.1) */
             if (framing_token_len(e, n) < n) {
                 *why = "a transfer coding is not a token";

@@ -1,6 +1,6 @@
 /*
  * framing.h - the parts of RFC 9112 that decide where a request ends, checked by
- * tally itself.
+ * tally itself, and the one whitespace rule for header values.
  *
  * http-parser's behaviour depends on how the distribution built it: Debian's
  * 2.9.4 is the lenient build (HTTP_PARSER_STRICT=0), which takes
@@ -21,6 +21,9 @@
 
 /* How many of the len bytes at s are RFC 9110 tchars (what methods and field names are made of). */
 size_t framing_token_len(const char *s, size_t len);
+
+/* Moves *s and *len past optional whitespace (SP, HTAB) at both ends of a value. */
+void framing_trim_ows(const char **s, size_t *len);
 
 /*
  * Line ends outside the content (request line, header and trailer lines, chunk

@@ -23,7 +23,8 @@
  *   (framing.h: Debian's is the lenient one): field names are tokens, with
  *   no whitespace before the colon; Transfer-Encoding is exactly chunked
  *   (400, or 501 for a coding not implemented); outside the content, lines
- *   end in CRLF and none is folded. Trailer fields are not read.
+ *   end in CRLF and none is folded. Header values are trimmed of optional
+ *   whitespace in one place (header_done), and trailer fields are not read.
  *   docs/architecture.md has the measurements.
  *
  *   Limits every connection lives under:
@@ -160,7 +161,7 @@ struct conn {
     enum header header;
     struct strbuf value; /* the value of a header the server reads, until it ends */
     int hosts, authorizations, idempotency_keys, request_ids, transfer_encodings;
-    struct strbuf authorization, idempotency_key, transfer_coding; /* their values */
+    struct strbuf authorization, idempotency_key, transfer_coding; /* trimmed values */
     struct framing_lines lines; /* line ends outside the content, checked as they are read */
     const char *unscanned;      /* in the input being parsed: where the line check stopped */
     char request_id[REQUEST_ID_MAX + 1]; /* taken from X-Request-Id, or made; "" until then */
@@ -546,12 +547,17 @@ static void add_transfer_codings(struct conn *c, const char *v, size_t n)
     strbuf_add(&c->transfer_coding, v, n);
 }
 
-/* A header's value has ended: the server takes what it reads of it. */
+/*
+ * A header's value has ended. The one place values are trimmed: optional
+ * whitespace (SP, HTAB) goes from both ends (RFC 9110 5.5) before anything
+ * looks at them.
+ */
 static void header_done(struct conn *c)
 {
     const char *v = c->value.buf;
     size_t n = c->value.len;
 
+    framing_trim_ows(&v, &n);
     switch (c->header) {
     case H_OTHER: break;
     case H_HOST: c->hosts++; break;

@@ -683,6 +683,30 @@ def test_idempotency_keys_are_scoped_to_caller_and_item(jwt_server, rsa_key):
     assert repeats == ["tally_read_events_idempotent_repeats_total 2"], repeats
 
 
+@pytest.mark.parametrize("ows", [" ", "\t", " \t "])
+def test_header_values_are_trimmed_of_whitespace(jwt_server, rsa_key, ows):
+    """One rule for every header value (RFC 9110 5.5): optional whitespace at either end is
+    not part of it, for a user's token as for a key, an Idempotency-Key and an X-Request-Id."""
+    t = jwt_server
+    me = user_token(rsa_key, sub="42")
+    auth = {who: t.request("PUT", "/v1/users/42/likes/article/9",
+                           headers={"Authorization": f"Bearer {token}{ows}"}).status
+            for who, token in (("user_token", me), ("api_key", t.svc))}
+    ids = []
+    for key in ("ks", f"ks{ows}", f"{ows}ks{ows}"):  # one key, three spellings: one read
+        r = t.request("POST", "/v1/items/article/9/reads", token=t.svc,
+                      headers={"Idempotency-Key": key, "X-Request-Id": f"{ows}req-9{ows}"})
+        assert r.status == 202, r
+        ids.append(r.headers["x-request-id"])
+    fence(t, t.admin)
+    read_cnt = t.get("/v1/items/article/9", token=t.svc).json["read_cnt"]
+    report("header_values_trimmed", ows=repr(ows), authorization=auth, read_cnt=read_cnt,
+           request_ids=ids)
+    assert auth == {"user_token": 200, "api_key": 200}
+    assert ids == ["req-9"] * 3
+    assert read_cnt == 1
+
+
 # ---------------------------------------------------------------- open API, loopback rule
 
 

@@ -1,6 +1,6 @@
 /*
  * test_framing.c - the RFC 9112 rules tally checks itself, table-driven: transfer
- * coding lists, line ends fed in every split, and tokens.
+ * coding lists, line ends fed in every split, OWS trimming and tokens.
  */
 #include "unit.h"
 
@@ -101,6 +101,27 @@ static void reset_between_content(void **state)
     assert_non_null(framing_lines_feed(&fl, "x", 1)); /* without a reset the CR is bare */
 }
 
+static void trims_ows_at_both_ends_only(void **state)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"abc", "abc"},   {" abc", "abc"}, {"abc\t", "abc"}, {" \t a b \t ", "a b"},
+        {" \t ", ""},     {"", ""},        {"a\t\tb", "a\t\tb"},
+        {"\rabc\r", "\rabc\r"}, /* only SP and HTAB are optional whitespace */
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *s = cases[i].in;
+        size_t len = strlen(s);
+
+        framing_trim_ows(&s, &len);
+        if (len != strlen(cases[i].want) || memcmp(s, cases[i].want, len) != 0)
+            fail_msg("'%s' trimmed to '%.*s'", cases[i].in, (int)len, s);
+    }
+}
+
 static void token_length(void **state)
 {
     (void)state;
@@ -119,6 +140,7 @@ int main(void)
         cmocka_unit_test(transfer_coding_lists),
         cmocka_unit_test(line_ends_in_any_split),
         cmocka_unit_test(reset_between_content),
+        cmocka_unit_test(trims_ows_at_both_ends_only),
         cmocka_unit_test(token_length),
     };
     return cmocka_run_group_tests_name("framing", tests, NULL, NULL);
