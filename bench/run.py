@@ -26,7 +26,12 @@ Redis and Kafka first. Measures, on this machine:
    to its row. A failing check of tallyd's makes this script exit 1; the peer's are
    reported as figures.
 
+6. bad tokens: a flood of distinct, well-formed RS256 tokens with forged signatures from
+   one address (wrk, 256 connections, no credential needed) while two probes measure
+   /livez and a GET with an API key, each also measured before the flood;
+
     bench/run.py --only windows [--window-events N]   runs part 4 alone
+    bench/run.py --only auth                          runs part 6 alone
     bench/run.py --only course|course-http|course-ingest
                                                       runs part 5 alone (tallyd and the peer)
 
@@ -34,6 +39,7 @@ Writes bench/results/latest.json, latest.md (the Markdown tables) and three PNG 
 (batch.png, latency.png, course.png).
 Traffic goes to 127.0.0.1 only; every loop is bounded in time.
 """
+import http.client
 import json
 import os
 import platform
@@ -44,6 +50,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -94,6 +101,18 @@ done = function(summary, latency, requests)
 end
 """
 POST_LUA = 'wrk.method = "POST"\n'
+# Every request a new token: a user's header and claims, 256 random bytes for a signature.
+FLOOD_LUA = """
+local head, body = "%s", "%s"
+local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+math.randomseed(os.time())
+request = function()
+  local sig = {}
+  for i = 1, 342 do local k = math.random(1, 64); sig[i] = chars:sub(k, k) end
+  wrk.headers["Authorization"] = "Bearer " .. head .. "." .. body .. "." .. table.concat(sig)
+  return wrk.format(nil, "/v1/items/article/7")
+end
+"""
 LIKES_LUA = """
 math.randomseed(7)
 local n = 0
@@ -366,7 +385,90 @@ def credentials():
     body = b64(json.dumps({"sub": "42", "exp": int(time.time()) + 3600}).encode())
     sig = key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return {"keys": f"{d}/keys", "key_token": out[0], "jwt_key": f"{d}/jwt.pem",
-            "jwt_token": f"{head}.{body}.{b64(sig)}"}
+            "jwt_token": f"{head}.{body}.{b64(sig)}", "jwt_head": head, "jwt_body": body}
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(len(v) * q))], 2) if v else None
+
+
+class Probe(threading.Thread):
+    """GETs path every 10 ms on one kept-alive connection, timing each; until stop is set."""
+
+    def __init__(self, port, path, token=None):
+        super().__init__(daemon=True)
+        self.port, self.path, self.token = port, path, token
+        self.ms, self.statuses, self.stop = [], {}, threading.Event()
+
+    def run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            conn.request("GET", self.path, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            self.ms.append((time.perf_counter() - t0) * 1000)
+            self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+            time.sleep(0.01)
+        conn.close()
+
+    def figures(self):
+        return {"p50_ms": percentile(self.ms, 0.5), "p99_ms": percentile(self.ms, 0.99),
+                "samples": len(self.ms), "statuses": self.statuses}
+
+
+def probed(t, creds, seconds, load=None):
+    """/livez and a keyed GET probed for `seconds` (or while load() runs)."""
+    probes = {"livez": Probe(t.port, "/livez"),
+              "keyed GET": Probe(t.port, "/v1/items/article/7", creds["key_token"])}
+    for p in probes.values():
+        p.start()
+    out = load() if load else time.sleep(seconds)
+    for p in probes.values():
+        p.stop.set()
+        p.join()
+    return out, {name: p.figures() for name, p in probes.items()}
+
+
+def bench_auth_flood():
+    """Part 6: distinct forged RS256 tokens from one address against the probes."""
+    creds = credentials()
+    keys = creds["keys"]
+    with open(keys, "a") as f:  # the probes' key reads; an admin key reads the metrics
+        admin = subprocess.run([os.path.join(BUILD, "tallyctl"), "key", "ops", "admin"],
+                               capture_output=True, text=True, check=True).stdout.splitlines()
+        f.write(admin[1] + "\n")
+    t = tallyd("--keys", keys, "--jwt-key", creds["jwt_key"])
+    _, quiet = probed(t, creds, WRK["seconds"])
+    script = FLOOD_LUA % (creds["jwt_head"], creds["jwt_body"])
+    log("auth: a flood of forged RS256 tokens, 256 connections")
+    flood, loaded = probed(t, creds, None, lambda: wrk(t, "/v1/items/article/7", script, 256))
+    req = urllib.request.Request(f"http://127.0.0.1:{t.port}/metrics",
+                                 headers={"Authorization": f"Bearer {admin[0]}"})
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
+    refused = {m.group(1): int(float(m.group(2))) for m in re.finditer(
+        r'^tally_auth_token_refusals_total\{why="(\w+)"\} (\S+)$', text, re.M)}
+    t.stop()
+    return {"flood": {"rps": flood["rps"], "p99_ms": flood["p99_ms"],
+                      "cpu_s_per_1k": flood["cpu_s_per_1k"], "refused": refused},
+            "quiet": quiet, "flood_probes": loaded}
+
+
+def auth_flood_markdown(a):
+    f = a["flood"]
+    rows = [f"Forged RS256 tokens from one address: {f['rps']:,.0f} requests/s for "
+            f"{WRK['seconds']} s (256 connections, each token new), tallyd's CPU "
+            f"{f['cpu_s_per_1k']:.3f} s per 1k; refused {f['refused']} (invalid: checked; "
+            "remembered/throttled: refused unchecked).", "",
+            "| probe | quiet p50 ms | quiet p99 ms | flood p50 ms | flood p99 ms | "
+            "flood answers |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for name, q in a["quiet"].items():
+        d = a["flood_probes"][name]
+        rows.append(f"| {name} | {q['p50_ms']} | {q['p99_ms']} | {d['p50_ms']} | "
+                    f"{d['p99_ms']} | {d['statuses']} |")
+    return "\n".join(rows) + "\n"
 
 
 def bench_http():
@@ -882,16 +984,24 @@ def main():
             log(f"tallyd failed its checks: {', '.join(failed)}")
             sys.exit(1)
         return
+    if ONLY == "auth":
+        res["auth_flood"] = bench_auth_flood()
+        with open(os.path.join(RESULTS, "auth.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        print(auth_flood_markdown(res["auth_flood"]))
+        return
     if ONLY:
-        sys.exit(f"run.py: --only takes windows, course, course-http or course-ingest")
+        sys.exit(f"run.py: --only takes windows, auth, course, course-http or course-ingest")
     res["http"] = bench_http()
     res["course"] = {"http": mariadb_http("course")}
     res["ingest"] = bench_ingest()
     res["windows"] = bench_windows()
+    res["auth_flood"] = bench_auth_flood()
     failed = compare(res)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(res, f, indent=2)
-    md = markdown(res) + "\n" + windows_markdown(res["windows"])
+    md = (markdown(res) + "\n" + windows_markdown(res["windows"]) + "\n" +
+          auth_flood_markdown(res["auth_flood"]))
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write(md)
     charts(res)

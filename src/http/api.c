@@ -923,8 +923,9 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
     int r = find_route(req, &c, &allowed);
 
     *route = r;
-    /* 401, 404, 405 and 413 are answered without a server. */
-    if (req->principal && req->principal->kind == AUTH_NONE && !open_route(r))
+    /* 401, 404, 405, 413 and a throttled token's 429 are answered without a server. */
+    if (req->principal && !open_route(r) &&
+        (req->principal->kind == AUTH_NONE || req->principal->kind == AUTH_THROTTLED))
         return API_WORK_LOOP;
     if (!allowed || req->body_len > API_MAX_BODY)
         return API_WORK_LOOP;
@@ -957,6 +958,11 @@ static bool authorized(struct ctx *c, int r, enum api_method m)
         return true;
     if (p->kind == AUTH_NONE) {
         fail_err(c, TALLY_EUNAUTH);
+        return false;
+    }
+    if (p->kind == AUTH_THROTTLED) { /* its address failed too many tokens lately */
+        c->res->retry_after = p->retry_after;
+        fail_err(c, TALLY_ELIMITED);
         return false;
     }
     if (r == NROUTES)

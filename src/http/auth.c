@@ -21,14 +21,31 @@
  *   with 60 s of leeway for clocks that differ. `sub` is the uid. A token
  *   that passed is remembered by its SHA-256 (4,096 slots) until its exp:
  *   a session's next requests cost a hash, not a signature check.
+ *
+ *   Refusals that cost nothing. A token nobody has seen costs a signature
+ *   check, which an attacker can ask for by the thousand without any
+ *   credential, so: (1) auth_check() runs on the event loops and does only
+ *   what costs a hash: tokens verified before, tokens refused before
+ *   (remembered REFUSED_S), addresses out of failures; a token that needs
+ *   a signature check is left to auth_verify() on a worker (TALLY_EAGAIN).
+ *   (2) An address (an IPv6 one by its /64) may fail FAIL_MAX checks in
+ *   FAIL_WINDOW_S; past that its new tokens are refused (429) without one
+ *   until the window ends. (3) The public key is parsed once, at start: the
+ *   signature is checked with it first (EVP_DigestVerify), and only a token
+ *   whose signature holds goes on to libjwt, which checks everything again
+ *   (and re-parses its PEM key, 0.4 of its 0.6 ms, once per good token).
+ *   docs/security.md has the flood's figures.
  */
 #include "http/auth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <limits.h>
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <pthread.h>
@@ -49,18 +66,31 @@
 #define LEEWAY_S      60
 #define TOKEN_MAX     8192
 #define KEYS_FILE_MAX (16 * 1024 * 1024)
-#define SEEN_SLOTS    4096 /* verified user tokens remembered, direct-mapped by hash */
+#define MEMO_SLOTS    4096 /* tokens (addresses) remembered, direct-mapped by hash */
+#define REFUSED_S     60   /* a token refused is refused unchecked this long */
+#define FAIL_MAX      50   /* signature checks an address may fail per window... */
+#define FAIL_WINDOW_S 10   /* ...of this many seconds, before it is refused unchecked */
 
 /*
- * A user token that passed every check: its SHA-256, the uid it acts for, and until when
- * (exp + leeway) it stays good. A session sends the same token again and again; this spares
- * libjwt's verification (which parses the PEM key each time: ~0.3 ms for RS256) on repeats.
+ * What a SHA-256 (of a token, or of an address) was found to be, and until when. Three
+ * tables: tokens verified (value: the uid, until exp + leeway: a session sends the same
+ * token again and again), tokens refused (until REFUSED_S on), and addresses' failures
+ * (value: how many, until the window ends). Direct-mapped: a newer entry takes the slot.
  */
-struct seen_token {
+struct memo_slot {
     unsigned char hash[32];
-    int64_t uid;
-    long good_until; /* 0: an empty slot */
+    int64_t value;
+    long until; /* 0: an empty slot */
 };
+
+struct memo {
+    pthread_mutex_t lock;
+    struct memo_slot slot[MEMO_SLOTS];
+};
+
+/* Why a user token was refused: tally_auth_token_refusals_total{why}. */
+enum refusal { REFUSED_INVALID, REFUSED_REMEMBERED, REFUSED_THROTTLED, REFUSAL_COUNT };
+static const char *const refusal_names[REFUSAL_COUNT] = {"invalid", "remembered", "throttled"};
 
 struct key {
     char name[AUTH_NAME_MAX + 1];
@@ -81,10 +111,11 @@ struct auth {
     struct keyset *keys; /* NULL: no keys file */
     unsigned char *jwt_key;
     size_t jwt_key_len;
-    jwt_alg_t jwt_alg; /* JWT_ALG_NONE: no JWT key */
+    jwt_alg_t jwt_alg;  /* JWT_ALG_NONE: no JWT key */
+    EVP_PKEY *jwt_pkey; /* the RS256/ES256 key, parsed once; NULL for HS256 */
     struct metric *reload_failures; /* tally_keys_reload_failures_total */
-    pthread_mutex_t seen_lock; /* owns seen */
-    struct seen_token seen[SEEN_SLOTS];
+    struct metric *refusals[REFUSAL_COUNT];
+    struct memo verified, refused, failures;
 };
 
 /* Sets *err (the caller frees it) to one line and returns TALLY_EINVAL. */
@@ -98,6 +129,13 @@ __attribute__((format(printf, 2, 3))) static int fail(char **err, const char *fm
     va_end(ap);
     *err = strbuf_detach(&sb, NULL);
     return TALLY_EINVAL;
+}
+
+static int sha256(const void *p, size_t n, unsigned char hash[32])
+{
+    unsigned int hlen = 0;
+
+    return EVP_Digest(p, n, hash, &hlen, EVP_sha256(), NULL) && hlen == 32 ? 0 : TALLY_EINTERNAL;
 }
 
 /*
@@ -290,8 +328,11 @@ static int load_jwt_key(struct auth *a, const char *spec, char **err)
         EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
         int type = pk ? EVP_PKEY_get_base_id(pk) : 0;
 
-        EVP_PKEY_free(pk);
         BIO_free(bio);
+        if (type == EVP_PKEY_RSA || type == EVP_PKEY_EC)
+            a->jwt_pkey = pk;
+        else
+            EVP_PKEY_free(pk);
         if (type == EVP_PKEY_RSA)
             a->jwt_alg = JWT_ALG_RS256;
         else if (type == EVP_PKEY_EC)
@@ -318,8 +359,21 @@ int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
     a->reload_failures = metrics_counter("tally_keys_reload_failures_total",
                                          "Reloads of the keys file refused as a whole (the keys "
                                          "in force stayed).", "");
+    for (int i = 0; i < REFUSAL_COUNT; i++) {
+        struct strbuf labels = STRBUF_INIT;
+
+        strbuf_addf(&labels, "why=\"%s\"", refusal_names[i]);
+        a->refusals[i] = metrics_counter(
+            "tally_auth_token_refusals_total",
+            "User tokens refused: invalid (checked), remembered (refused unchecked: it failed "
+            "lately), throttled (429 unchecked: its address failed too many lately).",
+            labels.buf);
+        strbuf_release(&labels);
+    }
     pthread_rwlock_init(&a->lock, NULL);
-    pthread_mutex_init(&a->seen_lock, NULL);
+    pthread_mutex_init(&a->verified.lock, NULL);
+    pthread_mutex_init(&a->refused.lock, NULL);
+    pthread_mutex_init(&a->failures.lock, NULL);
     if (cfg->keys_path && (rc = load_keys(cfg->keys_path, &a->keys, err)))
         goto fail;
     if (cfg->jwt_key && (rc = load_jwt_key(a, cfg->jwt_key, err)))
@@ -360,11 +414,10 @@ bool auth_enabled(const struct auth *a)
 static int check_key(struct auth *a, const char *token, size_t len, struct auth_principal *out)
 {
     unsigned char hash[32];
-    unsigned int hlen = 0;
     const struct key *found = NULL;
     int rc = TALLY_EUNAUTH;
 
-    if (!EVP_Digest(token, len, hash, &hlen, EVP_sha256(), NULL) || hlen != sizeof(hash))
+    if (sha256(token, len, hash))
         return TALLY_EINTERNAL;
     pthread_rwlock_rdlock(&a->lock);
     for (size_t i = 0; a->keys && i < a->keys->n; i++) /* every key, match or not */
@@ -434,48 +487,194 @@ static void user_principal(struct auth_principal *out, int64_t uid)
     out->uid = uid;
 }
 
-/* Whether this exact token was verified before and is still within its exp (+ leeway). */
-static bool seen_before(struct auth *a, const unsigned char hash[32], long now, int64_t *uid)
+static struct memo_slot *memo_slot_of(struct memo *m, const unsigned char hash[32])
 {
-    struct seen_token *t = &a->seen[(hash[0] | hash[1] << 8) % SEEN_SLOTS];
+    return &m->slot[(hash[0] | hash[1] << 8) % MEMO_SLOTS];
+}
+
+/* Whether m holds hash until now or later: its value in *value, until when in *until. */
+static bool memo_get(struct memo *m, const unsigned char hash[32], long now, int64_t *value,
+                     long *until)
+{
+    struct memo_slot *e = memo_slot_of(m, hash);
     bool hit;
 
-    pthread_mutex_lock(&a->seen_lock);
-    hit = t->good_until >= now && CRYPTO_memcmp(t->hash, hash, 32) == 0;
-    if (hit)
-        *uid = t->uid;
-    pthread_mutex_unlock(&a->seen_lock);
+    pthread_mutex_lock(&m->lock);
+    hit = e->until >= now && CRYPTO_memcmp(e->hash, hash, 32) == 0;
+    if (hit) {
+        *value = e->value;
+        *until = e->until;
+    }
+    pthread_mutex_unlock(&m->lock);
     return hit;
 }
 
-static void remember(struct auth *a, const unsigned char hash[32], long good_until, int64_t uid)
+static void memo_put(struct memo *m, const unsigned char hash[32], long until, int64_t value)
 {
-    struct seen_token *t = &a->seen[(hash[0] | hash[1] << 8) % SEEN_SLOTS];
+    struct memo_slot *e = memo_slot_of(m, hash);
 
-    pthread_mutex_lock(&a->seen_lock);
-    memcpy(t->hash, hash, 32);
-    t->uid = uid;
-    t->good_until = good_until;
-    pthread_mutex_unlock(&a->seen_lock);
+    pthread_mutex_lock(&m->lock);
+    memcpy(e->hash, hash, 32);
+    e->value = value;
+    e->until = until;
+    pthread_mutex_unlock(&m->lock);
 }
 
-static int check_jwt(struct auth *a, const char *token, struct auth_principal *out)
+/* Adds one to hash's count, or starts it at 1 until `until`. */
+static void memo_count(struct memo *m, const unsigned char hash[32], long now, long until)
+{
+    struct memo_slot *e = memo_slot_of(m, hash);
+
+    pthread_mutex_lock(&m->lock);
+    if (e->until >= now && CRYPTO_memcmp(e->hash, hash, 32) == 0) {
+        e->value++;
+    } else {
+        memcpy(e->hash, hash, 32);
+        e->value = 1;
+        e->until = until;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* The hash an address's failures are counted under: an IPv6 address by its /64 (one
+ * client's usual share), anything else as it is. caller: "addr:IP". */
+static int address_hash(const char *caller, unsigned char hash[32])
+{
+    unsigned char v6[16];
+
+    if (strncmp(caller, "addr:", 5) == 0 && inet_pton(AF_INET6, caller + 5, v6) == 1) {
+        memset(v6 + 8, 0, 8);
+        return sha256(v6, sizeof(v6), hash);
+    }
+    return sha256(caller, strlen(caller), hash);
+}
+
+/*
+ * base64url (RFC 4648 section 5, no padding) of n characters into out (at most max bytes),
+ * by OpenSSL's decoder once the alphabet and padding are the standard ones. -1 when it
+ * is not base64url or does not fit.
+ */
+static long base64url_decode(const char *s, size_t n, unsigned char *out, size_t max)
+{
+    size_t padded = (n + 3) / 4 * 4, pad = padded - n;
+    char buf[1400];
+    int len;
+
+    if (n == 0 || pad == 3 || padded >= sizeof(buf) || padded / 4 * 3 > max)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '+' || c == '/' || c == '=')
+            return -1;
+        buf[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    memset(buf + n, '=', pad);
+    len = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)padded);
+    return len < 0 ? -1 : len - (long)pad;
+}
+
+/* An ES256 signature (r || s, 32 bytes each) as the DER ECDSA-Sig-Value OpenSSL verifies. */
+static long ecdsa_der(const unsigned char raw[64], unsigned char *der, size_t max)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(raw, 32, NULL), *sv = BN_bin2bn(raw + 32, 32, NULL);
+    long len = -1;
+
+    if (sig && r && sv && ECDSA_SIG_set0(sig, r, sv)) {
+        r = sv = NULL; /* owned by sig now */
+        if (i2d_ECDSA_SIG(sig, NULL) <= (int)max)
+            len = i2d_ECDSA_SIG(sig, &der);
+    }
+    BN_free(r);
+    BN_free(sv);
+    ECDSA_SIG_free(sig);
+    return len;
+}
+
+/*
+ * Whether the signature of an RS256/ES256 token holds under the key parsed at start: the
+ * cheap first check (one public-key operation, ~0.03 ms), so that a forged token never
+ * costs libjwt's ~0.6 ms. HS256 (an HMAC, cheap in libjwt too) passes on to libjwt.
+ */
+static bool signature_holds(const struct auth *a, const char *token)
+{
+    const char *dot = strrchr(token, '.');
+    unsigned char sig[1024], der[80];
+    long n = dot ? base64url_decode(dot + 1, strlen(dot + 1), sig, sizeof(sig)) : -1;
+    const unsigned char *s = sig;
+    EVP_MD_CTX *ctx;
+    bool ok;
+
+    if (!a->jwt_pkey)
+        return true;
+    if (n <= 0)
+        return false;
+    if (a->jwt_alg == JWT_ALG_ES256) {
+        if (n != 64 || (n = ecdsa_der(sig, der, sizeof(der))) <= 0)
+            return false;
+        s = der;
+    }
+    ctx = EVP_MD_CTX_new();
+    ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->jwt_pkey) == 1 &&
+         EVP_DigestVerify(ctx, s, (size_t)n, (const unsigned char *)token,
+                          (size_t)(dot - token)) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+/*
+ * What the tables know of a user token, at the cost of hashes: 0 (verified before: *out
+ * filled), TALLY_EUNAUTH (refused lately), TALLY_ELIMITED (its address failed too many
+ * lately: out->kind AUTH_THROTTLED), or TALLY_EAGAIN: only a signature check can tell.
+ */
+static int jwt_known(struct auth *a, const unsigned char hash[32], const char *caller, long now,
+                     struct auth_principal *out)
+{
+    unsigned char addr[32];
+    int64_t v;
+    long until;
+
+    if (memo_get(&a->verified, hash, now, &v, &until)) {
+        user_principal(out, v);
+        return 0;
+    }
+    if (memo_get(&a->refused, hash, now, &v, &until)) {
+        metric_add(a->refusals[REFUSED_REMEMBERED], 1);
+        return TALLY_EUNAUTH;
+    }
+    if (caller && address_hash(caller, addr) == 0 &&
+        memo_get(&a->failures, addr, now, &v, &until) && v >= FAIL_MAX) {
+        out->kind = AUTH_THROTTLED;
+        out->retry_after = until > now ? (int)(until - now) : 1;
+        metric_add(a->refusals[REFUSED_THROTTLED], 1);
+        return TALLY_ELIMITED;
+    }
+    return TALLY_EAGAIN;
+}
+
+/* A token that failed its checks: refused unchecked for REFUSED_S, and counted against its
+ * address. */
+static void refuse(struct auth *a, const unsigned char hash[32], const char *caller, long now)
+{
+    unsigned char addr[32];
+
+    metric_add(a->refusals[REFUSED_INVALID], 1);
+    memo_put(&a->refused, hash, now + REFUSED_S, 0);
+    if (caller && address_hash(caller, addr) == 0)
+        memo_count(&a->failures, addr, now, now + FAIL_WINDOW_S);
+}
+
+/* libjwt's check of a token whose signature held: signature, alg and claims. */
+static int decode_jwt(struct auth *a, const char *token, const unsigned char hash[32], long now,
+                      struct auth_principal *out)
 {
     jwt_t *jwt = NULL;
-    long exp, nbf, now = (long)time(NULL);
+    long exp, nbf;
     bool has_exp, has_nbf;
     const char *sub, *iss;
-    unsigned char hash[32];
-    unsigned int hlen = 0;
     int64_t uid = 0;
     int rc = TALLY_EUNAUTH;
 
-    if (!EVP_Digest(token, strlen(token), hash, &hlen, EVP_sha256(), NULL) || hlen != 32)
-        return TALLY_EINTERNAL;
-    if (seen_before(a, hash, now, &uid)) {
-        user_principal(out, uid);
-        return 0;
-    }
     if (jwt_decode(&jwt, token, a->jwt_key, (int)a->jwt_key_len) != 0)
         return TALLY_EUNAUTH;
     if (jwt_get_alg(jwt) != a->jwt_alg)
@@ -494,7 +693,7 @@ static int check_jwt(struct auth *a, const char *token, struct auth_principal *o
         goto out;
     user_principal(out, uid);
     /* Remembered only once valid now (nbf passed), and only until it would expire. */
-    remember(a, hash, exp > LONG_MAX - LEEWAY_S ? LONG_MAX : exp + LEEWAY_S, uid);
+    memo_put(&a->verified, hash, exp > LONG_MAX - LEEWAY_S ? LONG_MAX : exp + LEEWAY_S, uid);
     rc = 0;
 out:
     jwt_free(jwt);
@@ -508,7 +707,27 @@ static bool looks_like_jwt(const char *t)
     return d1 && d2 && !strchr(d2 + 1, '.') && d1 > t && d2 > d1 + 1;
 }
 
-int auth_check(struct auth *a, const char *authorization, struct auth_principal *out)
+/* A user token: what the tables know, then (verify) the signature check they leave. */
+static int check_jwt(struct auth *a, const char *token, const char *caller, bool verify,
+                     struct auth_principal *out)
+{
+    unsigned char hash[32];
+    long now = (long)time(NULL);
+    int rc;
+
+    if (sha256(token, strlen(token), hash))
+        return TALLY_EINTERNAL;
+    rc = jwt_known(a, hash, caller, now, out);
+    if (rc != TALLY_EAGAIN || !verify)
+        return rc;
+    rc = signature_holds(a, token) ? decode_jwt(a, token, hash, now, out) : TALLY_EUNAUTH;
+    if (rc == TALLY_EUNAUTH)
+        refuse(a, hash, caller, now);
+    return rc;
+}
+
+static int authenticate(struct auth *a, const char *authorization, const char *caller,
+                        bool verify, struct auth_principal *out)
 {
     const char *t;
     size_t len;
@@ -522,16 +741,28 @@ int auth_check(struct auth *a, const char *authorization, struct auth_principal 
     }
     if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0)
         return TALLY_EUNAUTH;
+    /* The server trimmed the value's ends (one rule for every header); the spaces between
+     * "Bearer" and the token are the scheme's. */
     for (t = authorization + 7; *t == ' ';)
         t++;
     len = strlen(t);
-    while (len > 0 && (t[len - 1] == ' ' || t[len - 1] == '\t'))
-        len--;
     if (len == 0 || len > TOKEN_MAX)
         return TALLY_EUNAUTH;
-    if (a->jwt_alg != JWT_ALG_NONE && looks_like_jwt(t) && t[len] == '\0')
-        return check_jwt(a, t, out);
+    if (a->jwt_alg != JWT_ALG_NONE && looks_like_jwt(t))
+        return check_jwt(a, t, caller, verify, out);
     return check_key(a, t, len, out);
+}
+
+int auth_check(struct auth *a, const char *authorization, const char *caller,
+               struct auth_principal *out)
+{
+    return authenticate(a, authorization, caller, false, out);
+}
+
+int auth_verify(struct auth *a, const char *authorization, const char *caller,
+                struct auth_principal *out)
+{
+    return authenticate(a, authorization, caller, true, out);
 }
 
 void auth_free(struct auth *a)
@@ -543,8 +774,12 @@ void auth_free(struct auth *a)
         OPENSSL_cleanse(a->jwt_key, a->jwt_key_len);
         free(a->jwt_key);
     }
-    OPENSSL_cleanse(a->seen, sizeof(a->seen));
+    EVP_PKEY_free(a->jwt_pkey);
+    OPENSSL_cleanse(a->verified.slot, sizeof(a->verified.slot));
+    OPENSSL_cleanse(a->refused.slot, sizeof(a->refused.slot));
     pthread_rwlock_destroy(&a->lock);
-    pthread_mutex_destroy(&a->seen_lock);
+    pthread_mutex_destroy(&a->verified.lock);
+    pthread_mutex_destroy(&a->refused.lock);
+    pthread_mutex_destroy(&a->failures.lock);
     free(a);
 }

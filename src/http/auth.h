@@ -26,10 +26,12 @@ enum auth_scope {
 
 /* The caller of one request, as authenticated. Lives with the request. */
 struct auth_principal {
-    enum { AUTH_OPEN, AUTH_NONE, AUTH_KEY, AUTH_USER } kind; /* AUTH_NONE: no valid token */
+    /* AUTH_NONE: no valid token; AUTH_THROTTLED: not checked, its address failed too often */
+    enum { AUTH_OPEN, AUTH_NONE, AUTH_KEY, AUTH_USER, AUTH_THROTTLED } kind;
     unsigned scopes;               /* what the caller may do */
     char name[AUTH_NAME_MAX + 1];  /* AUTH_KEY: the key's name */
     int64_t uid;                   /* AUTH_USER: the uid of `sub`; 0 otherwise */
+    int retry_after;               /* AUTH_THROTTLED: seconds until it may try again */
 };
 
 /* Set once at start from flags; auth_reload() re-reads the keys file, the JWT key is read once. */
@@ -58,11 +60,19 @@ int auth_reload(struct auth *a, size_t *loaded, char **err);
 /* Whether any credential is configured (otherwise the API is open). */
 bool auth_enabled(const struct auth *a);
 /*
- * Authenticates the value of an Authorization header (NULL when absent). 0 with *out
- * filled, or TALLY_EUNAUTH with out->kind AUTH_NONE and no scopes. Any thread, any
- * time, also during a reload.
+ * Authenticates the value of an Authorization header (NULL when absent) as far as an event
+ * loop may: at the cost of a hash. 0 with *out filled; TALLY_EUNAUTH with out->kind
+ * AUTH_NONE and no scopes; TALLY_ELIMITED with out->kind AUTH_THROTTLED (the address
+ * failed too many signature checks lately; none is tried); or TALLY_EAGAIN: a user token
+ * seen neither verified nor refused, whose signature check is a worker's: auth_verify().
+ * caller: the peer, "addr:IP", whose failures are counted (NULL: none are). Any thread,
+ * any time, also during a reload.
  */
-int auth_check(struct auth *a, const char *authorization, struct auth_principal *out);
+int auth_check(struct auth *a, const char *authorization, const char *caller,
+               struct auth_principal *out);
+/* auth_check() with the signature check it leaves: never TALLY_EAGAIN. Any thread. */
+int auth_verify(struct auth *a, const char *authorization, const char *caller,
+                struct auth_principal *out);
 /* Parses "read,write" into scope bits; TALLY_EINVAL on an unknown or empty scope. */
 int auth_parse_scopes(const char *s, size_t len, unsigned *out);
 /* NULL is a no-op. */

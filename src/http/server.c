@@ -9,7 +9,10 @@
  *   for writes, so a store whose write lock is taken elsewhere holds up
  *   only the writes), and the pool posts the finished response back to the
  *   connection's loop. What needs no server (errors, /metrics, publishing a
- *   read on the bus) is answered on the loop at once.
+ *   read on the bus) is answered on the loop at once. Nor do the loops check
+ *   signatures: a request whose user token auth_check() cannot decide at the
+ *   cost of a hash goes first to the verify pool, which checks it and sends
+ *   the request on as the loop would have (auth.h).
  *
  *   Why not libevent's evhttp: it cannot bound what a client makes it
  *   hold. Its header timeout restarts on every byte, it buffers pipelined
@@ -106,6 +109,7 @@
 #define ACCEPT_BACKOFF_MIN_MS 10
 #define ACCEPT_BACKOFF_MAX_MS 1000
 #define LINGER_MS        500
+#define VERIFY_THREADS   2 /* the verifying pool's: signature checks of users' new tokens */
 #define STOP_GRACE_MS    2000
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -142,6 +146,10 @@ struct job {
     struct api_request req;
     struct api_response res;
     const char *request_id; /* its connection's, for the worker's log lines */
+    /* For a signature check on the verifying pool: the connection's own, stable while
+     * the job is out (the parser is paused). */
+    const char *authorization;
+    struct auth_principal *principal;
     struct job *next_done;
 };
 
@@ -208,6 +216,7 @@ struct http_server {
     int nloops;
     struct loop loops[MAX_THREADS];
     struct workpool *pools[3]; /* indexed by enum api_work; [API_WORK_LOOP] unused */
+    struct workpool *verify;   /* users' tokens' signature checks (auth_verify) */
     pthread_mutex_t tls_lock; /* owns tls; a reload swaps it while loops accept */
     SSL_CTX *tls;             /* NULL: plain HTTP */
     atomic_int nconns;
@@ -745,15 +754,12 @@ static bool split_target(struct conn *c, const char *url, size_t len, bool conne
     return true;
 }
 
-static void job_run(struct work *w)
+/* Hands a finished job back to its connection's loop. Any thread. */
+static void job_done(struct job *j)
 {
-    struct job *j = container_of(w, struct job, work);
     struct loop *l = j->loop;
     bool wake;
 
-    log_set_request_id(j->request_id);
-    api_handle(j->svc, &j->req, &j->res);
-    log_set_request_id(NULL);
     pthread_mutex_lock(&l->done_lock);
     wake = l->done_head == NULL;
     if (l->done_tail)
@@ -764,6 +770,57 @@ static void job_run(struct work *w)
     pthread_mutex_unlock(&l->done_lock);
     if (wake)
         event_active(l->done_ev, EV_READ, 0);
+}
+
+static void job_run(struct work *w)
+{
+    struct job *j = container_of(w, struct job, work);
+
+    log_set_request_id(j->request_id);
+    api_handle(j->svc, &j->req, &j->res);
+    log_set_request_id(NULL);
+    job_done(j);
+}
+
+/* The answer when a pool's queue is full. */
+static void busy(struct api_response *res, int route)
+{
+    res->status = 503;
+    res->route = route;
+    json_add_error(&res->body, "unavailable", "the server is busy; try again");
+}
+
+/*
+ * On the verifying pool: the signature check of a user token the loop could not decide
+ * (auth_check), then the request as dispatch() would have sent it on: answered here, or
+ * queued to its own pool.
+ */
+static void verify_run(struct work *w)
+{
+    struct job *j = container_of(w, struct job, work);
+    struct http_server *srv = j->loop->srv;
+    enum api_work work;
+    int route;
+
+    auth_verify(srv->cfg.auth, j->authorization, j->req.caller, j->principal);
+    j->work.run = job_run;
+    work = api_work_of(j->svc, &j->req, &route);
+    if (work == API_WORK_LOOP) {
+        job_run(w);
+    } else if (workpool_submit(srv->pools[work], &j->work) != 0) {
+        busy(&j->res, route);
+        job_done(j);
+    }
+}
+
+/* Queues j to pool; false (the connection's state untouched) when the queue is full. */
+static bool queue_job(struct conn *c, struct workpool *pool)
+{
+    if (workpool_submit(pool, &c->job.work) != 0)
+        return false;
+    c->state = C_WORKING;
+    evtimer_del(c->timer);
+    return true;
 }
 
 /* Answers the request c has read, on the loop or through a pool. */
@@ -785,22 +842,23 @@ static void dispatch(struct conn *c, enum api_method method)
         .caller = c->caller.buf,
         .idempotency_key = c->idempotency_keys ? c->idempotency_key.buf : NULL,
     };
-    if (srv->cfg.auth)
-        auth_check(srv->cfg.auth, c->authorization.len ? c->authorization.buf : NULL,
-                   &c->principal);
     j->request_id = request_id(c);
-    work = api_work_of(srv->svc, &j->req, &route);
-    if (work != API_WORK_LOOP) {
-        int err = workpool_submit(srv->pools[work], &j->work);
-
-        if (err == 0) {
-            c->state = C_WORKING;
-            evtimer_del(c->timer);
+    j->authorization = c->authorization.len ? c->authorization.buf : NULL;
+    j->principal = &c->principal;
+    if (srv->cfg.auth &&
+        auth_check(srv->cfg.auth, j->authorization, c->caller.buf, j->principal) ==
+            TALLY_EAGAIN) {
+        /* A user token never seen: its signature check is a worker's, not the loop's. */
+        j->work.run = verify_run;
+        if (queue_job(c, srv->verify))
             return;
-        }
-        j->res.status = 503;
-        j->res.route = route;
-        json_add_error(&j->res.body, "unavailable", "the server is busy; try again");
+        j->work.run = job_run;
+        api_work_of(srv->svc, &j->req, &route); /* for the 503's route */
+        busy(&j->res, route);
+    } else if ((work = api_work_of(srv->svc, &j->req, &route)) != API_WORK_LOOP) {
+        if (queue_job(c, srv->pools[work]))
+            return;
+        busy(&j->res, route);
     } else {
         log_set_request_id(j->request_id);
         api_handle(srv->svc, &j->req, &j->res);
@@ -1376,6 +1434,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     init_metrics(srv);
     srv->pools[API_WORK_READ] = workpool_new("reads", cfg->workers, cfg->work_queue);
     srv->pools[API_WORK_WRITE] = workpool_new("writes", cfg->workers, cfg->work_queue);
+    srv->verify = workpool_new("verify", VERIFY_THREADS, cfg->work_queue);
     for (int i = 0; i < cfg->threads; i++) {
         struct loop *l = &srv->loops[i];
 
@@ -1402,7 +1461,9 @@ void http_server_stop(struct http_server *srv)
         event_active(srv->loops[i].stop_ev, EV_READ, 0);
     for (int i = 0; i < srv->nloops; i++)
         pthread_join(srv->loops[i].thread, NULL);
-    /* Jobs still out finish now; their connections are freed only after. */
+    /* Jobs still out finish now; their connections are freed only after. A signature
+     * check may queue its request to another pool: it goes first. */
+    workpool_free(srv->verify);
     workpool_free(srv->pools[API_WORK_READ]);
     workpool_free(srv->pools[API_WORK_WRITE]);
     for (int i = 0; i < srv->nloops; i++) {

@@ -25,7 +25,8 @@ enum {
     TALLY_EREJECTED = -7, /* the store refuses this data for good (a counter past 2^63-1) */
     TALLY_EUNAUTH = -8,   /* no valid credential: who is calling is unknown */
     TALLY_EDENIED = -9,   /* the caller is known but may not do this */
-    TALLY_ELIMITED = -10  /* a rate limit refused the request; try again later */
+    TALLY_ELIMITED = -10, /* a rate limit refused the request; try again later */
+    TALLY_EAGAIN = -11    /* not decided here: the caller must finish the work elsewhere */
 };
 
 /* A static, human-readable name for an error code. */
@@ -42,6 +43,7 @@ static inline const char *tally_strerror(int err)
     case TALLY_EDENIED: return "permission denied";
     case TALLY_EREJECTED: return "rejected by the store";
     case TALLY_ELIMITED: return "rate limited";
+    case TALLY_EAGAIN: return "not decided here";
     default: return "internal error";
     }
 }

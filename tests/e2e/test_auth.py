@@ -607,6 +607,46 @@ def test_a_remembered_token_still_expires(jwt_server, rsa_key):
     assert_401(t.request("GET", "/v1/items/article/1", token=token))
 
 
+def forged_token(sub="42"):
+    """A well-formed RS256 token whose signature is 256 random bytes: distinct every call."""
+    head = b64url(json.dumps({"alg": "RS256", "typ": "JWT"}))
+    body = b64url(json.dumps(claims(sub, iss=ISSUER, aud=AUDIENCE)))
+    return f"{head}.{body}.{b64url(secrets.token_bytes(256))}"
+
+
+def refusals(t, why):
+    want = f'tally_auth_token_refusals_total{{why="{why}"}} '
+    lines = [l for l in t.get("/metrics", token=t.admin).body.splitlines() if l.startswith(want)]
+    return int(float(lines[0].rsplit(" ", 1)[1])) if lines else None
+
+
+FAIL_MAX = 50  # auth.c: signature checks an address may fail in FAIL_WINDOW_S (10 s)
+
+
+def test_bad_tokens_are_refused_without_signature_work(jwt_server, rsa_key):
+    """A token that failed is refused unchecked for a while; an address that failed FAIL_MAX
+    checks has its new tokens refused unchecked (429) until its window ends, while API keys,
+    tokens verified before and the open probes still work."""
+    t = jwt_server
+    good = user_token(rsa_key)
+    assert t.get("/v1/items/article/1", token=good).status == 200  # verified, remembered
+    bad = forged_token()
+    assert_401(t.get("/v1/items/article/1", token=bad))
+    assert_401(t.get("/v1/items/article/1", token=bad))  # the same one again: unchecked
+    assert (refusals(t, "invalid"), refusals(t, "remembered")) == (1, 1)
+    for _ in range(FAIL_MAX - 1):  # the address's failures, up to the limit
+        assert_401(t.get("/v1/items/article/1", token=forged_token()))
+    assert refusals(t, "invalid") == FAIL_MAX
+    for token in [forged_token(), user_token(rsa_key, sub="43")]:  # new ones, even good
+        r = t.get("/v1/items/article/1", token=token)
+        assert_error(r, 429, "rate_limited")
+        assert 1 <= int(r.headers["retry-after"]) <= 10, r.headers
+    assert refusals(t, "throttled") == 2 and refusals(t, "invalid") == FAIL_MAX
+    assert t.get("/v1/items/article/1", token=good).status == 200
+    assert t.get("/v1/items/article/1", token=t.svc).status == 200
+    assert t.get("/livez", token=forged_token()).status == 200
+
+
 def test_user_token_cannot_act_for_another_uid(jwt_server, db, rsa_key):
     t = jwt_server
     me = user_token(rsa_key, sub="42")

@@ -94,7 +94,7 @@ static bool allowed(struct auth *a, const char *token, unsigned scope)
     bool ok;
 
     strbuf_addf(&h, "Bearer %s", token);
-    ok = auth_check(a, h.buf, &who) == 0 && (who.scopes & scope);
+    ok = auth_check(a, h.buf, NULL, &who) == 0 && (who.scopes & scope);
     strbuf_release(&h);
     return ok;
 }
