@@ -964,11 +964,15 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     res = {"machine": machine(), "quick": QUICK, "settings": {"wrk": WRK,
            "server_cpu": SERVER_CPU, "load_cpu": LOAD_CPU}}
-    if ONLY == "windows":
-        res["windows"] = bench_windows()
-        with open(os.path.join(RESULTS, "windows.json"), "w") as f:
+    # --only windows|auth: that part alone, into RESULTS/windows.json or auth.json
+    alone = {"windows": ("windows", bench_windows, windows_markdown),
+             "auth": ("auth_flood", bench_auth_flood, auth_flood_markdown)}
+    if ONLY in alone:
+        key, run_part, to_markdown = alone[ONLY]
+        res[key] = run_part()
+        with open(os.path.join(RESULTS, f"{ONLY}.json"), "w") as f:
             json.dump(res, f, indent=2)
-        print(windows_markdown(res["windows"]))
+        print(to_markdown(res[key]))
         return
     if ONLY in ("course", "course-http", "course-ingest"):
         part, md, failed = bench_course()
@@ -983,12 +987,6 @@ def main():
         if failed:
             log(f"tallyd failed its checks: {', '.join(failed)}")
             sys.exit(1)
-        return
-    if ONLY == "auth":
-        res["auth_flood"] = bench_auth_flood()
-        with open(os.path.join(RESULTS, "auth.json"), "w") as f:
-            json.dump(res, f, indent=2)
-        print(auth_flood_markdown(res["auth_flood"]))
         return
     if ONLY:
         sys.exit(f"run.py: --only takes windows, auth, course, course-http or course-ingest")
