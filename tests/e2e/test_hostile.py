@@ -359,9 +359,10 @@ def test_unknown_methods_are_405_with_allow_or_404(tallyd):
              for path, allow in [(b"/healthz", "GET, HEAD"),
                                  (b"/v1/items/article/1", "GET, HEAD"),
                                  (b"/v1/users/1/likes/article/1", "PUT, DELETE")]]
-    known = [exchange(tallyd.port, m + b" " + p + b" HTTP/1.1\r\nHost: x\r\n\r\n")[0]
-             for m, p, _ in cases]
-    unknown = [exchange(tallyd.port, m + b" /v1/nope HTTP/1.1\r\nHost: x\r\n\r\n")[0]
+    # Connection: close, so that exchange() need not wait out a kept-alive connection.
+    ask = b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    known = [exchange(tallyd.port, m + b" " + p + ask)[0] for m, p, _ in cases]
+    unknown = [exchange(tallyd.port, m + b" /v1/nope" + ask)[0]
                for m in (b"PATCH", b"OPTIONS", b"FOO")]
     counted = metric(tallyd, "tally_http_requests_total", status="405")
     report("unknown_method_405", config=CONFIG, cases=len(cases),
