@@ -123,8 +123,16 @@ kafka_up() {
       -e "s|@SASL_PORT@|$kafka_sasl_port|g" -e "s|@SASL_PASSWORD@|$kafka_password|g" \
       -e "s|@DATA@|$dir/data|g" scripts/kafka/server.properties >"$dir/server.properties"
   if [ ! -f "$dir/data/meta.properties" ]; then
-    java -cp "$libs/*" kafka.tools.StorageTool format --standalone \
-      -t "$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+    # A cluster id as Kafka makes them (base64url of a random UUID), never starting with "-":
+    # the tool would take one that does for a flag (one start in 64 failed that way).
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not s.startswith("-"):
+        print(s)
+        break')
+    java -cp "$libs/*" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
       -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
   fi
   nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$PWD/scripts/kafka/log4j2.properties" \
