@@ -37,13 +37,25 @@ endif
 VERSION := $(shell cat VERSION)
 COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
-          -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb $(OPT)
+          -Wno-missing-field-initializers -Isrc -I/usr/include/mariadb -Ithird_party/libvalkey/include $(OPT)
 LDFLAGS += $(OPT)
-LIBS = -levent -levent_pthreads -levent_openssl -lhttp_parser -ljwt -lssl -lcrypto -ljansson -lsqlite3 -lmariadb -lhiredis -lrdkafka -lpthread
+LIBS = -levent -levent_pthreads -levent_openssl -lhttp_parser -ljwt -lssl -lcrypto -ljansson -lsqlite3 -lmariadb -lrdkafka -lpthread
+
+# libvalkey (Redis and Valkey, standalone and cluster, with TLS), vendored unedited under
+# third_party/libvalkey (release and source: third_party/VENDORED.md). Its sources are built
+# here, as its own Makefile builds them (C99, its include folder), into every build of
+# tallyd, sanitized ones included; rdma.c needs an RDMA stack and is left out.
+VALKEY_DIR = third_party/libvalkey
+VALKEY_SRC = $(filter-out $(VALKEY_DIR)/src/rdma.c,$(wildcard $(VALKEY_DIR)/src/*.c))
+VALKEY_OBJ = $(VALKEY_SRC:%.c=$(BUILD)/%.o)
+$(BUILD)/$(VALKEY_DIR)/%.o: $(VALKEY_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 -pedantic -I$(VALKEY_DIR)/include/valkey -I$(VALKEY_DIR)/src $(OPT) \
+	  -fvisibility=hidden -MMD -MP -c $< -o $@
 
 SRC = $(wildcard src/util/*.c src/model/*.c src/store/*.c src/cache/*.c src/bus/*.c \
                  src/service/*.c src/http/*.c) src/config.c
-OBJ = $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ui_assets.o
+OBJ = $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ui_assets.o $(VALKEY_OBJ)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -110,9 +122,12 @@ CTL_SRC = $(wildcard src/ctl/*.c)
 $(BUILD)/tallyctl: $(CTL_SRC:%.c=$(BUILD)/%.o) $(OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# A test that includes a source file (to reach its statics) is linked without its object.
 $(BUILD)/tests/%: tests/unit/%.c $(OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(OBJ) $(LDFLAGS) $(LIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< \
+	  $(filter-out $(patsubst %.c,$(BUILD)/src/%.o,$(shell sed -n 's/^#include "\(.*\.c\)"/\1/p' $<)),$(OBJ)) \
+	  $(LDFLAGS) $(LIBS) -lcmocka
 
 -include $(OBJ:.o=.d) $(BUILD)/src/main.d $(CTL_SRC:%.c=$(BUILD)/%.d)
 

@@ -89,19 +89,28 @@ static const struct cache_ops none_ops = {
 
 static struct cache none_cache = {&none_ops};
 
+/* redis://, rediss://, redis-cluster:// and rediss-cluster:// (redis_link.h). */
+static bool cache_is_redis(const struct url *u)
+{
+    return strncmp(u->scheme, "redis", 5) == 0 &&
+           (strcmp(u->scheme + 5, "") == 0 || strcmp(u->scheme + 5, "s") == 0 ||
+            strcmp(u->scheme + 5, "-cluster") == 0 || strcmp(u->scheme + 5, "s-cluster") == 0);
+}
+
 int cache_check(const struct url *u, char **why)
 {
     if (strcmp(u->scheme, "none") == 0 && u->opaque && !*u->path)
         return 0;
-    if (strcmp(u->scheme, "redis") == 0 && !u->opaque)
+    if (cache_is_redis(u) && !u->opaque)
         return cache_redis_check(u, why);
-    *why = xstrdup("expected none or redis://[USER:PASSWORD@]HOST:PORT");
+    *why = xstrdup("expected none, redis://[USER:PASSWORD@]HOST:PORT, rediss://..., "
+                   "redis-cluster://HOST:PORT[,HOST:PORT...] or rediss-cluster://...");
     return TALLY_EINVAL;
 }
 
 int cache_open_url(const struct url *u, int workers, struct cache **out, char **err)
 {
-    if (strcmp(u->scheme, "redis") == 0)
+    if (cache_is_redis(u))
         return cache_redis_open(u, workers, out, err);
     *out = &none_cache;
     return 0;

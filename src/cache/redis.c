@@ -1,5 +1,5 @@
 /*
- * redis.c - the counter cache on Redis (hiredis).
+ * redis.c - the counter cache on Redis: one node or a cluster (redis_link.h).
  *
  * DESIGN
  *   One hash per item, interactive:{biz}:{id}, with the counters read_cnt,
@@ -31,16 +31,29 @@
  *   stale for STUCK_MS at most, not for the TTL. A write that is only slow
  *   stays correct: its late end finds no hash, as after an eviction. The
  *   same holds for a user's flags hash. All four steps are Lua scripts, so each
- *   is atomic in Redis; they run by EVALSHA and are reloaded when Redis
- *   answers NOSCRIPT (after a restart or SCRIPT FLUSH). begin and end take
- *   up to 128 keys per call, so a batch of reads costs a few calls, not
- *   two per item; this assumes one Redis node (as hiredis does): on a
- *   cluster, keys of one call would have to share a hash slot.
+ *   is atomic in Redis; they run by EVALSHA, and by EVAL (which loads them)
+ *   when a node answers NOSCRIPT (a restart, SCRIPT FLUSH, a promoted
+ *   replica). begin and end take up to 128 keys per call, so a batch of
+ *   reads costs a few calls, not two per item.
  *
- *   Credentials: with a password in the URL every connection, first or
- *   reconnected, sends AUTH [USER] PASSWORD before anything else. A refusal
- *   (WRONGPASS, or NOAUTH without a password) stops tallyd at start; later
- *   it is an outage like any other, counted in
+ *   A cluster (redis-cluster://): every script touches one key, or (begin
+ *   and end) keys grouped by slot, so each call runs whole on the master of
+ *   its slot; an item's counters and fence are one hash, a user's flags and
+ *   fence another, a rate-limit bucket a third, so no hash tags are needed
+ *   and the keys are the ones a single node has. A command whose slot moved
+ *   (MOVED, ASK, TRYAGAIN) is sent again and follows the redirect.
+ *
+ *   Failover: Redis replicates asynchronously, so a master that dies may
+ *   take with it the last writes it acknowledged, and its promoted replica
+ *   then serves counts that miss them. So the keys of the last RECENT_MAX
+ *   writes whose end() Redis acknowledged are kept in a ring, and when a
+ *   link fails (an outage begins) or Redis answers again, they join the
+ *   repair list: deleted before any other call, read from the store again.
+ *   A replica lags its master by far fewer writes than that on one network.
+ *
+ *   Credentials and TLS are the link's (redis_link.h). A refusal of the
+ *   credentials (WRONGPASS, or NOAUTH without a password) stops tallyd at
+ *   start; later it is an outage like any other, counted in
  *   tally_redis_auth_failures_total. The password is never logged.
  *
  *   Users' flags: one hash per user, user_flags:{uid}, a field per item the
@@ -75,10 +88,10 @@
  *   unreachable cannot keep serving counts that miss those writes.
  */
 #include "cache/redis.h"
+#include "cache/redis_link.h"
 
-#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +119,11 @@
  * over (its fence fields kept), and the items it dropped are read from the store again.
  * A string for the scripts; the writes that add to it add at most INTERACTIVE_MAX_IDS. */
 #define USER_FLAGS_MAX "1000"
+/* The keys of the last this many writes Redis acknowledged: dropped when a node fails. */
+#define RECENT_MAX     4096
+
+#define ITEM_KEY "interactive:%s:%lld" /* an item's hash; biz and a long long id */
+#define USER_KEY "user_flags:%lld"     /* a user's flags; a long long uid */
 
 
 enum script { SC_BEGIN, SC_END, SC_FILL, SC_UBEGIN, SC_UEND, SC_UFILL, SC_TAKE, SCRIPT_COUNT };
@@ -220,13 +238,6 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 "return retry\n",
 };
 
-/* One connection; used by one thread at a time while checked out. */
-struct rconn {
-    redisContext *ctx;          /* NULL: not connected */
-    int64_t retry_at_us;        /* after a failure, no reconnect before this */
-    char sha[SCRIPT_COUNT][41]; /* the scripts' SHA1s, as this server loaded them */
-};
-
 /* A key to delete once Redis answers: an item's counters, or (uid != 0) a user's flags. */
 struct stale {
     int64_t uid;
@@ -234,29 +245,29 @@ struct stale {
 };
 
 /*
- * Shared by all threads. The pool hands out conns (pool_size_for(--workers),
- * a wait as long as a call's timeout); repair_lock guards
- * repair, nrepair and repair_overflow. Keys are only ever added to the
+ * Shared by all threads. The pool hands out links (pool_size_for(--workers),
+ * a wait as long as a call's timeout); repair_lock guards repair, nrepair,
+ * repair_overflow and the recent ring. Keys are only ever added to the
  * list under the lock (repair_add_locked); a repair takes the whole list
  * under the lock, sends its DELs without it, and on failure adds what it
  * took back to whatever other threads added meanwhile: never replaces it.
  */
 struct redis_cache {
     struct cache base;
-    char *host;
-    int port;
-    char *user, *password; /* AUTH on every connect when password is set; never logged */
+    struct link_config cfg;
+    char sha[SCRIPT_COUNT][41]; /* the scripts' SHA1s, for EVALSHA */
     int64_t ttl_ms;
-    struct timeval timeout;
     struct pool pool;
-    struct rconn *conns;
-    size_t nconns;
+    struct link *links;
+    size_t nlinks;
     pthread_mutex_t repair_lock;
     struct stale *repair;
     size_t nrepair;
     bool repair_overflow;
+    struct stale recent[RECENT_MAX]; /* the keys of the last writes that ended, a ring */
+    size_t nrecent;                  /* how many were ever added */
     atomic_bool down; /* a connection failed and none has reconnected since: for the log */
-    atomic_bool auth_refused; /* the last connect failed on AUTH or NOAUTH: for the log */
+    atomic_bool auth_refused; /* the last connect failed on the credentials: for the log */
     bool opened;              /* set by cache_redis_open before any other thread runs */
     struct metric *m_auth_failed;
 };
@@ -264,13 +275,8 @@ struct redis_cache {
 static void key_of(struct strbuf *sb, const struct item *it)
 {
     strbuf_reset(sb);
-    strbuf_addstr(sb, "interactive:");
-    strbuf_addstr(sb, it->biz);
-    strbuf_addch(sb, ':');
-    strbuf_add_i64(sb, it->id);
+    strbuf_addf(sb, ITEM_KEY, it->biz, (long long)it->id);
 }
-
-#define USER_KEY "user_flags:%lld" /* a user's flags; the argument a long long uid */
 
 static void user_key_of(struct strbuf *sb, int64_t uid)
 {
@@ -286,231 +292,17 @@ static void stale_key(struct strbuf *sb, const struct stale *s)
         key_of(sb, &s->item);
 }
 
-/*
- * A command's arguments, formatted one after another into buf and sent with
- * redisAppendCommandArgv (binary-safe, no format string in between).
- */
-#define CMD_ARGS_MAX (4 + WRITE_CHUNK * 4)
-struct cmd {
-    struct strbuf *buf;
-    size_t argc, at[CMD_ARGS_MAX], len[CMD_ARGS_MAX];
-};
-
-static void cmd_start(struct cmd *m, struct strbuf *buf)
+/* Starts a call of script `which`: by its SHA1, or (eval) with its text, which Redis keeps. */
+static void cmd_script(struct link_cmd *m, const struct redis_cache *rc, enum script which,
+                       bool eval)
 {
-    m->buf = buf;
-    m->argc = 0;
-    strbuf_reset(buf);
-}
-
-__attribute__((format(printf, 2, 3))) static void cmd_arg(struct cmd *m, const char *fmt, ...)
-{
-    va_list ap;
-
-    TALLY_ASSERT(m->argc < CMD_ARGS_MAX);
-    m->at[m->argc] = m->buf->len;
-    va_start(ap, fmt);
-    strbuf_vaddf(m->buf, fmt, ap);
-    va_end(ap);
-    m->len[m->argc] = m->buf->len - m->at[m->argc];
-    m->argc++;
-}
-
-static void cmd_append(redisContext *ctx, const struct cmd *m)
-{
-    const char *argv[CMD_ARGS_MAX];
-
-    for (size_t k = 0; k < m->argc; k++)
-        argv[k] = m->buf->buf + m->at[k];
-    redisAppendCommandArgv(ctx, (int)m->argc, argv, m->len);
-}
-
-/* Logs each outage once, when it begins, however many connections it breaks. */
-static void rconn_drop(struct redis_cache *rc, struct rconn *c, const char *why)
-{
-    if (!atomic_exchange(&rc->down, true))
-        log_warn("redis: %s; serving from the store until it is back", why);
-    if (c->ctx)
-        redisFree(c->ctx);
-    c->ctx = NULL;
-    c->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
-}
-
-/* Whether r refuses a client for its credentials (also a command sent without AUTH). */
-static bool is_auth_error(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_ERROR &&
-           (strncmp(r->str, "WRONGPASS", 9) == 0 || strncmp(r->str, "NOAUTH", 6) == 0 ||
-            strncmp(r->str, "ERR AUTH", 8) == 0 || strncmp(r->str, "ERR invalid password", 20) == 0);
-}
-
-/* Notes a refusal of the credentials in why (the server's words, scrubbed of the password). */
-static void auth_refused(struct redis_cache *rc, const redisReply *r, struct strbuf *why)
-{
-    size_t at = why->len;
-
-    metric_add(rc->m_auth_failed, 1);
-    url_scrub(why, r->str, rc->password);
-    /* A state change, logged once however many connections it refuses (at open: an error). */
-    if (!atomic_exchange(&rc->auth_refused, true) && rc->opened)
-        log_warn("redis: %s:%d refused the credentials: %s", rc->host, rc->port, why->buf + at);
-}
-
-/* AUTH [USER] PASSWORD on a fresh connection, when the URL has a password. */
-static int authenticate(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
-{
-    redisReply *r;
-    int err = 0;
-
-    if (!rc->password)
-        return 0;
-    r = rc->user ? redisCommand(c->ctx, "AUTH %s %s", rc->user, rc->password)
-                 : redisCommand(c->ctx, "AUTH %s", rc->password);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        if (r)
-            auth_refused(rc, r, why);
-        err = TALLY_EUNAVAIL;
+    if (eval) {
+        link_cmd_arg(m, "EVAL");
+        link_cmd_arg(m, "%s", scripts[which]);
+    } else {
+        link_cmd_arg(m, "EVALSHA");
+        link_cmd_arg(m, "%s", rc->sha[which]);
     }
-    if (r)
-        freeReplyObject(r);
-    return err;
-}
-
-static int load_scripts(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
-{
-    for (int i = 0; i < SCRIPT_COUNT; i++) {
-        redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", scripts[i]);
-
-        if (!r || r->type != REDIS_REPLY_STRING || r->len != 40) {
-            if (is_auth_error(r))
-                auth_refused(rc, r, why);
-            if (r)
-                freeReplyObject(r);
-            return TALLY_EUNAVAIL;
-        }
-        memcpy(c->sha[i], r->str, 40);
-        c->sha[i][40] = '\0';
-        freeReplyObject(r);
-    }
-    return 0;
-}
-
-/* After NOSCRIPT: loads the scripts again, or drops the connection. */
-static int reload_scripts(struct redis_cache *rc, struct rconn *c)
-{
-    struct strbuf why = STRBUF_INIT;
-    int err = load_scripts(rc, c, &why);
-
-    if (err)
-        rconn_drop(rc, c, why.len ? why.buf : "cannot load scripts");
-    strbuf_release(&why);
-    return err;
-}
-
-/* Connects, authenticates and loads the scripts; on failure why says what went wrong. */
-static int rconn_open(struct redis_cache *rc, struct rconn *c, struct strbuf *why)
-{
-    c->ctx = redisConnectWithTimeout(rc->host, rc->port, rc->timeout);
-    if (!c->ctx || c->ctx->err || redisSetTimeout(c->ctx, rc->timeout) != REDIS_OK) {
-        strbuf_addstr(why, c->ctx && c->ctx->err ? c->ctx->errstr : "cannot connect");
-        return TALLY_EUNAVAIL;
-    }
-    if (authenticate(rc, c, why) || load_scripts(rc, c, why)) {
-        if (!why->len)
-            strbuf_addstr(why, c->ctx->err ? c->ctx->errstr : "unexpected reply");
-        return TALLY_EUNAVAIL;
-    }
-    atomic_store(&rc->auth_refused, false);
-    return 0;
-}
-
-static int conn_get(struct redis_cache *rc, struct rconn **out)
-{
-    struct rconn *c;
-    void *taken;
-
-    if (pool_get(&rc->pool, &taken)) { /* every connection stuck in a call: a miss */
-        *out = NULL;
-        return TALLY_EUNAVAIL;
-    }
-    c = taken;
-    if (!c->ctx && clock_mono_us() >= c->retry_at_us) {
-        struct strbuf why = STRBUF_INIT;
-
-        if (rconn_open(rc, c, &why))
-            rconn_drop(rc, c, why.buf);
-        else if (atomic_load(&rc->down) && atomic_exchange(&rc->down, false))
-            log_info("redis: %s:%d answers again", rc->host, rc->port);
-        strbuf_release(&why);
-    }
-    *out = c;
-    return c->ctx ? 0 : TALLY_EUNAVAIL;
-}
-
-static void conn_put(struct redis_cache *rc, struct rconn *c)
-{
-    if (c)
-        pool_put(&rc->pool, c);
-}
-
-static bool is_noscript(const redisReply *r)
-{
-    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
-}
-
-/*
- * Sends n <= PIPELINE_MAX commands built by `add` as one pipeline and
- * hands each reply to `take`. A script Redis no longer knows (NOSCRIPT) is
- * loaded again and the commands that hit it are sent once more: they were
- * not executed.
- */
-typedef void add_fn(struct redis_cache *rc, struct rconn *c, size_t i, void *arg);
-typedef void take_fn(size_t i, const redisReply *r, void *arg);
-
-static int pipeline(struct redis_cache *rc, struct rconn *c, size_t n, add_fn *add, take_fn *take,
-                    void *arg)
-{
-    bool again[PIPELINE_MAX];
-    size_t nagain = 0;
-
-    TALLY_ASSERT(n <= PIPELINE_MAX);
-    for (size_t i = 0; i < n; i++)
-        add(rc, c, i, arg);
-    for (size_t i = 0; i < n; i++) {
-        redisReply *r = NULL;
-
-        if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(rc, c, c->ctx->errstr);
-            return TALLY_EUNAVAIL;
-        }
-        again[i] = is_noscript(r);
-        nagain += again[i];
-        if (!again[i] && take)
-            take(i, r, arg);
-        freeReplyObject(r);
-    }
-    if (nagain == 0)
-        return 0;
-    log_warn("redis: scripts were flushed (NOSCRIPT); loading them again");
-    if (reload_scripts(rc, c))
-        return TALLY_EUNAVAIL;
-    for (size_t i = 0; i < n; i++)
-        if (again[i])
-            add(rc, c, i, arg);
-    for (size_t i = 0; i < n; i++) {
-        redisReply *r = NULL;
-
-        if (!again[i])
-            continue;
-        if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(rc, c, c->ctx->errstr);
-            return TALLY_EUNAVAIL;
-        }
-        if (take && !is_noscript(r))
-            take(i, r, arg);
-        freeReplyObject(r);
-    }
-    return 0;
 }
 
 /* Adds a key to the repair list; past REPAIR_MAX only notes the overflow. Hold repair_lock. */
@@ -525,51 +317,194 @@ static void repair_add_locked(struct redis_cache *rc, const struct stale *key)
     rc->repair[rc->nrepair++] = *key;
 }
 
-/* Deletes the keys of writes whose end() failed, now that Redis answers. */
-static int repair(struct redis_cache *rc, struct rconn *c)
+/* Puts the keys of the last RECENT_MAX writes on the repair list (see DESIGN, failover). */
+static void repair_recent(struct redis_cache *rc)
 {
-    struct strbuf key = STRBUF_INIT;
-    struct stale *items;
-    size_t n;
-    bool overflow;
-    int err = 0;
+    size_t n = rc->nrecent < RECENT_MAX ? rc->nrecent : RECENT_MAX;
 
     pthread_mutex_lock(&rc->repair_lock);
-    items = rc->repair;
+    for (size_t i = 0; i < n; i++)
+        repair_add_locked(rc, &rc->recent[i]);
+    pthread_mutex_unlock(&rc->repair_lock);
+}
+
+/* Logs each outage once, when it begins, however many links it breaks. */
+static void link_drop(struct redis_cache *rc, struct link *l, const char *why)
+{
+    if (!atomic_exchange(&rc->down, true)) {
+        log_warn("redis: %s; serving from the store until it is back", why);
+        repair_recent(rc);
+    }
+    link_close(l);
+    l->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
+}
+
+/* Connects a link; a refusal of the credentials is counted and logged once. */
+static int connect_link(struct redis_cache *rc, struct link *l, struct strbuf *why)
+{
+    bool refused;
+    int err = link_open(&rc->cfg, l, why, &refused);
+
+    if (err && refused) {
+        metric_add(rc->m_auth_failed, 1);
+        /* A state change, logged once however many links it refuses (at open: an error). */
+        if (!atomic_exchange(&rc->auth_refused, true) && rc->opened)
+            log_warn("redis: %s:%d refused the credentials: %s", rc->cfg.host, rc->cfg.port,
+                     why->buf);
+    } else if (!err) {
+        atomic_store(&rc->auth_refused, false);
+    }
+    return err;
+}
+
+static int link_get(struct redis_cache *rc, struct link **out)
+{
+    struct link *l;
+    void *taken;
+
+    if (pool_get(&rc->pool, &taken)) { /* every link stuck in a call: a miss */
+        *out = NULL;
+        return TALLY_EUNAVAIL;
+    }
+    l = taken;
+    if (!link_up(l) && clock_mono_us() >= l->retry_at_us) {
+        struct strbuf why = STRBUF_INIT;
+
+        if (connect_link(rc, l, &why)) {
+            link_drop(rc, l, why.buf);
+        } else if (atomic_load(&rc->down) && atomic_exchange(&rc->down, false)) {
+            log_info("redis: %s:%d answers again", rc->cfg.host, rc->cfg.port);
+            repair_recent(rc); /* writes that ended while the outage was being noticed */
+        }
+        strbuf_release(&why);
+    }
+    *out = l;
+    return link_up(l) ? 0 : TALLY_EUNAVAIL;
+}
+
+static void link_put(struct redis_cache *rc, struct link *l)
+{
+    if (l)
+        pool_put(&rc->pool, l);
+}
+
+/*
+ * Sends n <= PIPELINE_MAX commands built by `add` as one pipeline and
+ * hands each reply to `take`. A command that did not run, because its
+ * script is unknown to that node (NOSCRIPT: a restart, SCRIPT FLUSH, a
+ * replica promoted) or its slot moved (a cluster resharding or failing
+ * over), is sent once more on its own, scripts by their text.
+ */
+typedef void add_fn(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval);
+typedef void take_fn(size_t i, const valkeyReply *r, void *arg);
+
+static int pipeline(struct redis_cache *rc, struct link *l, size_t n, add_fn *add, take_fn *take,
+                    void *arg)
+{
+    bool again[PIPELINE_MAX];
+    struct strbuf buf = STRBUF_INIT;
+    struct link_cmd m;
+    int err = 0;
+
+    TALLY_ASSERT(n <= PIPELINE_MAX);
+    for (size_t i = 0; i < n && err == 0; i++) {
+        link_cmd_start(&m, &buf);
+        add(rc, i, arg, &m, false);
+        err = link_append(l, &m);
+    }
+    for (size_t i = 0; i < n && err == 0; i++) {
+        valkeyReply *r;
+
+        if ((err = link_reply(l, &r)))
+            break;
+        again[i] = link_reply_is(r, "NOSCRIPT") || link_redirected(r);
+        if (!again[i] && take)
+            take(i, r, arg);
+        freeReplyObject(r);
+    }
+    if (err == 0)
+        link_settle(l);
+    for (size_t i = 0; i < n && err == 0; i++) {
+        valkeyReply *r;
+
+        if (!again[i])
+            continue;
+        link_cmd_start(&m, &buf);
+        add(rc, i, arg, &m, true);
+        if (!(r = link_call(l, &m))) {
+            err = TALLY_EUNAVAIL;
+            break;
+        }
+        if (take)
+            take(i, r, arg);
+        freeReplyObject(r);
+    }
+    if (err)
+        link_drop(rc, l, link_error(l));
+    strbuf_release(&buf);
+    return err;
+}
+
+struct del_args {
+    const struct stale *keys;
+    struct strbuf key;
+};
+
+static void add_del(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
+{
+    struct del_args *a = arg;
+
+    (void)rc, (void)eval;
+    stale_key(&a->key, &a->keys[i]);
+    link_cmd_arg(m, "DEL");
+    link_cmd_arg(m, "%s", a->key.buf);
+}
+
+/* Deletes the keys, PIPELINE_MAX per pipeline. */
+static int del_all(struct redis_cache *rc, struct link *l, const struct stale *keys, size_t n)
+{
+    struct del_args a = {.key = STRBUF_INIT};
+    int err = 0;
+
+    for (size_t done = 0; done < n && err == 0; done += PIPELINE_MAX) {
+        a.keys = keys + done;
+        err = pipeline(rc, l, n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX, add_del, NULL,
+                       &a);
+    }
+    strbuf_release(&a.key);
+    return err;
+}
+
+/* Deletes the keys of writes whose end() failed, now that Redis answers. */
+static int repair(struct redis_cache *rc, struct link *l)
+{
+    struct stale *keys;
+    size_t n;
+    bool overflow;
+    int err;
+
+    pthread_mutex_lock(&rc->repair_lock);
+    keys = rc->repair;
     n = rc->nrepair;
     overflow = rc->repair_overflow;
     rc->repair = NULL;
     rc->nrepair = 0;
     rc->repair_overflow = false;
     pthread_mutex_unlock(&rc->repair_lock);
-    if (!items)
+    if (!keys)
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        stale_key(&key, &items[i]);
-        redisAppendCommand(c->ctx, "DEL %s", key.buf);
-    }
-    for (size_t i = 0; i < n && err == 0; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK) {
-            rconn_drop(rc, c, c->ctx->errstr);
-            err = TALLY_EUNAVAIL;
-        }
-        if (r)
-            freeReplyObject(r);
-    }
+    err = del_all(rc, l, keys, n);
     if (err == 0) {
-        log_info("redis: dropped %zu entries that missed writes%s", n,
+        log_info("redis: dropped %zu entries that may miss writes%s", n,
                  overflow ? " (more writes were missed than tracked: those expire by TTL)" : "");
-        free(items);
     } else { /* keep them for the next try, beside the keys added meanwhile */
         pthread_mutex_lock(&rc->repair_lock);
         for (size_t i = 0; i < n; i++)
-            repair_add_locked(rc, &items[i]);
+            repair_add_locked(rc, &keys[i]);
         rc->repair_overflow |= overflow;
         pthread_mutex_unlock(&rc->repair_lock);
-        free(items);
     }
-    strbuf_release(&key);
+    free(keys);
     return err;
 }
 
@@ -585,15 +520,27 @@ static void remember_for_repair(struct redis_cache *rc, const struct item *items
     pthread_mutex_unlock(&rc->repair_lock);
 }
 
-/* Checks out a connection that is up and repaired. */
-static int ready(struct redis_cache *rc, struct rconn **c)
+/* The keys of a write whose end() Redis acknowledged, into the recent ring. */
+static void remember_recent(struct redis_cache *rc, const struct item *items, size_t n,
+                            const struct flag_write *user)
 {
-    int err = conn_get(rc, c);
+    pthread_mutex_lock(&rc->repair_lock);
+    for (size_t i = 0; i < n; i++)
+        rc->recent[rc->nrecent++ % RECENT_MAX] = (struct stale){.item = items[i]};
+    if (user)
+        rc->recent[rc->nrecent++ % RECENT_MAX] = (struct stale){.uid = user->uid};
+    pthread_mutex_unlock(&rc->repair_lock);
+}
+
+/* Checks out a link that is up and repaired. */
+static int ready(struct redis_cache *rc, struct link **l)
+{
+    int err = link_get(rc, l);
 
     if (err == 0)
-        err = repair(rc, *c);
+        err = repair(rc, *l);
     if (err)
-        conn_put(rc, *c);
+        link_put(rc, *l);
     return err;
 }
 
@@ -616,48 +563,46 @@ struct get_args {
     bool user_stuck;
 };
 
-
 /* Appends the field of it in a user's hash: "{biz}:{id}". */
-static void cmd_field(struct cmd *m, const struct item *it)
+static void cmd_field(struct link_cmd *m, const struct item *it)
 {
-    cmd_arg(m, "%s:%lld", it->biz, (long long)it->id);
+    link_cmd_arg(m, "%s:%lld", it->biz, (long long)it->id);
 }
 
-static void add_get(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+static void add_get(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
 {
+    static const char *const fields[] = {"read_cnt", "like_cnt", "collect_cnt", "gen",
+                                         "inflight", "until"};
     struct get_args *a = arg;
-    struct cmd m;
 
-    (void)rc;
+    (void)rc, (void)eval;
+    link_cmd_arg(m, "HMGET");
     if (i < a->k) {
-        key_of(&a->key, &a->items[i]);
-        redisAppendCommand(c->ctx, "HMGET %s read_cnt like_cnt collect_cnt gen inflight until",
-                           a->key.buf);
+        link_cmd_arg(m, ITEM_KEY, a->items[i].biz, (long long)a->items[i].id);
+        for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+            link_cmd_arg(m, "%s", fields[f]);
         return;
     }
-    cmd_start(&m, &a->key);
-    cmd_arg(&m, "HMGET");
-    cmd_arg(&m, USER_KEY, (long long)a->user->uid);
-    cmd_arg(&m, "gen");
-    cmd_arg(&m, "inflight");
-    cmd_arg(&m, "until");
+    link_cmd_arg(m, USER_KEY, (long long)a->user->uid);
+    link_cmd_arg(m, "gen");
+    link_cmd_arg(m, "inflight");
+    link_cmd_arg(m, "until");
     for (size_t j = 0; j < a->n; j++)
-        cmd_field(&m, &a->all_items[j]);
-    cmd_append(c->ctx, &m);
+        cmd_field(m, &a->all_items[j]);
 }
 
-static bool reply_i64(const redisReply *r, int64_t *v)
+static bool reply_i64(const valkeyReply *r, int64_t *v)
 {
     char *end;
 
-    if (!r || r->type != REDIS_REPLY_STRING)
+    if (!r || r->type != VALKEY_REPLY_STRING)
         return false;
     *v = strtoll(r->str, &end, 10);
     return end != r->str && *end == '\0';
 }
 
 /* Whether a hash's fence (inflight, until) has outlived any write that could end it. */
-static bool orphaned(const redisReply *inflight, const redisReply *until, int64_t now_ms)
+static bool orphaned(const valkeyReply *inflight, const valkeyReply *until, int64_t now_ms)
 {
     int64_t n, at;
 
@@ -665,11 +610,11 @@ static bool orphaned(const redisReply *inflight, const redisReply *until, int64_
 }
 
 /* A get's reply for the user: gen, inflight, until, then a field per item. */
-static void take_user_flags(const redisReply *r, struct get_args *a)
+static void take_user_flags(const valkeyReply *r, struct get_args *a)
 {
     int64_t gen = 0, inflight = 0, v;
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != a->n + 3)
+    if (r->type != VALKEY_REPLY_ARRAY || r->elements != a->n + 3)
         return;
     if (orphaned(r->element[1], r->element[2], a->now_ms)) {
         a->user_stuck = true; /* every flag a miss, no fill, and the hash deleted */
@@ -685,7 +630,7 @@ static void take_user_flags(const redisReply *r, struct get_args *a)
     a->user->token = reply_i64(r->element[1], &inflight) && inflight > 0 ? CACHE_NO_FILL : gen;
 }
 
-static void take_get(size_t i, const redisReply *r, void *arg)
+static void take_get(size_t i, const valkeyReply *r, void *arg)
 {
     struct get_args *a = arg;
     int64_t inflight = 0;
@@ -694,7 +639,7 @@ static void take_get(size_t i, const redisReply *r, void *arg)
         take_user_flags(r, a);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6)
+    if (r->type != VALKEY_REPLY_ARRAY || r->elements != 6)
         return;
     if (orphaned(r->element[4], r->element[5], a->now_ms)) {
         a->token[i] = CACHE_NO_FILL;
@@ -721,12 +666,12 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
     struct redis_cache *rc = (struct redis_cache *)base;
     struct get_args a = {.user = user, .all_items = items, .n = n, .key = STRBUF_INIT,
                          .now_ms = clock_now_ms()};
-    struct rconn *c;
+    struct link *l;
     int err;
 
-    TALLY_ASSERT(!user || n <= CMD_ARGS_MAX - 5);
+    TALLY_ASSERT(!user || n <= LINK_ARGS_MAX - 5);
     cache_all_missed(n, hit, token, user);
-    if ((err = ready(rc, &c)))
+    if ((err = ready(rc, &l)))
         return err;
     for (size_t done = 0; done < n && err == 0; done += a.k) {
         bool with_user = user && done == 0; /* in the first pipeline */
@@ -736,9 +681,9 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
         a.out = out + done;
         a.hit = hit + done;
         a.token = token + done;
-        err = pipeline(rc, c, a.k + with_user, add_get, take_get, &a);
+        err = pipeline(rc, l, a.k + with_user, add_get, take_get, &a);
     }
-    conn_put(rc, c);
+    link_put(rc, l);
     strbuf_release(&a.key);
     if (err) /* partial answers are not trusted */
         cache_all_missed(n, hit, token, user);
@@ -754,30 +699,28 @@ static int redis_get(struct cache *base, const struct item *items, size_t n, str
     return err;
 }
 
-/* ------------------------------------------------------------ fill, begin, end */
+/* ------------------------------------------------------------ fill */
 
-struct write_args {
+struct fill_args {
     const struct item *items;
     const struct counts *counts;
     const cache_token *token;
-    size_t *index;                 /* fill: which items to send */
-    size_t n;                      /* begin, end: how many items */
-    size_t first_call;             /* begin, end: chunk number of the pipeline's first call */
-    size_t calls;                  /* begin, end: chunk calls in this pipeline; then the user's */
-    struct flag_write *user;       /* begin, end: NULL, or the user's write */
-    struct strbuf key;             /* scratch */
+    size_t *index; /* which items to send */
 };
 
-static void add_fill(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+static void add_fill(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
 {
-    struct write_args *a = arg;
+    struct fill_args *a = arg;
     size_t k = a->index[i];
 
-    key_of(&a->key, &a->items[k]);
-    redisAppendCommand(c->ctx, "EVALSHA %s 1 %s %lld %lld %lld %lld %lld", c->sha[SC_FILL],
-                       a->key.buf, (long long)a->token[k], (long long)a->counts[k].read_cnt,
-                       (long long)a->counts[k].like_cnt, (long long)a->counts[k].collect_cnt,
-                       (long long)rc->ttl_ms);
+    cmd_script(m, rc, SC_FILL, eval);
+    link_cmd_arg(m, "1");
+    link_cmd_arg(m, ITEM_KEY, a->items[k].biz, (long long)a->items[k].id);
+    link_cmd_arg(m, "%lld", (long long)a->token[k]);
+    link_cmd_arg(m, "%lld", (long long)a->counts[k].read_cnt);
+    link_cmd_arg(m, "%lld", (long long)a->counts[k].like_cnt);
+    link_cmd_arg(m, "%lld", (long long)a->counts[k].collect_cnt);
+    link_cmd_arg(m, "%lld", (long long)rc->ttl_ms);
 }
 
 static int redis_fill(struct cache *base, const struct item *items, size_t n,
@@ -785,26 +728,24 @@ static int redis_fill(struct cache *base, const struct item *items, size_t n,
 {
     struct redis_cache *rc = (struct redis_cache *)base;
     size_t index[PIPELINE_MAX], i = 0, k;
-    struct write_args a = {
-        .items = items, .counts = counts, .token = token, .index = index, .key = STRBUF_INIT};
-    struct rconn *c;
+    struct fill_args a = {.items = items, .counts = counts, .token = token, .index = index};
+    struct link *l;
     int err;
 
     while (i < n && token[i] == CACHE_NO_FILL)
         i++;
     if (i == n)
         return 0;
-    if ((err = ready(rc, &c)))
+    if ((err = ready(rc, &l)))
         return err;
     while (i < n && err == 0) { /* up to PIPELINE_MAX fills per pipeline */
         for (k = 0; i < n && k < PIPELINE_MAX; i++)
             if (token[i] != CACHE_NO_FILL)
                 index[k++] = i;
         if (k > 0)
-            err = pipeline(rc, c, k, add_fill, NULL, &a);
+            err = pipeline(rc, l, k, add_fill, NULL, &a);
     }
-    conn_put(rc, c);
-    strbuf_release(&a.key);
+    link_put(rc, l);
     return err;
 }
 
@@ -814,161 +755,206 @@ struct fill_flags_args {
     size_t n;
     const uint8_t *flags;
     cache_token token;
-    struct strbuf key;
 };
 
-static void add_fill_flags(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+static void add_fill_flags(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m,
+                           bool eval)
 {
     struct fill_flags_args *a = arg;
-    struct cmd m;
 
     (void)i;
-    cmd_start(&m, &a->key);
-    cmd_arg(&m, "EVALSHA");
-    cmd_arg(&m, "%s", c->sha[SC_UFILL]);
-    cmd_arg(&m, "1");
-    cmd_arg(&m, USER_KEY, (long long)a->uid);
-    cmd_arg(&m, "%lld", (long long)a->token);
-    cmd_arg(&m, "%lld", (long long)rc->ttl_ms);
+    cmd_script(m, rc, SC_UFILL, eval);
+    link_cmd_arg(m, "1");
+    link_cmd_arg(m, USER_KEY, (long long)a->uid);
+    link_cmd_arg(m, "%lld", (long long)a->token);
+    link_cmd_arg(m, "%lld", (long long)rc->ttl_ms);
     for (size_t j = 0; j < a->n; j++) {
-        cmd_field(&m, &a->items[j]);
-        cmd_arg(&m, "%u", (unsigned)a->flags[j]);
+        cmd_field(m, &a->items[j]);
+        link_cmd_arg(m, "%u", (unsigned)a->flags[j]);
     }
-    cmd_append(c->ctx, &m);
 }
 
 static int redis_fill_flags(struct cache *base, int64_t uid, const struct item *items, size_t n,
                             const uint8_t *flags, cache_token token)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct fill_flags_args a = {uid, items, n, flags, token, STRBUF_INIT};
-    struct rconn *c;
+    struct fill_flags_args a = {uid, items, n, flags, token};
+    struct link *l;
     int err;
 
-    TALLY_ASSERT(n <= (CMD_ARGS_MAX - 6) / 2);
+    TALLY_ASSERT(n <= (LINK_ARGS_MAX - 6) / 2);
     if (n == 0 || token == CACHE_NO_FILL)
         return 0;
-    if ((err = ready(rc, &c)))
+    if ((err = ready(rc, &l)))
         return err;
-    err = pipeline(rc, c, 1, add_fill_flags, NULL, &a);
-    conn_put(rc, c);
-    strbuf_release(&a.key);
+    err = pipeline(rc, l, 1, add_fill_flags, NULL, &a);
+    link_put(rc, l);
     return err;
 }
 
+/* ------------------------------------------------------------ begin, end */
+
+/* A script call of begin or end: items order[first .. first + count), all of one slot. */
+struct chunk {
+    size_t first, count;
+};
+
+struct write_args {
+    const struct item *items;
+    const struct counts *counts;   /* end: the deltas (NULL: none) */
+    size_t *order;                 /* the items, ordered so that each chunk's are together */
+    struct chunk *chunks;
+    size_t first_call;             /* the pipeline's first chunk */
+    size_t calls;                  /* chunk calls in this pipeline; then the user's */
+    struct flag_write *user;       /* NULL, or the user's write */
+    enum script items_script, user_script;
+};
+
+static int by_slot(const void *x, const void *y, void *slots)
+{
+    const unsigned *s = slots;
+    unsigned a = s[*(const size_t *)x], b = s[*(const size_t *)y];
+
+    return (a > b) - (a < b);
+}
+
 /*
- * Appends one EVALSHA of begin or end over items [i * WRITE_CHUNK, ...):
- * a chunk of keys per script call keeps a batch of a thousand reads to a
- * handful of calls.
+ * Orders items into chunks of at most WRITE_CHUNK keys that one script call
+ * can take: consecutive items on one node; on a cluster, items of one slot
+ * (a script's keys must share one, and a random batch rarely has two in
+ * one: most chunks there are single keys). Returns the number of chunks.
  */
-static void add_write_chunk(struct rconn *c, size_t i, struct write_args *a, enum script which)
+static size_t plan_chunks(const struct redis_cache *rc, const struct item *items, size_t n,
+                          size_t *order, struct chunk *chunks)
+{
+    unsigned *slots = NULL;
+    size_t nchunks = 0;
+
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    if (rc->cfg.cluster && n > 1) {
+        struct strbuf key = STRBUF_INIT;
+
+        slots = xmalloc(n * sizeof(*slots));
+        for (size_t i = 0; i < n; i++) {
+            key_of(&key, &items[i]);
+            slots[i] = link_slot(key.buf);
+        }
+        strbuf_release(&key);
+        qsort_r(order, n, sizeof(*order), by_slot, slots);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct chunk *last = nchunks ? &chunks[nchunks - 1] : NULL;
+        bool joins = last && last->count < WRITE_CHUNK &&
+                     (!slots || slots[order[last->first]] == slots[order[i]]);
+
+        if (joins)
+            last->count++;
+        else
+            chunks[nchunks++] = (struct chunk){i, 1};
+    }
+    free(slots);
+    return nchunks;
+}
+
+/* Appends one begin or end call over a chunk: a chunk of keys per call keeps a batch of a
+ * thousand reads to a handful of calls on one node. */
+static void add_write_chunk(struct redis_cache *rc, size_t c, struct write_args *a,
+                            struct link_cmd *m, bool eval)
 {
     static const struct counts zero = {0, 0, 0};
-    size_t first = i * WRITE_CHUNK, m = a->n - first < WRITE_CHUNK ? a->n - first : WRITE_CHUNK;
-    struct cmd cmd;
+    const struct chunk *ch = &a->chunks[c];
+    enum script which = a->items_script;
 
-    cmd_start(&cmd, &a->key);
-    cmd_arg(&cmd, "EVALSHA");
-    cmd_arg(&cmd, "%s", c->sha[which]);
-    cmd_arg(&cmd, "%zu", m);
-    for (size_t k = first; k < first + m; k++)
-        cmd_arg(&cmd, "interactive:%s:%lld", a->items[k].biz, (long long)a->items[k].id);
-    cmd_arg(&cmd, "%d", FENCE_MS);
+    cmd_script(m, rc, which, eval);
+    link_cmd_arg(m, "%zu", ch->count);
+    for (size_t k = ch->first; k < ch->first + ch->count; k++)
+        link_cmd_arg(m, ITEM_KEY, a->items[a->order[k]].biz, (long long)a->items[a->order[k]].id);
+    link_cmd_arg(m, "%d", FENCE_MS);
     if (which == SC_BEGIN)
-        cmd_arg(&cmd, "%lld", (long long)(clock_now_ms() + STUCK_MS));
-    for (size_t k = first; which == SC_END && k < first + m; k++) {
-        const struct counts *d = a->counts ? &a->counts[k] : &zero;
-        cmd_arg(&cmd, "%lld", (long long)d->read_cnt);
-        cmd_arg(&cmd, "%lld", (long long)d->like_cnt);
-        cmd_arg(&cmd, "%lld", (long long)d->collect_cnt);
+        link_cmd_arg(m, "%lld", (long long)(clock_now_ms() + STUCK_MS));
+    for (size_t k = ch->first; which == SC_END && k < ch->first + ch->count; k++) {
+        const struct counts *d = a->counts ? &a->counts[a->order[k]] : &zero;
+
+        link_cmd_arg(m, "%lld", (long long)d->read_cnt);
+        link_cmd_arg(m, "%lld", (long long)d->like_cnt);
+        link_cmd_arg(m, "%lld", (long long)d->collect_cnt);
     }
-    cmd_append(c->ctx, &cmd);
 }
 
 /* Appends the user's ubegin or uend. */
-static void add_user_write(struct redis_cache *rc, struct rconn *c, struct write_args *a,
-                           enum script which)
+static void add_user_write(struct redis_cache *rc, struct write_args *a, struct link_cmd *m,
+                           bool eval)
 {
     const struct flag_write *u = a->user;
-    struct cmd m;
 
-    cmd_start(&m, &a->key);
-    cmd_arg(&m, "EVALSHA");
-    cmd_arg(&m, "%s", c->sha[which]);
-    cmd_arg(&m, "1");
-    cmd_arg(&m, USER_KEY, (long long)u->uid);
-    cmd_arg(&m, "%d", FENCE_MS);
-    if (which == SC_UBEGIN)
-        cmd_arg(&m, "%lld", (long long)(clock_now_ms() + STUCK_MS));
-    if (which == SC_UEND) {
-        cmd_arg(&m, "%lld", (long long)u->token);
-        cmd_field(&m, u->item);
-        if (u->committed)
-            cmd_arg(&m, "%u", (unsigned)u->flags);
-        else
-            cmd_arg(&m, "%s", "");
-        cmd_arg(&m, "%lld", (long long)rc->ttl_ms);
+    cmd_script(m, rc, a->user_script, eval);
+    link_cmd_arg(m, "1");
+    link_cmd_arg(m, USER_KEY, (long long)u->uid);
+    link_cmd_arg(m, "%d", FENCE_MS);
+    if (a->user_script == SC_UBEGIN) {
+        link_cmd_arg(m, "%lld", (long long)(clock_now_ms() + STUCK_MS));
+        return;
     }
-    cmd_append(c->ctx, &m);
+    link_cmd_arg(m, "%lld", (long long)u->token);
+    cmd_field(m, u->item);
+    if (u->committed)
+        link_cmd_arg(m, "%u", (unsigned)u->flags);
+    else
+        link_cmd_arg(m, "%s", "");
+    link_cmd_arg(m, "%lld", (long long)rc->ttl_ms);
 }
 
-static void add_begin(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
+static void add_write(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
 {
     struct write_args *a = arg;
 
     if (i < a->calls)
-        add_write_chunk(c, a->first_call + i, a, SC_BEGIN);
+        add_write_chunk(rc, a->first_call + i, a, m, eval);
     else
-        add_user_write(rc, c, a, SC_UBEGIN);
-}
-
-static void add_end(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
-{
-    struct write_args *a = arg;
-
-    if (i < a->calls)
-        add_write_chunk(c, a->first_call + i, a, SC_END);
-    else
-        add_user_write(rc, c, a, SC_UEND);
+        add_user_write(rc, a, m, eval);
 }
 
 /* The user's ubegin answers the write's token. */
-static void take_begin(size_t i, const redisReply *r, void *arg)
+static void take_begin(size_t i, const valkeyReply *r, void *arg)
 {
     struct write_args *a = arg;
 
-    if (i == a->calls && r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+    if (i == a->calls && r->type == VALKEY_REPLY_INTEGER && r->integer > 0)
         a->user->token = r->integer;
 }
 
 /*
- * Runs begin or end over n items, WRITE_CHUNK keys per script call, and the
- * user's part (if any) in the first pipeline.
+ * Runs begin or end over n items, a chunk per script call, and the user's
+ * part (if any) in the first pipeline.
  */
-static int write_all(struct redis_cache *rc, add_fn *add, const struct item *items, size_t n,
+static int write_all(struct redis_cache *rc, bool begin, const struct item *items, size_t n,
                      const struct counts *delta, struct flag_write *user)
 {
     struct write_args a = {
-        .items = items, .counts = delta, .n = n, .user = user, .key = STRBUF_INIT};
-    size_t calls = (n + WRITE_CHUNK - 1) / WRITE_CHUNK;
+        .items = items, .counts = delta, .user = user,
+        .items_script = begin ? SC_BEGIN : SC_END, .user_script = begin ? SC_UBEGIN : SC_UEND,
+        .order = xmalloc((n + 1) * sizeof(*a.order)),
+        .chunks = xmalloc((n + 1) * sizeof(*a.chunks))};
+    size_t calls = plan_chunks(rc, items, n, a.order, a.chunks);
     bool user_left = user != NULL;
-    struct rconn *c;
-    int err;
+    struct link *l = NULL;
+    int err = 0;
 
-    if (n == 0 && !user)
-        return 0;
-    if ((err = ready(rc, &c)))
-        return err;
-    for (size_t done = 0; (done < calls || user_left) && err == 0; done += a.calls) {
-        bool with_user = user_left;
+    if ((n > 0 || user) && (err = ready(rc, &l)) == 0) {
+        for (size_t done = 0; (done < calls || user_left) && err == 0; done += a.calls) {
+            bool with_user = user_left;
 
-        user_left = false;
-        a.calls = calls - done < PIPELINE_MAX - 1 ? calls - done : PIPELINE_MAX - 1;
-        a.first_call = done;
-        err = pipeline(rc, c, a.calls + with_user, add, with_user ? take_begin : NULL, &a);
+            user_left = false;
+            a.calls = calls - done < PIPELINE_MAX - 1 ? calls - done : PIPELINE_MAX - 1;
+            a.first_call = done;
+            err = pipeline(rc, l, a.calls + with_user, add_write,
+                           with_user && begin ? take_begin : NULL, &a);
+        }
+        link_put(rc, l);
     }
-    conn_put(rc, c);
-    strbuf_release(&a.key);
+    free(a.order);
+    free(a.chunks);
     return err;
 }
 
@@ -980,7 +966,7 @@ static int redis_begin(struct cache *base, const struct item *items, size_t n,
 
     if (user)
         user->token = CACHE_NO_FILL; /* unless Redis answers */
-    err = write_all(rc, add_begin, items, n, NULL, user);
+    err = write_all(rc, true, items, n, NULL, user);
     /* Without a fence the write's end() cannot be trusted either: repair later. */
     if (err)
         remember_for_repair(rc, items, n, user);
@@ -993,10 +979,12 @@ static int redis_end(struct cache *base, const struct item *items, size_t n,
     struct redis_cache *rc = (struct redis_cache *)base;
     /* write_all's user is not const: begin writes the token; end only reads it */
     struct flag_write u = user ? *user : (struct flag_write){0};
-    int err = write_all(rc, add_end, items, n, delta, user ? &u : NULL);
+    int err = write_all(rc, false, items, n, delta, user ? &u : NULL);
 
     if (err)
         remember_for_repair(rc, items, n, user);
+    else
+        remember_recent(rc, items, n, user);
     return err;
 }
 
@@ -1008,22 +996,26 @@ struct take_args {
     int64_t retry_ms; /* -1 until Redis answered */
 };
 
-static void add_take(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
-{
-    struct take_args *a = arg;
-
-    (void)rc, (void)i;
-    redisAppendCommand(c->ctx, "EVALSHA %s 1 %s %lld %lld %lld %lld", c->sha[SC_TAKE], a->key,
-                       (long long)a->now_ms, (long long)a->n, (long long)a->period_ms,
-                       (long long)a->burst);
-}
-
-static void take_take(size_t i, const redisReply *r, void *arg)
+static void add_take(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
 {
     struct take_args *a = arg;
 
     (void)i;
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+    cmd_script(m, rc, SC_TAKE, eval);
+    link_cmd_arg(m, "1");
+    link_cmd_arg(m, "%s", a->key);
+    link_cmd_arg(m, "%lld", (long long)a->now_ms);
+    link_cmd_arg(m, "%lld", (long long)a->n);
+    link_cmd_arg(m, "%lld", (long long)a->period_ms);
+    link_cmd_arg(m, "%lld", (long long)a->burst);
+}
+
+static void take_take(size_t i, const valkeyReply *r, void *arg)
+{
+    struct take_args *a = arg;
+
+    (void)i;
+    if (r->type == VALKEY_REPLY_INTEGER && r->integer >= 0)
         a->retry_ms = r->integer;
 }
 
@@ -1032,71 +1024,53 @@ static int redis_take(struct cache *base, const char *key, int64_t n, int64_t pe
 {
     struct redis_cache *rc = (struct redis_cache *)base;
     struct take_args a = {key, n, period_ms, burst, now_ms, -1};
-    struct rconn *c;
+    struct link *l;
     int err;
 
-    if ((err = ready(rc, &c)))
+    if ((err = ready(rc, &l)))
         return err;
-    err = pipeline(rc, c, 1, add_take, take_take, &a);
-    conn_put(rc, c);
+    err = pipeline(rc, l, 1, add_take, take_take, &a);
+    link_put(rc, l);
     if (err == 0 && a.retry_ms < 0) /* a script error: say so, the caller counts in memory */
         err = TALLY_EINTERNAL;
     *retry_ms = a.retry_ms;
     return err;
 }
 
-/* ------------------------------------------------------------ open and free */
-
 /* ------------------------------------------------------------ invalidate */
-
-struct del_args {
-    const struct item *items;
-    struct strbuf key;
-};
-
-static void add_del(struct redis_cache *rc, struct rconn *c, size_t i, void *arg)
-{
-    struct del_args *a = arg;
-
-    (void)rc;
-    key_of(&a->key, &a->items[i]);
-    redisAppendCommand(c->ctx, "DEL %s", a->key.buf);
-}
 
 /* Unlike the other calls this one reports EUNAVAIL: its caller must know the keys stay. */
 static int redis_invalidate(struct cache *base, const struct item *items, size_t n)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
-    struct del_args a = {.key = STRBUF_INIT};
-    struct rconn *c;
+    struct stale *keys;
+    struct link *l;
     int err;
 
-    if ((err = ready(rc, &c)))
+    if ((err = ready(rc, &l)))
         return err;
-    for (size_t done = 0; done < n && err == 0; done += PIPELINE_MAX) {
-        a.items = items + done;
-        err = pipeline(rc, c, n - done < PIPELINE_MAX ? n - done : PIPELINE_MAX, add_del, NULL,
-                       &a);
-    }
-    conn_put(rc, c);
-    strbuf_release(&a.key);
+    keys = xcalloc(n ? n : 1, sizeof(*keys));
+    for (size_t i = 0; i < n; i++)
+        keys[i].item = items[i];
+    err = del_all(rc, l, keys, n);
+    free(keys);
+    link_put(rc, l);
     return err;
 }
+
+/* ------------------------------------------------------------ open and free */
 
 static void redis_free(struct cache *base)
 {
     struct redis_cache *rc = (struct redis_cache *)base;
 
-    for (size_t i = 0; i < rc->nconns; i++)
-        if (rc->conns[i].ctx)
-            redisFree(rc->conns[i].ctx);
-    free(rc->conns);
+    for (size_t i = 0; i < rc->nlinks; i++)
+        link_close(&rc->links[i]);
+    free(rc->links);
     pool_release(&rc->pool);
     pthread_mutex_destroy(&rc->repair_lock);
     free(rc->repair);
-    free(rc->host);
-    free(rc->user);
-    free(rc->password);
+    link_config_release(&rc->cfg);
     free(rc);
 }
 
@@ -1112,27 +1086,32 @@ static const struct cache_ops redis_ops = {
     .invalidate = redis_invalidate,
 };
 
-static const char *const known_options[] = {"ttl", "timeout_ms", NULL};
+static const char *const known_options[] = {"ttl", "timeout_ms", LINK_URL_OPTIONS, NULL};
 
-/* redis://[[USER]:PASSWORD@]HOST[:PORT][?ttl=S&timeout_ms=MS]: the rules beyond url_parse's. */
+/* The rules beyond url_parse's (redis.h). */
 int cache_redis_check(const struct url *u, char **why)
 {
     long long v;
 
-    if (url_check_options(u, known_options, why))
+    if (url_check_options(u, known_options, why) || link_url_check(u, why))
         return TALLY_EINVAL;
-    *why = NULL;
-    if (u->nhosts != 1)
-        *why = xstrdup("expected redis://[USER:PASSWORD@]HOST:PORT");
-    else if (*u->path)
-        *why = xstrdup("redis:// takes no path (database numbers are not supported)");
-    else if (u->user && !u->password)
-        *why = xstrdup("a Redis user needs a password: redis://USER:PASSWORD@HOST:PORT");
-    else if (url_option_int(u, "ttl", 1, 86400 * 365, 900, &v))
+    if (url_option_int(u, "ttl", 1, 86400 * 365, 900, &v))
         *why = xstrdup("ttl=SECONDS takes 1..31536000");
     else if (url_option_int(u, "timeout_ms", 1, 60000, 100, &v))
         *why = xstrdup("timeout_ms=MS takes 1..60000");
     return *why ? TALLY_EINVAL : 0;
+}
+
+/* The scripts' SHA1s, as Redis names them for EVALSHA. */
+static void hash_scripts(struct redis_cache *rc)
+{
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        unsigned char md[SHA_DIGEST_LENGTH];
+
+        SHA1((const unsigned char *)scripts[i], strlen(scripts[i]), md);
+        for (int b = 0; b < SHA_DIGEST_LENGTH; b++)
+            snprintf(rc->sha[i] + 2 * b, 3, "%02x", md[b]);
+    }
 }
 
 int cache_redis_open(const struct url *u, int workers, struct cache **out, char **err)
@@ -1140,47 +1119,47 @@ int cache_redis_open(const struct url *u, int workers, struct cache **out, char 
     struct redis_cache *rc;
     long long ttl_s, timeout_ms;
     struct strbuf why = STRBUF_INIT;
-    struct rconn *c;
+    char *bad = NULL;
+    struct link *l;
 
-    rc = xcalloc(1, sizeof(*rc));
-    rc->base.ops = &redis_ops;
-    rc->host = xstrdup(u->hosts[0].name);
-    rc->port = u->hosts[0].port ? u->hosts[0].port : 6379;
-    rc->user = u->user ? xstrdup(u->user) : NULL;
-    rc->password = u->password ? xstrdup(u->password) : NULL;
     url_option_int(u, "ttl", 1, 86400 * 365, 900, &ttl_s);
     url_option_int(u, "timeout_ms", 1, 60000, 100, &timeout_ms);
+    rc = xcalloc(1, sizeof(*rc));
+    if (link_config_init(&rc->cfg, u, timeout_ms, &bad)) {
+        *err = xstrfmt("cannot use --cache: %s", bad);
+        free(bad);
+        free(rc);
+        return TALLY_EINVAL;
+    }
+    rc->base.ops = &redis_ops;
     rc->ttl_ms = ttl_s * 1000;
-    rc->timeout.tv_sec = timeout_ms / 1000;
-    rc->timeout.tv_usec = (timeout_ms % 1000) * 1000;
+    hash_scripts(rc);
     rc->m_auth_failed = metrics_counter("tally_redis_auth_failures_total",
                                         "Connections Redis refused to authenticate.", "");
     pthread_mutex_init(&rc->repair_lock, NULL);
-    /* Waiting for a connection is bounded like a call: as long as its timeout. */
-    rc->nconns = pool_size_for(workers);
-    rc->conns = xcalloc(rc->nconns, sizeof(*rc->conns));
-    pool_init(&rc->pool, "redis", rc->nconns, (int)timeout_ms);
-    for (size_t i = rc->nconns; i > 0; i--)
-        pool_put(&rc->pool, &rc->conns[i - 1]);
+    /* Waiting for a link is bounded like a call: as long as its timeout. */
+    rc->nlinks = pool_size_for(workers);
+    rc->links = xcalloc(rc->nlinks, sizeof(*rc->links));
+    pool_init(&rc->pool, "redis", rc->nlinks, (int)timeout_ms);
+    for (size_t i = rc->nlinks; i > 0; i--)
+        pool_put(&rc->pool, &rc->links[i - 1]);
     /*
      * A cache is optional: tallyd starts even if Redis is down, and uses it once it is up.
      * Credentials Redis refuses are a configuration error, though: refuse to start.
      */
-    c = &rc->conns[0];
-    if (rconn_open(rc, c, &why)) {
+    l = &rc->links[0];
+    if (connect_link(rc, l, &why)) {
         if (atomic_load(&rc->auth_refused)) {
-            *err = xstrfmt("redis at %s:%d refused the credentials of --cache (%s)", rc->host,
-                           rc->port, why.buf);
+            *err = xstrfmt("redis at %s:%d refused the credentials of --cache (%s)", rc->cfg.host,
+                           rc->cfg.port, why.buf);
             strbuf_release(&why);
             redis_free(&rc->base);
             return TALLY_EINVAL;
         }
-        log_warn("redis: %s:%d does not answer yet (%s); serving from the store", rc->host,
-                 rc->port, why.buf);
+        log_warn("redis: %s:%d does not answer yet (%s); serving from the store", rc->cfg.host,
+                 rc->cfg.port, why.buf);
         atomic_store(&rc->down, true); /* so that its coming back is logged */
-        redisFree(c->ctx);
-        c->ctx = NULL;
-        c->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
+        l->retry_at_us = clock_mono_us() + RETRY_AFTER_US;
     }
     strbuf_release(&why);
     rc->opened = true;

@@ -6,24 +6,24 @@
  * only hit by luck. Needs TALLY_TEST_REDIS (set by `make test`); skipped
  * without it.
  *
- * redis.c is included, so that a test can reach the pool's retry clock and
- * put a seam between the module and hiredis: every reply the module reads
- * passes through seam_get_reply, which can run another thread's step at
- * that exact point or break the connection under the module. The object
- * built from redis.c is linked as well; its public names are renamed here.
+ * redis.c and redis_link.c are included (and so not linked: see the
+ * Makefile), so that a test can reach the pool's retry clock and put a seam
+ * between the module and libvalkey: every reply the module reads passes
+ * through seam_get_reply, which can run another thread's step at that exact
+ * point or break the connection under the module.
  */
 #include "unit.h"
 
-#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <sys/socket.h>
 
-static int seam_get_reply(redisContext *ctx, void **reply);
-#define redisGetReply         seam_get_reply
-#define cache_redis_open  unit_cache_redis_open
-#define cache_redis_check unit_cache_redis_check
+#include "cache/redis_link.h"
+
+static int seam_get_reply(valkeyContext *ctx, void **reply);
+#define valkeyGetReply seam_get_reply
+#include "cache/redis_link.c"
+#undef valkeyGetReply
 #include "cache/redis.c"
-#undef redisGetReply
 
 static const struct item it = { "race", 1 }, other = { "race", 2 };
 enum { USER = 77 };
@@ -32,7 +32,7 @@ static void (*before_next_reply)(void *arg); /* one shot */
 static void *before_next_reply_arg;
 static int replies_to_break; /* the module's next N reply reads find the connection broken */
 
-static int seam_get_reply(redisContext *ctx, void **reply)
+static int seam_get_reply(valkeyContext *ctx, void **reply)
 {
     void (*run)(void *) = before_next_reply;
     bool broken = replies_to_break > 0;
@@ -43,12 +43,12 @@ static int seam_get_reply(redisContext *ctx, void **reply)
         run(before_next_reply_arg);
     if (broken)
         shutdown(ctx->fd, SHUT_RDWR); /* before the pipelined commands go out: none runs */
-    return redisGetReply(ctx, reply);
+    return valkeyGetReply(ctx, reply);
 }
 
 struct fixture {
     struct cache *c;
-    redisContext *r;
+    valkeyContext *r;
 };
 
 static int setup(void **state)
@@ -63,13 +63,13 @@ static int setup(void **state)
     f = calloc(1, sizeof(*f));
     assert_int_equal(url_parse_checked("--cache", url, cache_redis_check, &u, &err), 0);
     assert_int_equal(cache_redis_open(&u, CACHE_WORKERS_DEFAULT, &f->c, &err), 0);
-    f->r = redisConnect(u.hosts[0].name, u.hosts[0].port);
+    f->r = valkeyConnect(u.hosts[0].name, u.hosts[0].port);
     assert_true(f->r && !f->r->err);
     if (u.password) /* the fixture's own connection, authenticated like the cache's */
-        freeReplyObject(u.user ? redisCommand(f->r, "AUTH %s %s", u.user, u.password)
-                               : redisCommand(f->r, "AUTH %s", u.password));
+        freeReplyObject(u.user ? valkeyCommand(f->r, "AUTH %s %s", u.user, u.password)
+                               : valkeyCommand(f->r, "AUTH %s", u.password));
     url_release(&u);
-    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1 interactive:race:2 user_flags:%d",
+    freeReplyObject(valkeyCommand(f->r, "DEL interactive:race:1 interactive:race:2 user_flags:%d",
                                  USER));
     *state = f;
     return 0;
@@ -82,7 +82,7 @@ static int teardown(void **state)
     if (!f)
         return 0;
     cache_free(f->c);
-    redisFree(f->r);
+    valkeyFree(f->r);
     free(f);
     return 0;
 }
@@ -181,7 +181,7 @@ static void eviction_mid_write_never_counts_twice(void **state)
     cache_token tok;
 
     assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
-    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
+    freeReplyObject(valkeyCommand(f->r, "DEL interactive:race:1"));
     assert_false(lookup(f, &got, &tok));
     assert_int_equal(cache_fill(f->c, &it, 1, &fresh, &tok), 0);
     assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
@@ -204,7 +204,7 @@ static void eviction_mid_write_refuses_a_stale_fill(void **state)
     cache_token tok, tok2;
 
     assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
-    freeReplyObject(redisCommand(f->r, "DEL interactive:race:1"));
+    freeReplyObject(valkeyCommand(f->r, "DEL interactive:race:1"));
     assert_false(lookup(f, &got, &tok));
     assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
     assert_int_equal(cache_fill(f->c, &it, 1, &stale, &tok), 0);
@@ -225,7 +225,7 @@ static void batches_larger_than_a_pipeline(void **state)
     for (int i = 0; i < N; i++) {
         snprintf(items[i].biz, sizeof(items[i].biz), "batch");
         items[i].id = i + 1;
-        freeReplyObject(redisCommand(f->r, "DEL interactive:batch:%d", i + 1));
+        freeReplyObject(valkeyCommand(f->r, "DEL interactive:batch:%d", i + 1));
     }
     assert_int_equal(cache_get(f->c, items, N, got, hit, tok, NULL), 0);
     for (int i = 0; i < N; i++) {
@@ -252,8 +252,8 @@ static void reconnect_now(struct fixture *f)
 {
     struct redis_cache *rc = (struct redis_cache *)f->c;
 
-    for (size_t i = 0; i < rc->nconns; i++)
-        rc->conns[i].retry_at_us = 0;
+    for (size_t i = 0; i < rc->nlinks; i++)
+        rc->links[i].retry_at_us = 0;
 }
 
 /* Another thread: the end() of a write to `it` cannot reach Redis. */
@@ -423,7 +423,7 @@ static void eviction_mid_write_drops_the_users_fills(void **state)
     cache_token tok;
 
     assert_int_equal(cache_begin(f->c, &it, 1, &w), 0);
-    freeReplyObject(redisCommand(f->r, "DEL user_flags:%d", USER));
+    freeReplyObject(valkeyCommand(f->r, "DEL user_flags:%d", USER));
     assert_false(lookup_flags(f, &it, &flags, &tok));
     assert_int_equal(cache_fill_flags(f->c, USER, &it, 1, &none, tok), 0);
     assert_int_equal(end_committed(f, &w, FLAG_LIKED), 0);
