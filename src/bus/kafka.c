@@ -908,8 +908,10 @@ int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char
     snprintf(queue, sizeof(queue), "%zu", queue_max);
     conf = rd_kafka_conf_new();
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    /* acks=all (which idempotence requires anyway): a read is on the topic once every
+     * in-sync replica has it, so a broker lost after its ack loses no read. */
     if (!(set_common(kb, conf) && set(conf, "enable.idempotence", "true") &&
-          set(conf, "linger.ms", "5") && set(conf, "batch.num.messages", "10000") &&
+          set(conf, "acks", "all") && set(conf, "linger.ms", "5") && set(conf, "batch.num.messages", "10000") &&
           set(conf, "compression.type", "lz4") &&
           set(conf, "queue.buffering.max.messages", queue) &&
           set(conf, "message.timeout.ms", "300000"))) {

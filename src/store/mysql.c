@@ -24,7 +24,12 @@
  *   closed and reopened on its next use, and the call reports
  *   TALLY_EUNAVAIL. Connect, read and write timeouts keep a dead or hung
  *   server from blocking a caller for more than about two seconds. InnoDB
- *   deadlocks and lock wait timeouts retry the whole transaction.
+ *   deadlocks and lock wait timeouts retry the whole transaction, and so do
+ *   Galera's certification failures, which MariaDB reports as deadlocks.
+ *   A connection lost in the middle of a commit leaves its outcome unknown:
+ *   the caller sees TALLY_EUNAVAIL and may run it again, which every write
+ *   here allows (a like sets a state; a read batch's offsets compare-and-set
+ *   in the same transaction say whether it committed).
  *
  *   TLS: ?ssl=1 makes every connection TLS or none (MYSQL_OPT_SSL_ENFORCE);
  *   with ssl_ca the server's certificate must chain to that CA and name the
@@ -410,8 +415,10 @@ static int map_err(struct conn *c, unsigned err, const char *msg, const char *wh
         conn_close(c);
         return TALLY_EUNAVAIL;
     }
+    /* ER_UNKNOWN_COM_ERROR is what a Galera node not (or no longer) Synced answers ("WSREP
+     * has not yet prepared node for application use"): reconnect, perhaps to another one. */
     if (err == ER_SERVER_SHUTDOWN || err == 1927 /* ER_CONNECTION_KILLED */ ||
-        err == ER_CON_COUNT_ERROR) {
+        err == ER_CON_COUNT_ERROR || err == ER_UNKNOWN_COM_ERROR) {
         conn_close(c);
         return TALLY_EUNAVAIL;
     }

@@ -21,6 +21,9 @@ BINARY = os.environ.get("TALLYD", os.path.join(os.path.dirname(__file__), "../..
 # password percent-encoded) and redis://:PASS@host:port.
 MYSQL = os.environ.get("TALLY_TEST_MYSQL")
 REDIS = os.environ.get("TALLY_TEST_REDIS")
+# make test-cluster runs the API and cache suites on scripts/cluster.sh's clusters: Galera
+# behind HAProxy as the store, a Redis Cluster over TLS (rediss-cluster://) as the cache.
+CLUSTER = bool(REDIS and urlsplit(REDIS).scheme.endswith("-cluster"))
 
 
 def mysql_cli(url, db=None):
@@ -43,10 +46,18 @@ def with_path(url, path):
     return urlunsplit(urlsplit(url)._replace(path="/" + path))
 
 
-def redis_cli(*args, url=None, check=True):
-    """Runs redis-cli against the test Redis (authenticated as the URL says); its stdout."""
+def redis_cli(*args, url=None, check=True, plain=False):
+    """Runs redis-cli against the test Redis (authenticated as the URL says); its stdout.
+    A rediss:// or tls=1 URL speaks TLS (with its tls_ca); a redis(s)-cluster:// one asks its
+    first node and follows redirects (-c)."""
     u = urlsplit(url or REDIS)
-    argv = ["redis-cli", "-h", u.hostname, "-p", str(u.port or 6379)]
+    opts = dict(parse_qsl(u.query))
+    host, _, port = _first_node(url or REDIS).rpartition(":")  # a cluster's first seed
+    argv = ["redis-cli", "-h", host.strip("[]"), "-p", port or "6379"]
+    if u.scheme.startswith("rediss") or opts.get("tls") == "1":
+        argv += ["--tls"] + (["--cacert", opts["tls_ca"]] if "tls_ca" in opts else [])
+    if u.scheme.endswith("-cluster") and not plain:  # plain: --cluster call routes itself
+        argv.append("-c")
     if u.username:
         argv += ["--user", unquote(u.username)]
     env = dict(os.environ, REDISCLI_AUTH=unquote(u.password or ""))
@@ -99,9 +110,21 @@ def report(name, **figures):
             f.write(line + "\n")
 
 
+def redis_all(*args):
+    """Runs a command on every master: the one node, or each master of a cluster."""
+    if CLUSTER:
+        return redis_cli("--cluster", "call", _first_node(REDIS), *args,
+                         "--cluster-only-masters", plain=True)
+    return redis_cli(*args)
+
+
+def _first_node(url):
+    return urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")[0]
+
+
 def flush_redis():
     if REDIS:
-        redis_cli("FLUSHALL")
+        redis_all("FLUSHALL")
 
 
 _seq = itertools.count()
@@ -134,8 +157,9 @@ class Tallyd:
     its own (token="" sends none). tls: an ssl.SSLContext to speak HTTPS with.
     """
 
-    def __init__(self, tmp_path, *args, env=None, store=None, cache=None, token=None, tls=None):
-        self.port = free_port()
+    def __init__(self, tmp_path, *args, env=None, store=None, cache=None, token=None, tls=None,
+                 port=None):
+        self.port = port or free_port()
         self.store = store or f"sqlite:{tmp_path}/tally.db"
         self.cache = cache or REDIS or "none"
         self.args = [BINARY, "--listen", f"127.0.0.1:{self.port}", "--store", self.store,

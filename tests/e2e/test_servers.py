@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, REDIS, redis_cli, store_write_lock
+from tallyd import CLUSTER, MYSQL, REDIS, redis_all, redis_cli, store_write_lock
 
 pytestmark = pytest.mark.skipif(not (MYSQL and REDIS), reason="needs MariaDB and Redis")
 
@@ -48,11 +48,18 @@ def counts_of(state):
     return {k: state[k] for k in ("read_cnt", "like_cnt", "collect_cnt")}
 
 
+# Tests that stop or pause scripts/services.sh's single servers. On make test-cluster's
+# clusters the failover drill (tests/cluster/drill.py) kills nodes instead.
+single_servers = pytest.mark.skipif(CLUSTER, reason="stops a single server; on the clusters"
+                                    " tests/cluster/drill.py kills nodes")
+
+
 @pytest.fixture(autouse=True)
 def servers_back_up():
     """Whatever a test did to the servers, the next test finds them running."""
     yield
-    services("up")
+    if not CLUSTER:
+        services("up")
 
 
 def test_fifty_parallel_identical_likes(tallyd, db):
@@ -220,17 +227,18 @@ def test_a_users_cached_flags_stay_bounded(tallyd, db):
 
 def test_script_flush_is_recovered(tallyd, db):
     tallyd.get("/v1/items/article/1")
-    redis("SCRIPT", "FLUSH")
+    redis_all("SCRIPT", "FLUSH")
     r = tallyd.request("PUT", "/v1/users/1/likes/article/1")
     assert r.status == 200 and r.json["like_cnt"] == 1
     assert cached("article", 1)["like_cnt"] == 1  # the increment ran after the reload
-    redis("SCRIPT", "FLUSH")
+    redis_all("SCRIPT", "FLUSH")
     redis("DEL", "interactive:article:1")
     assert tallyd.get("/v1/items/article/1").json["like_cnt"] == 1
     assert cached("article", 1)["like_cnt"] == 1  # the fill ran after the reload
     assert tallyd.metric("tally_cache_errors_total") == 0
 
 
+@single_servers
 def test_redis_killed_and_restarted(tallyd, db):
     tallyd.request("PUT", "/v1/users/1/likes/article/1")
     tallyd.get("/v1/items/article/1")
@@ -254,6 +262,7 @@ def test_redis_killed_and_restarted(tallyd, db):
     assert cached("article", 1)["like_cnt"] == 39
 
 
+@single_servers
 def test_redis_unreachable_then_back_drops_entries_that_missed_writes(tallyd, db):
     """A Redis that keeps its data but misses writes must not serve the old counts after."""
     tallyd.get("/v1/items/article/5")
@@ -316,6 +325,7 @@ def _quietly(fn):
         pass
 
 
+@single_servers
 def test_mariadb_down_gives_503_then_recovers_exactly(spawn, db):
     t = spawn().start()
     for i in range(1, 11):
