@@ -451,6 +451,35 @@ static void failed_end_drops_the_users_flags(void **state)
     assert_false(lookup_flags(f, &it, &flags, &tok)); /* not the "not liked" of before */
 }
 
+/*
+ * Failover: Redis acknowledged a write's end, then its master died before the replica had
+ * it, and the promoted replica holds the counters of before (set here by hand). The outage
+ * that the failover is to tallyd must drop the keys of the writes that ended last, so the
+ * count that misses the write is never served.
+ */
+static void a_failover_drops_the_last_writes_keys(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct counts got, five = { 5, 0, 0 }, plus_one = { 1, 0, 0 };
+    cache_token tok;
+
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_fill(f->c, &it, 1, &five, &tok), 0);
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, &plus_one, NULL), 0);
+    assert_true(lookup(f, &got, &tok));
+    assert_int_equal(got.read_cnt, 6);
+    freeReplyObject(valkeyCommand(f->r, "HSET interactive:race:1 read_cnt 5")); /* the replica */
+    replies_to_break = 1; /* the old master is gone: the link breaks */
+    assert_int_equal(cache_get(f->c, &other, 1, &got, &(bool){false}, &tok, NULL),
+                     TALLY_EUNAVAIL);
+    reconnect_now(f);
+    if (lookup(f, &got, &tok))
+        fail_msg("read_cnt %lld served after a failover lost the write to 6",
+                 (long long)got.read_cnt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +498,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(eviction_mid_write_drops_the_users_fills, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_end_drops_the_users_flags, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failover_drops_the_last_writes_keys, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN); /* as tallyd does: a broken connection is an error, not a signal */
