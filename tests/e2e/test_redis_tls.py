@@ -12,10 +12,13 @@ import time
 
 import pytest
 
-from tallyd import Tallyd, free_port
+from tallyd import MYSQL, Tallyd, free_port
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
-                                reason="needs redis-server")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+    # Its own Redis and the embedded store: the same test in every configuration, so once.
+    pytest.mark.skipif(bool(MYSQL), reason="runs in the embedded configuration"),
+]
 
 PASSWORD = "tls-redis-pw-R8k1"
 
