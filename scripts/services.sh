@@ -26,6 +26,7 @@
 # the first without touching it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+prog=services
 root=${TALLY_SERVICES_DIR:-$PWD/.services}
 case $root in /*) ;; *) root=$PWD/$root ;; esac
 tls=$root/tls
@@ -33,43 +34,17 @@ mysql_port=${TALLY_MYSQL_PORT:-13306}
 redis_port=${TALLY_REDIS_PORT:-16379}
 kafka_port=${TALLY_KAFKA_PORT:-19092}
 kafka_sasl_port=$((kafka_port + 2))
-mysql_password='mysql-pw/K4v9'   # in URLs as mysql-pw%2FK4v9
-redis_password='redis-pw-Q7x2'
-kafka_password='kafka-pw-Z8m3'   # of the SASL user "tally"
-mysql_url="mysql://tally:mysql-pw%2FK4v9@127.0.0.1:$mysql_port/tally?ssl=1&ssl_ca=$tls/ca.pem"
+. scripts/lib.sh
+mysql_url="mysql://tally:$mysql_password_url@127.0.0.1:$mysql_port/tally?ssl=1&ssl_ca=$tls/ca.pem"
 redis_url="redis://:$redis_password@127.0.0.1:$redis_port"
 kafka_url="kafka://127.0.0.1:$kafka_port/tally.reads?group=tally"
 kafka_sasl_url="kafka://127.0.0.1:$kafka_sasl_port/?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN&sasl.username=tally&sasl.password=$kafka_password"
-
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-wait_for() { # what, seconds, command...
-  local what=$1 secs=$2; shift 2
-  for _ in $(seq $((secs * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "services: $what did not come up; see $root/*.log" >&2
-  return 1
-}
-
-# A CA and a certificate for 127.0.0.1/localhost signed by it, made once.
-tls_up() {
-  [ -f "$tls/server.pem" ] && return 0
-  mkdir -p "$tls"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=tally test CA" \
-    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-  printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-    "extendedKeyUsage=serverAuth" >"$tls/server.ext"
-  openssl x509 -req -days 3650 -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
-    -CAcreateserial -extfile "$tls/server.ext" -out "$tls/server.pem.tmp" 2>/dev/null
-  mv "$tls/server.pem.tmp" "$tls/server.pem"
-}
 
 mysql_up() {
   local dir=$root/mariadb
   mkdir -p "$dir"
   if alive "$dir/mariadbd.pid"; then return 0; fi
-  tls_up
+  tls_up "$tls"
   if [ ! -d "$dir/data/mysql" ]; then
     mariadb-install-db --no-defaults --datadir="$dir/data" --user="$(id -un)" \
       --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1
@@ -83,18 +58,7 @@ mysql_up() {
     --log-error="$dir/mariadbd.log" >/dev/null 2>&1 &
   wait_for MariaDB 60 mariadb-admin --no-defaults --socket="$dir/mariadbd.sock" -uroot ping
   wait_for MariaDB 10 test -f "$dir/mariadbd.pid"
-  # The tally user connects over TLS or not at all: a test run without TLS would fail.
-  mariadb --no-defaults --socket="$dir/mariadbd.sock" -uroot <<SQL
-DELETE FROM mysql.global_priv WHERE User = '';
-FLUSH PRIVILEGES;
-CREATE DATABASE IF NOT EXISTS tally;
-CREATE USER IF NOT EXISTS 'tally'@'%';
-CREATE USER IF NOT EXISTS 'tally'@'localhost';
-ALTER USER 'tally'@'%' IDENTIFIED BY '$mysql_password' REQUIRE SSL;
-ALTER USER 'tally'@'localhost' IDENTIFIED BY '$mysql_password' REQUIRE SSL;
-GRANT ALL ON *.* TO 'tally'@'%';
-GRANT ALL ON *.* TO 'tally'@'localhost';
-SQL
+  mysql_grant_tally "$dir/mariadbd.sock"
 }
 
 redis_up() {
@@ -109,47 +73,24 @@ redis_up() {
 }
 
 kafka_up() {
-  local dir=$root/kafka libs=$PWD/.cache/kafka/libs
+  local dir=$root/kafka
   mkdir -p "$dir"
   if alive "$dir/kafka.pid"; then return 0; fi
-  if [ ! -f "$libs/.complete" ]; then
-    echo "services: fetching the Kafka broker jars (once)"
-    rm -rf "$libs"
-    mvn -q -B -f scripts/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory="$libs" \
-      >"$dir/maven.log" 2>&1 || { cat "$dir/maven.log" >&2; return 1; }
-    touch "$libs/.complete"
-  fi
+  kafka_jars "$dir/maven.log"
   sed -e "s|@PORT@|$kafka_port|g" -e "s|@CONTROLLER_PORT@|$((kafka_port + 1))|g" \
       -e "s|@SASL_PORT@|$kafka_sasl_port|g" -e "s|@SASL_PASSWORD@|$kafka_password|g" \
       -e "s|@DATA@|$dir/data|g" scripts/kafka/server.properties >"$dir/server.properties"
   if [ ! -f "$dir/data/meta.properties" ]; then
-    # A cluster id as Kafka makes them (base64url of a random UUID), never starting with "-":
-    # the tool would take one that does for a flag (one start in 64 failed that way).
     local cluster_id
-    cluster_id=$(python3 -c 'import base64, uuid
-while True:
-    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-    if not s.startswith("-"):
-        print(s)
-        break')
-    java -cp "$libs/*" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+    cluster_id=$(kafka_cluster_id)
+    java -cp "$kafka_libs/*" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
       -c "$dir/server.properties" >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; return 1; }
   fi
   nohup java -Xms256m -Xmx512m -XX:+UseG1GC -Dlog4j2.configurationFile="$PWD/scripts/kafka/log4j2.properties" \
-    -cp "$libs/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+    -cp "$kafka_libs/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
   echo $! >"$dir/kafka.pid"
   make -s --no-print-directory build/tally-produce >/dev/null
   wait_for Kafka 90 build/tally-produce "127.0.0.1:$kafka_port" --check
-}
-
-stop_pid() { # pidfile
-  local pidfile=$1
-  alive "$pidfile" || { rm -f "$pidfile"; return 0; }
-  local pid; pid=$(cat "$pidfile")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
 }
 
 want() { [ -z "${2:-}" ] || [ "$2" = "$1" ]; }
@@ -166,9 +107,9 @@ case "${1:-}" in
     echo "  ./build/tallyd --store '$mysql_url' --cache '$redis_url' --bus '$kafka_url'"
     ;;
   down)
-    if want kafka "${2:-}"; then stop_pid "$root/kafka/kafka.pid"; fi
-    if want redis "${2:-}"; then stop_pid "$root/redis/redis.pid"; fi
-    if want mysql "${2:-}"; then stop_pid "$root/mariadb/mariadbd.pid"; fi
+    if want kafka "${2:-}"; then stop_pids "$root/kafka/kafka.pid"; fi
+    if want redis "${2:-}"; then stop_pids "$root/redis/redis.pid"; fi
+    if want mysql "${2:-}"; then stop_pids "$root/mariadb/mariadbd.pid"; fi
     echo "services: stopped ${2:-all}"
     ;;
   kill)
@@ -180,7 +121,7 @@ case "${1:-}" in
     esac
     if alive "$pidfile"; then
       pid=$(cat "$pidfile"); kill -9 "$pid"
-      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+      for _ in $(seq 100); do running "$pid" || break; sleep 0.05; done
     fi
     rm -f "$pidfile"
     ;;
