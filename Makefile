@@ -7,6 +7,10 @@
 #   make services-up     start MariaDB (13306, TLS), Redis (16379, password) and Kafka
 #                        (19092, SASL on 19094) under .services/
 #   make services-down   stop them
+#   make cluster-up      start a Redis Cluster (6 nodes, TLS), Kafka (3 brokers) and MariaDB
+#                        Galera (3 nodes) behind HAProxy under .cluster/, print their URLs
+#                        (scripts/cluster.sh; ports from TALLY_CLUSTER_PORT_BASE, 17000)
+#   make cluster-down    stop them
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make soak            SOAK_MINUTES (10) of traffic and churn on servers of its own, then
@@ -59,7 +63,8 @@ OBJ = $(SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/ui_assets.o $(VALKEY_OBJ)
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down FORCE
+.PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down cluster-up \
+        cluster-down FORCE
 all: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -193,6 +198,13 @@ services-up:
 
 services-down:
 	@scripts/services.sh down
+
+cluster-up:
+	@scripts/cluster.sh up
+	@scripts/cluster.sh urls
+
+cluster-down:
+	@scripts/cluster.sh down
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tally needs to build and test, only when missing.
-# Usage: scripts/deps.sh [build|services|bench|contract|dashboard|ui]
+# Usage: scripts/deps.sh [build|services|cluster|bench|contract|dashboard|ui]
+#
+# cluster: what scripts/cluster.sh needs beside the services' set: Galera, mariadb-backup and
+# socat for its state transfers, and HAProxy (socat also reads its stats socket). A system
+# HAProxy service that the install started is stopped and disabled, as Prometheus's is below
+# (cluster.sh runs its own).
 #
 # dashboard: Prometheus, for the test that runs every query of deploy/grafana/tally.json. The
 # Debian package starts a system service where systemd runs; a service started by this
@@ -23,6 +28,7 @@ service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   services) want=("${service_pkgs[@]}") ;;
+  cluster) want=(galera-4 mariadb-backup haproxy socat) ;;
   bench) want=(wrk gnuplot-nox) ;;
   contract) want=(python3) ;;
   dashboard) want=(prometheus) ;;
@@ -54,10 +60,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
-     systemctl is-enabled -q prometheus 2>/dev/null; then
-    $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
-  fi
+  for svc in prometheus haproxy; do
+    if [[ " ${missing[*]} " == *" $svc "* ]] && command -v systemctl >/dev/null &&
+       systemctl is-enabled -q "$svc" 2>/dev/null; then
+      $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 
 # The bench's peer (bench/course) is Go; Go comes with the machine, not from Debian.
