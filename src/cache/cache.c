@@ -89,6 +89,8 @@ static const struct cache_ops none_ops = {
 
 static struct cache none_cache = {&none_ops};
 
+const struct counts cache_unknown[1];
+
 /* redis://, rediss://, redis-cluster:// and rediss-cluster:// (redis_link.h). */
 static bool cache_is_redis(const struct url *u)
 {

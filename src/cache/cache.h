@@ -34,6 +34,17 @@ typedef int64_t cache_token;
 enum { FLAG_LIKED = 1, FLAG_COLLECTED = 2 };
 
 /*
+ * end()'s delta for writes whose effect on the store is known to be over but
+ * not what it was: an attempt lost with its connection in the middle of a
+ * commit, then found committed by the retry. Their entries are dropped, to be
+ * read from the store again. (A write whose outcome is still open, that may
+ * yet commit on the server, is not ended at all: its fence stays up until its
+ * deadline, so no fill can cache a count read before that commit.)
+ */
+extern const struct counts cache_unknown[1];
+#define CACHE_UNKNOWN cache_unknown
+
+/*
  * One user's flags on the n items of a get(): flags[i] is valid where hit[i];
  * for the others, token is the fill token (one per user: the fence is the
  * user's, not the item's).
@@ -80,8 +91,9 @@ struct cache_ops {
     int (*begin)(struct cache *c, const struct item *items, size_t n, struct flag_write *user);
     /*
      * Ends writes announced by begin(), after the store transaction: adds
-     * delta[i] to each cached entry (delta NULL: the write changed nothing).
-     * Entries that are not cached stay uncached.
+     * delta[i] to each cached entry (delta NULL: the write changed nothing;
+     * CACHE_UNKNOWN: the entries are dropped). Entries that are not cached
+     * stay uncached.
      */
     int (*end)(struct cache *c, const struct item *items, size_t n, const struct counts *delta,
                const struct flag_write *user);

@@ -141,19 +141,21 @@ static const char *const scripts[SCRIPT_COUNT] = {
                  "  end\n"
                  "end\n"
                  "return #KEYS\n",
-    /* KEYS: the items; ARGV[1]: fence TTL; then per key the three deltas. */
+    /* KEYS: the items; ARGV[1]: fence TTL; then per key the three deltas, or 'x' and two
+     * zeros when the write's effect is unknown (CACHE_UNKNOWN): its counters are dropped. */
     [SC_END] = "local f = {'read_cnt', 'like_cnt', 'collect_cnt'}\n"
                "for i, k in ipairs(KEYS) do\n"
                "  local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
+               "  local at = 1 + (i - 1) * 3\n"
                "  if left <= 0 then redis.call('HDEL', k, 'until') end\n"
-               "  if left < 0 then\n"
+               "  if left < 0 or ARGV[at + 1] == 'x' then\n"
                "    redis.call('HDEL', k, f[1], f[2], f[3])\n"
-               "    redis.call('HSET', k, 'inflight', 0)\n"
+               "    if left < 0 then redis.call('HSET', k, 'inflight', 0) end\n"
                "    redis.call('HINCRBY', k, 'gen', 1)\n"
                "    redis.call('PEXPIRE', k, ARGV[1])\n"
                "  elseif redis.call('HEXISTS', k, 'read_cnt') == 1 then\n"
                "    for j = 1, 3 do\n"
-               "      local d = ARGV[1 + (i - 1) * 3 + j]\n"
+               "      local d = ARGV[at + j]\n"
                "      if d ~= '0' then redis.call('HINCRBY', k, f[j], d) end\n"
                "    end\n"
                "  else\n"
@@ -874,8 +876,15 @@ static void add_write_chunk(struct redis_cache *rc, size_t c, struct write_args 
     if (which == SC_BEGIN)
         link_cmd_arg(m, "%lld", (long long)(clock_now_ms() + STUCK_MS));
     for (size_t k = ch->first; which == SC_END && k < ch->first + ch->count; k++) {
-        const struct counts *d = a->counts ? &a->counts[a->order[k]] : &zero;
+        const struct counts *d;
 
+        if (a->counts == CACHE_UNKNOWN) {
+            link_cmd_arg(m, "x");
+            link_cmd_arg(m, "0");
+            link_cmd_arg(m, "0");
+            continue;
+        }
+        d = a->counts ? &a->counts[a->order[k]] : &zero;
         link_cmd_arg(m, "%lld", (long long)d->read_cnt);
         link_cmd_arg(m, "%lld", (long long)d->like_cnt);
         link_cmd_arg(m, "%lld", (long long)d->collect_cnt);

@@ -447,6 +447,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
 {
     size_t noffs = collect_offsets(rc, ev, n), k, counted = 0;
     int backoff = BACKOFF_MIN_MS, err = TALLY_ECLOSED;
+    bool lost = false; /* an attempt failed with its outcome unknown */
     struct read_batch b = {.d = rc->deltas,
                            .hours = rc->hours,
                            .topic = rc->bus->topic,
@@ -470,6 +471,7 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
         err = store_apply_reads(rc->store, &b);
         if (err == 0 || err == TALLY_ESTALE)
             break;
+        lost |= err == TALLY_EUNAVAIL; /* a connection lost in the commit: outcome unknown */
         metric_add(rc->m_failures, 1);
         if (!retry(rc, err, attempt, tries))
             break;
@@ -490,7 +492,18 @@ static int commit_range(struct readcount *rc, const struct read_event *ev, size_
             if (!ev[i].skip && event_ms(&ev[i], b.now_ms) > rc->newest_ms)
                 rc->newest_ms = event_ms(&ev[i], b.now_ms);
     }
-    cache_end(rc->cache, rc->items, k, err == 0 ? rc->incr : NULL, NULL);
+    /*
+     * The cache follows what the store did. Committed: the increments. Stale after an attempt
+     * lost in its commit: that attempt may be what committed these offsets (the retry saw
+     * them moved), so its counts are unknown to the cache: dropped. Given up after one: it may
+     * still commit on the server, so the fence stays up until its deadline (cache/redis.c).
+     */
+    if (err == 0)
+        cache_end(rc->cache, rc->items, k, rc->incr, NULL);
+    else if (err == TALLY_ESTALE && lost)
+        cache_end(rc->cache, rc->items, k, CACHE_UNKNOWN, NULL);
+    else if (!lost)
+        cache_end(rc->cache, rc->items, k, NULL, NULL);
     if (err == 0) {
         set_failing(rc, false, 0);
         committed(rc, rc->offs, noffs);

@@ -133,6 +133,7 @@ struct fake_store {
     struct read_event dead[4096];
     size_t ndead, applies, stale;
     int unavail;                 /* the next `unavail` calls fail with TALLY_EUNAVAIL */
+    int lost_commits;            /* the next ... commit, then fail so (the connection lost) */
     int64_t internal_calls;
     bool hold;                   /* apply_reads waits (a commit held back by a row lock) */
     int waiting;                 /* calls waiting on hold */
@@ -187,6 +188,10 @@ static int fake_apply(struct store *s, struct read_batch *b)
     for (size_t i = 0; i < n; i++)
         f->count[d[i].item.id] += d[i].n;
     f->applies++;
+    if (f->lost_commits > 0) {
+        f->lost_commits--;
+        rc = TALLY_EUNAVAIL;
+    }
 out:
     pthread_mutex_unlock(&f->lock);
     return rc;
@@ -472,6 +477,100 @@ static void transient_failures_are_held_and_reported(void **state)
     bus_free(b);
     cache_free(c);
     free(f);
+}
+
+/* A cache that records how each batch's end() was called. */
+struct spy_cache {
+    struct cache base;
+    pthread_mutex_t lock;
+    int begins, ends;
+    const struct counts *last_delta;
+    int64_t last_read; /* delta[0].read_cnt of the last end() with increments */
+};
+
+static int spy_begin(struct cache *c, const struct item *items, size_t n, struct flag_write *u)
+{
+    struct spy_cache *spy = (struct spy_cache *)c;
+    (void)items, (void)n, (void)u;
+
+    pthread_mutex_lock(&spy->lock);
+    spy->begins++;
+    pthread_mutex_unlock(&spy->lock);
+    return 0;
+}
+
+static int spy_end(struct cache *c, const struct item *items, size_t n,
+                   const struct counts *delta, const struct flag_write *u)
+{
+    struct spy_cache *spy = (struct spy_cache *)c;
+    (void)items, (void)n, (void)u;
+
+    pthread_mutex_lock(&spy->lock);
+    spy->ends++;
+    spy->last_delta = delta;
+    if (delta && delta != CACHE_UNKNOWN)
+        spy->last_read = delta[0].read_cnt;
+    pthread_mutex_unlock(&spy->lock);
+    return 0;
+}
+
+static void spy_free(struct cache *c)
+{
+    (void)c;
+}
+
+static const struct cache_ops spy_ops = {
+    .name = "spy", .begin = spy_begin, .end = spy_end, .free = spy_free};
+
+static bool one_end(void *arg)
+{
+    struct spy_cache *spy = arg;
+    bool done;
+
+    pthread_mutex_lock(&spy->lock);
+    done = spy->ends == 1;
+    pthread_mutex_unlock(&spy->lock);
+    return done;
+}
+
+/*
+ * A batch's commit goes through but its answer is lost with the connection (a Galera
+ * writer killed mid-commit): the retry finds the offsets moved (stale). The store holds
+ * the batch once; the cache, which never got its increments, must drop the items rather
+ * than keep counts that miss them. Without the loss the same batch ends with them.
+ */
+static void a_commit_lost_with_its_connection_drops_the_cached_items(void **state)
+{
+    for (int lost = 1; lost >= 0; lost--) {
+        struct fake_store *f = fake_store_new();
+        struct fake_bus *fb = fake_bus_new();
+        struct spy_cache spy = {.base.ops = &spy_ops, .lock = PTHREAD_MUTEX_INITIALIZER};
+        struct readcount_config cfg = { .batch = 100, .flush_ms = 5, .stop_wait_ms = 5000 };
+        struct readcount *rc;
+        (void)state;
+
+        f->lost_commits = lost;
+        for (int i = 0; i < 50; i++) { /* one partition: its offsets say what committed */
+            struct read_event e = ev("article", 1);
+            e.partition = 0;
+            e.offset = i;
+            fbus_publish(&fb->base, &e);
+        }
+        rc = readcount_start(&fb->base, &f->base, &spy.base, &cfg);
+        assert_true(eventually(applied_50, f));
+        assert_true(eventually(one_end, &spy));
+        readcount_stop(rc);
+        assert_int_equal(f->count[1], 50); /* once, whatever the cache was told */
+        assert_int_equal(spy.begins, 1);
+        if (lost) {
+            assert_ptr_equal(spy.last_delta, CACHE_UNKNOWN);
+        } else {
+            assert_true(spy.last_delta && spy.last_delta != CACHE_UNKNOWN);
+            assert_int_equal(spy.last_read, 50);
+        }
+        free(fb);
+        free(f);
+    }
 }
 
 /*
@@ -1035,6 +1134,7 @@ int main(void)
         cmocka_unit_test(several_rebalances_mid_commit),
         cmocka_unit_test(a_bus_that_cannot_start_is_retried_with_backoff),
         cmocka_unit_test(memos_outlive_a_partition_that_runs_behind),
+        cmocka_unit_test(a_commit_lost_with_its_connection_drops_the_cached_items),
     };
     return cmocka_run_group_tests_name("readcount", tests, NULL, NULL);
 }

@@ -480,6 +480,28 @@ static void a_failover_drops_the_last_writes_keys(void **state)
                  (long long)got.read_cnt);
 }
 
+/* A write whose effect is unknown (CACHE_UNKNOWN) drops the counters, and a fill read
+ * before it (its token) is refused: the next reader fills from the store. */
+static void an_unknown_outcome_drops_the_counters(void **state)
+{
+    NEED_REDIS();
+    struct fixture *f = *state;
+    struct counts got, five = { 5, 0, 0 }, six = { 6, 0, 0 };
+    cache_token tok, before;
+
+    assert_false(lookup(f, &got, &before));
+    assert_int_equal(cache_fill(f->c, &it, 1, &five, &before), 0);
+    assert_true(lookup(f, &got, &tok));
+    assert_int_equal(cache_begin(f->c, &it, 1, NULL), 0);
+    assert_int_equal(cache_end(f->c, &it, 1, CACHE_UNKNOWN, NULL), 0);
+    assert_false(lookup(f, &got, &tok)); /* not the 5 of before */
+    assert_int_equal(cache_fill(f->c, &it, 1, &five, &before), 0); /* a stale token */
+    assert_false(lookup(f, &got, &tok));
+    assert_int_equal(cache_fill(f->c, &it, 1, &six, &tok), 0);
+    assert_true(lookup(f, &got, &tok));
+    assert_int_equal(got.read_cnt, 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +521,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(eviction_mid_write_drops_the_users_fills, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_end_drops_the_users_flags, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failover_drops_the_last_writes_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unknown_outcome_drops_the_counters, setup, teardown),
     };
 
     signal(SIGPIPE, SIG_IGN); /* as tallyd does: a broken connection is an error, not a signal */
