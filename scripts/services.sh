@@ -13,14 +13,15 @@
 # Kafka (19092, KRaft, single node) runs from Maven Central jars cached in .cache/kafka/libs:
 # the first `up` fetches them with Maven, later ones need no network.
 #
-# Secured like production, so that every suite exercises it: Redis requires a password,
-# MariaDB's tally user must connect over TLS (a CA and a server certificate, self-signed,
+# Secured like production, so that every suite exercises it: Redis requires a password (and
+# listens for TLS on its port + 1, beside the plain port the suites use), MariaDB's tally
+# user must connect over TLS (a CA and a server certificate, self-signed,
 # generated once into .services/tls/ with the openssl CLI), and Kafka has a second
 # listener, SASL_PLAINTEXT with PLAIN, beside the PLAINTEXT one. The passwords are test
 # passwords, distinctive so that a test can grep tallyd's output for them.
 #
-# Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT, TALLY_KAFKA_PORT (and that port + 1 for the
-# Kafka controller, + 2 for its SASL listener). Data, pid files, logs, TLS files and the
+# Ports: TALLY_MYSQL_PORT, TALLY_REDIS_PORT (and that port + 1 for TLS), TALLY_KAFKA_PORT
+# (and that port + 1 for the Kafka controller, + 2 for its SASL listener). Data, pid files, logs, TLS files and the
 # Kafka configuration: under TALLY_SERVICES_DIR (default .services; a relative path is from
 # the repository's root), so that a second set on other ports (make soak's) can run beside
 # the first without touching it.
@@ -37,6 +38,7 @@ kafka_sasl_port=$((kafka_port + 2))
 . scripts/lib.sh
 mysql_url="mysql://tally:$mysql_password_url@127.0.0.1:$mysql_port/tally?ssl=1&ssl_ca=$tls/ca.pem"
 redis_url="redis://:$redis_password@127.0.0.1:$redis_port"
+redis_tls_url="rediss://:$redis_password@127.0.0.1:$((redis_port + 1))?tls_ca=$tls/ca.pem"
 kafka_url="kafka://127.0.0.1:$kafka_port/tally.reads?group=tally"
 kafka_sasl_url="kafka://127.0.0.1:$kafka_sasl_port/?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN&sasl.username=tally&sasl.password=$kafka_password"
 
@@ -66,7 +68,10 @@ redis_up() {
   mkdir -p "$dir"
   if alive "$dir/redis.pid"; then return 0; fi
   # The password goes in through stdin, not argv: a config file of one line.
+  tls_up "$tls"
   printf 'requirepass %s\n' "$redis_password" | redis-server - --port "$redis_port" \
+    --tls-port "$((redis_port + 1))" --tls-cert-file "$tls/server.pem" \
+    --tls-key-file "$tls/server.key" --tls-ca-cert-file "$tls/ca.pem" --tls-auth-clients no \
     --bind 127.0.0.1 --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
     --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
   wait_for Redis 10 env REDISCLI_AUTH="$redis_password" redis-cli -p "$redis_port" ping
@@ -102,7 +107,7 @@ case "${1:-}" in
     if want mysql "${2:-}"; then mysql_up; fi
     if want redis "${2:-}"; then redis_up; fi
     if want kafka "${2:-}"; then kafka_up; fi
-    echo "services: MariaDB on 127.0.0.1:$mysql_port (TLS), Redis on 127.0.0.1:$redis_port" \
+    echo "services: MariaDB on 127.0.0.1:$mysql_port (TLS), Redis on 127.0.0.1:$redis_port (TLS on $((redis_port + 1)))" \
          "(password), Kafka on 127.0.0.1:$kafka_port (SASL on $kafka_sasl_port)"
     echo "  ./build/tallyd --store '$mysql_url' --cache '$redis_url' --bus '$kafka_url'"
     ;;
@@ -129,6 +134,7 @@ case "${1:-}" in
     # Quoted: the values hold '&'. TALLY_TEST_KAFKA_SASL has no topic (it goes after the '/').
     echo "TALLY_TEST_MYSQL='$mysql_url'"
     echo "TALLY_TEST_REDIS='$redis_url'"
+    echo "TALLY_TEST_REDIS_TLS='$redis_tls_url'"
     echo "TALLY_TEST_KAFKA='127.0.0.1:$kafka_port'"
     echo "TALLY_TEST_KAFKA_SASL='$kafka_sasl_url'"
     ;;

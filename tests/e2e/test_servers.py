@@ -225,6 +225,21 @@ def test_a_users_cached_flags_stay_bounded(tallyd, db):
     assert [(it["id"], it["liked"]) for it in again] == [(5, True), (6, False)]
 
 
+@single_servers
+@pytest.mark.skipif(not os.environ.get("TALLY_TEST_REDIS_TLS"), reason="needs services.sh's TLS port")
+def test_the_cache_over_tls(spawn, db):
+    """The same Redis through its TLS port (rediss://, the services' CA): writes and fills
+    land in the hashes the plain port shows."""
+    t = spawn(cache=os.environ["TALLY_TEST_REDIS_TLS"]).start()
+    assert t.request("PUT", "/v1/users/1/likes/article/3").json["like_cnt"] == 1
+    assert t.get("/v1/items/article/3?uid=1").json["liked"] is True
+    assert cached("article", 3) == {"read_cnt": 0, "like_cnt": 1, "collect_cnt": 0}
+    assert t.request("PUT", "/v1/users/2/likes/article/3").json["like_cnt"] == 2
+    assert cached("article", 3)["like_cnt"] == 2  # the write's end ran over TLS
+    assert t.metric("tally_cache_errors_total") == 0
+    assert t.stop() == 0
+
+
 def test_script_flush_is_recovered(tallyd, db):
     tallyd.get("/v1/items/article/1")
     redis_all("SCRIPT", "FLUSH")
