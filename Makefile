@@ -11,6 +11,8 @@
 #                        Galera (3 nodes) behind HAProxy under .cluster/, print their URLs
 #                        (scripts/cluster.sh; ports from TALLY_CLUSTER_PORT_BASE, 17000)
 #   make cluster-down    stop them
+#   make test-cluster    the API and cache suites on those clusters, then the failover drills
+#                        (a node of each kind killed under load; docs/scaling.md)
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make soak            SOAK_MINUTES (10) of traffic and churn on servers of its own, then
@@ -64,7 +66,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit e2e contract clean bench fuzz services-up services-down cluster-up \
-        cluster-down FORCE
+        cluster-down test-cluster FORCE
 all: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 
 # The bare "hello" server with tallyd's HTTP library and threads: the benchmarks' ceiling.
@@ -198,6 +200,10 @@ services-up:
 
 services-down:
 	@scripts/services.sh down
+
+# The clusters' suites and failover drills (scripts/test-cluster.sh); .ci/run runs it after test.
+test-cluster:
+	@scripts/test-cluster.sh
 
 cluster-up:
 	@scripts/cluster.sh up

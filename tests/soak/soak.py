@@ -329,6 +329,7 @@ class Ledger:
         self.fivexx = []                            # (time, member, op, status)
         self.unexpected = []                        # answers that broke the contract
         self.transport = []                         # (time, member, op)
+        self.latency = []                           # (start time, seconds, answered < 500)
 
 
 class Worker(threading.Thread):
@@ -374,6 +375,7 @@ class Worker(threading.Thread):
         if conn is None:
             conn = self.conns[key] = m.t.connect()
             conn.timeout = 15
+        t0 = now()
         try:
             r = m.t.request(method, path, body=body, headers=headers, conn=conn)
         except (OSError, http.client.HTTPException):
@@ -382,6 +384,7 @@ class Worker(threading.Thread):
             r = None
         finally:
             self.soak.cluster.done(m, read)
+        self.ledger.latency.append((t0, now() - t0, r is not None and r.status < 500))
         return m, r
 
     def note(self, op, m, r):
@@ -578,11 +581,13 @@ class Check:
 
 
 class Soak:
+    out, doc, name = OUT, DOC, "soak"  # where the figures go; a subclass sets its own
+
     def __init__(self):
         self.rng = random.Random(SEED)
         self.duration = MINUTES * 60
         self.run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-        self.logdir = os.path.join(OUT, self.run_id)
+        self.logdir = os.path.join(self.out, self.run_id)
         os.makedirs(self.logdir, exist_ok=True)
         self.services = Services()
         self.stop_traffic = threading.Event()
@@ -880,6 +885,10 @@ class Soak:
         self.figures["settle_s"] = round(now() - t0, 1)
         return bool(ok)
 
+    def hashes(self, pattern):
+        """The cache's hashes whose keys match pattern (redis_hashes)."""
+        return redis_hashes(self.redis, pattern)
+
     def check(self, name, ok, detail):
         self.checks.append(Check(name, ok, detail))
         log(f"check {'PASS' if ok else 'FAIL'}: {name}: {detail}")
@@ -980,8 +989,7 @@ class Soak:
         every such item and user once, as a page view would, before comparing. Returns the
         fences still inside their deadline (a kill less than 30 s before the end)."""
         young, asks = [], []
-        for key, h in {**redis_hashes(self.redis, "interactive:*"),
-                       **redis_hashes(self.redis, "user_flags:*")}.items():
+        for key, h in {**self.hashes("interactive:*"), **self.hashes("user_flags:*")}.items():
             if int(h.get("inflight", "0")) <= 0:
                 continue
             if int(h.get("until", "0")) >= int(time.time() * 1000):
@@ -1007,7 +1015,7 @@ class Soak:
         young = self.serve_orphaned_fences()
         totals, likes, colls = self.totals, self.likes, self.colls
         bad_cache, n_items, n_flags = [], 0, 0
-        for key, h in redis_hashes(self.redis, "interactive:*").items():
+        for key, h in self.hashes("interactive:*").items():
             if "read_cnt" not in h or key in young:
                 continue
             n_items += 1
@@ -1017,7 +1025,7 @@ class Soak:
             if got != want:
                 bad_cache.append(f"{key} cached {got} rows {want} (gen {h.get('gen')},"
                                  f" inflight {h.get('inflight')})")
-        for key, h in redis_hashes(self.redis, "user_flags:*").items():
+        for key, h in self.hashes("user_flags:*").items():
             u = int(key.split(":")[1])
             for field, v in h.items():
                 if field in ("gen", "inflight", "until") or key in young:
@@ -1216,20 +1224,20 @@ class Soak:
             "figures": self.figures,
             "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
             "passed": passed, "failed": failed, "logs": os.path.relpath(self.logdir, ROOT)}
-        with open(os.path.join(OUT, "latest.json"), "w") as f:
+        with open(os.path.join(self.out, "latest.json"), "w") as f:
             json.dump(res, f, indent=1)
         md = self.markdown(res)
-        with open(os.path.join(OUT, "latest.md"), "w") as f:
+        with open(os.path.join(self.out, "latest.md"), "w") as f:
             f.write(md)
-        if WRITE_DOC and os.path.exists(DOC):
-            text = open(DOC).read()
-            begin, end = "<!-- soak figures: begin -->", "<!-- soak figures: end -->"
+        if WRITE_DOC and os.path.exists(self.doc):
+            text = open(self.doc).read()
+            begin, end = f"<!-- {self.name} figures: begin -->", f"<!-- {self.name} figures: end -->"
             if begin in text and end in text:
                 head, rest = text.split(begin, 1)
                 text = head + begin + "\n" + md + end + rest.split(end, 1)[1]
-                with open(DOC, "w") as f:
+                with open(self.doc, "w") as f:
                     f.write(text)
-        report("soak", minutes=MINUTES, requests=res["requests"], passed=passed, failed=failed,
+        report(self.name, minutes=MINUTES, requests=res["requests"], passed=passed, failed=failed,
                reads_expected=self.figures.get("reads_expected"),
                reads_counted=self.figures.get("reads_counted"),
                rss_peak_mib=max((v["peak_mib"] for v in self.figures.get("rss", {}).values()),
@@ -1305,7 +1313,8 @@ class Soak:
         res = self.write_report()
         print()
         print(f"soak: {len(self.checks)} checks; logs in {res['logs']}; figures in"
-              f" build/soak/latest.md" + (" and docs/soak.md" if WRITE_DOC else ""))
+              f" {os.path.relpath(self.out, ROOT)}/latest.md"
+              + (f" and {os.path.relpath(self.doc, ROOT)}" if WRITE_DOC else ""))
         for c in self.checks:
             print(f"  {'PASS' if c.ok else 'FAIL'}  {c.name}"
                   + ("" if c.ok else f"\n        {c.detail}"))
