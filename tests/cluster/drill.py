@@ -90,19 +90,8 @@ class Proxied(Cluster):
         self.proxy = Member("haproxy", 1, Tallyd(logdir, port=int(port)))
         self.proxy.routable = True
 
-    def spawn(self, name):
-        with self.lock:
-            self.incarnations[name] += 1
-            inc = self.incarnations[name]
-        t = Tallyd(self.logdir, *self.args, store=self.store, cache=self.cache, env=self.env,
-                   port=self.ports[name])
-        t.start()
-        m = Member(name, inc, t)
-        with self.lock:
-            self.every.append(m)
-            self.current[name] = m
-        log(f"tallyd {m.label} up on port {t.port} (pid {t.proc.pid})")
-        return m
+    def port_of(self, name):
+        return self.ports[name]
 
     def pick(self, rr, read):
         return self.proxy
@@ -286,6 +275,25 @@ class Drill(Soak):
             e["failed"] = len(failed)
             e["failing_s"] = round(failed[-1] - failed[0], 1) if failed else 0
             e["p99_ms"] = p99_ms([d for _, d, _ in during])
+
+    def markdown(self, r):
+        """The soak's report, opened by what the drill measures: each kill's cost."""
+        soak_md = super().markdown(r).split("\n", 1)[1]  # its first line describes a soak
+        lines = [f"Run `{r['run']}` (UTC), `{r['commit']}`; {r['machine']}; {soak.RATE:g}"
+                 f" requests/s through HAProxy to three tallyd; each node down {DOWN_S:g} s;"
+                 f" wall time {r['wall_s']:.0f} s (clusters, traffic, settling, checks).", "",
+                 "| kill -9 of | node | back after | requests meanwhile | failed | failing for"
+                 " | p99 meanwhile |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for e in r["events"]:
+            if e["kind"] == "hour" or "requests" not in e:
+                continue
+            lines.append(f"| {e['kind'].replace('_', ' ')} | {e.get('node')} |"
+                         f" {e.get('down_s', '-')} s | {e['requests']} | {e['failed']} |"
+                         f" {e['failing_s']} s | {e['p99_ms']} ms |")
+        lines += ["", f"p99 of the steady traffic before the first kill:"
+                  f" {r['figures'].get('p99_ms_steady')} ms. The rolling restart is SIGTERM with"
+                  f" --drain-ms {DRAIN_MS}, one tallyd at a time, not a kill.", ""]
+        return "\n".join(lines) + soak_md
 
     def verify(self, settled):
         self.cost()
