@@ -186,10 +186,13 @@ FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url
 fuzz: build-fuzz/gen/ui_assets.c
 	@command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null
 	@mkdir -p build-fuzz
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="-g -O1 -fsanitize=address,undefined" \
+	  $(VALKEY_SRC:%.c=build-fuzz/%.o)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb -I$(VALKEY_DIR)/include \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
-	    $(filter-out src/main.c,$(SRC)) build-fuzz/gen/ui_assets.c $(LIBS); \
+	    $(filter-out src/main.c,$(SRC)) build-fuzz/gen/ui_assets.c \
+	    $(VALKEY_SRC:%.c=build-fuzz/%.o) $(LIBS); \
 	  mkdir -p build-fuzz/corpus-$$t; \
 	  build-fuzz/$$t -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus-$$t \
 	    $$(test -d fuzz/corpus-$${t#fuzz_} && echo fuzz/corpus-$${t#fuzz_}); \
