@@ -112,7 +112,6 @@
 /* A fence held this long since its writes began is presumed orphaned (a tallyd killed
  * between begin and end): its hash is served as a miss and deleted (see DESIGN). */
 #define STUCK_MS       30000
-#define REPAIR_MAX     10000
 #define WRITE_CHUNK    128 /* keys per begin/end script call */
 #define PIPELINE_MAX   256 /* commands per pipeline(); callers send larger batches in parts */
 /* A user's flags hash holds about this many items at most: one that grew past it starts
@@ -121,6 +120,9 @@
 #define USER_FLAGS_MAX "1000"
 /* The keys of the last this many writes Redis acknowledged: dropped when a node fails. */
 #define RECENT_MAX     4096
+/* Keys awaiting a repair: room for 10,000 failed writes beside the recent ring, twice (an
+ * outage adds it when it begins and when Redis answers again). */
+#define REPAIR_MAX     (10000 + 2 * RECENT_MAX)
 
 #define ITEM_KEY "interactive:%s:%lld" /* an item's hash; biz and a long long id */
 #define USER_KEY "user_flags:%lld"     /* a user's flags; a long long uid */
