@@ -18,6 +18,7 @@
 #include "cache/redis_link.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -260,12 +261,24 @@ void link_close(struct link *l)
     l->cc = NULL;
 }
 
+/*
+ * A blocking socket's receive timeout ends a read with EAGAIN, which libvalkey reports as
+ * an I/O error in strerror's words ("Resource temporarily unavailable"): say what it is.
+ */
+static const char *error_text(int err, const char *errstr)
+{
+    if (err == VALKEY_ERR_TIMEOUT ||
+        (err == VALKEY_ERR_IO && strcmp(errstr, strerror(EAGAIN)) == 0))
+        return "timed out (no answer within the URL's timeout_ms)";
+    return errstr;
+}
+
 const char *link_error(const struct link *l)
 {
     if (l->cc && l->cc->err)
-        return l->cc->errstr;
+        return error_text(l->cc->err, l->cc->errstr);
     if (l->ctx && l->ctx->err)
-        return l->ctx->errstr;
+        return error_text(l->ctx->err, l->ctx->errstr);
     return "connection lost";
 }
 

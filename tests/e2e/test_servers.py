@@ -292,6 +292,9 @@ def test_redis_unreachable_then_back_drops_entries_that_missed_writes(tallyd, db
     time.sleep(1.2)
     assert tallyd.get("/v1/items/article/5").json["like_cnt"] == 1
     assert cached("article", 5) in (None, {"read_cnt": 0, "like_cnt": 1, "collect_cnt": 0})
+    # The outage is logged as what it was (a receive timeout), not as errno's EAGAIN.
+    assert "redis: timed out" in tallyd.output(), tallyd.output()[-2000:]
+    assert "Resource temporarily unavailable" not in tallyd.output()
 
 
 def test_a_write_killed_in_flight_leaves_no_stale_cache(spawn, db):
