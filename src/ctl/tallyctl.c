@@ -22,6 +22,7 @@
 #include "http/auth.h"
 #include "util/log.h"
 #include "util/strbuf.h"
+#include "util/version.h"
 #include "util/banned.h"
 
 #define TOKEN_BYTES 32
@@ -113,7 +114,8 @@ static const struct command commands[] = {
 
 static void print_usage(FILE *f)
 {
-    fputs("usage: tallyctl COMMAND [ARGS]   (tallyctl COMMAND --help)\n\ncommands:\n", f);
+    fputs("usage: tallyctl COMMAND [ARGS]   (tallyctl COMMAND --help; tallyctl --version)\n\n"
+          "commands:\n", f);
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %s\n", commands[i].name);
 }
@@ -128,6 +130,10 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) { /* as tallyd --version says it */
+        printf("tallyctl %s (%s)\n", tally_version(), tally_commit());
         return 0;
     }
     for (size_t i = 0; i < NCOMMANDS; i++) {

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tallyd import MYSQL, REDIS, Database, Tallyd, redis_cli
+from tallyd import BINARY, MYSQL, REDIS, Database, Tallyd, redis_cli
 
 TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
                                                    "../../build/tallyctl"))
@@ -263,6 +263,15 @@ def test_help_per_subcommand(cmd):
     r = ctl(cmd, "--help")
     assert r.returncode == 0 and r.stdout.startswith(f"usage: tallyctl {cmd}"), r
     assert cmd in ctl("--help").stdout
+
+
+def test_version_is_tallyds():
+    """tallyctl --version names the same version and commit as tallyd --version."""
+    r = ctl("--version")
+    d = subprocess.run([BINARY, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and d.returncode == 0, (r, d)
+    assert r.stdout.split()[0] == "tallyctl"
+    assert r.stdout.split()[1:] == d.stdout.split()[1:], (r.stdout, d.stdout)
 
 
 def test_failures_do_not_echo_the_password(tmp_path):
