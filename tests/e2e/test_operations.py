@@ -123,3 +123,16 @@ def test_one_version_in_binary_spec_and_file():
     with open(os.path.join(ROOT, "docs", "openapi.yaml")) as f:
         spec = f.read()
     assert re.search(r'^  version: "?' + re.escape(version) + r'"?$', spec, re.M), version
+
+
+def test_every_operation_has_its_own_operation_id():
+    """Client generators name their methods after operationId: every operation has one,
+    and no two share one (the spec read as text: no YAML library is needed)."""
+    with open(os.path.join(ROOT, "docs", "openapi.yaml")) as f:
+        spec = f.read()
+    paths = spec.split("\npaths:\n", 1)[1].split("\ncomponents:\n", 1)[0]
+    ops = re.findall(r"^    (get|put|post|delete|patch):\n((?:      .*\n|\n)*)", paths, re.M)
+    ids = [re.search(r"^      operationId: (\w+)$", body, re.M) for _, body in ops]
+    assert len(ops) >= 16 and all(ids), [m for (m, _), i in zip(ops, ids) if not i]
+    names = [i.group(1) for i in ids]
+    assert len(set(names)) == len(names), names
