@@ -6,6 +6,7 @@
  */
 #include "cache/cache.h"
 #include "cache/redis.h"
+#include "cache/redis_link.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,12 +92,12 @@ static struct cache none_cache = {&none_ops};
 
 const struct counts cache_unknown[1];
 
-/* redis://, rediss://, redis-cluster:// and rediss-cluster:// (redis_link.h). */
+/* redis://, rediss://, redis-cluster:// and rediss-cluster://: the link knows its schemes. */
 static bool cache_is_redis(const struct url *u)
 {
-    return strncmp(u->scheme, "redis", 5) == 0 &&
-           (strcmp(u->scheme + 5, "") == 0 || strcmp(u->scheme + 5, "s") == 0 ||
-            strcmp(u->scheme + 5, "-cluster") == 0 || strcmp(u->scheme + 5, "s-cluster") == 0);
+    bool cluster, tls;
+
+    return link_scheme(u->scheme, &cluster, &tls);
 }
 
 int cache_check(const struct url *u, char **why)

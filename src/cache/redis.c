@@ -942,11 +942,15 @@ static void take_begin(size_t i, const valkeyReply *r, void *arg)
 static int write_all(struct redis_cache *rc, bool begin, const struct item *items, size_t n,
                      const struct counts *delta, struct flag_write *user)
 {
+    /* A like or a small batch plans on the stack; a batch of reads on the heap. */
+    size_t order_small[16];
+    struct chunk chunks_small[16];
+    bool small = n <= 16;
     struct write_args a = {
         .items = items, .counts = delta, .user = user,
         .items_script = begin ? SC_BEGIN : SC_END, .user_script = begin ? SC_UBEGIN : SC_UEND,
-        .order = xmalloc((n + 1) * sizeof(*a.order)),
-        .chunks = xmalloc((n + 1) * sizeof(*a.chunks))};
+        .order = small ? order_small : xmalloc(n * sizeof(*a.order)),
+        .chunks = small ? chunks_small : xmalloc(n * sizeof(*a.chunks))};
     size_t calls = plan_chunks(rc, items, n, a.order, a.chunks);
     bool user_left = user != NULL;
     struct link *l = NULL;
@@ -964,8 +968,10 @@ static int write_all(struct redis_cache *rc, bool begin, const struct item *item
         }
         link_put(rc, l);
     }
-    free(a.order);
-    free(a.chunks);
+    if (!small) {
+        free(a.order);
+        free(a.chunks);
+    }
     return err;
 }
 

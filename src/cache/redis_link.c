@@ -34,7 +34,7 @@
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
-static bool scheme_is(const struct url *u, bool *cluster, bool *tls)
+bool link_scheme(const char *scheme, bool *cluster, bool *tls)
 {
     static const struct {
         const char *name;
@@ -45,7 +45,7 @@ static bool scheme_is(const struct url *u, bool *cluster, bool *tls)
                    {"rediss-cluster", true, true}};
 
     for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
-        if (strcmp(u->scheme, schemes[i].name) == 0) {
+        if (strcmp(scheme, schemes[i].name) == 0) {
             *cluster = schemes[i].cluster;
             *tls = schemes[i].tls;
             return true;
@@ -60,7 +60,7 @@ int link_url_check(const struct url *u, char **why)
     long long on;
 
     *why = NULL;
-    if (!scheme_is(u, &cluster, &tls) || u->opaque)
+    if (!link_scheme(u->scheme, &cluster, &tls) || u->opaque)
         *why = xstrdup("expected redis://, rediss://, redis-cluster:// or rediss-cluster://");
     else if (!cluster && u->nhosts != 1)
         *why = xstrdup("expected redis://[USER:PASSWORD@]HOST:PORT (for several nodes, "
@@ -112,7 +112,7 @@ int link_config_init(struct link_config *cfg, const struct url *u, long long tim
     memset(cfg, 0, sizeof(*cfg));
     if (link_url_check(u, why))
         return TALLY_EINVAL;
-    scheme_is(u, &cluster, &tls);
+    link_scheme(u->scheme, &cluster, &tls);
     url_option_int(u, "tls", 0, 1, tls, &on);
     if (on && !(cfg->tls = tls_client(url_option(u, "tls_ca"), why)))
         return TALLY_EINVAL;

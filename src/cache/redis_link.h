@@ -42,6 +42,9 @@ struct link_config {
     SSL_CTX *tls; /* NULL: plain TCP */
 };
 
+/* Whether scheme is one of Redis's (redis, rediss, redis-cluster, rediss-cluster), and which. */
+bool link_scheme(const char *scheme, bool *cluster, bool *tls);
+
 /* The TLS options a cache URL allows beside its own. */
 #define LINK_URL_OPTIONS "tls", "tls_ca"
 
