@@ -1,0 +1,3 @@
+module github.com/tally/tally/clients/go
+
+go 1.22
