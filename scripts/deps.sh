@@ -22,7 +22,8 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config xxd libevent-dev libhttp-parser-dev libjwt-dev libssl-dev libjansson-dev libsqlite3-dev libcmocka-dev
-            libmariadb-dev librdkafka-dev python3)
+            libmariadb-dev librdkafka-dev libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler
+            protobuf-compiler python3)
 service_pkgs=(mariadb-server redis-server default-jre-headless maven)
 
 case "${1:-build}" in

@@ -34,7 +34,8 @@
 
 
 static const char usage[] =
-    "usage: tallyd [--listen HOST:PORT] [--store URL] [--cache URL] [--bus URL]\n"
+    "usage: tallyd [--listen HOST:PORT] [--grpc-listen HOST:PORT] [--store URL]\n"
+    "              [--cache URL] [--bus URL]\n"
     "              [--batch N] [--flush-ms N] [--read-ahead N] [--threads N] [--queue N]\n"
     "              [--header-timeout-ms N] [--idle-timeout-ms N] [--max-conns N]\n"
     "              [--workers N] [--work-queue N] [--keys PATH] [--jwt-key PATH]\n"
@@ -43,6 +44,8 @@ static const char usage[] =
     "              [--windows on|off] [--window-retention DURATION] [--read-window DURATION]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
+    "  --grpc-listen HOST:PORT  address to serve gRPC on (intr.v1.InteractiveService,\n"
+    "                      grpc.health.v1; h2c, or TLS with --tls-cert); none by default\n"
     "  --store URL         sqlite:PATH (sqlite:tally.db), or\n"
     "                      mysql://USER:PASS@HOST:PORT/DB[?pool=N&ssl=1&ssl_ca=PATH]\n"
     "  --cache URL         none (none), or\n"
@@ -149,7 +152,8 @@ static int parse_duration(const char *what, const char *s, int64_t min_ms, int64
                                : "expected 0 or a duration such as 8h, 30m, 2s");
 }
 
-static int parse_listen(struct config *cfg, const char *s)
+/* HOST:PORT (or [V6]:PORT) of --listen or --grpc-listen into host and *port. */
+static int parse_listen(const char *what, const char *s, char host_out[64], int *port_out)
 {
     const char *colon = strrchr(s, ':');
     const char *host = s;
@@ -157,20 +161,19 @@ static int parse_listen(struct config *cfg, const char *s)
     int64_t port;
 
     if (!colon)
-        return bad("--listen", s, "expected HOST:PORT");
+        return bad(what, s, "expected HOST:PORT");
     hlen = (size_t)(colon - s);
     if (hlen >= 2 && s[0] == '[' && s[hlen - 1] == ']') /* [::1]:8080 */
         host++, hlen -= 2;
-    if (hlen == 0 || hlen >= sizeof(cfg->host))
-        return bad("--listen", s, "expected HOST:PORT");
+    if (hlen == 0 || hlen >= 64)
+        return bad(what, s, "expected HOST:PORT");
     if (strcmp(colon + 1, "0") == 0) /* any free port */
         port = 0;
     else if (item_parse_id(colon + 1, strlen(colon + 1), &port) || port > 65535)
-        return bad("--listen", s, "the port must be an integer in 0..65535");
-    memcpy(cfg->host, host, hlen);
-    cfg->host[hlen] = '\0';
-    cfg->port = (int)port;
-    cfg->listen = s;
+        return bad(what, s, "the port must be an integer in 0..65535");
+    memcpy(host_out, host, hlen);
+    host_out[hlen] = '\0';
+    *port_out = (int)port;
     return 0;
 }
 
@@ -202,7 +205,8 @@ static int parse_url_flag(const char *flag, const char *value, const char **show
 }
 
 enum opt {
-    O_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_READ_AHEAD, O_THREADS, O_QUEUE,
+    O_LISTEN, O_GRPC_LISTEN, O_STORE, O_CACHE, O_BUS, O_BATCH, O_FLUSH, O_READ_AHEAD, O_THREADS,
+    O_QUEUE,
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
     O_STOP_TIMEOUT, O_RATE_LIMIT, O_DRAIN, O_LOG_FORMAT, O_ACCESS_LOG,
@@ -224,6 +228,7 @@ static const struct opt_spec {
 } opts[O_COUNT] = {
 #define NUM(t, field, lo, hi) t, offsetof(struct config, field), lo, hi
     [O_LISTEN] = {"listen", "TALLY_LISTEN", "127.0.0.1:8080", T_TEXT},
+    [O_GRPC_LISTEN] = {"grpc-listen", "TALLY_GRPC_LISTEN", NULL, T_TEXT},
     [O_STORE] = {"store", "TALLY_STORE", "sqlite:tally.db", T_TEXT},
     [O_CACHE] = {"cache", "TALLY_CACHE", "none", T_TEXT},
     [O_BUS] = {"bus", "TALLY_BUS", "local", T_TEXT},
@@ -282,7 +287,14 @@ static int apply(struct config *cfg, enum opt o, const char *v)
 
     strbuf_addf(&flag, "--%s", spec->flag);
     switch (o) {
-    case O_LISTEN: rc = parse_listen(cfg, v); break;
+    case O_LISTEN:
+        rc = parse_listen(flag.buf, v, cfg->host, &cfg->port);
+        cfg->listen = v;
+        break;
+    case O_GRPC_LISTEN:
+        rc = parse_listen(flag.buf, v, cfg->grpc_host, &cfg->grpc_port);
+        cfg->grpc_listen = v;
+        break;
     case O_STORE:
         rc = parse_url_flag(flag.buf, v, &cfg->store, &cfg->files[0], &cfg->store_url,
                             store_check);
@@ -377,9 +389,10 @@ static int check_together(const struct config *cfg)
         fprintf(stderr, "tallyd: --jwt-issuer and --jwt-audience need --jwt-key\n");
         return -1;
     }
-    if (!cfg->keys && !cfg->jwt_key && !cfg->insecure && !is_loopback(cfg->host)) {
+    if (!cfg->keys && !cfg->jwt_key && !cfg->insecure &&
+        (!is_loopback(cfg->host) || (cfg->grpc_listen && !is_loopback(cfg->grpc_host)))) {
         fprintf(stderr, "tallyd: refusing an open API on %s: give --keys or --jwt-key (or "
-                        "--insecure)\n", cfg->listen);
+                        "--insecure)\n", is_loopback(cfg->host) ? cfg->grpc_listen : cfg->listen);
         return -1;
     }
     return 0;

@@ -18,6 +18,9 @@ struct config {
     const char *listen; /* HOST:PORT as given */
     char host[64];
     int port;
+    const char *grpc_listen; /* --grpc-listen as given; NULL: no gRPC server */
+    char grpc_host[64];
+    int grpc_port;
     const char *store;
     const char *cache;
     const char *bus;

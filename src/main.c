@@ -24,6 +24,7 @@
 #include "bus/bus.h"
 #include "cache/cache.h"
 #include "config.h"
+#include "grpc/server.h"
 #include "http/auth.h"
 #include "http/server.h"
 #include "service/interactive.h"
@@ -40,7 +41,8 @@
 #include "util/banned.h"
 
 /* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
-static void reload(struct auth *auth, const char *keys, struct http_server *srv)
+static void reload(struct auth *auth, const char *keys, struct http_server *srv,
+                   struct grpc_server *grpc)
 {
     char *err = NULL;
     size_t n;
@@ -53,6 +55,8 @@ static void reload(struct auth *auth, const char *keys, struct http_server *srv)
     err = NULL;
     if (http_server_reload_tls(srv, &err))
         log_error("tallyd: SIGHUP: keeping the TLS certificate in force: %s", err);
+    else if (grpc && grpc_server_reload_tls(grpc, &err))
+        log_error("tallyd: SIGHUP: keeping gRPC's TLS certificate in force: %s", err);
     free(err);
 }
 
@@ -96,6 +100,7 @@ int main(int argc, char **argv)
     struct readcount *rc = NULL;
     struct ratelimit *limits = NULL;
     struct http_server *srv = NULL;
+    struct grpc_server *grpc = NULL;
     struct auth *auth = NULL;
     struct interactive svc;
     struct strbuf shown = STRBUF_INIT;
@@ -186,6 +191,24 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
+    if (cfg.grpc_listen &&
+        !(grpc = grpc_server_start(&(struct grpc_config){.host = cfg.grpc_host,
+                                                         .port = cfg.grpc_port,
+                                                         .threads = cfg.threads,
+                                                         .header_timeout_ms = cfg.header_timeout_ms,
+                                                         .idle_timeout_ms = cfg.idle_timeout_ms,
+                                                         .max_conns = cfg.max_conns,
+                                                         .auth = auth,
+                                                         .access_log = cfg.access_log,
+                                                         .tls_cert = cfg.tls_cert,
+                                                         .tls_key = cfg.tls_key},
+                                   srv, &svc, &err))) {
+        status = fatal(err);
+        goto out;
+    }
+    if (grpc)
+        log_info("tallyd: gRPC on %s port %d%s", cfg.grpc_host, grpc_server_port(grpc),
+                 cfg.tls_cert ? " (TLS)" : " (h2c)");
     url_redact(&shown, cfg.store);
     strbuf_addstr(&shown, ", cache ");
     url_redact(&shown, cfg.cache);
@@ -196,11 +219,12 @@ int main(int argc, char **argv)
              cfg.flush_ms);
     strbuf_release(&shown);
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        reload(auth, cfg.keys, srv);
+        reload(auth, cfg.keys, srv, grpc);
     log_info("tallyd: signal %d, stopping", sig);
     drain(&svc, cfg.drain_ms);
     status = 0;
 out:
+    grpc_server_stop(grpc); /* its calls run on the HTTP server's pools */
     http_server_stop(srv);
     ratelimit_free(limits); /* no request runs any more */
     readcount_stop(rc); /* drains the bus into the store, or gives up at the deadline */

@@ -307,8 +307,23 @@ static bool param_cursor(struct ctx *c, struct list_cursor *out)
 
 /* ------------------------------------------------------- responses */
 
+/* A typed request's states, copied for its caller; true when the request was typed. */
+static bool reply_typed(struct ctx *c, const struct item_state *st, size_t n)
+{
+    if (!c->req->typed)
+        return false;
+    c->res->status = 200;
+    c->res->states = n ? xmalloc(n * sizeof(*st)) : NULL;
+    if (n)
+        memcpy(c->res->states, st, n * sizeof(*st));
+    c->res->nstates = n;
+    return true;
+}
+
 static void reply_state(struct ctx *c, const struct item_state *st)
 {
+    if (reply_typed(c, st, 1))
+        return;
     c->res->status = 200;
     json_add_state(&c->res->body, st);
 }
@@ -317,6 +332,8 @@ static void reply_states(struct ctx *c, const struct item_state *st, size_t n)
 {
     struct strbuf *b = &c->res->body;
 
+    if (reply_typed(c, st, n))
+        return;
     c->res->status = 200;
     strbuf_addstr(b, "{\"items\":[");
     for (size_t i = 0; i < n; i++) {
@@ -421,6 +438,10 @@ static void h_get_items(struct ctx *c)
 
     if (!cap_biz(c, 0, biz) || !param_id(c, "uid", &uid) || !bind_uid(c, &uid, uid != 0))
         return;
+    if (c->req->typed && ids && !*ids) { /* gRPC's GetByIds of no ids: an empty map */
+        reply_typed(c, st, 0);
+        return;
+    }
     if (!ids) {
         invalid(c, "ids is required: 1 to 100 comma-separated ids");
         return;
@@ -876,11 +897,15 @@ void api_response_init(struct api_response *res)
     res->retry_after = 0;
     res->route = NROUTES;
     res->headers = NULL;
+    res->states = NULL;
+    res->nstates = 0;
 }
 
 void api_response_release(struct api_response *res)
 {
     strbuf_release(&res->body);
+    free(res->states);
+    res->states = NULL;
 }
 
 /* Routes anyone may call, with or without a credential: the load balancer's probes, and the

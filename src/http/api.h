@@ -1,8 +1,8 @@
 /*
  * api.h - the v1 HTTP API, independent of the server library.
  *
- * server.c turns each libevent request into a struct api_request and sends
- * back the struct api_response; everything about routes, validation, JSON
+ * server.c turns each HTTP request into a struct api_request and sends back
+ * the struct api_response (grpc/server.c does the same for gRPC calls); everything about routes, validation, JSON
  * and status codes lives behind api_handle(). Keeping the library out of
  * this file lets the unit tests and the fuzz target drive the whole API
  * without sockets.
@@ -35,6 +35,9 @@ struct api_request {
     const char *caller;
     /* The Idempotency-Key header's value as received (unchecked); NULL: absent. */
     const char *idempotency_key;
+    /* Item states go to res->states rather than into a JSON body (the gRPC layer, which
+     * encodes them itself); errors are JSON either way. */
+    bool typed;
 };
 
 /* Filled by api_handle(); release body with api_response_release(). */
@@ -47,6 +50,8 @@ struct api_response {
     int retry_after;   /* for 429: seconds for the Retry-After header; 0: none */
     int route;         /* index for metrics; see api_route_name() */
     const char *headers; /* extra header lines, each ending in CRLF (static); NULL: none */
+    struct item_state *states; /* for a typed request: the states answered, heap; else NULL */
+    size_t nstates;
 };
 
 void api_response_init(struct api_response *res);

@@ -92,6 +92,7 @@
 #include "http/api.h"
 #include "http/framing.h"
 #include "http/json.h"
+#include "http/listener.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -1095,22 +1096,6 @@ static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
     return bev;
 }
 
-/* "addr:IP" of the peer: who calls, for the per-caller rate limit of an open API. */
-static void peer_name(struct strbuf *out, evutil_socket_t fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN];
-    const void *a = NULL;
-
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-        a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-            : ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
-                                      : NULL;
-    strbuf_addstr(out, "addr:");
-    strbuf_addstr(out, a && inet_ntop(ss.ss_family, a, ip, sizeof(ip)) ? ip : "unknown");
-}
-
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -1133,7 +1118,7 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     strbuf_init(&c->transfer_coding, 0);
     strbuf_init(&c->value, 0);
     strbuf_init(&c->caller, 0);
-    peer_name(&c->caller, fd);
+    listener_peer_name(&c->caller, fd);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     c->job.work.run = job_run;
@@ -1272,51 +1257,6 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static evutil_socket_t listen_on(const char *host, int port, char **err)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
-    struct addrinfo *ai = NULL;
-    struct strbuf msg = STRBUF_INIT;
-    char portstr[16];
-    evutil_socket_t fd = -1;
-    int one = 1, rc;
-
-    snprintf(portstr, sizeof(portstr), "%d", port);
-    if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
-        strbuf_addf(&msg, "cannot resolve listen address '%s': %s", host, gai_strerror(rc));
-        goto fail;
-    }
-    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
-        strbuf_addf(&msg, "cannot listen on %s:%d: %s", host, port, strerror(errno));
-        goto fail;
-    }
-    freeaddrinfo(ai);
-    return fd;
-fail:
-    if (fd >= 0)
-        close(fd);
-    if (ai)
-        freeaddrinfo(ai);
-    *err = strbuf_detach(&msg, NULL);
-    return -1;
-}
-
-static int bound_port(evutil_socket_t fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 static void init_metrics(struct http_server *srv)
 {
     static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
@@ -1361,39 +1301,13 @@ static void loop_init(struct loop *l, struct http_server *srv)
     event_add(l->accept_ev, NULL);
 }
 
-/* A server context for TLS 1.2+ with the certificate chain and key; NULL and *err on failure. */
-static SSL_CTX *tls_context(const char *cert, const char *key, char **err)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    struct strbuf msg = STRBUF_INIT;
-    const char *what = NULL;
-
-    if (!ctx)
-        what = "cannot create a TLS context";
-    else if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
-        what = "cannot require TLS 1.2";
-    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
-        what = "cannot load --tls-cert";
-    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-        what = "cannot load --tls-key";
-    else if (SSL_CTX_check_private_key(ctx) != 1)
-        what = "--tls-key does not match --tls-cert";
-    if (!what)
-        return ctx;
-    strbuf_addf(&msg, "%s: %s", what, ERR_reason_error_string(ERR_peek_last_error()) ?: "?");
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    *err = strbuf_detach(&msg, NULL);
-    return NULL;
-}
-
 int http_server_reload_tls(struct http_server *srv, char **err)
 {
     SSL_CTX *ctx, *old;
 
     if (!srv->cfg.tls_cert)
         return 0;
-    if (!(ctx = tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, err)))
+    if (!(ctx = listener_tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, NULL, err)))
         return TALLY_EINVAL;
     pthread_mutex_lock(&srv->tls_lock);
     old = srv->tls;
@@ -1413,9 +1327,9 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     TALLY_ASSERT(api_route_count() + 1 <= 17);
     SSL_CTX *tls = NULL;
 
-    if (cfg->tls_cert && !(tls = tls_context(cfg->tls_cert, cfg->tls_key, err)))
+    if (cfg->tls_cert && !(tls = listener_tls_context(cfg->tls_cert, cfg->tls_key, NULL, err)))
         return NULL;
-    if ((fd = listen_on(cfg->host, cfg->port, err)) < 0) {
+    if ((fd = listener_open(cfg->host, cfg->port, err)) < 0) {
         SSL_CTX_free(tls);
         return NULL;
     }
@@ -1427,7 +1341,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     srv->tls = tls;
     pthread_mutex_init(&srv->tls_lock, NULL);
     srv->fd = fd;
-    srv->port = bound_port(fd);
+    srv->port = listener_port(fd);
     srv->malformed_route = api_route_count();
     if (RAND_bytes((unsigned char *)&srv->request_id_prefix, sizeof(srv->request_id_prefix)) != 1)
         srv->request_id_prefix = (unsigned)getpid();
@@ -1451,6 +1365,17 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
 int http_server_port(const struct http_server *srv)
 {
     return srv->port;
+}
+
+struct workpool *http_server_pool(struct http_server *srv, enum api_work work)
+{
+    TALLY_ASSERT(work == API_WORK_READ || work == API_WORK_WRITE);
+    return srv->pools[work];
+}
+
+struct workpool *http_server_verify_pool(struct http_server *srv)
+{
+    return srv->verify;
 }
 
 void http_server_stop(struct http_server *srv)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http/api.h"
 #include "http/auth.h"
 #include "service/interactive.h"
 
@@ -40,6 +41,14 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
 int http_server_reload_tls(struct http_server *srv, char **err);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const struct http_server *srv);
+/*
+ * The pools the gRPC server (grpc/server.h) hands its calls to, so that both APIs share
+ * one set of threads and one bound on work waiting: the pool for work (API_WORK_READ or
+ * API_WORK_WRITE), and the one that checks the signatures of users' new tokens. They
+ * live until http_server_stop(), which must come after the gRPC server's stop.
+ */
+struct workpool *http_server_pool(struct http_server *srv, enum api_work work);
+struct workpool *http_server_verify_pool(struct http_server *srv);
 /*
  * Stops accepting, lets the requests in flight finish (for a short grace), joins
  * the loops and the pools and frees srv. NULL is a no-op.

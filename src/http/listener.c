@@ -1,0 +1,123 @@
+/*
+ * listener.c - listening sockets, peers' names and TLS contexts for both servers.
+ */
+#include "http/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util/banned.h"
+
+int listener_open(const char *host, int port, char **err)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    struct strbuf msg = STRBUF_INIT;
+    char portstr[16];
+    int fd = -1, one = 1, rc;
+
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+        strbuf_addf(&msg, "cannot resolve listen address '%s': %s", host, gai_strerror(rc));
+        goto fail;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        strbuf_addf(&msg, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        goto fail;
+    }
+    freeaddrinfo(ai);
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    if (ai)
+        freeaddrinfo(ai);
+    *err = strbuf_detach(&msg, NULL);
+    return -1;
+}
+
+int listener_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void listener_peer_name(struct strbuf *out, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char ip[INET6_ADDRSTRLEN];
+    const void *a = NULL;
+
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+        a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+            : ss.ss_family == AF_INET ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
+                                      : NULL;
+    strbuf_addstr(out, "addr:");
+    strbuf_addstr(out, a && inet_ntop(ss.ss_family, a, ip, sizeof(ip)) ? ip : "unknown");
+}
+
+/* ALPN: the server's one protocol if the client offers it; else no agreement, and the
+ * handshake fails (a gRPC client that offers no "h2" cannot speak to this port). */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    const char *want = arg;
+    size_t n = strlen(want);
+
+    (void)ssl;
+    for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+        if (in[i] == n && i + 1u + n <= inlen && memcmp(in + i + 1, want, n) == 0) {
+            *out = in + i + 1;
+            *outlen = in[i];
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+SSL_CTX *listener_tls_context(const char *cert, const char *key, const char *alpn, char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct strbuf msg = STRBUF_INIT;
+    const char *what = NULL;
+
+    if (!ctx)
+        what = "cannot create a TLS context";
+    else if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
+        what = "cannot require TLS 1.2";
+    else if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
+        what = "cannot load --tls-cert";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
+        what = "cannot load --tls-key";
+    else if (SSL_CTX_check_private_key(ctx) != 1)
+        what = "--tls-key does not match --tls-cert";
+    if (!what) {
+        if (alpn) /* a string literal: it outlives the context */
+            SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)alpn);
+        return ctx;
+    }
+    strbuf_addf(&msg, "%s: %s", what, ERR_reason_error_string(ERR_peek_last_error()) ?: "?");
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    *err = strbuf_detach(&msg, NULL);
+    return NULL;
+}
