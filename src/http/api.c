@@ -268,6 +268,7 @@ static bool bind_uid(struct ctx *c, int64_t *uid, bool given)
     }
     if (*uid == p->uid)
         return true;
+    auth_refused_uid(c->req->caller);
     fail_err(c, TALLY_EDENIED);
     return false;
 }

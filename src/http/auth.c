@@ -14,13 +14,29 @@
  *   all (every caller would get 401) is refused, and the error names the
  *   file and the line, never a hash.
  *
- *   Users: libjwt verifies the signature with the one configured key; the
- *   token's `alg` must then be the key's algorithm, which closes both `none`
- *   and the confusion of an HS256 token "signed" with the RS256 public key.
- *   exp is required, nbf honoured, iss and aud checked when configured, all
- *   with 60 s of leeway for clocks that differ. `sub` is the uid. A token
- *   that passed is remembered by its SHA-256 (4,096 slots) until its exp:
- *   a session's next requests cost a hash, not a signature check.
+ *   Users: the token's header names its key by `kid` when --jwt-key is a
+ *   JWKS (jwks.h: which key a token without one gets); a single PEM key or
+ *   secret takes any kid. The token's `alg` must be that key's algorithm,
+ *   which closes both `none` and the confusion of an HS256 token "signed"
+ *   with the RS256 public key. exp is required, nbf honoured, iss and aud
+ *   checked when configured, all with 60 s of leeway for clocks that
+ *   differ. `sub` is the uid. A token that passed is remembered by its
+ *   SHA-256 (4,096 slots) until its exp: a session's next requests cost a
+ *   hash, not a signature check.
+ *
+ *   Rotation: SIGHUP re-reads --jwt-key as it re-reads the keys file, whole
+ *   or not at all, and logs one line either way. The keys in force are
+ *   shared by reference: a check holds its reference while it runs, so a
+ *   reload never frees a key under a worker, and the last one out frees
+ *   it. Each load has a generation, and the tables of tokens verified and
+ *   refused answer only for the generation in force: a token of a dropped
+ *   key is refused from the reload on, and one refused for a kid not yet
+ *   loaded is checked again once it is.
+ *
+ *   Why a token was refused (expired, bad_signature, unknown_kid, ...) is
+ *   counted by reason and logged, at most one line a second per reason with
+ *   the number left out since the last; never the token, never a key. The
+ *   caller learns no more than before: 401, the same body.
  *
  *   Refusals that cost nothing. A token nobody has seen costs a signature
  *   check, which an attacker can ask for by the thousand without any
@@ -30,10 +46,11 @@
  *   a signature check is left to auth_verify() on a worker (TALLY_EAGAIN).
  *   (2) An address (an IPv6 one by its /64) may fail FAIL_MAX checks in
  *   FAIL_WINDOW_S; past that its new tokens are refused (429) without one
- *   until the window ends. (3) The public key is parsed once, at start: the
- *   signature is checked with it first (EVP_DigestVerify), and only a token
- *   whose signature holds goes on to libjwt, which checks everything again
- *   (and re-parses its PEM key, 0.4 of its 0.6 ms, once per good token).
+ *   until the window ends. (3) Public keys are parsed once, when loaded: the
+ *   signature is checked with the key first (EVP_DigestVerify, or the HMAC),
+ *   and only a token whose signature holds goes on to libjwt, which checks
+ *   everything again (and re-parses its PEM key, 0.4 of its 0.6 ms, once
+ *   per good token).
  *   docs/security.md has the flood's figures.
  */
 #include "http/auth.h"
@@ -47,16 +64,20 @@
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "http/jwks.h"
 #include "model/item.h"
+#include "util/base64url.h"
 #include "util/error.h"
+#include "util/log.h"
 #include "util/metrics.h"
 #include "util/strbuf.h"
 #include "util/xmalloc.h"
@@ -76,11 +97,13 @@
  * tables: tokens verified (value: the uid, until exp + leeway: a session sends the same
  * token again and again), tokens refused (until REFUSED_S on), and addresses' failures
  * (value: how many, until the window ends). Direct-mapped: a newer entry takes the slot.
+ * A token's entry holds for the generation of the keys it was checked with only.
  */
 struct memo_slot {
     unsigned char hash[32];
     int64_t value;
-    long until; /* 0: an empty slot */
+    long until;   /* 0: an empty slot */
+    uint64_t gen; /* tokens: struct token_keys's gen; addresses: 0 */
 };
 
 struct memo {
@@ -88,9 +111,48 @@ struct memo {
     struct memo_slot slot[MEMO_SLOTS];
 };
 
-/* Why a user token was refused: tally_auth_token_refusals_total{why}. */
+/* How a user token was refused: tally_auth_token_refusals_total{why}. */
 enum refusal { REFUSED_INVALID, REFUSED_REMEMBERED, REFUSED_THROTTLED, REFUSAL_COUNT };
 static const char *const refusal_names[REFUSAL_COUNT] = {"invalid", "remembered", "throttled"};
+
+/* Why a checked user token was refused: logged, and tally_auth_token_refusal_reasons_total. */
+enum reason {
+    R_MALFORMED, R_WRONG_ALG, R_UNKNOWN_KID, R_BAD_SIGNATURE, R_EXPIRED, R_NOT_YET_VALID,
+    R_WRONG_ISSUER, R_WRONG_AUDIENCE, R_UID_MISMATCH, REASON_COUNT
+};
+static const char *const reason_names[REASON_COUNT] = {
+    "malformed", "wrong_alg", "unknown_kid", "bad_signature", "expired", "not_yet_valid",
+    "wrong_issuer", "wrong_audience", "uid_mismatch"};
+
+/*
+ * Each reason's count and log line, process-wide (api.c reports uid mismatches without a
+ * struct auth at hand): at most one line a second per reason, which says how many were
+ * left out since the one before. Set up once (reasons_once); second and suppressed under
+ * lock, count atomic.
+ */
+static struct reason_log {
+    pthread_mutex_t lock;
+    long second;         /* monotonic, of the last line; -1: none yet */
+    uint64_t suppressed; /* refusals not logged since that line */
+    struct metric *count;
+} reasons[REASON_COUNT];
+static pthread_once_t reasons_once = PTHREAD_ONCE_INIT;
+
+/* Why one token was refused: a reason, and a fixed phrase that says more (no token data). */
+struct refusal_why {
+    enum reason reason;
+    const char *detail;
+};
+
+/*
+ * The users' token keys in force, and their generation (one more at each reload). Immutable
+ * but for refs; a check holds a reference while it runs, the last one out frees it.
+ */
+struct token_keys {
+    atomic_int refs;
+    uint64_t gen;
+    struct jwks *set;
+};
 
 struct key {
     char name[AUTH_NAME_MAX + 1];
@@ -104,16 +166,14 @@ struct keyset {
     size_t n;
 };
 
-/* Shared by every HTTP thread and the thread that reloads; `keys` under `lock`. */
+/* Shared by every HTTP thread and the thread that reloads; `keys` and `tokens` under `lock`. */
 struct auth {
     struct auth_config cfg;
     pthread_rwlock_t lock;
-    struct keyset *keys; /* NULL: no keys file */
-    unsigned char *jwt_key;
-    size_t jwt_key_len;
-    jwt_alg_t jwt_alg;  /* JWT_ALG_NONE: no JWT key */
-    EVP_PKEY *jwt_pkey; /* the RS256/ES256 key, parsed once; NULL for HS256 */
-    struct metric *reload_failures; /* tally_keys_reload_failures_total */
+    struct keyset *keys;       /* NULL: no keys file */
+    struct token_keys *tokens; /* NULL: no --jwt-key */
+    struct metric *reload_failures;     /* tally_keys_reload_failures_total */
+    struct metric *jwt_reload_failures; /* tally_jwt_keys_reload_failures_total */
     struct metric *refusals[REFUSAL_COUNT];
     struct memo verified, refused, failures;
 };
@@ -306,48 +366,108 @@ static int load_keys(const char *path, struct keyset **out, char **err)
     return rc;
 }
 
-/* Reads the JWT key and decides the one algorithm tokens must carry. */
-static int load_jwt_key(struct auth *a, const char *spec, char **err)
+/* Reads --jwt-key (PATH or hs256:PATH; see jwks.h) into a new generation gen of keys. */
+static int load_token_keys(const char *spec, uint64_t gen, struct token_keys **out, char **err)
 {
     struct strbuf text = STRBUF_INIT;
-    const char *path = strncmp(spec, "hs256:", 6) == 0 ? spec + 6 : spec;
+    bool hs256 = strncmp(spec, "hs256:", 6) == 0;
+    const char *path = hs256 ? spec + 6 : spec;
+    struct jwks *set = NULL;
     int rc;
 
-    if ((rc = read_file(path, &text, err)))
-        goto out;
-    if (path != spec) {
-        while (text.len > 0 && (text.buf[text.len - 1] == '\n' || text.buf[text.len - 1] == '\r'))
-            text.len--;
-        if (text.len < 32) {
-            rc = fail(err, "'%s': an HS256 secret must be at least 32 bytes", path);
-            goto out;
-        }
-        a->jwt_alg = JWT_ALG_HS256;
-    } else {
-        BIO *bio = BIO_new_mem_buf(text.buf, (int)text.len);
-        EVP_PKEY *pk = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
-        int type = pk ? EVP_PKEY_get_base_id(pk) : 0;
-
-        BIO_free(bio);
-        if (type == EVP_PKEY_RSA || type == EVP_PKEY_EC)
-            a->jwt_pkey = pk;
-        else
-            EVP_PKEY_free(pk);
-        if (type == EVP_PKEY_RSA)
-            a->jwt_alg = JWT_ALG_RS256;
-        else if (type == EVP_PKEY_EC)
-            a->jwt_alg = JWT_ALG_ES256;
-        else {
-            rc = fail(err, "'%s' is not a PEM RSA or EC public key (or use hs256:PATH)",
-                      path);
-            goto out;
-        }
+    if ((rc = read_file(path, &text, err)) == 0 &&
+        (rc = jwks_parse(path, text.buf, text.len, hs256, &set, err)) == 0) {
+        *out = xcalloc(1, sizeof(**out));
+        atomic_init(&(*out)->refs, 1);
+        (*out)->gen = gen;
+        (*out)->set = set;
     }
-    a->jwt_key_len = text.len;
-    a->jwt_key = (unsigned char *)strbuf_detach(&text, NULL);
-out:
+    OPENSSL_cleanse(text.buf, text.len);
     strbuf_release(&text);
     return rc;
+}
+
+/* A reference to the keys in force; give it back with token_keys_put(). */
+static struct token_keys *token_keys_get(struct auth *a)
+{
+    struct token_keys *tk;
+
+    pthread_rwlock_rdlock(&a->lock);
+    tk = a->tokens;
+    atomic_fetch_add(&tk->refs, 1);
+    pthread_rwlock_unlock(&a->lock);
+    return tk;
+}
+
+static void token_keys_put(struct token_keys *tk)
+{
+    if (tk && atomic_fetch_sub(&tk->refs, 1) == 1) {
+        jwks_free(tk->set);
+        free(tk);
+    }
+}
+
+static void reasons_init(void)
+{
+    for (int i = 0; i < REASON_COUNT; i++) {
+        struct strbuf labels = STRBUF_INIT;
+
+        pthread_mutex_init(&reasons[i].lock, NULL);
+        reasons[i].second = -1;
+        strbuf_addf(&labels, "reason=\"%s\"", reason_names[i]);
+        reasons[i].count = metrics_counter(
+            "tally_auth_token_refusal_reasons_total",
+            "User tokens refused after a check, by reason (all but uid_mismatch are also "
+            "counted as why=\"invalid\" in tally_auth_token_refusals_total).",
+            labels.buf);
+        strbuf_release(&labels);
+    }
+}
+
+/*
+ * Counts a refusal by its reason and logs it, unless a line for the same reason went out
+ * this second (then it is counted among the next line's suppressed). kid: the token's, if
+ * safe to show (NULL: none); caller: "addr:IP" or NULL. Any thread.
+ */
+static void log_refusal(struct refusal_why why, const char *kid, const char *caller)
+{
+    struct reason_log *r;
+    struct timespec ts;
+    struct strbuf msg = STRBUF_INIT;
+    struct log_field f[4];
+    size_t n = 0;
+    uint64_t suppressed;
+
+    pthread_once(&reasons_once, reasons_init);
+    r = &reasons[why.reason];
+    metric_add(r->count, 1);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    pthread_mutex_lock(&r->lock);
+    if (r->second == (long)ts.tv_sec) {
+        r->suppressed++;
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    r->second = (long)ts.tv_sec;
+    suppressed = r->suppressed;
+    r->suppressed = 0;
+    pthread_mutex_unlock(&r->lock);
+
+    strbuf_addf(&msg, "auth: a user token refused (%s)", why.detail);
+    f[n++] = (struct log_field){.key = "reason", .str = reason_names[why.reason]};
+    if (kid)
+        f[n++] = (struct log_field){.key = "kid", .str = kid};
+    if (caller)
+        f[n++] = (struct log_field){.key = "caller", .str = caller};
+    f[n++] = (struct log_field){.key = "suppressed", .num = (int64_t)suppressed};
+    log_fields(LOG_WARN, msg.buf, f, n);
+    strbuf_release(&msg);
+}
+
+void auth_refused_uid(const char *caller)
+{
+    log_refusal((struct refusal_why){R_UID_MISMATCH, "its sub is not the uid the request names"},
+                NULL, caller);
 }
 
 int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
@@ -356,9 +476,14 @@ int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
     int rc = 0;
 
     a->cfg = *cfg;
+    pthread_once(&reasons_once, reasons_init);
     a->reload_failures = metrics_counter("tally_keys_reload_failures_total",
                                          "Reloads of the keys file refused as a whole (the keys "
                                          "in force stayed).", "");
+    a->jwt_reload_failures =
+        metrics_counter("tally_jwt_keys_reload_failures_total",
+                        "Reloads of --jwt-key (users' token keys) refused as a whole (the keys in "
+                        "force stayed).", "");
     for (int i = 0; i < REFUSAL_COUNT; i++) {
         struct strbuf labels = STRBUF_INIT;
 
@@ -376,7 +501,7 @@ int auth_new(const struct auth_config *cfg, struct auth **out, char **err)
     pthread_mutex_init(&a->failures.lock, NULL);
     if (cfg->keys_path && (rc = load_keys(cfg->keys_path, &a->keys, err)))
         goto fail;
-    if (cfg->jwt_key && (rc = load_jwt_key(a, cfg->jwt_key, err)))
+    if (cfg->jwt_key && (rc = load_token_keys(cfg->jwt_key, 1, &a->tokens, err)))
         goto fail;
     *out = a;
     return 0;
@@ -385,12 +510,40 @@ fail:
     return rc;
 }
 
+/* Re-reads --jwt-key and swaps it in whole; logs what it loaded, or why the keys stay. */
+static void reload_token_keys(struct auth *a)
+{
+    struct token_keys *tk, *old;
+    struct strbuf what = STRBUF_INIT;
+    char *err = NULL;
+
+    if (!a->cfg.jwt_key)
+        return;
+    /* Its generation, the one in force plus one, is set as it is swapped in. */
+    if (load_token_keys(a->cfg.jwt_key, 0, &tk, &err)) {
+        metric_add(a->jwt_reload_failures, 1);
+        log_error("auth: SIGHUP: keeping the users' token keys in force: %s", err);
+        free(err);
+        return;
+    }
+    jwks_describe(tk->set, &what);
+    pthread_rwlock_wrlock(&a->lock);
+    old = a->tokens;
+    tk->gen = old->gen + 1;
+    a->tokens = tk;
+    pthread_rwlock_unlock(&a->lock);
+    token_keys_put(old);
+    log_info("auth: SIGHUP: users' token keys reloaded from %s: %s", a->cfg.jwt_key, what.buf);
+    strbuf_release(&what);
+}
+
 int auth_reload(struct auth *a, size_t *loaded, char **err)
 {
     struct keyset *ks, *old;
     int rc;
 
     *loaded = 0;
+    reload_token_keys(a);
     if (!a->cfg.keys_path)
         return 0;
     if ((rc = load_keys(a->cfg.keys_path, &ks, err))) {
@@ -408,7 +561,7 @@ int auth_reload(struct auth *a, size_t *loaded, char **err)
 
 bool auth_enabled(const struct auth *a)
 {
-    return a && (a->cfg.keys_path || a->jwt_alg != JWT_ALG_NONE);
+    return a && (a->cfg.keys_path || a->cfg.jwt_key);
 }
 
 static int check_key(struct auth *a, const char *token, size_t len, struct auth_principal *out)
@@ -492,15 +645,16 @@ static struct memo_slot *memo_slot_of(struct memo *m, const unsigned char hash[3
     return &m->slot[(hash[0] | hash[1] << 8) % MEMO_SLOTS];
 }
 
-/* Whether m holds hash until now or later: its value in *value, until when in *until. */
-static bool memo_get(struct memo *m, const unsigned char hash[32], long now, int64_t *value,
-                     long *until)
+/* Whether m holds hash of generation gen until now or later: its value in *value, until when
+ * in *until. */
+static bool memo_get(struct memo *m, const unsigned char hash[32], uint64_t gen, long now,
+                     int64_t *value, long *until)
 {
     struct memo_slot *e = memo_slot_of(m, hash);
     bool hit;
 
     pthread_mutex_lock(&m->lock);
-    hit = e->until >= now && CRYPTO_memcmp(e->hash, hash, 32) == 0;
+    hit = e->until >= now && e->gen == gen && CRYPTO_memcmp(e->hash, hash, 32) == 0;
     if (hit) {
         *value = e->value;
         *until = e->until;
@@ -509,7 +663,8 @@ static bool memo_get(struct memo *m, const unsigned char hash[32], long now, int
     return hit;
 }
 
-static void memo_put(struct memo *m, const unsigned char hash[32], long until, int64_t value)
+static void memo_put(struct memo *m, const unsigned char hash[32], uint64_t gen, long until,
+                     int64_t value)
 {
     struct memo_slot *e = memo_slot_of(m, hash);
 
@@ -517,6 +672,7 @@ static void memo_put(struct memo *m, const unsigned char hash[32], long until, i
     memcpy(e->hash, hash, 32);
     e->value = value;
     e->until = until;
+    e->gen = gen;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -532,6 +688,7 @@ static void memo_count(struct memo *m, const unsigned char hash[32], long now, l
         memcpy(e->hash, hash, 32);
         e->value = 1;
         e->until = until;
+        e->gen = 0;
     }
     pthread_mutex_unlock(&m->lock);
 }
@@ -547,30 +704,6 @@ static int address_hash(const char *caller, unsigned char hash[32])
         return sha256(v6, sizeof(v6), hash);
     }
     return sha256(caller, strlen(caller), hash);
-}
-
-/*
- * base64url (RFC 4648 section 5, no padding) of n characters into out (at most max bytes),
- * by OpenSSL's decoder once the alphabet and padding are the standard ones. -1 when it
- * is not base64url or does not fit.
- */
-static long base64url_decode(const char *s, size_t n, unsigned char *out, size_t max)
-{
-    size_t padded = (n + 3) / 4 * 4, pad = padded - n;
-    char buf[1400];
-    int len;
-
-    if (n == 0 || pad == 3 || padded >= sizeof(buf) || padded / 4 * 3 > max)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '+' || c == '/' || c == '=')
-            return -1;
-        buf[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-    }
-    memset(buf + n, '=', pad);
-    len = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)padded);
-    return len < 0 ? -1 : len - (long)pad;
 }
 
 /* An ES256 signature (r || s, 32 bytes each) as the DER ECDSA-Sig-Value OpenSSL verifies. */
@@ -592,30 +725,32 @@ static long ecdsa_der(const unsigned char raw[64], unsigned char *der, size_t ma
 }
 
 /*
- * Whether the signature of an RS256/ES256 token holds under the key parsed at start: the
- * cheap first check (one public-key operation, ~0.03 ms), so that a forged token never
- * costs libjwt's ~0.6 ms. HS256 (an HMAC, cheap in libjwt too) passes on to libjwt.
+ * Whether the token's signature holds under k: the cheap first check (one public-key
+ * operation, ~0.03 ms, or an HMAC), so that a forged token never costs libjwt's ~0.6 ms.
  */
-static bool signature_holds(const struct auth *a, const char *token)
+static bool signature_holds(const struct jwks_key *k, const char *token)
 {
     const char *dot = strrchr(token, '.');
-    unsigned char sig[1024], der[80];
-    long n = dot ? base64url_decode(dot + 1, strlen(dot + 1), sig, sizeof(sig)) : -1;
+    unsigned char sig[1024], der[80], mac[EVP_MAX_MD_SIZE];
+    long n = base64url_decode(dot + 1, strlen(dot + 1), sig, sizeof(sig));
     const unsigned char *s = sig;
+    unsigned int maclen = 0;
     EVP_MD_CTX *ctx;
     bool ok;
 
-    if (!a->jwt_pkey)
-        return true;
     if (n <= 0)
         return false;
-    if (a->jwt_alg == JWT_ALG_ES256) {
+    if (k->alg == JWT_ALG_HS256)
+        return HMAC(EVP_sha256(), k->key, (int)k->key_len, (const unsigned char *)token,
+                    (size_t)(dot - token), mac, &maclen) &&
+               maclen == 32 && n == 32 && CRYPTO_memcmp(mac, sig, 32) == 0;
+    if (k->alg == JWT_ALG_ES256) {
         if (n != 64 || (n = ecdsa_der(sig, der, sizeof(der))) <= 0)
             return false;
         s = der;
     }
     ctx = EVP_MD_CTX_new();
-    ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, a->jwt_pkey) == 1 &&
+    ok = ctx && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, k->pkey) == 1 &&
          EVP_DigestVerify(ctx, s, (size_t)n, (const unsigned char *)token,
                           (size_t)(dot - token)) == 1;
     EVP_MD_CTX_free(ctx);
@@ -623,27 +758,28 @@ static bool signature_holds(const struct auth *a, const char *token)
 }
 
 /*
- * What the tables know of a user token, at the cost of hashes: 0 (verified before: *out
- * filled), TALLY_EUNAUTH (refused lately), TALLY_ELIMITED (its address failed too many
- * lately: out->kind AUTH_THROTTLED), or TALLY_EAGAIN: only a signature check can tell.
+ * What the tables know of a user token checked with keys of generation gen, at the cost of
+ * hashes: 0 (verified before: *out filled), TALLY_EUNAUTH (refused lately), TALLY_ELIMITED
+ * (its address failed too many lately: out->kind AUTH_THROTTLED), or TALLY_EAGAIN: only a
+ * signature check can tell.
  */
-static int jwt_known(struct auth *a, const unsigned char hash[32], const char *caller, long now,
-                     struct auth_principal *out)
+static int jwt_known(struct auth *a, const unsigned char hash[32], uint64_t gen,
+                     const char *caller, long now, struct auth_principal *out)
 {
     unsigned char addr[32];
     int64_t v;
     long until;
 
-    if (memo_get(&a->verified, hash, now, &v, &until)) {
+    if (memo_get(&a->verified, hash, gen, now, &v, &until)) {
         user_principal(out, v);
         return 0;
     }
-    if (memo_get(&a->refused, hash, now, &v, &until)) {
+    if (memo_get(&a->refused, hash, gen, now, &v, &until)) {
         metric_add(a->refusals[REFUSED_REMEMBERED], 1);
         return TALLY_EUNAUTH;
     }
     if (caller && address_hash(caller, addr) == 0 &&
-        memo_get(&a->failures, addr, now, &v, &until) && v >= FAIL_MAX) {
+        memo_get(&a->failures, addr, 0, now, &v, &until) && v >= FAIL_MAX) {
         out->kind = AUTH_THROTTLED;
         out->retry_after = until > now ? (int)(until - now) : 1;
         metric_add(a->refusals[REFUSED_THROTTLED], 1);
@@ -652,51 +788,122 @@ static int jwt_known(struct auth *a, const unsigned char hash[32], const char *c
     return TALLY_EAGAIN;
 }
 
-/* A token that failed its checks: refused unchecked for REFUSED_S, and counted against its
- * address. */
-static void refuse(struct auth *a, const unsigned char hash[32], const char *caller, long now)
+/* A token that failed its checks: refused unchecked for REFUSED_S (under generation gen),
+ * and counted against its address. */
+static void refuse(struct auth *a, const unsigned char hash[32], uint64_t gen,
+                   const char *caller, long now)
 {
     unsigned char addr[32];
 
     metric_add(a->refusals[REFUSED_INVALID], 1);
-    memo_put(&a->refused, hash, now + REFUSED_S, 0);
+    memo_put(&a->refused, hash, gen, now + REFUSED_S, 0);
     if (caller && address_hash(caller, addr) == 0)
         memo_count(&a->failures, addr, now, now + FAIL_WINDOW_S);
 }
 
-/* libjwt's check of a token whose signature held: signature, alg and claims. */
-static int decode_jwt(struct auth *a, const char *token, const unsigned char hash[32], long now,
-                      struct auth_principal *out)
+static int refused(struct refusal_why *why, enum reason reason, const char *detail)
+{
+    why->reason = reason;
+    why->detail = detail;
+    return TALLY_EUNAUTH;
+}
+
+/* libjwt's check of a token whose signature held under k: signature, alg and claims. */
+static int decode_jwt(struct auth *a, const struct jwks_key *k, const char *token,
+                      const unsigned char hash[32], uint64_t gen, long now,
+                      struct auth_principal *out, struct refusal_why *why)
 {
     jwt_t *jwt = NULL;
-    long exp, nbf;
+    long exp = 0, nbf = 0;
     bool has_exp, has_nbf;
     const char *sub, *iss;
     int64_t uid = 0;
     int rc = TALLY_EUNAUTH;
 
-    if (jwt_decode(&jwt, token, a->jwt_key, (int)a->jwt_key_len) != 0)
-        return TALLY_EUNAUTH;
-    if (jwt_get_alg(jwt) != a->jwt_alg)
-        goto out;
-    if (!time_claim(jwt, "exp", &exp, &has_exp) || !has_exp || now - LEEWAY_S > exp)
-        goto out;
-    if (!time_claim(jwt, "nbf", &nbf, &has_nbf) || (has_nbf && now + LEEWAY_S < nbf))
-        goto out;
-    iss = jwt_get_grant(jwt, "iss");
-    if (a->cfg.jwt_issuer && (!iss || strcmp(iss, a->cfg.jwt_issuer) != 0))
-        goto out;
-    if (a->cfg.jwt_audience && !audience_ok(jwt, a->cfg.jwt_audience))
-        goto out;
-    sub = jwt_get_grant(jwt, "sub");
-    if (!sub || item_parse_id(sub, strlen(sub), &uid) != 0)
-        goto out;
-    user_principal(out, uid);
-    /* Remembered only once valid now (nbf passed), and only until it would expire. */
-    memo_put(&a->verified, hash, exp > LONG_MAX - LEEWAY_S ? LONG_MAX : exp + LEEWAY_S, uid);
-    rc = 0;
-out:
+    if (jwt_decode(&jwt, token, k->key, (int)k->key_len) != 0)
+        return refused(why, R_MALFORMED, "libjwt cannot decode it: its payload is not JSON?");
+    if (jwt_get_alg(jwt) != k->alg)
+        rc = refused(why, R_WRONG_ALG, "its alg is not its key's");
+    else if (!time_claim(jwt, "exp", &exp, &has_exp) || !has_exp)
+        rc = refused(why, R_MALFORMED, "no exp, or not a number");
+    else if (now - LEEWAY_S > exp)
+        rc = refused(why, R_EXPIRED, "exp passed, beyond 60 s of leeway");
+    else if (!time_claim(jwt, "nbf", &nbf, &has_nbf))
+        rc = refused(why, R_MALFORMED, "nbf is not a number");
+    else if (has_nbf && now + LEEWAY_S < nbf)
+        rc = refused(why, R_NOT_YET_VALID, "nbf is ahead, beyond 60 s of leeway");
+    else if (a->cfg.jwt_issuer && (!(iss = jwt_get_grant(jwt, "iss")) ||
+                                   strcmp(iss, a->cfg.jwt_issuer) != 0))
+        rc = refused(why, R_WRONG_ISSUER, "iss missing or not --jwt-issuer");
+    else if (a->cfg.jwt_audience && !audience_ok(jwt, a->cfg.jwt_audience))
+        rc = refused(why, R_WRONG_AUDIENCE, "aud missing or not naming --jwt-audience");
+    else if (!(sub = jwt_get_grant(jwt, "sub")) || item_parse_id(sub, strlen(sub), &uid) != 0)
+        rc = refused(why, R_MALFORMED, "sub missing or not a uid (1 to 2^63-1)");
+    else
+        rc = 0;
+    if (rc == 0) {
+        user_principal(out, uid);
+        /* Remembered only once valid now (nbf passed), and only until it would expire. */
+        memo_put(&a->verified, hash, gen, exp > LONG_MAX - LEEWAY_S ? LONG_MAX : exp + LEEWAY_S,
+                 uid);
+    }
     jwt_free(jwt);
+    return rc;
+}
+
+/*
+ * The token's header: its alg, and its kid into kid (JWKS_KID_MAX + 1 bytes) with *has_kid.
+ * A kid that no set could hold (jwks_kid_ok) is kept as "" with *has_kid: it selects no key,
+ * and is not shown in a log. False when the header is not base64url JSON with a string alg.
+ */
+static bool parse_header(const char *token, jwt_alg_t *alg, char *kid, bool *has_kid)
+{
+    const char *dot = strchr(token, '.');
+    size_t n = (size_t)(dot - token);
+    unsigned char *text = xmalloc(n);
+    long len = base64url_decode(token, n, text, n);
+    json_t *head = len > 0 ? json_loadb((const char *)text, (size_t)len, 0, NULL) : NULL;
+    json_t *a = json_object_get(head, "alg"), *k = json_object_get(head, "kid");
+    bool ok = json_is_string(a) && (!k || json_is_string(k));
+
+    *alg = ok ? jwt_str_alg(json_string_value(a)) : JWT_ALG_INVAL;
+    *has_kid = ok && k;
+    kid[0] = '\0';
+    if (*has_kid && jwks_kid_ok(json_string_value(k), json_string_length(k)))
+        memcpy(kid, json_string_value(k), json_string_length(k) + 1);
+    json_decref(head);
+    free(text);
+    return ok;
+}
+
+/* The signature check and the claims of a token the tables did not know, with keys tk. */
+static int verify_jwt(struct auth *a, const struct token_keys *tk, const char *token,
+                      const unsigned char hash[32], const char *caller, long now,
+                      struct auth_principal *out)
+{
+    char kid[JWKS_KID_MAX + 1];
+    struct refusal_why why = {R_MALFORMED, "?"};
+    const struct jwks_key *k = NULL;
+    jwt_alg_t alg;
+    bool has_kid;
+    int rc;
+
+    if (!parse_header(token, &alg, kid, &has_kid))
+        rc = refused(&why, R_MALFORMED, "its header is not base64url JSON with an alg");
+    else if (!(k = jwks_find(tk->set, has_kid ? kid : NULL)))
+        rc = refused(&why, R_UNKNOWN_KID,
+                     has_kid ? "no key of its kid is loaded"
+                             : "it has no kid, and the JWKS holds several keys");
+    else if (alg != k->alg)
+        rc = refused(&why, R_WRONG_ALG, "its alg is not its key's");
+    else if (!signature_holds(k, token))
+        rc = refused(&why, R_BAD_SIGNATURE, "its signature does not hold under its key");
+    else
+        rc = decode_jwt(a, k, token, hash, tk->gen, now, out, &why);
+    if (rc == TALLY_EUNAUTH) {
+        refuse(a, hash, tk->gen, caller, now);
+        log_refusal(why, has_kid && kid[0] ? kid : NULL, caller);
+    }
     return rc;
 }
 
@@ -713,16 +920,16 @@ static int check_jwt(struct auth *a, const char *token, const char *caller, bool
 {
     unsigned char hash[32];
     long now = (long)time(NULL);
+    struct token_keys *tk;
     int rc;
 
     if (sha256(token, strlen(token), hash))
         return TALLY_EINTERNAL;
-    rc = jwt_known(a, hash, caller, now, out);
-    if (rc != TALLY_EAGAIN || !verify)
-        return rc;
-    rc = signature_holds(a, token) ? decode_jwt(a, token, hash, now, out) : TALLY_EUNAUTH;
-    if (rc == TALLY_EUNAUTH)
-        refuse(a, hash, caller, now);
+    tk = token_keys_get(a);
+    rc = jwt_known(a, hash, tk->gen, caller, now, out);
+    if (rc == TALLY_EAGAIN && verify)
+        rc = verify_jwt(a, tk, token, hash, caller, now, out);
+    token_keys_put(tk);
     return rc;
 }
 
@@ -748,7 +955,7 @@ static int authenticate(struct auth *a, const char *authorization, const char *c
     len = strlen(t);
     if (len == 0 || len > TOKEN_MAX)
         return TALLY_EUNAUTH;
-    if (a->jwt_alg != JWT_ALG_NONE && looks_like_jwt(t))
+    if (a->cfg.jwt_key && looks_like_jwt(t))
         return check_jwt(a, t, caller, verify, out);
     return check_key(a, t, len, out);
 }
@@ -770,11 +977,7 @@ void auth_free(struct auth *a)
     if (!a)
         return;
     keyset_free(a->keys);
-    if (a->jwt_key) {
-        OPENSSL_cleanse(a->jwt_key, a->jwt_key_len);
-        free(a->jwt_key);
-    }
-    EVP_PKEY_free(a->jwt_pkey);
+    token_keys_put(a->tokens);
     OPENSSL_cleanse(a->verified.slot, sizeof(a->verified.slot));
     OPENSSL_cleanse(a->refused.slot, sizeof(a->refused.slot));
     pthread_rwlock_destroy(&a->lock);

@@ -747,6 +747,303 @@ def test_header_values_are_trimmed_of_whitespace(jwt_server, rsa_key, ows):
     assert read_cnt == 1
 
 
+# ---------------------------------------------------------------- key rotation by kid (JWKS)
+
+
+def b64url_int(n, size=None):
+    return b64url(n.to_bytes(size or (n.bit_length() + 7) // 8, "big"))
+
+
+def jwk(key, kid, **extra):
+    """The public JWK of an RSA or EC private key, or the oct JWK of an HMAC secret."""
+    if isinstance(key, bytes):
+        return {"kty": "oct", "kid": kid, "k": b64url(key), **extra}
+    pub = key.public_key().public_numbers()
+    if isinstance(key, rsa.RSAPrivateKey):
+        return {"kty": "RSA", "kid": kid, "n": b64url_int(pub.n), "e": b64url_int(pub.e),
+                **extra}
+    return {"kty": "EC", "kid": kid, "crv": "P-256", "x": b64url_int(pub.x, 32),
+            "y": b64url_int(pub.y, 32), **extra}
+
+
+def write_jwks(path, keys):
+    """Replaces the JWKS at path at once, as an operator's deploy would (rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(keys if isinstance(keys, str) else json.dumps({"keys": keys}, indent=1))
+    os.replace(tmp, path)
+
+
+ALG = {"RSA": "RS256", "EC": "ES256", "oct": "HS256"}
+
+
+def kid_token(key, kid, sub="42", alg=None, **kw):
+    """A user token signed by key, naming kid in its header (kid None: no kid)."""
+    alg = alg or ("HS256" if isinstance(key, bytes) else
+                  "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256")
+    header = {"alg": alg, "typ": "JWT", **({"kid": kid} if kid is not None else {})}
+    return sign(alg, key, claims(sub, **{"iss": ISSUER, "aud": AUDIENCE, **kw}), header=header)
+
+
+def reloads(t, what):
+    return t.output().count(what)
+
+
+def sighup_and_wait(t, what):
+    """Sends SIGHUP to this tallyd (its own pid) and waits for one more log line with what."""
+    before = reloads(t, what)
+    t.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: reloads(t, what) > before), t.output()[-2000:]
+
+
+RELOADED = "users' token keys reloaded"
+KEPT = "keeping the users' token keys in force"
+
+
+@pytest.fixture
+def jwks_server(server, tmp_path):
+    """Starts tallyd with --jwt-key set to a JWKS of the given keys (and an admin key)."""
+    def start(keys, *args):
+        admin, admin_line = new_key("ops", "admin")
+        write_keys(tmp_path / "keys", [admin_line])
+        write_jwks(tmp_path / "jwks.json", keys)
+        t = server("--keys", str(tmp_path / "keys"), "--jwt-key", str(tmp_path / "jwks.json"),
+                   "--jwt-issuer", ISSUER, "--jwt-audience", AUDIENCE, *args).start()
+        t.admin, t.jwks = admin, tmp_path / "jwks.json"
+        t.token = admin  # for t.metric()
+        return t
+    return start
+
+
+def test_jwks_selects_the_key_by_kid(jwks_server, rsa_key, ec_key):
+    """Tokens of every key of the set pass, each by its kid and its key's algorithm only."""
+    secret = secrets.token_bytes(32)
+    rsa2 = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    t = jwks_server([jwk(rsa_key, "r1", alg="RS256", use="sig"), jwk(rsa2, "r2"),
+                     jwk(ec_key, "e1"), jwk(secret, "h1", alg="HS256")])
+    for key, kid in [(rsa_key, "r1"), (rsa2, "r2"), (ec_key, "e1"), (secret, "h1")]:
+        r = t.request("PUT", "/v1/users/42/likes/article/1", token=kid_token(key, kid))
+        assert r.status == 200 and r.json["liked"], (kid, r)
+    for name, token in {
+            "signed by r1, naming r2": kid_token(rsa_key, "r2"),
+            "signed by e1, naming r1": sign("ES256", ec_key,
+                                            claims("42", iss=ISSUER, aud=AUDIENCE),
+                                            header={"alg": "RS256", "kid": "r1"}),
+            "an RS256 token naming the EC key": kid_token(rsa_key, "e1"),
+            "HS256 keyed with r1's PEM, naming r1": sign("HS256", public_pem(rsa_key),
+                                                          claims("42", iss=ISSUER, aud=AUDIENCE),
+                                                          header={"alg": "HS256", "kid": "r1"}),
+            "a kid not in the set": kid_token(rsa_key, "r3"),
+            "no kid, the set holds several keys": kid_token(rsa_key, None),
+            "a kid that is not a string": sign("RS256", rsa_key,
+                                               claims("42", iss=ISSUER, aud=AUDIENCE),
+                                               header={"alg": "RS256", "kid": 1})}.items():
+        assert_401(t.request("GET", "/v1/items/article/1", token=token)), name
+
+
+def test_jwks_of_one_key_takes_tokens_without_kid(jwks_server, rsa_key):
+    """A set of one key verifies the tokens that name no kid (moving from a PEM key to a
+    JWKS leaves the tokens already issued valid); a kid must still be the key's."""
+    t = jwks_server([jwk(rsa_key, "r1")])
+    assert t.get("/v1/items/article/1", token=kid_token(rsa_key, None)).status == 200
+    assert t.get("/v1/items/article/1", token=kid_token(rsa_key, "r1")).status == 200
+    assert_401(t.get("/v1/items/article/1", token=kid_token(rsa_key, "r0")))
+
+
+def test_key_rotation_on_sighup_without_401s(jwks_server, rsa_key, ec_key):
+    """The rotation of docs/security.md: add the new key, reload, sign with it, drop the old
+    one, reload. Tokens of the old key pass throughout the first reload; the new key's pass
+    from the first reload on, even one refused before it; the old key's (remembered ones
+    too) are refused from the second on. The reload lines name kids, never key material."""
+    old, new = rsa_key, ec_key
+    t = jwks_server([jwk(old, "2026-01")])
+    remembered = kid_token(old, "2026-01")
+    assert t.get("/v1/items/article/1", token=remembered).status == 200
+    early = kid_token(new, "2026-02")
+    assert_401(t.get("/v1/items/article/1", token=early))  # not loaded yet: refused
+
+    # Old tokens, each new, sent without a pause while the set grows and is reloaded.
+    statuses, stop = [], threading.Event()
+
+    def hammer():
+        conn = t.connect()
+        while not stop.is_set():
+            r = t.request("GET", "/v1/items/article/1", conn=conn,
+                          token=kid_token(old, "2026-01", sub=str(len(statuses) + 1)))
+            statuses.append(r.status)
+        conn.close()
+
+    th = threading.Thread(target=hammer)
+    th.start()
+    try:
+        assert wait_until(lambda: len(statuses) >= 20)
+        write_jwks(t.jwks, [jwk(old, "2026-01"), jwk(new, "2026-02")])
+        sighup_and_wait(t, RELOADED)
+        n = len(statuses)
+        assert wait_until(lambda: len(statuses) >= n + 20)
+    finally:
+        stop.set()
+        th.join()
+    assert set(statuses) == {200}, [s for s in statuses if s != 200][:5]
+    assert "users' token keys reloaded from %s: 2 keys from a JWKS (kids: 2026-01 RS256, " \
+           "2026-02 ES256)" % t.jwks in t.output()
+    assert t.get("/v1/items/article/1", token=early).status == 200  # no longer remembered
+    assert t.get("/v1/items/article/1", token=kid_token(new, "2026-02", sub="7")).status == 200
+    assert t.get("/v1/items/article/1", token=remembered).status == 200
+
+    write_jwks(t.jwks, [jwk(new, "2026-02")])
+    sighup_and_wait(t, RELOADED)
+    for token in [remembered, kid_token(old, "2026-01")]:
+        assert_401(t.get("/v1/items/article/1", token=token))
+    assert t.get("/v1/items/article/1", token=early).status == 200
+    assert t.get("/v1/items/article/1", token=kid_token(new, "2026-02")).status == 200
+    out = t.output()
+    pub = old.public_key().public_numbers()
+    assert b64url_int(pub.n) not in out and b64url_int(pub.n)[:40] not in out
+    assert remembered not in out and early not in out
+    assert t.metric("tally_jwt_keys_reload_failures_total") == 0
+
+
+def test_a_bad_jwks_on_reload_keeps_the_keys_in_force(jwks_server, rsa_key, ec_key, tmp_path):
+    """Each way a set is refused, on SIGHUP: one line says why (naming the file and the key,
+    never key material), the keys in force stay, tally_jwt_keys_reload_failures_total counts
+    it; at start the same set is one stderr line and exit 2."""
+    secret = secrets.token_bytes(40)
+    t = jwks_server([jwk(rsa_key, "r1"), jwk(secret, "h1")])
+    tokens = [kid_token(rsa_key, "r1"), kid_token(secret, "h1")]
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    private_rsa = dict(jwk(rsa_key, "r2"), d=b64url_int(rsa_key.private_numbers().d))
+    bad_point = dict(jwk(ec_key, "e1"), y=b64url_int(ec_key.public_key().public_numbers().y ^ 1,
+                                                     32))
+    cases = {
+        "not JSON": ('{"keys": [', "not valid JSON (line"),
+        "no keys": ({"keys": []}, 'a JWKS needs "keys": an array of 1 to 64 keys'),
+        "keys not an array": ('{"keys": {}}', 'a JWKS needs "keys"'),
+        "a key without kid": ([{k: v for k, v in jwk(rsa_key, "x").items() if k != "kid"}],
+                              "keys[0]: needs a kid"),
+        "a kid twice": ([jwk(rsa_key, "r1"), jwk(ec_key, "r1")],
+                        'keys[1]: kid "r1" is already in the set'),
+        "a private RSA key": ([jwk(ec_key, "e1"), private_rsa],
+                              'keys[1] (kid "r2"): it holds a private key (d)'),
+        "an unknown kty": ([{"kty": "OKP", "kid": "o1", "crv": "Ed25519", "x": "AAAA"}],
+                           'keys[0] (kid "o1"): kty must be RSA, EC or oct'),
+        "a P-384 key": ([dict(jwk(ec_key, "e1"), crv="P-384")], "crv must be P-256"),
+        "a point off the curve": ([bad_point], "x and y are not a point of P-256"),
+        "a short secret": ([jwk(secret[:31], "h1")], "at least 32 bytes"),
+        "alg not the key's": ([jwk(rsa_key, "r1", alg="RS512")],
+                              "alg must be RS256 for an RSA key"),
+        "use enc": ([jwk(rsa_key, "r1", use="enc")], 'use must be "sig"'),
+        "a 1024-bit RSA key": ([jwk(small, "s1")], "an RSA key under 2048 bits"),
+        "n not base64url": ([dict(jwk(rsa_key, "r1"), n="+/==")],
+                            "n and e must be base64url numbers"),
+    }
+    secret_b64 = b64url(secret)
+    for i, (name, (content, why)) in enumerate(cases.items()):
+        write_jwks(t.jwks, content if isinstance(content, str) else
+                   json.dumps(content if isinstance(content, dict) else {"keys": content}))
+        sighup_and_wait(t, KEPT)
+        line = [l for l in t.output().splitlines() if KEPT in l][-1]
+        assert why in line and str(t.jwks) in line, (name, line)
+        assert secret_b64 not in line and b64url_int(rsa_key.public_key().public_numbers().n)[
+            :32] not in line, (name, line)
+        assert t.metric("tally_jwt_keys_reload_failures_total") == i + 1, name
+        for token in tokens:
+            assert t.get("/v1/items/article/1", token=token).status == 200, name
+        # At start: the same file is refused, one line, exit 2.
+        r = run(BINARY, "--listen", "127.0.0.1:0", "--store", f"sqlite:{tmp_path}/s.db",
+                "--jwt-key", str(t.jwks))
+        assert r.returncode == 2 and why in r.stderr, (name, r)
+        assert len(r.stderr.strip().splitlines()) == 1, (name, r.stderr)
+    os.replace(t.jwks, f"{t.jwks}.gone")
+    sighup_and_wait(t, KEPT)
+    assert f"cannot read '{t.jwks}': No such file or directory" in t.output()
+    os.replace(f"{t.jwks}.gone", t.jwks)
+    assert t.get("/v1/items/article/1", token=tokens[0]).status == 200
+    assert secret_b64 not in t.output()
+
+
+def log_records(t, msg):
+    """tallyd's JSON Lines log records whose msg starts with msg."""
+    out = []
+    for line in t.output().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("msg", "").startswith(msg):
+            out.append(rec)
+    return out
+
+
+def reason_count(t, reason):
+    return t.metric(f'tally_auth_token_refusal_reasons_total{{reason="{reason}"}}')
+
+
+REFUSED = "auth: a user token refused"
+
+
+def test_each_refusal_is_logged_with_its_reason_never_the_token(jwks_server, rsa_key, ec_key):
+    """A token refused after its check is logged with its reason (at most a line a second per
+    reason, with how many were left out) and counted by reason; the caller still sees the
+    same 401 (403 for another uid) and the log never shows a token or a signature."""
+    t = jwks_server([jwk(rsa_key, "r1"), jwk(ec_key, "e1")], "--log-format", "json")
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    good = claims("42", iss=ISSUER, aud=AUDIENCE)
+    cases = {
+        "expired": kid_token(rsa_key, "r1", ttl=-120),
+        "not_yet_valid": kid_token(rsa_key, "r1", nbf=now + 600),
+        "wrong_issuer": kid_token(rsa_key, "r1", iss="https://evil.example"),
+        "wrong_audience": kid_token(rsa_key, "r1", aud="other"),
+        "bad_signature": kid_token(other, "r1"),
+        "unknown_kid": kid_token(rsa_key, "r9"),
+        "wrong_alg": kid_token(rsa_key, "e1"),
+        "malformed": f"{b64url('{')}.{b64url(json.dumps(good))}.{b64url(b'x' * 256)}",
+    }
+    cases["malformed sub"] = kid_token(rsa_key, "r1", sub="alice")
+    tokens = list(cases.values())
+    for name, token in cases.items():
+        assert_401(t.request("PUT", "/v1/users/42/likes/article/1", token=token))
+    me = kid_token(rsa_key, "r1")
+    tokens.append(me)
+    assert_error(t.request("PUT", "/v1/users/43/likes/article/1", token=me), 403,
+                 "permission_denied")
+    reasons = ["expired", "not_yet_valid", "wrong_issuer", "wrong_audience", "bad_signature",
+               "unknown_kid", "wrong_alg", "malformed", "uid_mismatch"]
+    # Each reason's first refusal is logged (a second one within the second may not be).
+    assert wait_until(lambda: {r["reason"] for r in log_records(t, REFUSED)} == set(reasons))
+    recs = log_records(t, REFUSED)
+    for reason in reasons:
+        assert reason_count(t, reason) == (2 if reason == "malformed" else 1), reason
+        rec = [r for r in recs if r["reason"] == reason][0]
+        assert rec["level"] == "warn" and rec["caller"] == "addr:127.0.0.1", rec
+        assert rec["suppressed"] == 0, rec
+    assert [r["kid"] for r in recs if r["reason"] == "unknown_kid"] == ["r9"]
+    assert refusals(t, "invalid") == len(cases)  # uid_mismatch is a 403, not a refusal
+    out = t.output()
+    for token in tokens:
+        for part in token.split("."):
+            if len(part) > 16:
+                assert part not in out, part
+
+    # A flood of one reason: a line a second at most, the rest counted in the next line.
+    sent, start = 0, time.monotonic()
+    while sent < 40:
+        assert_401(t.get("/v1/items/article/1", token=kid_token(rsa_key, "r1", ttl=-300 - sent)))
+        sent += 1
+    last = time.monotonic()
+    assert wait_until(lambda: int(time.monotonic()) > int(last), timeout=3)
+    assert_401(t.get("/v1/items/article/1", token=kid_token(rsa_key, "r1", ttl=-1000)))
+    assert reason_count(t, "expired") == 1 + sent + 1
+    # The last one, alone in its second, is logged: with it the lines and the ones they
+    # say were left out add up to every refusal of the flood.
+    assert wait_until(lambda: sum(1 + r["suppressed"] for r in log_records(t, REFUSED)
+                                  if r["reason"] == "expired") == 1 + sent + 1)
+    flood = [r for r in log_records(t, REFUSED) if r["reason"] == "expired"][1:]
+    assert len(flood) <= int(last) - int(start) + 2, flood
+    assert len(flood) + sum(r["suppressed"] for r in flood) == sent + 1, flood
+
+
 # ---------------------------------------------------------------- open API, loopback rule
 
 
