@@ -42,6 +42,7 @@ static const char usage[] =
     "              [--jwt-issuer S] [--jwt-audience S] [--tls-cert PATH --tls-key PATH]\n"
     "              [--insecure] [--stop-timeout-ms N] [--rate-limit SPEC]\n"
     "              [--windows on|off] [--window-retention DURATION] [--read-window DURATION]\n"
+    "              [--drain-ms N] [--log-format text|json] [--access-log] [--pid-file PATH]\n"
     "\n"
     "  --listen HOST:PORT  address to serve HTTP on (127.0.0.1:8080)\n"
     "  --grpc-listen HOST:PORT  address to serve gRPC on (intr.v1.InteractiveService,\n"
@@ -79,6 +80,8 @@ static const char usage[] =
     "  --drain-ms N        after SIGTERM, keep serving this long with /readyz 503 before\n"
     "                      no longer accepting, 0..3600000 (0)\n"
     "  --log-format F      text or json (JSON Lines) (text)\n"
+    "  --pid-file PATH     write the pid here, locked while tallyd runs (for tallyctl\n"
+    "                      reload); a second tallyd with the same file refuses to start\n"
     "  --access-log        one log line per request: method, route, status, duration,\n"
     "                      bytes, request id\n"
     "  --rate-limit SPEC   token buckets per caller and per uid, e.g. key=200/s:400,uid=20/s:40\n"
@@ -210,7 +213,7 @@ enum opt {
     O_HEADER_TIMEOUT, O_IDLE_TIMEOUT, O_MAX_CONNS, O_WORKERS, O_WORK_QUEUE,
     O_KEYS, O_JWT_KEY, O_JWT_ISSUER, O_JWT_AUDIENCE, O_TLS_CERT, O_TLS_KEY, O_INSECURE,
     O_STOP_TIMEOUT, O_RATE_LIMIT, O_DRAIN, O_LOG_FORMAT, O_ACCESS_LOG,
-    O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_TEST_CLOCK, O_COUNT
+    O_WINDOWS, O_WINDOW_RETENTION, O_READ_WINDOW, O_PID_FILE, O_TEST_CLOCK, O_COUNT
 };
 
 enum opt_type { T_TEXT, T_SWITCH, T_INT, T_SIZE };
@@ -262,6 +265,7 @@ static const struct opt_spec {
     [O_WINDOWS] = {"windows", "TALLY_WINDOWS", "on", T_TEXT},
     [O_WINDOW_RETENTION] = {"window-retention", "TALLY_WINDOW_RETENTION", "35d", T_TEXT},
     [O_READ_WINDOW] = {"read-window", "TALLY_READ_WINDOW", "0", T_TEXT},
+    [O_PID_FILE] = {"pid-file", "TALLY_PID_FILE", NULL, T_TEXT},
     [O_ACCESS_LOG] = {"access-log", "TALLY_ACCESS_LOG", NULL, T_SWITCH,
                       offsetof(struct config, access_log)},
     /* No variable: an environment alone, leaked into production, cannot shift the clock. */
@@ -312,6 +316,11 @@ static int apply(struct config *cfg, enum opt o, const char *v)
     case O_JWT_AUDIENCE: cfg->jwt_audience = v; break;
     case O_TLS_CERT: cfg->tls_cert = v; break;
     case O_TLS_KEY: cfg->tls_key = v; break;
+    case O_PID_FILE:
+        if (!*v)
+            rc = bad(flag.buf, v, "expected a path");
+        cfg->pid_file = v;
+        break;
     case O_RATE_LIMIT: cfg->rate_limit = v; rc = check_value(v, ratelimit_check); break;
     case O_WINDOWS:
         if (strcmp(v, "on") && strcmp(v, "off"))

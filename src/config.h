@@ -19,6 +19,7 @@ struct config {
     char host[64];
     int port;
     const char *grpc_listen; /* --grpc-listen as given; NULL: no gRPC server */
+    const char *pid_file;    /* NULL: none */
     char grpc_host[64];
     int grpc_port;
     const char *store;

@@ -33,6 +33,7 @@
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/pidfile.h"
 #include "util/process.h"
 #include "util/version.h"
 #include "util/metrics.h"
@@ -41,8 +42,8 @@
 #include "util/banned.h"
 
 /* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
-static void reload(struct auth *auth, const char *keys, struct http_server *srv,
-                   struct grpc_server *grpc)
+static void reload(struct auth *auth, const char *keys, const char *tls_cert,
+                   struct http_server *srv, struct grpc_server *grpc)
 {
     char *err = NULL;
     size_t n;
@@ -57,7 +58,11 @@ static void reload(struct auth *auth, const char *keys, struct http_server *srv,
         log_error("tallyd: SIGHUP: keeping the TLS certificate in force: %s", err);
     else if (grpc && grpc_server_reload_tls(grpc, &err))
         log_error("tallyd: SIGHUP: keeping gRPC's TLS certificate in force: %s", err);
+    else if (tls_cert)
+        log_info("tallyd: SIGHUP: TLS certificate reloaded from %s", tls_cert);
     free(err);
+    if (!keys && !tls_cert && !auth_enabled(auth))
+        log_info("tallyd: SIGHUP: nothing to reload (no --keys, --jwt-key or --tls-cert)");
 }
 
 /* libevent's own warnings go through tally's logger (and its format). */
@@ -106,7 +111,7 @@ int main(int argc, char **argv)
     struct strbuf shown = STRBUF_INIT;
     sigset_t sigs;
     char *err = NULL;
-    int sig, status = 1;
+    int sig, status = 1, pid_fd = -1;
     int64_t lost;
 
     switch (config_parse(&cfg, argc, argv)) {
@@ -128,6 +133,11 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
+    /* First: a second tallyd given the same file must not touch the store or the ports. */
+    if (cfg.pid_file && (pid_fd = pidfile_create(cfg.pid_file, &err)) < 0) {
+        status = fatal(err);
+        goto out;
+    }
 
     if (auth_new(&(struct auth_config){.keys_path = cfg.keys,
                                        .jwt_key = cfg.jwt_key,
@@ -219,7 +229,7 @@ int main(int argc, char **argv)
              cfg.flush_ms);
     strbuf_release(&shown);
     while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
-        reload(auth, cfg.keys, srv, grpc);
+        reload(auth, cfg.keys, cfg.tls_cert, srv, grpc);
     log_info("tallyd: signal %d, stopping", sig);
     drain(&svc, cfg.drain_ms);
     status = 0;
@@ -237,6 +247,7 @@ out:
     store_free(store);
     auth_free(auth);
     metrics_release();
+    pidfile_remove(cfg.pid_file, pid_fd);
     config_release(&cfg);
     if (status == 0)
         log_info("tallyd: stopped cleanly");

@@ -7,20 +7,25 @@
  *   tallyctl export|import      every table that holds state as JSON Lines; import from
  *                               the course schema (data.c, course.c)
  *   tallyctl recount|check|backup   looking after a store (maint.c)
+ *   tallyctl reload --pid-file PATH  SIGHUP to the tallyd that holds PATH (util/pidfile.h)
  *
  * Usage errors print one line on stderr and exit 2; `tallyctl CMD --help` prints a
  * subcommand's help. The token is 32 random bytes from OpenSSL's CSPRNG (256 bits),
  * base64url without padding; only its SHA-256 goes into the keys file.
  */
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl/ctl.h"
 #include "http/auth.h"
 #include "util/log.h"
+#include "util/pidfile.h"
 #include "util/strbuf.h"
 #include "util/version.h"
 #include "util/banned.h"
@@ -95,6 +100,29 @@ static int cmd_key(int argc, char **argv)
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* SIGHUP to one tallyd, the one that holds the pid file, rather than to every tallyd. */
+static int cmd_reload(int argc, char **argv)
+{
+    pid_t pid;
+    char *err = NULL;
+
+    if (argc != 3 || strcmp(argv[1], "--pid-file") != 0)
+        return usage_error("usage: tallyctl reload --pid-file PATH%s", "");
+    if (pidfile_read(argv[2], &pid, &err) != 0) {
+        fprintf(stderr, "tallyctl reload: %s\n", err);
+        free(err);
+        return 1;
+    }
+    if (kill(pid, SIGHUP) != 0) {
+        fprintf(stderr, "tallyctl reload: cannot signal process %ld: %s\n", (long)pid,
+                strerror(errno));
+        return 1;
+    }
+    printf("tallyctl reload: SIGHUP sent to tallyd %ld (its log says what was reloaded)\n",
+           (long)pid);
+    return 0;
+}
+
 static const struct command commands[] = {
     {"key",
      "usage: tallyctl key NAME SCOPES\n"
@@ -109,6 +137,13 @@ static const struct command commands[] = {
     {"recount", ctl_usage_recount, ctl_cmd_recount},
     {"check", ctl_usage_check, ctl_cmd_check},
     {"backup", ctl_usage_backup, ctl_cmd_backup},
+    {"reload",
+     "usage: tallyctl reload --pid-file PATH\n"
+     "\n"
+     "Asks the tallyd started with --pid-file PATH to reload its API keys, users' token\n"
+     "keys and TLS certificate (SIGHUP to that process alone). Exit 1 when no tallyd holds\n"
+     "PATH: a stale file left by a killed tallyd is never trusted.\n",
+     cmd_reload},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

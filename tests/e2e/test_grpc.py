@@ -83,7 +83,7 @@ def as_http(intr):
             "liked": intr["liked"], "collected": intr["collected"]}
 
 
-def wait_reads(t, biz, id, n, timeout=15):
+def wait_reads(t, biz, id, n, timeout=30):
     assert wait_until(lambda: t.get(f"/v1/items/{biz}/{id}").json["read_cnt"] == n, timeout), \
         t.get(f"/v1/items/{biz}/{id}").json
 
