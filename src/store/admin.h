@@ -128,4 +128,123 @@ void store__hour_lookup_sql(struct strbuf *sql, size_t n);
 int store__hour_deltas(struct store_row *rows, size_t n, struct store_row *stored, size_t ns,
                        size_t *left);
 
+/* ------------------------------------------------------------ check */
+
+/*
+ * tallyctl check reads every table in pages of STORE__CHECK_PAGE rows (or items) by key, each
+ * page one statement, so a count and the rows it must equal are read from one snapshot; the
+ * adapters run the queries (store_ops.check) and store__check_row judges every row, so both
+ * find the same problems. Each part is one query of each adapter's, answering STORE__TEXTS
+ * texts then up to STORE__CHECK_INTS integers (t: texts, i: integers; "=" marks what the
+ * query computes rather than reads from the table), and what holds for every row of it:
+ *
+ *   items       interactive: t0 biz; i0 id, i1 biz_id, i2..i4 read_cnt, like_cnt,
+ *               collect_cnt, i5 ctime, i6 utime, i7 = active likes, i8 = active
+ *               collections. A valid biz and id; counts and times >= 0; like_cnt and
+ *               collect_cnt equal to the item's active rows (store.h: a count moves only
+ *               with its row; tallyctl recount --fix restores it).
+ *   likes       user_like: t0 biz; i0 id, i1 uid, i2 biz_id, i3 status, i4 ctime, i5 utime,
+ *               i6 = the item has an interactive row. A valid biz, id and uid, status 0 or
+ *               1, times >= 0, and an item row (every write and import creates it).
+ *   collections user_collection: as likes, and i7 cid, a valid id.
+ *   hours       interactive_hour: t0 biz; i0 biz_id, i1 hour, i2..i4 read_cnt, like_cnt,
+ *               collect_cnt. A valid biz and id, an hour in 0..HOUR_MAX, read_cnt >= 0
+ *               (like_cnt and collect_cnt are < 0 in an hour that took more unlikes than
+ *               likes).
+ *   windows     interactive_window: t0 biz; i0 win, i1 biz_id, i2..i4 the sums, i5..i7 =
+ *               the sums of the item's hourly rows the window holds (hour >= its mark; NULL:
+ *               none). A valid biz and id, a window's length (1, 24, 168, 720), and sums
+ *               equal to those of its hours (store.h, "Trending windows").
+ *   held        interactive_window again, per item with hourly rows and per window: t0 biz;
+ *               i0 biz_id, i1 win, i2 = the window has a row for the item, i3..i5 = the sums
+ *               of the item's hours it holds. No row stands for sums of 0: a missing row is
+ *               a problem only when its hours do not sum to 0.
+ *   marks       window_mark: i0 win, i1 hour. A window's length, an hour in 0..HOUR_MAX.
+ *               (A missing mark is never seen: opening the store, as check does, adds it.)
+ *   idem, seen  read_idem, read_seen: i0 k, i1 ms. ms >= 0 (an event's time).
+ *   dead        read_dead_letter: t0 biz, t1 topic, t2 error; i0 id, i1 biz_id, i2 uid, i3 ts,
+ *               i4 part, i5 msg_offset, i6 ctime. A valid biz and id; uid, ts, ctime >= 0;
+ *               topic, part, msg_offset NULL (the local bus) or a topic of 1..255 printable
+ *               ASCII characters, a partition and an offset >= 0; an error of 0..255.
+ *   offsets     read_offsets: t0 topic; i0 part, i1 next_offset, i2 utime, i3 event_ms. A
+ *               topic of 1..255 printable ASCII characters, the rest >= 0.
+ *   versions    tally_schema (MariaDB): i0 version. 1..the build's schema version.
+ *
+ * The ranges are those tallyctl export and import hold records to (ctl/data.c,
+ * check_record). Every column a part reads from its table must be there (not NULL, but
+ * the dead letters' topic, part and msg_offset) and, on SQLite, hold its declared kind (an
+ * integer column an integer, a text column text), which SQLite does not enforce. Times are
+ * not compared with each other or with the clock: clocks move back, and imports merge.
+ */
+enum store__check_part {
+    STORE__CHECK_ITEMS,
+    STORE__CHECK_LIKES,
+    STORE__CHECK_COLLECTIONS,
+    STORE__CHECK_HOURS,
+    STORE__CHECK_WINDOWS,
+    STORE__CHECK_HELD,
+    STORE__CHECK_MARKS,
+    STORE__CHECK_IDEM,
+    STORE__CHECK_SEEN,
+    STORE__CHECK_DEAD,
+    STORE__CHECK_OFFSETS,
+    STORE__CHECK_VERSIONS,
+    STORE__CHECK_PARTS
+};
+#define STORE__CHECK_INTS 9
+#define STORE__CHECK_PAGE 1000
+
+/*
+ * A part's query: head, then on the first page "1 = 1" and on the next ones after, which
+ * compares the table's key with the last row read (SQLite: a row value, read from the key's
+ * index; MariaDB: spelled out with OR, as the export's), then tail, whose last ? is the page
+ * size. after's ? are that row's columns params names, in order: '0'..'2' a text, 'a' + i
+ * integer i. [0] is SQLite's, [1] MariaDB's; NULL: the store has no such table.
+ */
+struct store__check_sql {
+    enum store__check_part part;
+    const char *head, *tail;
+    const char *after[2], *params[2];
+};
+extern const struct store__check_sql store__check_sql[STORE__CHECK_PARTS];
+
+/* One row of a part's query. Column c of the query is text c (c < STORE__TEXTS) or integer
+ * c - STORE__TEXTS; the integers a query does not answer are NULL. */
+struct store__check_row {
+    char text[STORE__TEXTS][RECORD_TEXT_MAX + 2]; /* not NUL-terminated; cut to fit */
+    size_t len[STORE__TEXTS];                     /* the whole value's length */
+    bool text_null[STORE__TEXTS];
+    int64_t v[STORE__CHECK_INTS];
+    bool null[STORE__CHECK_INTS];
+    /* SQLite only: a value of another kind than its column's (a text in an integer column,
+     * a blob in a text one), read here converted. */
+    bool not_text[STORE__TEXTS], not_int[STORE__CHECK_INTS];
+};
+
+/*
+ * A check under way: the adapter calls store__check_part before each part's first page,
+ * store__check_row for each row, store__check_fail when a part cannot be read to its end,
+ * store__check_done at the end. A table's line goes to out once its last part is done.
+ */
+struct store__check {
+    const struct store_check_out *out;
+    int schema_version; /* the versions' upper bound (MariaDB's tally_schema) */
+    const char *table;  /* the table being read, NULL before the first */
+    int64_t rows, problems;
+    char *error; /* why the table was not read to its end (first reason); owned */
+};
+
+void store__check_init(struct store__check *c, const struct store_check_out *out,
+                       int schema_version);
+/* The table of a part, as the problem lines name it. */
+const char *store__check_table(enum store__check_part p);
+void store__check_part(struct store__check *c, enum store__check_part p);
+void store__check_row(struct store__check *c, enum store__check_part p,
+                      const struct store__check_row *row);
+/* Reports a page read (out->progress). */
+void store__check_page(struct store__check *c);
+void store__check_fail(struct store__check *c, const char *why);
+/* Reports the last table and frees what c holds. */
+void store__check_done(struct store__check *c);
+
 #endif

@@ -2521,8 +2521,6 @@ static int mdb_recount(struct store *base, const struct item *items, size_t n, i
     return rc;
 }
 
-typedef void check_line_fn(void *arg, bool ok, const char *what, const char *detail);
-
 /* The first column of the first row of a statement without values. */
 static int query_i64(struct conn *c, const char *sql, int64_t *out)
 {
@@ -2547,8 +2545,9 @@ static bool check_tables(struct conn *c, struct strbuf *detail)
     MYSQL_ROW row;
     int problems = 0, tables = 0;
 
-    if (mysql_query(c->db, "CHECK TABLE interactive, user_like, user_collection, read_offsets,"
-                           " read_dead_letter") ||
+    if (mysql_query(c->db, "CHECK TABLE interactive, user_like, user_collection,"
+                           " interactive_hour, interactive_window, window_mark, read_idem,"
+                           " read_seen, read_dead_letter, read_offsets, tally_schema") ||
         !(res = mysql_store_result(c->db))) {
         strbuf_addstr(detail, mysql_error(c->db));
         return false;
@@ -2570,31 +2569,131 @@ static bool check_tables(struct conn *c, struct strbuf *detail)
     return problems == 0;
 }
 
-struct check_args {
-    check_line_fn *line;
-    void *arg;
-    int *problems;
-};
-
-static void check_count(struct conn *c, struct check_args *a, const char *what, const char *sql,
-                        const char *unit)
+/* Binds a check query's columns (admin.h, struct store__check_row) to *row: n of them. */
+static void check_bind(struct binds *r, struct store__check_row *row, unsigned n,
+                       my_bool nulls[STORE__TEXTS + STORE__CHECK_INTS])
 {
-    struct strbuf d = STRBUF_INIT;
-    int64_t v;
-    bool ok = c->db && query_i64(c, sql, &v) == 0;
-
-    if (ok)
-        strbuf_addf(&d, "%lld %s", (long long)v, unit);
-    else
-        strbuf_addf(&d, "not readable: %s", c->db ? mysql_error(c->db) : "connection lost");
-    a->line(a->arg, ok, what, d.buf);
-    *a->problems += !ok;
-    strbuf_release(&d);
+    memset(row, 0, sizeof(*row));
+    for (unsigned i = 0; i < n; i++) {
+        if (i < STORE__TEXTS)
+            bind_str(r, row->text[i], sizeof(row->text[i]));
+        else
+            bind_i64(r, &row->v[i - STORE__TEXTS]);
+        r->b[i].is_null = &nulls[i];
+        nulls[i] = 1; /* what the query does not answer stays NULL */
+    }
 }
+
+static void check_fetched(const struct binds *r, struct store__check_row *row, unsigned n,
+                          const my_bool nulls[STORE__TEXTS + STORE__CHECK_INTS])
+{
+    for (unsigned i = 0; i < STORE__TEXTS + STORE__CHECK_INTS; i++) {
+        bool null = i >= n || nulls[i];
+
+        if (i < STORE__TEXTS) {
+            row->text_null[i] = null;
+            row->len[i] = null ? 0 : r->len[i];
+        } else {
+            row->null[i - STORE__TEXTS] = null;
+        }
+    }
+}
+
+/* A parameter of *len bytes at s, not NUL-terminated (a key text as it was fetched). */
+static void bind_bytes(struct binds *p, const char *s, unsigned long *len)
+{
+    TALLY_ASSERT(p->n < p->cap);
+    MYSQL_BIND *b = &p->b[p->n++];
+
+    memset(b, 0, sizeof(*b));
+    b->buffer_type = MYSQL_TYPE_STRING;
+    b->buffer = (void *)s;
+    b->buffer_length = *len;
+    b->length = len;
+}
+
+/* Why a check query failed: its statement's error, or the connection's. */
+static const char *check_error(struct conn *c, MYSQL_STMT *const st[2])
+{
+    if (!c->db)
+        return "the connection was lost";
+    for (int i = 1; i >= 0; i--)
+        if (st[i] && mysql_stmt_errno(st[i]))
+            return mysql_stmt_error(st[i]);
+    return *mysql_error(c->db) ? mysql_error(c->db) : "a query failed (see the log)";
+}
+
+/* Reads one part of the check, page after page (each page one statement: one snapshot). The
+ * next page starts after the last row's key, bound from that row as it was fetched. */
+static void check_part(struct conn *c, const struct store__check_sql *q, struct store__check *ck)
+{
+    const char *params = q->params[1];
+    MYSQL_STMT *st[2] = {NULL, NULL};
+    struct store__check_row row, last = {.len = {0}};
+    my_bool nulls[STORE__TEXTS + STORE__CHECK_INTS];
+    unsigned long key_len[STORE__TEXTS];
+    int64_t limit = STORE__CHECK_PAGE;
+    size_t got;
+    int rc = 0;
+
+    store__check_part(ck, q->part);
+    for (int next = 0; next < 2 && rc == 0; next++) {
+        struct strbuf sql = STRBUF_INIT;
+
+        strbuf_addf(&sql, "%s(%s)%s", q->head, next ? q->after[1] : "1 = 1", q->tail);
+        rc = prepare(c, sql.buf, sql.len, &st[next]);
+        strbuf_release(&sql);
+    }
+    for (bool first = true; rc == 0; first = false) {
+        MYSQL_STMT *page = st[!first];
+        unsigned n = mysql_stmt_field_count(page);
+        BINDS(p, 8);
+        BINDS(r, STORE__TEXTS + STORE__CHECK_INTS);
+
+        TALLY_ASSERT(n >= STORE__TEXTS && n <= STORE__TEXTS + STORE__CHECK_INTS);
+        for (const char *k = params; *k && !first; k++) {
+            int t = *k - '0';
+
+            if (*k >= 'a') {
+                bind_i64(&p, &last.v[*k - 'a']);
+                continue;
+            }
+            key_len[t] = (unsigned long)(last.len[t] < sizeof(last.text[t]) ? last.len[t]
+                                                                            : sizeof(last.text[t]));
+            bind_bytes(&p, last.text[t], &key_len[t]);
+        }
+        bind_i64(&p, &limit);
+        check_bind(&r, &row, n, nulls);
+        if ((rc = exec(c, page, &p, &r)))
+            break;
+        got = 0;
+        while ((rc = fetch(c, page)) == 1) {
+            got++;
+            check_fetched(&r, &row, n, nulls);
+            store__check_row(ck, q->part, &row);
+            last = row;
+        }
+        if (rc < 0)
+            break;
+        store__check_page(ck);
+        if (got == 0)
+            break;
+    }
+    if (rc)
+        store__check_fail(ck, check_error(c, st));
+    for (int i = 0; i < 2 && c->db; i++)
+        if (st[i])
+            mysql_stmt_close(st[i]);
+}
+
+struct check_args {
+    const struct store_check_out *out;
+};
 
 static int do_check(struct conn *c, void *arg)
 {
-    struct check_args *a = arg;
+    const struct store_check_out *out = ((struct check_args *)arg)->out;
+    struct store__check ck;
     struct strbuf d = STRBUF_INIT;
     int64_t v = -1;
     bool ok;
@@ -2602,24 +2701,33 @@ static int do_check(struct conn *c, void *arg)
     ok = query_i64(c, "SELECT COALESCE(MAX(version), 0) FROM tally_schema", &v) == 0 &&
          v == SCHEMA_VERSION;
     strbuf_addf(&d, "version %lld (this build: %d)", (long long)v, SCHEMA_VERSION);
-    a->line(a->arg, ok, "schema", d.buf);
-    *a->problems += !ok;
+    out->check(out->arg, ok, "schema", d.buf);
     strbuf_reset(&d);
     ok = c->db && check_tables(c, &d);
-    a->line(a->arg, ok, "integrity", d.buf);
-    *a->problems += !ok;
+    out->check(out->arg, ok, "integrity", d.buf);
     strbuf_release(&d);
-    check_count(c, a, "offsets", "SELECT COUNT(*) FROM read_offsets", "partitions stored");
-    check_count(c, a, "dead letters", "SELECT COUNT(*) FROM read_dead_letter",
-                "events refused for good");
+
+    store__check_init(&ck, out, SCHEMA_VERSION);
+    for (int p = 0; p < STORE__CHECK_PARTS; p++) {
+        const struct store__check_sql *q = &store__check_sql[p];
+
+        if (!q->after[1])
+            continue;
+        if (c->db) {
+            check_part(c, q, &ck);
+        } else { /* lost in an earlier part: said, not retried */
+            store__check_part(&ck, q->part);
+            store__check_fail(&ck, "the connection was lost");
+        }
+    }
+    store__check_done(&ck);
     return 0;
 }
 
-static int mdb_check(struct store *base, check_line_fn *line, void *arg, int *problems)
+static int mdb_check(struct store *base, const struct store_check_out *out)
 {
-    struct check_args a = {line, arg, problems};
+    struct check_args a = {out};
 
-    *problems = 0;
     return with_conn((struct mysql_store *)base, false, do_check, &a);
 }
 

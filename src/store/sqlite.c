@@ -1941,8 +1941,6 @@ out:
     return rc;
 }
 
-typedef void check_line_fn(void *arg, bool ok, const char *what, const char *detail);
-
 /* The first column of sql's first row as an integer; -1 when it has no row. */
 static int query_i64(struct conn *c, const char *sql, int64_t *out)
 {
@@ -1990,50 +1988,117 @@ static bool check_integrity(struct conn *c, struct strbuf *detail)
     return problems == 0;
 }
 
-/* One line of `tallyctl check`: the rows a count query finds, or why it cannot run. */
-static bool check_count(struct conn *c, const char *sql, const char *noun, const char *what,
-                        check_line_fn *line, void *arg)
+/* The current row of a check query (admin.h, struct store__check_row), with the kind of
+ * each value read from its table: SQLite takes any kind in any column. */
+static void check_columns(sqlite3_stmt *st, struct store__check_row *row)
 {
-    struct strbuf d = STRBUF_INIT;
-    int64_t v;
-    bool ok = query_i64(c, sql, &v) == 0;
+    int n = sqlite3_column_count(st);
 
-    if (ok)
-        strbuf_addf(&d, "%lld %s", (long long)v, noun);
-    else
-        strbuf_addf(&d, "not readable: %s", sqlite3_errmsg(c->db));
-    line(arg, ok, what, d.buf);
-    strbuf_release(&d);
-    return ok;
+    memset(row, 0, sizeof(*row));
+    for (int i = 0; i < STORE__TEXTS; i++) {
+        int type = sqlite3_column_type(st, i); /* before converting */
+        const unsigned char *t;
+
+        row->text_null[i] = type == SQLITE_NULL;
+        row->not_text[i] = type != SQLITE_NULL && type != SQLITE_TEXT;
+        t = sqlite3_column_text(st, i);
+        row->len[i] = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+        if (t)
+            memcpy(row->text[i], t,
+                   row->len[i] < sizeof(row->text[i]) ? row->len[i] : sizeof(row->text[i]));
+    }
+    for (int i = 0; i < STORE__CHECK_INTS; i++) {
+        int type = i + STORE__TEXTS < n ? sqlite3_column_type(st, i + STORE__TEXTS)
+                                        : SQLITE_NULL;
+
+        row->null[i] = type == SQLITE_NULL;
+        row->not_int[i] = type != SQLITE_NULL && type != SQLITE_INTEGER;
+        if (!row->null[i])
+            row->v[i] = sqlite3_column_int64(st, i + STORE__TEXTS);
+    }
 }
 
-static int sqlite_check(struct store *base, check_line_fn *line, void *arg, int *problems)
+/* Reads one part of the check, page after page (each page one statement: one snapshot). */
+static void check_part(struct conn *c, const struct store__check_sql *q, struct store__check *ck)
+{
+    const char *params = q->params[0];
+    sqlite3_value *last[8] = {NULL}; /* the last row's key, as it is stored */
+    sqlite3_stmt *st[2] = {NULL, NULL};
+    size_t nparams = strlen(params), got;
+    int rc = SQLITE_OK;
+
+    TALLY_ASSERT(nparams <= sizeof(last) / sizeof(last[0]));
+    store__check_part(ck, q->part);
+    for (int next = 0; next < 2 && rc == SQLITE_OK; next++) {
+        struct strbuf sql = STRBUF_INIT;
+
+        strbuf_addf(&sql, "%s(%s)%s", q->head, next ? q->after[0] : "1 = 1", q->tail);
+        rc = sqlite3_prepare_v2(c->db, sql.buf, (int)sql.len, &st[next], NULL);
+        strbuf_release(&sql);
+    }
+    for (bool first = true; rc == SQLITE_OK; first = false) {
+        sqlite3_stmt *page = st[!first];
+        struct store__check_row row;
+        int at = 1;
+
+        sqlite3_reset(page);
+        for (size_t i = 0; i < nparams && !first; i++)
+            sqlite3_bind_value(page, at++, last[i]);
+        sqlite3_bind_int(page, at, STORE__CHECK_PAGE);
+        got = 0;
+        while ((rc = sqlite3_step(page)) == SQLITE_ROW) {
+            got++;
+            check_columns(page, &row);
+            store__check_row(ck, q->part, &row);
+            for (size_t i = 0; i < nparams; i++) {
+                int col = params[i] >= 'a' ? STORE__TEXTS + params[i] - 'a' : params[i] - '0';
+
+                sqlite3_value_free(last[i]);
+                last[i] = sqlite3_value_dup(sqlite3_column_value(page, col));
+                TALLY_ASSERT(last[i] != NULL); /* out of memory */
+            }
+        }
+        if (rc != SQLITE_DONE)
+            break;
+        rc = SQLITE_OK;
+        store__check_page(ck);
+        if (got == 0)
+            break;
+    }
+    if (rc != SQLITE_OK)
+        store__check_fail(ck, sqlite3_errmsg(c->db));
+    for (size_t i = 0; i < nparams; i++)
+        sqlite3_value_free(last[i]);
+    sqlite3_finalize(st[0]);
+    sqlite3_finalize(st[1]);
+}
+
+static int sqlite_check(struct store *base, const struct store_check_out *out)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
+    struct store__check ck;
     struct conn *c;
     struct strbuf d = STRBUF_INIT;
-    int64_t v;
+    int64_t v = -1;
     bool ok;
     int rc;
 
     if ((rc = reader_get(s, &c)))
         return rc;
-    *problems = 0;
     ok = query_i64(c, "PRAGMA user_version", &v) == 0 && v == SCHEMA_VERSION;
     strbuf_addf(&d, "version %lld (this build: %d)", (long long)v, SCHEMA_VERSION);
-    line(arg, ok, "schema", d.buf);
-    *problems += !ok;
+    out->check(out->arg, ok, "schema", d.buf);
 
     strbuf_reset(&d);
     ok = check_integrity(c, &d);
-    line(arg, ok, "integrity", d.buf);
-    *problems += !ok;
-
-    *problems += !check_count(c, "SELECT count(*) FROM read_offsets", "partitions stored",
-                              "offsets", line, arg);
-    *problems += !check_count(c, "SELECT count(*) FROM read_dead_letter",
-                              "events refused for good", "dead letters", line, arg);
+    out->check(out->arg, ok, "integrity", d.buf);
     strbuf_release(&d);
+
+    store__check_init(&ck, out, SCHEMA_VERSION);
+    for (int p = 0; p < STORE__CHECK_PARTS; p++)
+        if (store__check_sql[p].after[0])
+            check_part(c, &store__check_sql[p], &ck);
+    store__check_done(&ck);
     reader_put(s, c);
     return 0;
 }

@@ -151,6 +151,21 @@ int64_t store__hour_of(int64_t ms);
 
 struct store;
 
+/* What a store's check (store_ops.check) tells its caller; every callback gets arg. */
+struct store_check_out {
+    void *arg;
+    /* A check of the store as a whole (its schema version, the database's integrity). */
+    void (*check)(void *arg, bool ok, const char *what, const char *detail);
+    /* One problem: the table, the row's key, what is wrong with it. */
+    void (*problem)(void *arg, const char *table, const char *key, const char *what);
+    /* A table done: its rows read, the problems found in them; error: why it was not read
+     * to its end (NULL: it was). */
+    void (*table)(void *arg, const char *table, int64_t rows, int64_t problems,
+                  const char *error);
+    /* May be NULL: after each page, the table's rows read so far. */
+    void (*progress)(void *arg, const char *table, int64_t rows);
+};
+
 struct store_ops {
     const char *name;
     /* Counts of n items (zeros for an unknown item). */
@@ -260,13 +275,13 @@ struct store_ops {
     int (*recount)(struct store *s, const struct item *items, size_t n, int64_t now_ms,
                    size_t *changed);
     /*
-     * Runs the store's own checks (schema version, integrity, offsets table,
-     * dead letters), calling line once per check. *problems: failed checks.
-     * Returns an error only when the checks could not run at all.
+     * Checks the store: its schema version and the database's own integrity
+     * check, then every row of every table against what tally keeps (admin.h,
+     * "check"), each table read in pages by key (constant memory), each page
+     * one statement. Reports through out (struct store_check_out). Returns an
+     * error only when the checks could not run at all.
      */
-    int (*check)(struct store *s, void (*line)(void *arg, bool ok, const char *what,
-                                               const char *detail),
-                 void *arg, int *problems);
+    int (*check)(struct store *s, const struct store_check_out *out);
     /*
      * A consistent copy of the store into the new file dest, while others
      * write (SQLite's backup API). NULL where the server has its own tools
@@ -414,12 +429,9 @@ static inline int store_recount(struct store *s, const struct item *items, size_
 {
     return s->ops->recount(s, items, n, now_ms, changed);
 }
-static inline int store_check_integrity(struct store *s,
-                              void (*line)(void *arg, bool ok, const char *what,
-                                           const char *detail),
-                              void *arg, int *problems)
+static inline int store_check_integrity(struct store *s, const struct store_check_out *out)
 {
-    return s->ops->check(s, line, arg, problems);
+    return s->ops->check(s, out);
 }
 static inline bool store_has_backup(const struct store *s)
 {

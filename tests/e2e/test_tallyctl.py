@@ -676,23 +676,254 @@ def test_recount_finds_and_fixes_drift(db, tallyd):
 
 # ---------------------------------------------------------------- check
 
-def test_check_passes_on_a_healthy_store(db, tallyd):
-    tallyd.request("PUT", "/v1/users/1/likes/article/1")
+def check(db):
+    """(exit status, problem lines, {table: (rows, problems)}, summary) of tallyctl check."""
     r = ctl("check", "--store", db.url)
-    assert r.returncode == 0, r
     lines = r.stdout.splitlines()
-    assert [x.split(":")[0] for x in lines[:4]] == ["ok    schema", "ok    integrity",
-                                                   "ok    offsets", "ok    dead letters"]
-    assert lines[-1] == "check: 4 checks, 0 problems"
+    assert lines[0].startswith("ok    schema: ") and lines[1].startswith("ok    integrity: "), \
+        r.stdout
+    tables, problems = {}, []
+    for x in lines[2:-1]:
+        head, _, rest = x.partition(": ")
+        status, name = head.split(None, 1)
+        if " " in name:  # "FAIL  TABLE KEY: what"
+            assert status == "FAIL", x
+            problems.append(x)
+            continue
+        rows = int(rest.split(" ")[0])
+        found = int(rest.split(", ")[1].split(" ")[0]) if ", " in rest else 0
+        assert status == ("FAIL" if found or "not read" in rest else "ok"), x
+        tables[name] = (rows, found)
+    return r.returncode, problems, tables, lines[-1]
 
 
-def test_check_counts_dead_letters(db):
-    assert ctl("import", "--store", db.url, "--format", "jsonl", "-",
-               stdin=jsonl(sample_records(2, 1))).returncode == 0
-    execute(db, "INSERT INTO read_dead_letter (biz, biz_id, uid, ts, error, ctime)"
-           " VALUES ('article', 1, 0, 0, 'test', 0)")
-    r = ctl("check", "--store", db.url)
-    assert r.returncode == 0 and "ok    dead letters: 1 events" in r.stdout, r
+def counted_rows(db):
+    """Every table's row count, as check should report it (tally_schema: its versions)."""
+    return {t: db.sql(f"SELECT COUNT({'DISTINCT version' if t == 'tally_schema' else '*'})"
+                      f" FROM {t}")[0][0] for t in schema(db)}
+
+
+def test_check_covers_every_table_of_a_store_filled_by_tallyd(spawn, db):
+    """Every table filled through tallyd (likes, unlikes, collections, reads with hours,
+    windows swept, memos, dead letters, offsets): no problem, and a line for every table the
+    schema has (read from the schema: a table added later without a check fails this), with
+    its rows."""
+    fill_every_table(spawn, db)
+    rc, problems, tables, summary = check(db)
+    want = counted_rows(db)
+    assert rc == 0 and problems == [], problems
+    assert {t: rows for t, (rows, _) in tables.items()} == want
+    assert summary == f"check: 2 checks, {len(want)} tables, {sum(want.values())} rows," \
+                      " 0 problems"
+
+
+def test_check_names_each_problem_in_each_table(spawn, db):
+    """A store filled through tallyd passes; then one or two rows of every table are made
+    wrong by hand, and check names each (table, row, what), counts them per table and exits
+    1. recount --fix clears the count problems and only those."""
+    h0 = fill_every_table(spawn, db)
+    assert check(db)[:2] == (0, [])
+
+    def one(query):
+        rows = db.sql(query)
+        assert len(rows) == 1, (query, rows)
+        return rows[0] if len(rows[0]) > 1 else rows[0][0]
+
+    def item_id(biz, i):
+        return one(f"SELECT id FROM interactive WHERE biz = '{biz}' AND biz_id = {i}")
+
+    def active(table, i):
+        return one(f"SELECT COUNT(*) FROM {table} WHERE biz = 'article' AND biz_id = {i}"
+                   " AND status = 1")
+
+    expected = {}
+    execute(db, "UPDATE interactive SET like_cnt = -1 WHERE biz = 'article' AND biz_id = 1")
+    expected[f"interactive article/1 (id {item_id('article', 1)})"] = [
+        f"like_cnt -1 is negative ({active('user_like', 1)} active likes)"]
+    execute(db, "UPDATE interactive SET read_cnt = -3 WHERE biz = 'article' AND biz_id = 2")
+    expected[f"interactive article/2 (id {item_id('article', 2)})"] = ["read_cnt -3 is negative"]
+    execute(db, "UPDATE interactive SET collect_cnt = 9 WHERE biz = 'article' AND biz_id = 3")
+    expected[f"interactive article/3 (id {item_id('article', 3)})"] = [
+        f"collect_cnt 9, {active('user_collection', 3)} active collections"]
+    execute(db, "INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime,"
+                " utime) VALUES ('Not a biz', 5, 1, 0, 0, 1, 1), ('article', 0, 1, 0, 0, 1, 1)")
+    expected[f'interactive "Not a biz"/5 (id {item_id("Not a biz", 5)})'] = [
+        'biz "Not a biz" is not a valid biz (^[a-z][a-z0-9_]{0,31}$)']
+    expected[f"interactive article/0 (id {item_id('article', 0)})"] = [
+        "biz_id 0 is not a valid id (1..2^63-1)"]
+    if not MYSQL:  # SQLite keeps any kind of value in any column
+        execute(db, "UPDATE interactive SET utime = 'later' WHERE biz = 'article' AND biz_id = 5")
+        expected[f"interactive article/5 (id {item_id('article', 5)})"] = [
+            "utime holds a value that is not an integer"]
+
+    # A withdrawn like given status 2 (no count moves), and a like whose item has no row.
+    unliked = one("SELECT id FROM user_like WHERE uid = 2 AND biz_id = 2")
+    execute(db, f"UPDATE user_like SET status = 2 WHERE id = {unliked}")
+    expected[f"user_like id {unliked} (uid 2, article/2)"] = ["status 2 is neither 0 nor 1"]
+    execute(db, "INSERT INTO user_like (uid, biz, biz_id, status, ctime, utime)"
+                " VALUES (9, 'article', 555, 1, 1, 1)")
+    orphan = one("SELECT id FROM user_like WHERE biz_id = 555")
+    expected[f"user_like id {orphan} (uid 9, article/555)"] = [
+        "its item has no row in interactive"]
+    moved = one("SELECT id FROM user_collection WHERE uid = 3 AND biz_id = 7")
+    execute(db, f"UPDATE user_collection SET cid = 0 WHERE id = {moved}")
+    expected[f"user_collection id {moved} (uid 3, cid 0, video/7)"] = [
+        "cid 0 is not a valid id (1..2^63-1)"]
+
+    # An hour before every window's mark (no window holds it), with a negative read count.
+    execute(db, "INSERT INTO interactive_hour (biz, biz_id, hour, read_cnt, like_cnt,"
+                " collect_cnt) VALUES ('article', 4, 5, -4, 0, 0)")
+    expected["interactive_hour article/4 hour 5"] = ["read_cnt -4 is negative"]
+
+    # Item 4's three reads (hour h0) are held by 7d and 30d only.
+    assert one("SELECT read_cnt FROM interactive_window WHERE biz = 'article' AND biz_id = 4"
+               " AND win = 168") == 3
+    execute(db, "UPDATE interactive_window SET read_cnt = 10 WHERE biz = 'article'"
+                " AND biz_id = 4 AND win = 168")
+    expected["interactive_window article/4 7d"] = [
+        "read_cnt 10, like_cnt 0, collect_cnt 0; the hourly rows it holds sum to 3, 0, 0"]
+    execute(db, "DELETE FROM interactive_window WHERE biz = 'article' AND biz_id = 4"
+                " AND win = 720")
+    expected["interactive_window article/4 30d"] = [
+        "no row, but the hourly rows the window holds sum to read_cnt 3, like_cnt 0,"
+        " collect_cnt 0"]
+    execute(db, "INSERT INTO interactive_window (biz, win, biz_id, read_cnt, like_cnt,"
+                " collect_cnt) VALUES ('article', 2, 1, 0, 0, 0)")
+    expected["interactive_window article/1 win 2"] = [
+        "win 2 is not a window's length (1, 24, 168 or 720 hours)"]
+    execute(db, f"INSERT INTO window_mark (win, hour) VALUES (48, {h0})")
+    expected["window_mark win 48"] = ["not a window's length (1, 24, 168 or 720 hours)"]
+
+    for table, ms in (("read_idem", -1), ("read_seen", -2)):
+        k = db.sql(f"SELECT k FROM {table} ORDER BY k")[0][0]
+        execute(db, f"UPDATE {table} SET ms = {ms} WHERE k = {k}")
+        expected[f"{table} k {k}"] = [f"ms {ms} is negative"]
+    dead = one("SELECT id FROM read_dead_letter WHERE part = 1")
+    execute(db, f"UPDATE read_dead_letter SET part = -1, error = 'two\nlines' WHERE id = {dead}")
+    expected[f"read_dead_letter id {dead} (article/9)"] = [
+        "part -1 is negative", "error holds a character that is not printable ASCII"]
+    execute(db, "UPDATE read_offsets SET next_offset = -5 WHERE part = 1")
+    expected["read_offsets topic tally-reads partition 1"] = ["next_offset -5 is negative"]
+    if MYSQL:
+        execute(db, "INSERT INTO tally_schema (version) VALUES (0)")
+        top = one("SELECT MAX(version) FROM tally_schema")
+        expected["tally_schema version 0"] = [f"version 0 is out of range (1..{top})"]
+
+    rc, problems, tables, summary = check(db)
+    assert rc == 1
+    want = sorted(f"FAIL  {key}: {what}" for key, whats in expected.items() for what in whats)
+    assert sorted(problems) == want
+    per_table = {}
+    for key, whats in expected.items():
+        per_table[key.split(" ")[0]] = per_table.get(key.split(" ")[0], 0) + len(whats)
+    assert {t: n for t, (_, n) in tables.items() if n} == per_table
+    assert set(tables) == set(schema(db))
+    assert summary.endswith(f" rows, {len(want)} problems: " + ", ".join(
+        f"{t} {n}" for t, n in per_table.items())), summary
+
+    # recount --fix is the repair of counts that differ from their rows: those go, the
+    # rest stay.
+    assert ctl("recount", "--store", db.url, "--fix").returncode == 0
+    rc, problems, _, _ = check(db)
+    fixed = [x for x in want if x.startswith("FAIL  interactive article/1 ")
+             or x.startswith("FAIL  interactive article/3 ")]
+    assert rc == 1 and len(fixed) == 2 and sorted(problems) == sorted(set(want) - set(fixed))
+
+
+def test_check_reads_every_row_in_pages(db):
+    """Over 1,000 rows in every table read by key (more than one page each, the windows' and
+    the held hours' too): every row is read once, and a wrong row on the last page of each is
+    found."""
+    n = 1100
+    r = ctl("import", "--store", db.url, "--format", "jsonl", "-", stdin="")
+    assert r.returncode == 0, r.stderr  # an empty store, with each window's mark
+    marks = dict(db.sql("SELECT win, hour FROM window_mark"))
+    hour = marks[1]  # held by every window; marks[24] - 7 by 7d and 30d only
+    records = []
+    for i in range(1, n + 1):
+        records.append({"type": "like", "uid": i, "biz": "article", "id": i, "status": 1,
+                        "ctime": 1, "utime": 2})
+        for h in (marks[24] - 7, hour):
+            records.append({"type": "hour", "biz": "article", "id": i, "hour": h,
+                            "read_cnt": i, "like_cnt": 0, "collect_cnt": 0})
+        records.append({"type": "memo", "memo": "seen", "key": i * 7919 - 2**62, "ms": i})
+        records.append({"type": "offset", "topic": "reads", "partition": i, "next": i,
+                        "utime": 1})
+        records.append({"type": "dead_letter", "biz": "video", "id": i, "uid": 0, "ts": 1,
+                        "topic": None, "partition": None, "offset": None, "error": "x",
+                        "ctime": 1, "n": 1})
+    r = ctl("import", "--store", db.url, "--batch", "2000", "--format", "jsonl", "-",
+            stdin=jsonl(records))
+    assert r.returncode == 0, r.stderr
+    rc, problems, tables, _ = check(db)
+    assert rc == 0 and problems == []
+    assert {t: rows for t, (rows, _) in tables.items()} == counted_rows(db)
+    assert tables["interactive_window"][0] == 4 * n and tables["interactive_hour"][0] == 2 * n
+
+    execute(db, f"UPDATE interactive SET like_cnt = 0 WHERE biz_id = {n}")
+    execute(db, f"UPDATE interactive_hour SET read_cnt = -1 WHERE biz_id = {n} AND hour = {hour}")
+    execute(db, f"UPDATE read_seen SET ms = -1 WHERE k = {n * 7919 - 2**62}")
+    execute(db, f"UPDATE read_offsets SET utime = -1 WHERE part = {n}")
+    execute(db, f"UPDATE read_dead_letter SET uid = -1 WHERE biz_id = {n}")
+    rc, problems, tables, _ = check(db)
+    item, dead = (db.sql(f"SELECT id FROM {t} WHERE biz_id = {n}")[0][0]
+                  for t in ("interactive", "read_dead_letter"))
+    held = f"read_cnt {2 * n}, like_cnt 0, collect_cnt 0; the hourly rows it holds sum to"
+    assert rc == 1 and sorted(problems) == sorted([
+        f"FAIL  interactive article/{n} (id {item}): like_cnt 0, 1 active likes",
+        f"FAIL  interactive_hour article/{n} hour {hour}: read_cnt -1 is negative",
+        f"FAIL  interactive_window article/{n} 1h: read_cnt {n}, like_cnt 0, collect_cnt 0;"
+        " the hourly rows it holds sum to -1, 0, 0",
+        f"FAIL  interactive_window article/{n} 24h: read_cnt {n}, like_cnt 0, collect_cnt 0;"
+        " the hourly rows it holds sum to -1, 0, 0",
+        f"FAIL  interactive_window article/{n} 7d: {held} {n - 1}, 0, 0",
+        f"FAIL  interactive_window article/{n} 30d: {held} {n - 1}, 0, 0",
+        f"FAIL  read_seen k {n * 7919 - 2**62}: ms -1 is negative",
+        f"FAIL  read_offsets topic reads partition {n}: utime -1 is negative",
+        f"FAIL  read_dead_letter id {dead} (video/{n}): uid -1 is negative"])
+
+
+def test_check_while_tallyd_serves_finds_nothing(db, tallyd):
+    """Each page is one statement, so a count and the rows it must equal are read together:
+    likes, unlikes, collections and reads committing all along are never a problem."""
+    stop = threading.Event()
+    done, errors = [0], []
+
+    def clicker(seed):
+        rnd = random.Random(seed)
+        conn = tallyd.connect()
+        while not stop.is_set():
+            uid, item = rnd.randrange(1, 40), rnd.randrange(1, 30)
+            kind = rnd.randrange(3)
+            if kind == 2:
+                method, path, want = "POST", f"/v1/items/article/{item}/reads", 202
+            else:
+                method, want = rnd.choice(["PUT", "DELETE"]), 200
+                path = (f"/v1/users/{uid}/likes/article/{item}" if kind == 0 else
+                        f"/v1/users/{uid}/collections/{1 + uid % 2}/items/article/{item}")
+            r = tallyd.request(method, path, conn=conn)
+            if r.status != want:
+                errors.append(r)
+            done[0] += 1
+
+    threads = [threading.Thread(target=clicker, args=(s,)) for s in range(3)]
+    for th in threads:
+        th.start()
+    results = []
+    try:
+        assert wait_until(lambda: done[0] > 100)
+        for _ in range(3):
+            before = done[0]
+            results.append(check(db))
+            assert done[0] > before  # the writes went on while it read
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    assert not errors, errors[:3]
+    for rc, problems, tables, summary in results:
+        assert rc == 0 and problems == [], problems
+        assert summary.endswith(" 0 problems"), summary
 
 
 @pytest.mark.skipif(bool(MYSQL), reason="corrupting a file is SQLite's case")
