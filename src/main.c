@@ -2,8 +2,9 @@
  * main.c - tallyd: wiring and lifetime.
  *
  * Builds the three adapters from their URLs, starts the read-count
- * consumer and the HTTP loops, then waits for SIGTERM or SIGINT; SIGHUP
- * reloads the API keys and the TLS certificate without dropping a request
+ * consumer, the HTTP loops and the gRPC loops (--grpc-listen), then waits for
+ * SIGTERM or SIGINT; SIGHUP (tallyctl reload) reloads the API keys, the users'
+ * token keys and the TLS certificate without dropping a request
  * (a file that does not load leaves the old one in force; a keys file or
  * JWT key that does not load at start is an exit 2, like a bad flag). The stop
  * runs in the reverse order of the start: no new requests, then the bus is
@@ -41,7 +42,8 @@
 #include "util/url.h"
 #include "util/banned.h"
 
-/* SIGHUP: the keys file and the TLS certificate, each kept as it was if it does not load. */
+/* SIGHUP: the API keys, the users' token keys (auth_reload) and the TLS certificate, each
+ * kept as it was if it does not load; every outcome is logged. */
 static void reload(struct auth *auth, const char *keys, const char *tls_cert,
                    struct http_server *srv, struct grpc_server *grpc)
 {
