@@ -100,6 +100,18 @@ def test_env_example_names_only_known_variables():
     assert "TALLY_LISTEN" in out
 
 
+def test_env_example_defaults_are_tallyds():
+    with open(CONFIG_C) as f:
+        defaults = dict(re.findall(r'\[O_[A-Z_]+\]\s*=\s*\{\s*"[a-z-]+",\s*"(TALLY_[A-Z_]+)",\s*'
+                                   r'"([^"]*)"', f.read()))
+    with open(ENV_EXAMPLE) as f:
+        block = f.read().split("\n# Defaults,", 1)[1].split("\n\n", 1)[0]
+    shown = re.findall(r"^#(TALLY_[A-Z_]+)=(.*)$", block, re.M)
+    assert len(shown) >= 8, block
+    for name, value in shown:
+        assert defaults.get(name) == value, f"{name}={value}: tallyd's default is {defaults.get(name)}"
+
+
 def readyz(port):
     import http.client
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
