@@ -25,6 +25,8 @@
 #include "cache/cache.h"
 #include "model/item.h"
 #include "service/ratelimit.h"
+#include "store/mysql.h"
+#include "store/sqlite.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/strbuf.h"
@@ -434,7 +436,8 @@ enum config_result config_parse(struct config *cfg, int argc, char **argv)
             return CONFIG_EXIT_OK;
         }
         if (ch == 'V') {
-            printf("tallyd %s (%s)\n", tally_version(), tally_commit());
+            printf("tallyd %s (%s; store schema: sqlite %d, mysql %d)\n", tally_version(),
+                   tally_commit(), store_sqlite_schema_version(), store_mysql_schema_version());
             return CONFIG_EXIT_OK;
         }
         if (ch == '?' || ch == ':') {

@@ -251,6 +251,11 @@ static const char *const migrations[] = {
 static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
+int store_mysql_schema_version(void)
+{
+    return SCHEMA_VERSION;
+}
+
 enum stmt {
     S_COUNTS,
     S_LIKE,

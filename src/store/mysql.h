@@ -16,6 +16,8 @@ struct st_mysql; /* Connector/C's MYSQL */
  */
 int store_mysql_check(const struct url *u, char **why);
 int store_mysql_open(const struct url *u, int workers, struct store **out, char **err);
+/* The schema version this build migrates a store to (tallyd --version). */
+int store_mysql_schema_version(void);
 
 /*
  * For a tool that reads other tables on such a server (tallyctl import

@@ -125,6 +125,24 @@ def test_one_version_in_binary_spec_and_file():
     assert re.search(r'^  version: "?' + re.escape(version) + r'"?$', spec, re.M), version
 
 
+def test_the_version_changes_when_the_schema_does():
+    """A migration ships under a version of its own: docs/operations.md's table names the
+    schema each version migrates to, and this build's must be its VERSION's row. A new
+    migration without a new version (and a row) fails here."""
+    out = subprocess.run([BINARY, "--version"], capture_output=True, text=True).stdout
+    m = re.fullmatch(r"tallyd (\S+) \(\w+; store schema: sqlite (\d+), mysql (\d+)\)\n", out)
+    assert m, out
+    with open(os.path.join(ROOT, "docs", "operations.md")) as f:
+        rows = re.findall(r"^  \| (\d+\.\d+\.\d+) \| (\d+) \| (\d+) \|", f.read(), re.M)
+    table = {v: (int(s), int(my)) for v, s, my in rows}
+    assert len(table) == len(rows) >= 2, rows
+    assert table.get(m[1]) == (int(m[2]), int(m[3])), (m.groups(), table)
+    # Versions rise with the schema: no two versions share a schema change backwards.
+    key = lambda v: tuple(map(int, v.split(".")))
+    ordered = sorted(table, key=key)
+    assert all(table[a] <= table[b] for a, b in zip(ordered, ordered[1:])), table
+
+
 def test_every_operation_has_its_own_operation_id():
     """Client generators name their methods after operationId: every operation has one,
     and no two share one (the spec read as text: no YAML library is needed)."""
