@@ -3,9 +3,10 @@
  * other producer of the topic would (the crash tests and the ingest
  * benchmark use it so that tallyd is only the consumer).
  *
- * usage: tally-produce BROKERS TOPIC COUNT ITEMS [uniform|zipf:S] [MALFORMED]
+ * usage: tally-produce [--format course] BROKERS TOPIC COUNT ITEMS [uniform|zipf:S] [MALFORMED]
  *        tally-produce BROKERS --check
  *        tally-produce BROKERS --create TOPIC PARTITIONS
+ *        tally-produce BROKERS --partitions TOPIC
  *
  * Uniform sends item (i % ITEMS) + 1 for message i, so every item gets
  * COUNT / ITEMS reads exactly; zipf:S draws items from a Zipf law of
@@ -13,7 +14,12 @@
  * valid reads are mixed in evenly. Prints "produced N malformed M" and
  * exits 1 if the broker did not acknowledge every message. --create makes a
  * topic with that many partitions (auto-created topics get the broker's
- * default).
+ * default). --partitions prints "partitions N" for an existing topic and exits
+ * 1 for a missing one (without creating it).
+ *
+ * --format course writes the course design's messages instead of tally's:
+ * {"aid":ID,"uid":UID}, no key, no biz, no ts (tallyd reads them with
+ * ?format=course&biz=B), and malformed ones of that shape.
  *
  * Environment (for the tests of trending windows):
  *   TALLY_PRODUCE_TS=BASE:SPAN   message i has ts BASE - (i * 2654435761) % SPAN (ms), so that
@@ -25,6 +31,7 @@
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +45,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         failed++;
 }
 
-static rd_kafka_t *producer(const char *brokers)
+static rd_kafka_t *producer(const char *brokers, const char *auto_create)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[256];
     const char *kv[][2] = {{"bootstrap.servers", brokers},
+                           {"allow.auto.create.topics", auto_create},
                            {"enable.idempotence", "true"},
                            {"linger.ms", "20"},
                            {"batch.num.messages", "10000"},
@@ -93,6 +101,7 @@ static long zipf_draw(const double *cdf, long n, unsigned long long *state)
     return lo + 1;
 }
 
+/* key NULL: no key (librdkafka spreads such messages over the partitions). */
 static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, const char *value,
                         const char *idem)
 {
@@ -104,7 +113,8 @@ static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, cons
             hdrs = rd_kafka_headers_new(1);
             rd_kafka_header_add(hdrs, "idempotency-key", -1, idem, -1);
         }
-        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
                                 RD_KAFKA_V_VALUE((void *)value, strlen(value)),
                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
@@ -124,7 +134,7 @@ static void produce_one(rd_kafka_t *rk, const char *topic, const char *key, cons
 /* Creates topic with n partitions (replication 1); 0 or 1. */
 static int create_topic(const char *brokers, const char *topic, int n)
 {
-    rd_kafka_t *rk = producer(brokers);
+    rd_kafka_t *rk = producer(brokers, "true");
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     char err[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, n, 1, err, sizeof(err));
@@ -159,6 +169,30 @@ static int create_topic(const char *brokers, const char *topic, int n)
     return rc;
 }
 
+/* Prints the partition count of topic; 1 when it does not exist (the lookup creates nothing). */
+static int describe_topic(const char *brokers, const char *topic)
+{
+    rd_kafka_t *rk = producer(brokers, "false");
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 5000);
+    int rc = 1;
+
+    if (!err && md->topic_cnt == 1)
+        err = md->topics[0].err;
+    if (!err) {
+        printf("partitions %d\n", md->topics[0].partition_cnt);
+        rc = 0;
+    } else {
+        fprintf(stderr, "tally-produce: %s: %s\n", topic, rd_kafka_err2str(err));
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const char *const bad[] = {"not json",
@@ -167,15 +201,38 @@ int main(int argc, char **argv)
                                       "[1,2]",
                                       "{\"biz\":\"article\",\"id\":1,\"uid\":-4}",
                                       ""};
+    /* The course's shape: invalid_json, invalid_item (aid), invalid_field (uid). */
+    static const char *const bad_course[] = {"not json",
+                                             "{\"aid\":0,\"uid\":1}",
+                                             "[1,2]",
+                                             "{\"aid\":1,\"uid\":-4}",
+                                             "{\"aid\":\"7\",\"uid\":1}",
+                                             "{\"aid\":2,\"uid\":\"x\"}"};
+    const char *const *bads = bad;
+    size_t nbad = sizeof(bad) / sizeof(bad[0]);
+    bool course = false;
     rd_kafka_t *rk;
     long count, items, malformed = 0, sent_bad = 0;
     double *cdf = NULL;
     unsigned long long rng = 42;
     char key[64], value[160];
 
+    if (argc > 2 && strcmp(argv[1], "--format") == 0) {
+        if (strcmp(argv[2], "course") != 0 && strcmp(argv[2], "tally") != 0) {
+            fprintf(stderr, "tally-produce: --format is tally or course\n");
+            return 2;
+        }
+        course = strcmp(argv[2], "course") == 0;
+        argv += 2;
+        argc -= 2;
+    }
+    if (course) {
+        bads = bad_course;
+        nbad = sizeof(bad_course) / sizeof(bad_course[0]);
+    }
     if (argc == 3 && strcmp(argv[2], "--check") == 0) {
         const struct rd_kafka_metadata *md;
-        rk = producer(argv[1]);
+        rk = producer(argv[1], "true");
         int ok = rd_kafka_metadata(rk, 0, NULL, &md, 3000) == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (ok)
             rd_kafka_metadata_destroy(md);
@@ -184,10 +241,13 @@ int main(int argc, char **argv)
     }
     if (argc == 5 && strcmp(argv[2], "--create") == 0)
         return create_topic(argv[1], argv[3], (int)strtol(argv[4], NULL, 10));
+    if (argc == 4 && strcmp(argv[2], "--partitions") == 0)
+        return describe_topic(argv[1], argv[3]);
     if (argc < 5) {
-        fprintf(stderr, "usage: tally-produce BROKERS TOPIC COUNT ITEMS [uniform|zipf:S] "
-                        "[MALFORMED]\n       tally-produce BROKERS --check\n"
-                        "       tally-produce BROKERS --create TOPIC PARTITIONS\n");
+        fprintf(stderr, "usage: tally-produce [--format course] BROKERS TOPIC COUNT ITEMS "
+                        "[uniform|zipf:S] [MALFORMED]\n       tally-produce BROKERS --check\n"
+                        "       tally-produce BROKERS --create TOPIC PARTITIONS\n"
+                        "       tally-produce BROKERS --partitions TOPIC\n");
         return 2;
     }
     count = strtol(argv[3], NULL, 10);
@@ -212,7 +272,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tally-produce: TALLY_PRODUCE_KEYS must be K:M\n");
         return 2;
     }
-    rk = producer(argv[1]);
+    rk = producer(argv[1], "true");
     for (long i = 0; i < count; i++) {
         char idem[32], who[48];
         long id = cdf ? zipf_draw(cdf, items, &rng) : i % items + 1;
@@ -223,20 +283,24 @@ int main(int argc, char **argv)
             snprintf(who, sizeof(who), "\"viewer\":\"v%ld\"", i % viewers);
         else
             snprintf(who, sizeof(who), "\"uid\":%ld", i % 100000 + 1);
-        snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,%s,\"ts\":%lld}", id,
-                 who, ts);
+        if (course) /* the course's shape knows no viewer and no ts */
+            snprintf(value, sizeof(value), "{\"aid\":%ld,\"uid\":%ld}", id, i % 100000 + 1);
+        else
+            snprintf(value, sizeof(value), "{\"biz\":\"article\",\"id\":%ld,%s,\"ts\":%lld}",
+                     id, who, ts);
         snprintf(idem, sizeof(idem), "k%ld", keys ? i % keys : 0);
-        produce_one(rk, argv[2], key, value, keys && i % every == 0 ? idem : NULL);
+        produce_one(rk, argv[2], course ? NULL : key, value,
+                    keys && i % every == 0 ? idem : NULL);
         /* Spread the malformed ones evenly through the stream. */
         while (sent_bad < malformed && (sent_bad + 1) * count <= (i + 1) * malformed) {
-            produce_one(rk, argv[2], "junk", bad[sent_bad % (sizeof(bad) / sizeof(bad[0]))], NULL);
+            produce_one(rk, argv[2], course ? NULL : "junk", bads[sent_bad % nbad], NULL);
             sent_bad++;
         }
         if (i % 10000 == 0)
             rd_kafka_poll(rk, 0);
     }
     while (sent_bad < malformed)
-        produce_one(rk, argv[2], "junk", bad[sent_bad++ % (sizeof(bad) / sizeof(bad[0]))], NULL);
+        produce_one(rk, argv[2], course ? NULL : "junk", bads[sent_bad++ % nbad], NULL);
     rd_kafka_flush(rk, 120000);
     if (rd_kafka_outq_len(rk) > 0)
         failed += rd_kafka_outq_len(rk);
