@@ -21,5 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ev.ts < 0)
             __builtin_trap();
     }
+    memset(&ev, 0, sizeof(ev));
+    if (bus_kafka_parse_course((const char *)data, size, "article", &ev) == 0) {
+        if (ev.item.id < 1 || ev.item.biz[0] < 'a' || ev.item.biz[0] > 'z' || ev.uid < 0 ||
+            ev.ts < 0)
+            __builtin_trap();
+    }
     return 0;
 }

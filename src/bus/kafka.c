@@ -23,7 +23,21 @@
  *
  *   A message that is not a valid read is counted, logged once per kind,
  *   and handed to the consumer marked skip, so its offset is stored with
- *   the batch and it is never read again.
+ *   the batch and it is never read again. With format=course a message
+ *   with "aid" is parsed as the course's read of the URL's biz, any other
+ *   as tally's own; both then take the same path, so the exactly-once
+ *   commit and the dedupe rules do not know the difference.
+ *
+ *   Topic: before subscribing, the consumer looks the topic up and creates
+ *   it when missing (partitions=, replication=, cleanup.policy=delete); it
+ *   never alters one that exists, and "already exists" (another tallyd won
+ *   the race) is success. Neither client lets the broker auto-create it
+ *   with its defaults. A refusal (ACLs, a replication factor the cluster
+ *   cannot meet) is logged and retried with the reader's backoff rather
+ *   than fatal: the broker may be down at start, and a topic an operator
+ *   creates meanwhile is found on the next try. ready() is false until the
+ *   group has assigned partitions once (even none), so that a ready tallyd
+ *   counts a read within the flush interval instead of after the join.
  *
  *   Security: security.protocol, sasl.* and ssl.ca.location from the URL go
  *   to librdkafka as they are; nothing else is accepted. librdkafka logs
@@ -79,16 +93,19 @@ struct part {
  * The producer side is shared by the HTTP threads (librdkafka is
  * thread-safe; `closed` is atomic). Everything under "consumer" is owned by
  * the read-count reader thread, including the rebalance callback, which librdkafka
- * runs inside that thread's poll.
+ * runs inside that thread's poll; only `assigned` (atomic) is read by others (/readyz).
  */
 struct kafka_bus {
     struct bus base;
     char *brokers, *topic, *group;
+    char *course_biz;         /* format=course: the biz of {"aid","uid"} messages; else NULL */
+    int partitions, replication; /* of the topic, if tallyd creates it; -1: the broker's */
     struct url_option *security; /* librdkafka settings from the URL (security.protocol, sasl.*) */
     size_t nsecurity;
     char *secret; /* sasl.password or NULL: scrubbed from every line librdkafka logs */
     int session_timeout_ms;
     rd_kafka_t *producer;
+    rd_kafka_topic_t *producer_topic; /* kept so that the producer keeps the topic's metadata */
     pthread_t poller;
     atomic_bool closed, stop_poller;
     size_t queue_max; /* what librdkafka's producer queue holds */
@@ -99,6 +116,9 @@ struct kafka_bus {
     bool revoked; /* since the last poll returned */
     uint32_t gen; /* the last generation given to an incarnation */
     bool start_failing; /* the consumer could not be created: logged once until it can */
+    bool subscribed;    /* the topic exists (found or created) and is subscribed to */
+    rd_kafka_resp_err_t topic_err; /* why the topic could not be made sure of, last logged */
+    atomic_bool assigned; /* the group has assigned partitions once (any, even none) */
     struct metric *m_produced, *m_delivery_failed, *m_lost, *m_skipped[SKIP_COUNT], *m_rebalances;
 };
 
@@ -135,70 +155,97 @@ static bool parse_hash(json_t *v, uint64_t *out)
     return h != 0;
 }
 
-int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
+/* tally's own format (kafka.h); root is an object. */
+static int parse_tally(json_t *root, struct read_event *out)
 {
-    json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr), *v;
-    int rc = 0;
+    json_t *v = json_object_get(root, "biz");
 
-    if (!root)
-        return skip(SKIP_JSON, jerr.text);
-    if (!json_is_object(root)) {
-        rc = skip(SKIP_JSON, "not an object");
-        goto out;
-    }
-    v = json_object_get(root, "biz");
     if (!json_is_string(v) ||
-        item_parse_biz(json_string_value(v), json_string_length(v), out->item.biz)) {
-        rc = skip(SKIP_ITEM, "biz");
-        goto out;
-    }
+        item_parse_biz(json_string_value(v), json_string_length(v), out->item.biz))
+        return skip(SKIP_ITEM, "biz");
     v = json_object_get(root, "id");
-    if (!json_is_integer(v) || !item_id_valid(json_integer_value(v))) {
-        rc = skip(SKIP_ITEM, "id");
-        goto out;
-    }
+    if (!json_is_integer(v) || !item_id_valid(json_integer_value(v)))
+        return skip(SKIP_ITEM, "id");
     out->item.id = json_integer_value(v);
-    out->uid = 0;
-    out->viewer = out->idem = 0;
-    out->ts = 0;
     if ((v = json_object_get(root, "uid"))) {
-        if (!json_is_integer(v) || !item_id_valid(json_integer_value(v))) {
-            rc = skip(SKIP_FIELD, "uid");
-            goto out;
-        }
+        if (!json_is_integer(v) || !item_id_valid(json_integer_value(v)))
+            return skip(SKIP_FIELD, "uid");
         out->uid = json_integer_value(v);
     }
     if ((v = json_object_get(root, "viewer"))) {
         if (!json_is_string(v) ||
-            !read_text_valid(json_string_value(v), json_string_length(v), READ_VIEWER_MAX)) {
-            rc = skip(SKIP_FIELD, "viewer");
-            goto out;
-        }
+            !read_text_valid(json_string_value(v), json_string_length(v), READ_VIEWER_MAX))
+            return skip(SKIP_FIELD, "viewer");
         out->viewer = hash64("viewer", json_string_value(v), json_string_length(v));
     }
-    if ((v = json_object_get(root, "viewer_hash")) && (out->viewer || !parse_hash(v, &out->viewer))) {
-        rc = skip(SKIP_FIELD, "viewer_hash");
-        goto out;
-    }
-    if (out->viewer && out->uid) {
-        rc = skip(SKIP_FIELD, "uid and viewer");
-        goto out;
-    }
-    if ((v = json_object_get(root, "idem_hash")) && !parse_hash(v, &out->idem)) {
-        rc = skip(SKIP_FIELD, "idem_hash");
-        goto out;
-    }
+    if ((v = json_object_get(root, "viewer_hash")) && (out->viewer || !parse_hash(v, &out->viewer)))
+        return skip(SKIP_FIELD, "viewer_hash");
+    if (out->viewer && out->uid)
+        return skip(SKIP_FIELD, "uid and viewer");
+    if ((v = json_object_get(root, "idem_hash")) && !parse_hash(v, &out->idem))
+        return skip(SKIP_FIELD, "idem_hash");
     if ((v = json_object_get(root, "ts"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-            rc = skip(SKIP_FIELD, "ts");
-            goto out;
-        }
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+            return skip(SKIP_FIELD, "ts");
         out->ts = json_integer_value(v);
     }
-out:
+    return 0;
+}
+
+/*
+ * The course's format: {"aid":N,"uid":M}, of the biz the URL names. uid 0
+ * is an anonymous read (a Go producer writes its zero value). Other fields,
+ * a "biz" among them, are ignored.
+ */
+static int parse_course(json_t *root, const char *biz, struct read_event *out)
+{
+    json_t *v = json_object_get(root, "aid");
+
+    if (!json_is_integer(v) || !item_id_valid(json_integer_value(v)))
+        return skip(SKIP_ITEM, "aid");
+    out->item.id = json_integer_value(v);
+    if (item_parse_biz(biz, strlen(biz), out->item.biz)) /* checked with the URL */
+        return skip(SKIP_ITEM, "biz");
+    if ((v = json_object_get(root, "uid"))) {
+        if (!json_is_integer(v) ||
+            (json_integer_value(v) != 0 && !item_id_valid(json_integer_value(v))))
+            return skip(SKIP_FIELD, "uid");
+        out->uid = json_integer_value(v);
+    }
+    return 0;
+}
+
+/* A message value in tally's format, or with course_biz, an "aid" one in the course's. */
+static int parse_value(const char *data, size_t len, const char *course_biz,
+                       struct read_event *out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    int rc;
+
+    if (!root)
+        return skip(SKIP_JSON, jerr.text);
+    out->uid = 0;
+    out->viewer = out->idem = 0;
+    out->ts = 0;
+    if (!json_is_object(root))
+        rc = skip(SKIP_JSON, "not an object");
+    else if (course_biz && json_object_get(root, "aid"))
+        rc = parse_course(root, course_biz, out);
+    else
+        rc = parse_tally(root, out);
     json_decref(root);
     return rc;
+}
+
+int bus_kafka_parse(const char *data, size_t len, struct read_event *out)
+{
+    return parse_value(data, len, NULL, out);
+}
+
+int bus_kafka_parse_course(const char *data, size_t len, const char *biz, struct read_event *out)
+{
+    return parse_value(data, len, biz, out);
 }
 
 void bus_kafka_format(struct strbuf *value, const struct read_event *ev)
@@ -369,6 +416,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         start_at_stored(kb, list);
         log_info("kafka: assigned %d partition(s) of %s", list->cnt, kb->topic);
         rd_kafka_assign(rk, list);
+        atomic_store(&kb->assigned, true);
     } else {
         for (int i = 0; i < kb->nparts; i++)
             metric_set(kb->parts[i].lag, 0);
@@ -432,6 +480,7 @@ static void release_url(struct kafka_bus *kb)
     free(kb->brokers);
     free(kb->topic);
     free(kb->group);
+    free(kb->course_biz);
     for (size_t i = 0; i < kb->nsecurity; i++) {
         free(kb->security[i].key);
         free(kb->security[i].value);
@@ -443,7 +492,6 @@ static void release_url(struct kafka_bus *kb)
 static int start_consumer(struct kafka_bus *kb)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_topic_partition_list_t *topics;
     char errstr[256], timeout[16];
     bool ok;
 
@@ -453,6 +501,7 @@ static int start_consumer(struct kafka_bus *kb)
          set(conf, "enable.auto.commit", "false") &&
          set(conf, "enable.auto.offset.store", "false") &&
          set(conf, "auto.offset.reset", "earliest") && set(conf, "session.timeout.ms", timeout) &&
+         set(conf, "allow.auto.create.topics", "false") && /* subscribe() creates it */
          set(conf, "heartbeat.interval.ms", kb->session_timeout_ms >= 3000 ? "1000" : "300") &&
          set(conf, "partition.assignment.strategy", "range") &&
          set(conf, "fetch.wait.max.ms", "50") &&
@@ -481,10 +530,148 @@ static int start_consumer(struct kafka_bus *kb)
         log_info("kafka: the consumer started");
     kb->start_failing = false;
     rd_kafka_poll_set_consumer(kb->consumer);
+    return 0;
+}
+
+/* Logs why the topic could not be made sure of, when the reason changed; TALLY_EUNAVAIL. */
+static int topic_failed(struct kafka_bus *kb, rd_kafka_resp_err_t err, const char *what,
+                        const char *detail)
+{
+    if (err != kb->topic_err)
+        log_scrubbed(kb, LOG_ERROR, what, detail);
+    kb->topic_err = err;
+    return TALLY_EUNAVAIL;
+}
+
+/* Whether the broker knows the topic: 0 and *exists, or TALLY_EUNAVAIL (logged). */
+static int find_topic(struct kafka_bus *kb, bool *exists)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(kb->consumer, kb->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err;
+    int rc = 0;
+
+    /* The consumer never asks the broker to auto-create (allow.auto.create.topics). */
+    err = rd_kafka_metadata(kb->consumer, 0, rkt, &md, 3000);
+    if (!err && md->topic_cnt == 1)
+        err = md->topics[0].err;
+    *exists = err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    if (!*exists && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        rc = topic_failed(kb, err, "cannot look the topic up", rd_kafka_err2str(err));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+/*
+ * Creates the topic (partitions, replication, cleanup.policy=delete). One
+ * that exists by now (another tallyd created it first) is success. Waits on
+ * the admin result in short steps so that a stop is not held up.
+ */
+static int create_topic(struct kafka_bus *kb)
+{
+    char errstr[256];
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(kb->topic, kb->partitions, kb->replication, errstr, sizeof(errstr));
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(kb->consumer, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(kb->consumer);
+    rd_kafka_event_t *ev = NULL;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    const char *why = "no answer within 15 s";
+    int64_t deadline = clock_mono_us() + 15000000;
+    int rc = TALLY_EUNAVAIL;
+
+    if (!nt) { /* the URL's bounds keep librdkafka's: a bug if it refuses */
+        rc = topic_failed(kb, RD_KAFKA_RESP_ERR__INVALID_ARG, "cannot create the topic", errstr);
+        goto out;
+    }
+    /* Compaction keeps one message per key ("{biz}:{id}"): it would drop reads. */
+    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "delete");
+    /* The broker answers once the topic is created, so that subscribing finds it. */
+    rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, errstr, sizeof(errstr));
+    rd_kafka_AdminOptions_set_request_timeout(opts, 12000, errstr, sizeof(errstr));
+    rd_kafka_CreateTopics(kb->consumer, &nt, 1, opts, q);
+    while (!ev && clock_mono_us() < deadline && !atomic_load(&kb->closed))
+        ev = rd_kafka_queue_poll(q, 100);
+    if (ev && (err = rd_kafka_event_error(ev))) {
+        why = rd_kafka_event_error_string(ev);
+    } else if (ev) {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+
+        err = n == 1 ? rd_kafka_topic_result_error(res[0]) : RD_KAFKA_RESP_ERR__FAIL;
+        why = n == 1 && rd_kafka_topic_result_error_string(res[0])
+                  ? rd_kafka_topic_result_error_string(res[0])
+                  : rd_kafka_err2str(err);
+    }
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        log_info("kafka: created the topic %s (%d partitions, replication %s)", kb->topic,
+                 kb->partitions, kb->replication > 0 ? "as set" : "the broker's default");
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        rc = 0;
+    else if (!atomic_load(&kb->closed))
+        rc = topic_failed(kb, err, "cannot create the topic", why);
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+/*
+ * Tells the producer where the topic's partitions are. Without it, the first
+ * read waits about a second in librdkafka before it leaves (its timer that
+ * looks up topics it has not seen). Best effort: a failure only costs that.
+ */
+static void warm_producer(struct kafka_bus *kb)
+{
+    const struct rd_kafka_metadata *md = NULL;
+
+    if (rd_kafka_metadata(kb->producer, 0, kb->producer_topic, &md, 3000) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
+}
+
+/*
+ * Subscribes to the topic once it exists: found, or created here when it is
+ * missing (never altered when it exists). Until then the reader retries with
+ * backoff and /readyz says not ready.
+ */
+static int subscribe(struct kafka_bus *kb)
+{
+    rd_kafka_topic_partition_list_t *topics;
+    bool exists;
+    int rc;
+
+    if ((rc = find_topic(kb, &exists)))
+        return rc;
+    if (!exists) {
+        int64_t until = clock_mono_us() + 5000000;
+
+        if ((rc = create_topic(kb)))
+            return rc;
+        /* Created, but the metadata may lag: the group's join must find the topic, or
+         * librdkafka looks for it again only seconds later. */
+        while (!exists && !atomic_load(&kb->closed) && clock_mono_us() < until) {
+            sleep_ms(50);
+            if (find_topic(kb, &exists))
+                break;
+        }
+    }
+    if (kb->topic_err)
+        log_info("kafka: the topic %s is there", kb->topic);
+    kb->topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, kb->topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_subscribe(kb->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
+    kb->subscribed = true;
+    warm_producer(kb);
     return 0;
 }
 
@@ -544,7 +731,7 @@ static void take_message(struct kafka_bus *kb, const rd_kafka_message_t *m, stru
     memset(out, 0, sizeof(*out));
     out->partition = m->partition;
     out->offset = m->offset;
-    why = bus_kafka_parse(m->payload ? m->payload : "", m->len, out);
+    why = parse_value(m->payload ? m->payload : "", m->len, kb->course_biz, out);
     if (!why)
         why = take_header_key(m, out);
     if (why) {
@@ -612,6 +799,8 @@ static int kafka_poll(struct bus *b, struct read_event *out, size_t max, int tim
     if (atomic_load(&kb->closed))
         return TALLY_ECLOSED;
     if (!kb->consumer && (rc = start_consumer(kb)))
+        return rc;
+    if (!kb->subscribed && (rc = subscribe(kb)))
         return rc;
     kb->revoked = false;
     while (*n < max) {
@@ -733,6 +922,7 @@ static void kafka_free(struct bus *b)
     }
     atomic_store(&kb->stop_poller, true);
     pthread_join(kb->poller, NULL);
+    rd_kafka_topic_destroy(kb->producer_topic);
     rd_kafka_destroy(kb->producer);
     release_url(kb);
     free(kb->parts);
@@ -745,6 +935,10 @@ static int kafka_ready(struct bus *b)
 
     if (atomic_load(&kb->closed))
         return TALLY_ECLOSED;
+    /* Until the group has assigned partitions (any, even none) the topic may not exist
+     * and no read would be counted: "ready" means a read sent now is counted soon. */
+    if (!atomic_load(&kb->assigned))
+        return TALLY_EUNAVAIL;
     return (size_t)rd_kafka_outq_len(kb->producer) >= kb->queue_max ? TALLY_EFULL : 0;
 }
 
@@ -764,9 +958,15 @@ static const struct bus_ops kafka_ops = {
 /* ------------------------------------------------------------ open */
 
 static const char *const known_options[] = {
-    "group",         "session_timeout_ms", "security.protocol", "sasl.mechanism",
-    "sasl.username", "sasl.password",      "ssl.ca.location",   NULL,
+    "group",          "session_timeout_ms", "format",          "biz",
+    "partitions",     "replication",        "security.protocol", "sasl.mechanism",
+    "sasl.username",  "sasl.password",      "ssl.ca.location", NULL,
 };
+
+/* Bounds of partitions= and replication= (Kafka's own limits are looser). */
+#define PARTITIONS_DEFAULT 6
+#define PARTITIONS_MAX 10000
+#define REPLICATION_MAX 32
 
 /* URL options handed to librdkafka, and their names there. */
 static const char *const passed[][2] = {
@@ -805,6 +1005,9 @@ static const char *check_rules(const struct url *u)
     const char *proto = url_option(u, "security.protocol"), *mech = url_option(u, "sasl.mechanism");
     const char *user = url_option(u, "sasl.username"), *pass = url_option(u, "sasl.password");
     const char *ca = url_option(u, "ssl.ca.location"), *group = url_option(u, "group");
+    const char *format = url_option(u, "format"), *biz = url_option(u, "biz");
+    bool course = format && strcmp(format, "course") == 0;
+    char parsed[ITEM_BIZ_MAX + 1];
     bool sasl = proto && strncasecmp(proto, "SASL_", 5) == 0;
     bool tls = proto && (strcasecmp(proto, "SSL") == 0 || strcasecmp(proto, "SASL_SSL") == 0);
     long long v;
@@ -817,6 +1020,18 @@ static const char *check_rules(const struct url *u)
         return "group=NAME needs a name";
     if (url_option_int(u, "session_timeout_ms", 1000, 300000, 6000, &v))
         return "session_timeout_ms=N takes N in 1000..300000";
+    if (format && !course && strcmp(format, "tally") != 0)
+        return "format is tally or course";
+    if (course && !biz)
+        return "format=course needs biz=NAME (the biz of its reads)";
+    if (biz && !course)
+        return "biz=NAME goes with format=course";
+    if (biz && item_parse_biz(biz, strlen(biz), parsed))
+        return "biz=NAME takes a biz: ^[a-z][a-z0-9_]{0,31}$";
+    if (url_option_int(u, "partitions", 1, PARTITIONS_MAX, PARTITIONS_DEFAULT, &v))
+        return "partitions=N takes N in 1..10000";
+    if (url_option_int(u, "replication", 1, REPLICATION_MAX, -1, &v))
+        return "replication=N takes N in 1..32";
     if (proto && !one_of(proto, protocols))
         return "security.protocol is PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL";
     if (!sasl && (mech || user || pass))
@@ -848,7 +1063,7 @@ int bus_kafka_check(const struct url *u, char **why)
 static void take_url(struct kafka_bus *kb, const struct url *u)
 {
     struct strbuf brokers = STRBUF_INIT;
-    long long session_ms;
+    long long session_ms, n;
 
     for (size_t i = 0; i < u->nhosts; i++) {
         const char *name = u->hosts[i].name;
@@ -862,6 +1077,12 @@ static void take_url(struct kafka_bus *kb, const struct url *u)
     kb->group = xstrdup(url_option(u, "group") ? url_option(u, "group") : "tally");
     url_option_int(u, "session_timeout_ms", 1000, 300000, 6000, &session_ms);
     kb->session_timeout_ms = (int)session_ms;
+    if (url_option(u, "biz"))
+        kb->course_biz = xstrdup(url_option(u, "biz")); /* only with format=course */
+    url_option_int(u, "partitions", 1, PARTITIONS_MAX, PARTITIONS_DEFAULT, &n);
+    kb->partitions = (int)n;
+    url_option_int(u, "replication", 1, REPLICATION_MAX, -1, &n);
+    kb->replication = (int)n;
     kb->security = xcalloc(sizeof(passed) / sizeof(passed[0]), sizeof(*kb->security));
     for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
         const char *v = url_option(u, passed[i][0]);
@@ -911,7 +1132,13 @@ int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char
     /* acks=all (which idempotence requires anyway): a read is on the topic once every
      * in-sync replica has it, so a broker lost after its ack loses no read. */
     if (!(set_common(kb, conf) && set(conf, "enable.idempotence", "true") &&
-          set(conf, "acks", "all") && set(conf, "linger.ms", "5") && set(conf, "batch.num.messages", "10000") &&
+          set(conf, "acks", "all") && set(conf, "linger.ms", "5") &&
+          /* The consumer creates the topic with the URL's settings (subscribe); a read
+           * sent before that waits in the queue, as long as for an absent broker, rather
+           * than creating it with the broker's defaults. */
+          set(conf, "allow.auto.create.topics", "false") &&
+          set(conf, "topic.metadata.propagation.max.ms", "300000") &&
+          set(conf, "batch.num.messages", "10000") &&
           set(conf, "compression.type", "lz4") &&
           set(conf, "queue.buffering.max.messages", queue) &&
           set(conf, "message.timeout.ms", "300000"))) {
@@ -926,6 +1153,7 @@ int bus_kafka_open(const struct url *u, size_t queue_max, struct bus **out, char
         rc = TALLY_EINTERNAL;
         goto fail;
     }
+    kb->producer_topic = rd_kafka_topic_new(kb->producer, kb->topic, NULL);
     if (pthread_create(&kb->poller, NULL, poller_main, kb) != 0)
         abort();
     *out = &kb->base;

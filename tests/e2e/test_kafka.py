@@ -309,3 +309,175 @@ def test_128_partitions_count_exactly(spawn, db, topic):
     assert f'tally_kafka_consumer_lag{{topic="{topic}",partition="127"}}' in t.get("/metrics").body
     assert t.stop() == 0
     assert "ERROR: AddressSanitizer" not in t.output() and "runtime error" not in t.output()
+
+
+
+# ---------------------------------------------------------------- the course's format
+
+def course_url(topic, extra=""):
+    return bus_url(topic) + "&format=course&biz=article" + extra
+
+
+def produce_course(topic, count, items, malformed=0):
+    """{"aid":N,"uid":M} messages without a key, as the course design's producers write."""
+    out = subprocess.run([PRODUCE, "--format", "course", KAFKA, topic, str(count), str(items),
+                          "uniform", str(malformed)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[:4] == ["produced", str(count), "malformed", str(malformed)]
+
+
+def stored_offsets(db, topic):
+    return int(db.sql("SELECT COALESCE(sum(next_offset), 0) FROM read_offsets"
+                      f" WHERE topic = '{topic}'")[0][0])
+
+
+def test_bad_format_options_exit_2_with_one_line(tmp_path):
+    for query, why in [("format=course", "needs biz=NAME"),
+                       ("format=json&biz=a", "tally or course"),
+                       ("biz=article", "goes with format=course"),
+                       ("format=course&biz=Article", "takes a biz"),
+                       ("partitions=0", "1..10000"), ("replication=0", "1..32")]:
+        r = subprocess.run([os.environ.get("TALLYD", os.path.join(ROOT, "build/tallyd")),
+                            "--store", f"sqlite:{tmp_path}/t.db", "--listen", "127.0.0.1:1",
+                            "--bus", f"kafka://{KAFKA}/t?{query}"],
+                           capture_output=True, text=True, timeout=30)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and why in lines[0], (query, r)
+
+
+def test_course_format_counts_exactly_and_skips_malformed(spawn, db, topic):
+    """The course's messages count like tally's own; reads sent through this tallyd (its
+    own format, on the same topic) count too; malformed ones are skipped and counted."""
+    events, items, malformed = 20000, 100, 120
+    produce_course(topic, events, items, malformed)
+    t = spawn("--bus", course_url(topic)).start()
+    for i in range(30):
+        assert t.request("POST", "/v1/items/video/5/reads", body={"uid": i + 1}).status == 202
+    assert wait_total(db, events, timeout=120)
+    wait_for(lambda: stored_offsets(db, topic) == events + malformed + 30, "every offset stored")
+    assert totals(db) == (items, events, events // items, events // items)
+    assert db.sql("SELECT biz_id, read_cnt FROM interactive WHERE biz = 'video'") == [(5, 30)]
+    assert t.metric("tally_read_events_skipped_total") == malformed
+    assert t.metric('tally_read_events_skipped_total{reason="invalid_json"}') == 40
+    assert t.metric('tally_read_events_skipped_total{reason="invalid_item"}') == 40
+    assert t.metric('tally_read_events_skipped_total{reason="invalid_field"}') == 40
+    out = t.output()
+    assert "invalid_item: aid" in out and "invalid_field: uid" in out
+    assert t.stop() == 0
+
+
+def test_course_format_reads_by_the_same_uid_are_deduplicated(spawn, db, topic):
+    """--read-window applies to the course's uid as to tally's: the same 1,000 (uid, aid)
+    pairs sent twice count once."""
+    produce_course(topic, 1000, 10)
+    produce_course(topic, 1000, 10)
+    t = spawn("--bus", course_url(topic), "--read-window", "1h").start()
+    wait_for(lambda: stored_offsets(db, topic) == 2000, "every offset stored")
+    assert totals(db) == (10, 1000, 100, 100)
+    assert t.stop() == 0
+
+
+@pytest.mark.release
+def test_course_format_kill_9_during_consumption_counts_exactly_once(spawn, db, topic):
+    """The crash test on the course's messages, malformed ones mixed in: kill -9 at random
+    moments of consumption; the final count is exactly what was produced."""
+    events, items, malformed = CRASH_EVENTS, 1000, 1000
+    produce_course(topic, events, items, malformed)
+    rng, kills, start = random.Random(7), 0, time.time()
+    t = spawn("--bus", course_url(topic)).start()
+    while kills < 5 and time.time() - start < 600:
+        before = stored_offsets(db, topic)
+        if before >= events + malformed:
+            break
+        deadline = time.time() + 60
+        while stored_offsets(db, topic) == before and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.02, 0.2))  # a random moment in a batch, not a wait
+        t.stop(signal.SIGKILL)
+        kills += 1
+        t = spawn("--bus", course_url(topic)).start()
+    wait_for(lambda: stored_offsets(db, topic) == events + malformed, "every offset stored",
+             timeout=300)
+    report("kafka_course_kill9", store="mysql" if MYSQL else "sqlite", events=events,
+           kills=kills, drain_s=round(time.time() - start, 1))
+    assert kills >= 5
+    assert totals(db) == (items, events, events // items, events // items)
+    assert t.stop() == 0
+
+
+# ---------------------------------------------------------------- the topic tallyd creates
+
+def partitions(topic):
+    """The topic's partition count, or None when it does not exist (the lookup creates
+    nothing)."""
+    out = subprocess.run([PRODUCE, KAFKA, "--partitions", topic], capture_output=True,
+                         text=True, timeout=60)
+    return int(out.stdout.split()[1]) if out.returncode == 0 else None
+
+
+def wait_ready(t, timeout=30):
+    deadline = time.time() + timeout
+    while True:
+        assert time.time() < deadline, t.output()
+        try:
+            if t.get("/readyz").status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.02)
+
+
+def test_fresh_topic_is_created_and_counts_the_first_read_at_once(spawn, db, topic):
+    """A topic that does not exist: tallyd creates it (6 partitions, not the broker's 4),
+    and once /readyz answers a read counts within 2 s (the group has joined already)."""
+    assert partitions(topic) is None
+    t0 = time.time()
+    t = spawn("--bus", bus_url(topic)).start(wait=False)
+    wait_ready(t)
+    ready = time.time()
+    assert "assigned 6 partition(s)" in t.output()  # ready means the group has joined
+    assert t.request("POST", "/v1/items/article/1/reads").status == 202
+    posted = time.time()
+    while totals(db)[1] < 1 and time.time() < posted + 2:
+        time.sleep(0.01)
+    counted = time.time()
+    report("kafka_fresh_topic", store="mysql" if MYSQL else "sqlite",
+           ready_s=round(ready - t0, 2), counted_s=round(counted - posted, 2))
+    assert totals(db)[1] == 1, t.output()
+    assert partitions(topic) == 6
+    assert "created the topic" in t.output()
+    assert t.stop() == 0
+
+
+def test_topic_partitions_option_and_an_existing_topic_left_alone(spawn, db, topic):
+    t = spawn("--bus", bus_url(topic) + "&partitions=3&replication=1").start()
+    wait_ready(t)
+    assert partitions(topic) == 3
+    assert t.stop() == 0
+    # An existing topic is never altered, whatever the URL says.
+    other = topic + ".existing"
+    create_topic(other, 2)
+    t = spawn("--bus", bus_url(other) + "&partitions=8").start()
+    wait_ready(t)
+    assert t.request("POST", "/v1/items/article/1/reads").status == 202
+    assert wait_total(db, 1, timeout=10)
+    assert partitions(other) == 2
+    assert "created the topic" not in t.output()
+    assert t.stop() == 0
+
+
+def test_refused_topic_creation_is_retried_until_the_topic_exists(spawn, db, topic):
+    """The broker refuses (replication 3 on one broker, as an ACL would): tallyd logs why,
+    stays not ready and retries; once someone else creates the topic it goes on, and a read
+    accepted meanwhile is counted."""
+    t = spawn("--bus", bus_url(topic) + "&replication=3").start()
+    wait_for(lambda: "cannot create the topic" in t.output(), "the refusal logged")
+    assert t.get("/readyz").status == 503
+    assert t.request("POST", "/v1/items/article/1/reads").status == 202
+    assert partitions(topic) is None  # the waiting read did not create it either
+    create_topic(topic, 2)
+    wait_ready(t, timeout=10)
+    assert wait_total(db, 1, timeout=10), t.output()
+    assert partitions(topic) == 2
+    assert t.output().count("cannot create the topic") == 1  # logged once, not per retry
+    assert t.stop() == 0

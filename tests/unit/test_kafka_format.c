@@ -56,6 +56,55 @@ static void invalid_messages_say_why(void **state)
             fail_msg("'%s' did not give %d", bad[i].msg, bad[i].why);
 }
 
+static int parse_course(const char *s, struct read_event *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    return bus_kafka_parse_course(s, strlen(s), "article", ev);
+}
+
+/* format=course: {"aid","uid"} of the URL's biz; tally's own messages still read. */
+static void course_messages(void **state)
+{
+    static const struct {
+        const char *msg;
+        int why;
+    } bad[] = {
+        { "", -1 },
+        { "[1]", -1 },
+        { "{\"aid\":1,\"aid\":2}", -1 },
+        { "{\"aid\":0,\"uid\":1}", -2 },
+        { "{\"aid\":\"7\",\"uid\":1}", -2 },
+        { "{\"aid\":null}", -2 },
+        { "{\"uid\":1}", -2 }, /* no aid: tally's format, which has no biz */
+        { "{\"aid\":1,\"uid\":-4}", -3 },
+        { "{\"aid\":1,\"uid\":1.5}", -3 },
+    };
+    struct read_event ev;
+    (void)state;
+
+    assert_int_equal(parse_course("{\"aid\":7,\"uid\":42}", &ev), 0);
+    assert_string_equal(ev.item.biz, "article");
+    assert_int_equal(ev.item.id, 7);
+    assert_int_equal(ev.uid, 42);
+    assert_true(ev.ts == 0); /* the broker's timestamp is used */
+    /* uid 0 (a Go producer's zero value) or none: anonymous; other fields ignored. */
+    assert_int_equal(parse_course("{\"aid\":9,\"uid\":0,\"biz\":\"video\",\"ts\":5}", &ev), 0);
+    assert_string_equal(ev.item.biz, "article");
+    assert_int_equal(ev.uid, 0);
+    assert_true(ev.ts == 0);
+    assert_int_equal(parse_course("{\"aid\":9223372036854775807}", &ev), 0);
+    assert_true(ev.item.id == INT64_MAX);
+    /* tallyd's own producer writes its format to the same topic. */
+    assert_int_equal(parse_course("{\"biz\":\"video\",\"id\":3,\"uid\":2}", &ev), 0);
+    assert_string_equal(ev.item.biz, "video");
+    assert_int_equal(ev.item.id, 3);
+    /* Without format=course, a course message is not a read. */
+    assert_int_equal(parse("{\"aid\":7,\"uid\":42}", &ev), -2);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (parse_course(bad[i].msg, &ev) != bad[i].why)
+            fail_msg("'%s' did not give %d", bad[i].msg, bad[i].why);
+}
+
 static void format_round_trips(void **state)
 {
     struct read_event in = { .item = { "video", 12 }, .uid = 3, .ts = 99 }, out;
@@ -86,6 +135,13 @@ static void urls(void **state)
         "kafka://h:1/t?security.protocol=SSL&ssl.ca.location=/nonexistent/ca.pem",
         "kafka://h:1/t?security.protocol=SASL_SSL&sasl.username=u&sasl.password=pw-7"
         "&sasl.jaas.config=x",
+        /* the course's format, and the topic tallyd creates */
+        "kafka://h:1/t?format=course", "kafka://h:1/t?format=json&biz=a",
+        "kafka://h:1/t?biz=article", "kafka://h:1/t?format=tally&biz=article",
+        "kafka://h:1/t?format=course&biz=Article", "kafka://h:1/t?format=course&biz=",
+        "kafka://h:1/t?partitions=0", "kafka://h:1/t?partitions=10001",
+        "kafka://h:1/t?partitions=six", "kafka://h:1/t?replication=0",
+        "kafka://h:1/t?replication=-1", "kafka://h:1/t?replication=33",
     };
     static const char *const good[] = {
         "kafka://h:1/t?security.protocol=SASL_PLAINTEXT&sasl.mechanism=PLAIN"
@@ -93,6 +149,8 @@ static void urls(void **state)
         "kafka://h:1/t?security.protocol=sasl_ssl&sasl.mechanism=SCRAM-SHA-512"
         "&sasl.username=u&sasl.password=pw-7&ssl.ca.location=/etc/hostname",
         "kafka://[::1]:1,h:2/t?security.protocol=SSL",
+        "kafka://h:1/read_article?format=course&biz=article&partitions=12&replication=3",
+        "kafka://h:1/t?format=tally&partitions=1",
     };
     char *err = NULL;
     (void)state;
@@ -117,6 +175,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(valid_messages),
         cmocka_unit_test(invalid_messages_say_why),
+        cmocka_unit_test(course_messages),
         cmocka_unit_test(format_round_trips),
         cmocka_unit_test(urls),
     };
