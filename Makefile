@@ -104,6 +104,18 @@ $(BUILD)/bench/course: $(wildcard bench/course/*.go bench/course/*.lua) bench/co
 	@mkdir -p $(dir $@)
 	cd bench/course && $(GO_ENV) go build -trimpath -o $(CURDIR)/$@ .
 
+# The gRPC rows' load generator, through the client protoc-gen-go-grpc makes (bench/grpcload:
+# its generate.sh writes intrv1/, not committed), and gRPC's C core serving a fixed answer, the
+# library tallyd did not choose (built by `make bench` only where libgrpc-dev is installed).
+$(BUILD)/bench/grpcload: bench/grpcload/main.go bench/grpcload/go.mod bench/grpcload/go.sum \
+                         bench/grpcload/generate.sh api/intr/v1/intr.proto
+	@mkdir -p $(dir $@)
+	bench/grpcload/generate.sh
+	cd bench/grpcload && $(GO_ENV) go build -trimpath -o $(CURDIR)/$@ .
+$(BUILD)/bench/grpc_core_hello: bench/grpc_core_hello.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $$(pkg-config --cflags --libs grpc) -lpthread
+
 # A plain librdkafka producer for the tests and benchmarks (not part of tallyd). It links
 # src/util/tsan_threads.c, empty except under TSan, where librdkafka's threads need it.
 $(BUILD)/tally-produce: tools/produce.c $(BUILD)/src/util/tsan_threads.o
@@ -188,9 +200,10 @@ soak: deps
 bench: deps
 	@scripts/deps.sh bench
 	@$(MAKE) --no-print-directory $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce $(BUILD)/bench/hello \
-	  $(BUILD)/bench/hello_tally $(BUILD)/bench/course
+	  $(BUILD)/bench/hello_tally $(BUILD)/bench/course $(BUILD)/bench/grpcload
+	@! pkg-config --exists grpc || $(MAKE) --no-print-directory $(BUILD)/bench/grpc_core_hello
 	@scripts/services.sh up
-	python3 bench/run.py $(if $(QUICK),--quick)
+	BENCH_BUILD=$(CURDIR)/$(BUILD) python3 bench/run.py $(if $(QUICK),--quick)
 
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30

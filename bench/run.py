@@ -29,11 +29,20 @@ Redis and Kafka first. Measures, on this machine:
 6. bad tokens: a flood of distinct, well-formed RS256 tokens with forged signatures from
    one address (wrk, 256 connections, no credential needed) while two probes measure
    /livez and a GET with an API key, each also measured before the flood;
+7. gRPC: on part 1's MariaDB + Redis tallyd (--grpc-listen), intr.v1 Get (warm, with uid)
+   and Like/CancelLike beside their HTTP rows, with bench/grpcload (the client
+   protoc-gen-go-grpc makes; the same connections, calls in flight, duration and CPU as
+   wrk), each as a gRPC ÷ HTTP ratio; then gRPC's C core serving a fixed answer
+   (bench/grpc_core_hello.c, where libgrpc-dev is installed) beside tallyd's Get on SQLite:
+   calls/s, the threads each process runs, RSS.
 
     bench/run.py --only windows [--window-events N]   runs part 4 alone
     bench/run.py --only auth                          runs part 6 alone
     bench/run.py --only course|course-http|course-ingest
                                                       runs part 5 alone (tallyd and the peer)
+    bench/run.py --only grpc                          runs part 7 alone (and its HTTP rows)
+
+Binaries come from $BENCH_BUILD (make bench sets it to its BUILD), ./build by default.
 
 Writes bench/results/latest.json, latest.md (the Markdown tables) and three PNG charts
 (batch.png, latency.png, course.png).
@@ -56,7 +65,7 @@ import urllib.request
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BUILD = os.path.join(ROOT, "build")
+BUILD = os.environ.get("BENCH_BUILD") or os.path.join(ROOT, "build")
 RESULTS = os.path.join(ROOT, "bench", "results")
 QUICK = "--quick" in sys.argv
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
@@ -81,6 +90,13 @@ MARIADB_HTTP = [
     ("GET 20 items ?uid, MariaDB+Redis warm", f"/v1/items/article?ids={IDS20}&uid=42", ""),
 ]
 LIKES_NAME = "PUT/DELETE like, MariaDB+Redis"
+# Part 7's rows on the same tallyd, each beside the HTTP row it is the gRPC form of.
+GRPC_ROWS = [("gRPC Get ?uid, MariaDB+Redis warm", "Get", "GET item ?uid, MariaDB+Redis warm", 0),
+             ("gRPC Get ?uid, 1 connection, MariaDB+Redis warm", "Get",
+              "GET item ?uid, MariaDB+Redis warm", 1),
+             ("gRPC Like/CancelLike, MariaDB+Redis", "Like", LIKES_NAME, 0)]
+GRPCLOAD_BIN = os.path.join(BUILD, "bench", "grpcload")
+GRPC_HELLO_BIN = os.path.join(BUILD, "bench", "grpc_core_hello")
 KAFKA_NAME = "POST reads, Kafka bus, MariaDB+Redis"
 
 # NAME='VALUE' lines; the URLs carry the services' test passwords and TLS options.
@@ -181,6 +197,7 @@ class Proc:
     """A server under test, pinned to SERVER_CPU, with its CPU time and memory."""
 
     def __init__(self, argv, port, ready_path="/healthz"):
+        """ready_path None: ready once port accepts a connection (a gRPC-only server)."""
         self.port = port
         self.log = tempfile.TemporaryFile()
         self.p = subprocess.Popen(["taskset", "-c", SERVER_CPU, *argv], stdout=self.log,
@@ -188,7 +205,11 @@ class Proc:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1).read()
+                if ready_path is None:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                else:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}",
+                                           timeout=1).read()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -203,6 +224,9 @@ class Proc:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         return 0
+
+    def threads(self):
+        return len(os.listdir(f"/proc/{self.p.pid}/task"))
 
     def get(self, path):
         return urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10).read()
@@ -221,11 +245,15 @@ class Proc:
             self.p.wait()
 
 
-def tallyd(*args, store=None, cache="none", bus="local"):
-    port = free_port()
+def tallyd(*args, store=None, cache="none", bus="local", grpc=False):
+    """grpc: also serve gRPC, on the port in the Proc's grpc_port."""
+    port, gport = free_port(), free_port() if grpc else None
     store = store or f"sqlite:{tempfile.mkdtemp()}/bench.db"
-    return Proc([os.path.join(BUILD, "tallyd"), "--listen", f"127.0.0.1:{port}", "--store",
-                 store, "--cache", cache, "--bus", bus, *args], port)
+    p = Proc([os.path.join(BUILD, "tallyd"), "--listen", f"127.0.0.1:{port}", "--store",
+              store, "--cache", cache, "--bus", bus,
+              *(["--grpc-listen", f"127.0.0.1:{gport}"] if gport else []), *args], port)
+    p.grpc_port = gport
+    return p
 
 
 def course(db, topic):
@@ -338,16 +366,41 @@ def check_reads(kind, db, events):
 def wrk(proc, path, script="", conns=None):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + REPORT_LUA)
+    try:
+        return loaded(proc, ["wrk", f"-t{WRK['threads']}", f"-c{conns or WRK['conns']}",
+                             f"-d{WRK['seconds']}s", "-s", f.name,
+                             f"http://127.0.0.1:{proc.port}{path}"], "WRK_JSON ")
+    finally:
+        os.unlink(f.name)
+
+
+def grpcload(proc, port, method, conns=None):
+    """bench/grpcload against port: WRK's connections (or conns), WRK's calls in flight and
+    duration; the figures of wrk()."""
+    return loaded(proc, [GRPCLOAD_BIN, "-conns", str(conns or WRK["conns"]), "-inflight",
+                         str(WRK["conns"]), "-d", f"{WRK['seconds']}s", f"127.0.0.1:{port}",
+                         method], "GRPC_JSON ")
+
+
+def loaded(proc, argv, tag):
+    """Runs the load generator argv on LOAD_CPU; its report (the line starting with tag)
+    with the server's CPU, store and Redis calls and RSS over the run, and the share of
+    its CPU the load generator used (near 100: the row measures the generator too)."""
+    import resource
+
     cpu0, q0, r0, c0 = proc.cpu_s(), questions(), redis_calls(), connections()
-    out = subprocess.run(["taskset", "-c", LOAD_CPU, "wrk", f"-t{WRK['threads']}",
-                          f"-c{conns or WRK['conns']}", f"-d{WRK['seconds']}s", "-s", f.name,
-                          f"http://127.0.0.1:{proc.port}{path}"],
+    ru0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    out = subprocess.run(["taskset", "-c", LOAD_CPU, *argv],
                          capture_output=True, text=True, timeout=WRK["seconds"] + 60)
-    os.unlink(f.name)
+    ru, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.time() - t0
     cpu, q, r = proc.cpu_s() - cpu0, questions() - q0, redis_calls() - r0
     conns = connections() - c0
-    line = next(l for l in out.stdout.splitlines() if l.startswith("WRK_JSON "))
-    res = json.loads(line[len("WRK_JSON "):])
+    line = next((l for l in out.stdout.splitlines() if l.startswith(tag)), None)
+    if line is None:
+        raise RuntimeError(f"{argv[0]}: no report: {out.stdout}{out.stderr}")
+    res = json.loads(line[len(tag):])
+    res["load_cpu_pct"] = round((ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime) /
+                                wall * 100)
     n = max(res["requests"], 1)
     res["rps"] = round(res["requests"] / res["seconds"], 1)
     res["cpu_s_per_1k"] = round(cpu / n * 1000, 4)
@@ -510,11 +563,15 @@ def bench_http():
     return results
 
 
-def mariadb_http(kind):
+def mariadb_http(kind, grpc_only=False):
     """Part 1's MariaDB + Redis workloads on tallyd or the peer, each on a fresh database and
     a flushed Redis, with the likes check; {name: figures, "_checks": ...,
-    "_idle_rss_mib_mariadb": ...}."""
+    "_idle_rss_mib_mariadb": ...}. tallyd also answers part 7's gRPC rows (GRPC_ROWS);
+    grpc_only: those and their HTTP rows alone."""
     results = {}
+    http_rows = MARIADB_HTTP
+    if grpc_only:
+        http_rows = [w for w in MARIADB_HTTP if any(w[0] == g[2] for g in GRPC_ROWS)]
     stamp = int(time.time() * 1000) % 10**8
 
     def start(db, topic):
@@ -524,23 +581,36 @@ def mariadb_http(kind):
             return course(db, topic)
         store = urlunsplit(urlsplit(MYSQL)._replace(path="/" + db))
         bus = f"kafka://{KAFKA}/{topic}?group=bench-{db}" if topic else "local"
-        return tallyd(store=store, cache=REDIS, bus=bus)
+        return tallyd(store=store, cache=REDIS, bus=bus, grpc=not topic)
 
     def run(name, proc, path, script=""):
         log(f"http ({kind}): {name}")
         results[name] = wrk(proc, path, script)
+
+    def run_grpc(proc, method):
+        for name, m, _, conns in GRPC_ROWS:
+            if m == method:
+                log(f"grpc ({kind}): {name}")
+                results[name] = grpcload(proc, proc.grpc_port, method, conns)
 
     db = f"bench_http_{kind}_{stamp}"
     t = start(db, f"bench.http.{kind}.idle.{stamp}" if kind == "course" else None)
     results["_idle_rss_mib_mariadb"] = round(t.mem_kib("VmRSS") / 1024, 1)
     for _, path, _ in MARIADB_HTTP:
         t.get(path)
-    for name, path, script in MARIADB_HTTP:
+    for name, path, script in http_rows:
         run(name, t, path, script)
+    if kind == "tally":
+        run_grpc(t, "Get")
     run(LIKES_NAME, t, "/", LIKES_LUA)
+    if kind == "tally":
+        run_grpc(t, "Like")
     t.stop()
     checks = {"likes": check_likes(kind, db)}
     mysql(f"DROP DATABASE IF EXISTS {db}")
+    if grpc_only:
+        results["_checks"] = checks
+        return results
 
     db = f"bench_kafka_{kind}_{stamp}"
     t = start(db, f"bench.http.{kind}.{stamp}")
@@ -549,6 +619,63 @@ def mariadb_http(kind):
     mysql(f"DROP DATABASE IF EXISTS {db}")
     results["_checks"] = checks
     return results
+
+
+def bench_grpc_core():
+    """Part 7's library comparison: gRPC's C core serving a fixed answer with 2 threads
+    (bench/grpc_core_hello.c; skipped where it was not built, without libgrpc-dev) and
+    tallyd's gRPC Get ?uid on a warm SQLite item, both under grpcload. Threads are counted
+    when started and after the load; peak RSS is after the load."""
+    out = {}
+
+    def run(name, proc, port):
+        log(f"grpc: {name}")
+        started = proc.threads()
+        r = grpcload(proc, port, "Get")
+        for k in ("store_stmts_per_call", "redis_calls_per_call", "store_connects_per_1k_calls"):
+            r.pop(k)
+        r.update(threads_started=started, threads=proc.threads())
+        out[name] = r
+        proc.stop()
+
+    if os.path.exists(GRPC_HELLO_BIN):
+        port = free_port()
+        run("gRPC C core 1.51, fixed answer", Proc([GRPC_HELLO_BIN, str(port), "2"], port, None),
+            port)
+    t = tallyd(grpc=True)
+    t.get("/v1/items/article/7?uid=42")
+    run("tallyd gRPC Get ?uid, SQLite warm", t, t.grpc_port)
+    return out
+
+
+def grpc_markdown(h, core):
+    """Part 7's tables: each gRPC row against its HTTP row, then the C core beside tallyd."""
+    rows = ["| gRPC ÷ HTTP, same tallyd | HTTP requests/s | gRPC calls/s | gRPC ÷ HTTP | "
+            "p50 ms HTTP / gRPC | p99 ms HTTP / gRPC | tallyd CPU s / 1k HTTP / gRPC | "
+            "load generator CPU % wrk / grpcload |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, _, http, conns in GRPC_ROWS:
+        if name not in h:
+            continue
+        a, b = h[http], h[name]
+        rows.append(f"| {name} | {a['rps']:,.0f} | {b['rps']:,.0f} | "
+                    f"{b['rps'] / max(a['rps'], 1e-9):.2f} | {a['p50_ms']:.2f} / "
+                    f"{b['p50_ms']:.2f} | {a['p99_ms']:.2f} / {b['p99_ms']:.2f} | "
+                    f"{a['cpu_s_per_1k']:.3f} / {b['cpu_s_per_1k']:.3f} | "
+                    f"{a['load_cpu_pct']} / {b['load_cpu_pct']} |")
+    rows += ["", f"bench/grpcload: {WRK['conns']} calls in flight on {WRK['conns']} connections "
+             f"(or 1), {WRK['seconds']} s, on CPU {LOAD_CPU}, as wrk; tallyd on CPU "
+             f"{SERVER_CPU}.", ""]
+    if core:
+        first = next(iter(core.values()))["rps"]
+        rows += ["| gRPC server, unary Get, grpcload | calls/s | ÷ first row | p50 ms | "
+                 "p99 ms | threads started / after load | peak RSS MiB |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in core.items():
+            rows.append(f"| {name} | {r['rps']:,.0f} | {r['rps'] / max(first, 1e-9):.2f} | "
+                        f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['threads_started']} / "
+                        f"{r['threads']} | {r['peak_rss_mib']} |")
+    return "\n".join(rows) + "\n"
 
 
 def produce(topic, n, dist):
@@ -988,9 +1115,24 @@ def main():
             log(f"tallyd failed its checks: {', '.join(failed)}")
             sys.exit(1)
         return
+    if ONLY == "grpc":
+        res["http"] = mariadb_http("tally", grpc_only=True)
+        res["grpc_core"] = bench_grpc_core()
+        with open(os.path.join(RESULTS, "grpc.json"), "w") as f:
+            json.dump(res, f, indent=2)
+        md = grpc_markdown(res["http"], res["grpc_core"])
+        with open(os.path.join(RESULTS, "grpc.md"), "w") as f:
+            f.write(md)
+        print(md)
+        if not res["http"]["_checks"]["likes"]["pass"]:
+            log("tallyd failed its likes check")
+            sys.exit(1)
+        return
     if ONLY:
-        sys.exit(f"run.py: --only takes windows, auth, course, course-http or course-ingest")
+        sys.exit(f"run.py: --only takes windows, auth, course, course-http, course-ingest "
+                 "or grpc")
     res["http"] = bench_http()
+    res["grpc_core"] = bench_grpc_core()
     res["course"] = {"http": mariadb_http("course")}
     res["ingest"] = bench_ingest()
     res["windows"] = bench_windows()
@@ -998,8 +1140,8 @@ def main():
     failed = compare(res)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
         json.dump(res, f, indent=2)
-    md = (markdown(res) + "\n" + windows_markdown(res["windows"]) + "\n" +
-          auth_flood_markdown(res["auth_flood"]))
+    md = (markdown(res) + "\n" + grpc_markdown(res["http"], res["grpc_core"]) + "\n" +
+          windows_markdown(res["windows"]) + "\n" + auth_flood_markdown(res["auth_flood"]))
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
         f.write(md)
     charts(res)

@@ -15,6 +15,9 @@
 # .cache/contract-venv (never into the system Python, which Debian manages). Reinstalled only
 # when the pin changes.
 #
+# bench: wrk, gnuplot, and gRPC's C core (libgrpc-dev 1.51), only for the "hello" server that
+# bench/run.py compares tallyd's gRPC layer with (bench/grpc_core_hello.c); tallyd never links it.
+#
 # ui: Debian's chromium, and Playwright (pinned in tests/e2e/ui-requirements.txt) in a venv at
 # .cache/ui-venv made with the python3 that runs the tests (tests/e2e/test_ui.py puts its
 # site-packages on sys.path). Playwright drives the system chromium: never `playwright
@@ -30,7 +33,7 @@ case "${1:-build}" in
   build) want=("${build_pkgs[@]}") ;;
   services) want=("${service_pkgs[@]}") ;;
   cluster) want=(galera-4 mariadb-backup haproxy socat) ;;
-  bench) want=(wrk gnuplot-nox) ;;
+  bench) want=(wrk gnuplot-nox libgrpc-dev) ;;
   contract) want=(python3) ;;
   dashboard) want=(prometheus) ;;
   ui) want=(chromium) ;;
