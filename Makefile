@@ -19,8 +19,8 @@
 #                        every count checked (docs/soak.md)
 #   make bench           benchmarks against a bare server, --batch 1 and a Go peer built
 #                        on the webook course's design (QUICK=1: a few minutes)
-#   make fuzz            libFuzzer on the API, the HTTP layer, the Kafka message parser and
-#                        the URL parser (FUZZ_SECONDS each)
+#   make fuzz            libFuzzer on the API, the HTTP layer, the gRPC methods, the Kafka
+#                        message parser and the URL parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
 
 CC ?= cc
@@ -207,7 +207,7 @@ bench: deps
 
 # libFuzzer targets for the parsers of outside input (clang from Debian), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url
+FUZZ_TARGETS = fuzz_api fuzz_kafka_parse fuzz_http fuzz_url fuzz_grpc
 FUZZ_PROTO_C = $(PROTOS:api/%.proto=build-fuzz/gen/%.pb-c.c)
 build-fuzz/gen/%.pb-c.c: api/%.proto
 	@mkdir -p build-fuzz/gen
@@ -218,7 +218,7 @@ fuzz: build-fuzz/gen/ui_assets.c $(FUZZ_PROTO_C)
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="-g -O1 -fsanitize=address,undefined" \
 	  $(VALKEY_SRC:%.c=build-fuzz/%.o)
 	@set -e; for t in $(FUZZ_TARGETS); do \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb -I$(VALKEY_DIR)/include \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -Isrc -I/usr/include/mariadb -I$(VALKEY_DIR)/include -Ibuild-fuzz/gen \
 	    -fsanitize=fuzzer,address,undefined -o build-fuzz/$$t fuzz/$$t.c \
 	    $(filter-out src/main.c,$(SRC)) build-fuzz/gen/ui_assets.c $(FUZZ_PROTO_C) \
 	    $(VALKEY_SRC:%.c=build-fuzz/%.o) $(LIBS); \

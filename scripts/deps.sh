@@ -92,6 +92,14 @@ if [ "${1:-build}" = build ] && ! python3 -c 'import cryptography' 2>/dev/null; 
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-cryptography >/dev/null
   }
 fi
+# The gRPC port's hostile tests speak raw HTTP/2 with the `h2` module.
+if [ "${1:-build}" = build ] && ! python3 -c 'import h2' 2>/dev/null; then
+  echo "deps: installing h2"
+  python3 -m pip install -q h2==4.1.0 2>/dev/null || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-h2 >/dev/null
+  }
+fi
 if [ "${1:-build}" = contract ]; then
   venv=.cache/contract-venv
   req=tests/contract/requirements.txt

@@ -22,7 +22,11 @@
  *   a request message of API_MAX_BODY bytes (RESOURCE_EXHAUSTED past it, the rest
  *   dropped), every call's request whole within header_timeout_ms of its headers (the
  *   connection is closed otherwise), no call open for idle_timeout_ms (closed), and no
- *   more read while MAX_UNSENT bytes of answers wait for the client.
+ *   more read while MAX_UNSENT bytes of answers wait for the client. What a connection's
+ *   unfinished requests hold is bounded by HTTP/2's flow control, which tally drives
+ *   itself: the window (CONN_WINDOW for the connection, CALL_WINDOW a call) is given back
+ *   only once a call's request has been decoded, or dropped for being too big, so a client
+ *   cannot make a connection hold more than CONN_WINDOW bytes of requests.
  *
  *   Ownership: a connection owns its calls; a call out in a pool is the pool's until it
  *   comes back, and a connection closed meanwhile keeps its struct (not its socket or
@@ -66,8 +70,14 @@
 #define MAX_METADATA  (16 * 1024)
 #define MAX_UNSENT    (1024 * 1024)
 #define ACCEPT_BATCH  64
+#define ACCEPT_PAUSE_MS 100 /* out of descriptors or memory: accepting waits this long */
 #define STOP_GRACE_MS 2000
 #define FRAME_PREFIX  5 /* compressed flag, 4-byte big-endian length */
+/* Flow control: a call may send one whole message, and a byte more (so that one past the
+ * limit is seen, dropped and its window given back), before its window must be given back;
+ * a connection twice that. Bytes are given back once a call's request is decoded. */
+#define CALL_WINDOW   (FRAME_PREFIX + API_MAX_BODY + 1)
+#define CONN_WINDOW   (2 * CALL_WINDOW)
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -82,6 +92,8 @@ struct call {
     const struct grpc_method *method; /* NULL until the request is whole and known */
     struct strbuf path, authorization, idempotency_key, body;
     size_t metadata_bytes;
+    size_t received, given_back; /* DATA bytes, and those whose window went back */
+    const char *bad_metadata;    /* why the metadata cannot be taken, or NULL */
     bool post, grpc_type, too_big, whole, out, closed;
     int64_t started_us;
     struct grpc_request g;
@@ -108,7 +120,7 @@ struct conn {
 struct loop {
     struct grpc_server *srv;
     struct event_base *base;
-    struct event *accept_ev, *stop_ev, *done_ev;
+    struct event *accept_ev, *resume_ev, *stop_ev, *done_ev;
     bool stopping;
     struct conn *conns;
     int nconns;
@@ -132,7 +144,8 @@ struct grpc_server {
     _Atomic(struct metric *) calls[METHOD_SLOTS][GRPC_CODES];
     struct metric *latency[METHOD_SLOTS];
     nghttp2_session_callbacks *callbacks;
-    struct metric *m_conns, *m_refused, *m_timeouts;
+    nghttp2_option *options;
+    struct metric *m_conns, *m_refused, *m_paused, *m_timeouts;
 };
 
 _Static_assert(METHOD_SLOTS >= 7 + 1, "a metrics slot for each method and unknown ones");
@@ -227,6 +240,18 @@ static void call_unlink(struct call *k)
         k->next->prev = k->prev;
     k->prev = k->next = NULL;
     c->ncalls--;
+}
+
+/* Gives the flow-control window of the bytes k received back to its client. */
+static void give_back(struct call *k)
+{
+    size_t n = k->received - k->given_back;
+
+    if (n && k->conn->h2) {
+        /* On a closed stream only the connection's window moves: nothing else is owed. */
+        nghttp2_session_consume(k->conn->h2, k->id, n);
+        k->given_back += n;
+    }
 }
 
 /* ------------------------------------------------------------ answers */
@@ -434,6 +459,10 @@ static void dispatch(struct call *k)
         answer_status(k, GRPC_UNIMPLEMENTED, "unknown method");
         return;
     }
+    if (k->bad_metadata) {
+        answer_status(k, GRPC_INVALID_ARGUMENT, k->bad_metadata);
+        return;
+    }
     if (k->too_big) {
         answer_status(k, GRPC_RESOURCE_EXHAUSTED, "the request message is over 64 KiB");
         return;
@@ -497,7 +526,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
     struct call *k = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 
     (void)flags, (void)arg;
-    if (!k || k->whole) /* trailers of a request: not read */
+    if (!k || frame->headers.cat != NGHTTP2_HCAT_REQUEST) /* a request's trailers: not read */
         return 0;
     k->metadata_bytes += namelen + valuelen + 32; /* HTTP/2's own measure of a field */
     if (k->metadata_bytes > MAX_METADATA)
@@ -512,10 +541,12 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
         k->grpc_type = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
                        (valuelen == 16 || value[16] == '+' || value[16] == ';');
     } else if (name_is(name, namelen, "authorization")) {
-        strbuf_reset(&k->authorization);
+        if (k->authorization.len) /* two credentials: which one speaks? neither */
+            k->bad_metadata = "authorization is given twice";
         strbuf_add(&k->authorization, value, valuelen);
     } else if (name_is(name, namelen, "idempotency-key")) {
-        strbuf_reset(&k->idempotency_key);
+        if (k->idempotency_key.len)
+            k->bad_metadata = "idempotency-key is given twice";
         strbuf_add(&k->idempotency_key, value, valuelen);
     }
     return 0;
@@ -527,15 +558,18 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t id, const uint8_t
     struct call *k = nghttp2_session_get_stream_user_data(h2, id);
 
     (void)flags, (void)arg;
-    if (!k || k->too_big)
+    if (!k)
         return 0;
-    if (k->body.len + len > FRAME_PREFIX + API_MAX_BODY) {
+    k->received += len;
+    if (!k->too_big && k->body.len + len > FRAME_PREFIX + API_MAX_BODY) {
         k->too_big = true; /* answered when it ends; what follows is dropped */
         strbuf_release(&k->body);
         strbuf_init(&k->body, 0);
-        return 0;
     }
-    strbuf_add(&k->body, data, len);
+    if (k->too_big)
+        give_back(k); /* dropped bytes hold nothing: let the client finish */
+    else
+        strbuf_add(&k->body, data, len);
     return 0;
 }
 
@@ -551,6 +585,9 @@ static int on_frame(nghttp2_session *h2, const nghttp2_frame *frame, void *arg)
     if (k && !k->whole) {
         k->whole = true;
         dispatch(k);
+        strbuf_release(&k->body); /* decoded: the request lives in k->g now */
+        strbuf_init(&k->body, 0);
+        give_back(k);
     }
     return 0;
 }
@@ -563,6 +600,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t id, uint32_t error, void
     if (!k)
         return 0;
     nghttp2_session_set_stream_user_data(h2, id, NULL);
+    give_back(k); /* a request reset before it was whole */
     call_unlink(k);
     if (k->out)
         k->closed = true; /* freed when it comes back */
@@ -600,8 +638,11 @@ static void arm_timer(struct conn *c)
     }
 }
 
-/* Sends what nghttp2 has to send; closes the connection when the session is over. */
-static void conn_flush(struct conn *c)
+/*
+ * Sends what nghttp2 has to send; closes the connection when the session is over. False
+ * when it closed it: then c may be freed already.
+ */
+static bool conn_flush(struct conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
@@ -611,22 +652,20 @@ static void conn_flush(struct conn *c)
 
         if (n < 0) {
             conn_close(c);
-            return;
+            return false;
         }
         if (n == 0)
             break;
         evbuffer_add(out, data, (size_t)n);
     }
-    if (!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2) &&
-        evbuffer_get_length(out) == 0) {
+    if (evbuffer_get_length(out) == 0 &&
+        ((!nghttp2_session_want_read(c->h2) && !nghttp2_session_want_write(c->h2)) ||
+         (c->goaway && c->ncalls == 0))) { /* the session is over, or stopping and answered */
         conn_close(c);
-        return;
-    }
-    if (c->goaway && c->ncalls == 0 && evbuffer_get_length(out) == 0) {
-        conn_close(c); /* stopping: its last call is answered */
-        return;
+        return false;
     }
     arm_timer(c);
+    return true;
 }
 
 static void conn_close(struct conn *c)
@@ -682,8 +721,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     } else {
         evbuffer_drain(in, (size_t)n);
     }
-    conn_flush(c);
-    if (c->bev && evbuffer_get_length(bufferevent_get_output(bev)) > MAX_UNSENT) {
+    if (conn_flush(c) && evbuffer_get_length(bufferevent_get_output(bev)) > MAX_UNSENT) {
         c->read_paused = true; /* until the client reads its answers */
         bufferevent_disable(bev, EV_READ);
     }
@@ -744,6 +782,7 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_CALLS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_METADATA},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, CALL_WINDOW},
     };
     int one = 1;
 
@@ -754,9 +793,10 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
     TALLY_ASSERT(c->bev && c->timer);
     strbuf_init(&c->caller, 0);
     listener_peer_name(&c->caller, fd);
-    TALLY_ASSERT(nghttp2_session_server_new(&c->h2, srv->callbacks, c) == 0);
+    TALLY_ASSERT(nghttp2_session_server_new2(&c->h2, srv->callbacks, c, srv->options) == 0);
     nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, settings,
                             sizeof(settings) / sizeof(settings[0]));
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
@@ -809,8 +849,20 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-        if (cfd < 0)
-            return; /* EAGAIN, or out of descriptors: the backlog keeps them for later */
+        if (cfd < 0 && (errno == EINTR || errno == ECONNABORTED))
+            continue;
+        if (cfd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (cfd < 0) {
+            /* Out of descriptors or memory: the socket stays readable, so accepting again
+             * at once would spin. Pause; the kernel keeps the connections waiting. */
+            struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+
+            metric_add(srv->m_paused, 1);
+            event_del(l->accept_ev);
+            evtimer_add(l->resume_ev, &tv);
+            return;
+        }
         if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
             atomic_fetch_sub(&srv->nconns, 1);
             metric_add(srv->m_refused, 1);
@@ -822,6 +874,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct loop *l = arg;
+
+    (void)fd, (void)what;
+    if (!l->stopping)
+        event_add(l->accept_ev, NULL);
+}
+
 /* Stopping: GOAWAY to every connection; each closes once its calls are answered. */
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
@@ -831,6 +892,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     l->stopping = true;
     event_del(l->accept_ev);
+    evtimer_del(l->resume_ev);
     for (struct conn *c = l->conns, *next; c; c = next) {
         next = c->next;
         if (!c->bev)
@@ -861,9 +923,10 @@ static void loop_init(struct loop *l, struct grpc_server *srv)
     l->base = event_base_new();
     TALLY_ASSERT(l->base);
     l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
+    l->resume_ev = evtimer_new(l->base, on_resume, l);
     l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
     l->done_ev = event_new(l->base, -1, EV_PERSIST, on_done, l);
-    TALLY_ASSERT(l->accept_ev && l->stop_ev && l->done_ev);
+    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev && l->done_ev);
     pthread_mutex_init(&l->done_lock, NULL);
     event_add(l->accept_ev, NULL);
 }
@@ -889,6 +952,10 @@ static void init_metrics(struct grpc_server *srv)
     srv->m_refused = metrics_counter("tally_grpc_connections_refused_total",
                                      "gRPC connections closed on accept: --max-conns were open.",
                                      "");
+    srv->m_paused = metrics_counter(
+        "tally_grpc_accept_paused_total",
+        "Times accepting gRPC connections paused: the process was out of descriptors or memory.",
+        "");
     srv->m_timeouts = metrics_counter(
         "tally_grpc_timeouts_total",
         "gRPC connections closed idle, or with a request that did not arrive in time.", "");
@@ -948,6 +1015,8 @@ struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http
     srv->fd = fd;
     srv->port = listener_port(fd);
     srv->callbacks = new_callbacks();
+    TALLY_ASSERT(nghttp2_option_new(&srv->options) == 0);
+    nghttp2_option_set_no_auto_window_update(srv->options, 1); /* give_back() does it */
     init_metrics(srv);
     for (int i = 0; i < cfg->threads; i++) {
         struct loop *l = &srv->loops[i];
@@ -993,6 +1062,7 @@ void grpc_server_stop(struct grpc_server *srv)
                 c->nout = 0, conn_close(c);
         }
         event_free(l->accept_ev);
+        event_free(l->resume_ev);
         event_free(l->stop_ev);
         event_free(l->done_ev);
         pthread_mutex_destroy(&l->done_lock);
@@ -1000,6 +1070,7 @@ void grpc_server_stop(struct grpc_server *srv)
     }
     close(srv->fd);
     nghttp2_session_callbacks_del(srv->callbacks);
+    nghttp2_option_del(srv->options);
     SSL_CTX_free(srv->tls);
     pthread_mutex_destroy(&srv->tls_lock);
     free(srv);

@@ -48,8 +48,8 @@ class Grpc:
     def __init__(self, exe, port, token=None, ca=None):
         self.exe, self.addr, self.token, self.ca = exe, f"127.0.0.1:{port}", token, ca
 
-    def __call__(self, method, request=None, token=None, idem=None, n=1):
-        argv = [self.exe, "-n", str(n)]
+    def __call__(self, method, request=None, token=None, idem=None, n=1, md=()):
+        argv = [self.exe, "-n", str(n)] + [a for kv in md for a in ("-md", kv)]
         token = self.token if token is None else token
         if token:
             argv += ["-token", token]
@@ -194,6 +194,11 @@ def test_credentials_come_from_authorization_metadata(spawn, db, tmp_path, grpcc
     assert call("Like", like, token=reader)["code"] == "PermissionDenied"
     user42 = sign("RS256", rsa_key, claims("42"))
     assert call("Like", dict(like, uid=43), token=user42)["code"] == "PermissionDenied"
+    assert db.sql("SELECT COUNT(*) FROM user_like")[0][0] == 0
+
+    # Two credentials in one call: neither is taken.
+    out = call("Like", like, token=writer, md=[f"authorization=Bearer {reader}"])
+    assert out["code"] == "InvalidArgument" and "authorization is given twice" in out["message"]
     assert db.sql("SELECT COUNT(*) FROM user_like")[0][0] == 0
 
     assert call.ok("Like", like, token=user42) == {}

@@ -8,7 +8,7 @@
 // map keys are strings, int64 values strings). The end-to-end tests (tests/e2e/test_grpc.py)
 // compare it with the HTTP API's answer for the same item and user.
 //
-//	grpccall [-token T] [-idempotency-key K] [-tls-ca PATH] [-n N] ADDR METHOD REQUEST
+//	grpccall [-token T] [-idempotency-key K] [-md KEY=VALUE]... [-tls-ca PATH] [-n N] ADDR METHOD REQUEST
 //
 // REQUEST is the request, or - to read it from the standard input.
 //
@@ -95,6 +95,11 @@ func main() {
 	idem := flag.String("idempotency-key", "", "idempotency-key metadata")
 	caPath := flag.String("tls-ca", "", "connect with TLS, trusting this CA (PEM)")
 	n := flag.Int("n", 1, "calls to make on one connection")
+	var extra []string
+	flag.Func("md", "KEY=VALUE metadata appended to the call (may repeat)", func(v string) error {
+		extra = append(extra, v)
+		return nil
+	})
 	flag.Parse()
 	if flag.NArg() != 3 || *n < 1 {
 		usage("usage: grpccall [-token T] [-idempotency-key K] [-tls-ca PATH] [-n N] ADDR METHOD REQUEST_JSON")
@@ -135,6 +140,13 @@ func main() {
 	}
 	if *idem != "" {
 		md.Set("idempotency-key", *idem)
+	}
+	for _, kv := range extra {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			usage("-md wants KEY=VALUE")
+		}
+		md.Append(k, v)
 	}
 	ctx = metadata.NewOutgoingContext(ctx, md)
 
