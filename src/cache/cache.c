@@ -86,6 +86,7 @@ static const struct cache_ops none_ops = {
     .take = NULL, /* no buckets here: the rate limiter keeps them in memory */
     .free = none_free,
     .invalidate = none_invalidate,
+    .ping = NULL, /* nothing to reach: /v1/status says "off" */
 };
 
 static struct cache none_cache = {&none_ops};

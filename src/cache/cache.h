@@ -113,6 +113,13 @@ struct cache_ops {
      * store (tallyctl, after it rewrote counts behind tallyd's back).
      */
     int (*invalidate)(struct cache *c, const struct item *items, size_t n);
+    /*
+     * Whether the cache answers now: 0, or TALLY_EUNAVAIL. One round trip,
+     * bounded like every call by the cache's timeout; a link that failed is
+     * not retried sooner than any call would retry it. For /v1/status. NULL
+     * in "none", which has nothing to ask: see cache_has_ping().
+     */
+    int (*ping)(struct cache *c);
 };
 
 struct cache {
@@ -173,6 +180,19 @@ static inline int cache_take(struct cache *c, const char *key, int64_t n, int64_
 static inline int cache_invalidate(struct cache *c, const struct item *items, size_t n)
 {
     return c->ops->invalidate(c, items, n);
+}
+/* What the cache is: "none", "redis" or "redis-cluster". */
+static inline const char *cache_kind(const struct cache *c)
+{
+    return c->ops->name;
+}
+static inline bool cache_has_ping(const struct cache *c)
+{
+    return c && c->ops->ping;
+}
+static inline int cache_ping(struct cache *c)
+{
+    return c->ops->ping(c);
 }
 static inline void cache_free(struct cache *c)
 {

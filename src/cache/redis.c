@@ -1075,6 +1075,42 @@ static int redis_invalidate(struct cache *base, const struct item *items, size_t
     return err;
 }
 
+/* ------------------------------------------------------------ ping */
+
+static void add_ping(struct redis_cache *rc, size_t i, void *arg, struct link_cmd *m, bool eval)
+{
+    (void)rc, (void)i, (void)arg, (void)eval;
+    /* A cluster routes a command by its key and PING has none: EXISTS of a key tally never
+     * writes asks one master, as cheaply. */
+    link_cmd_arg(m, "EXISTS");
+    link_cmd_arg(m, "tally:ping");
+}
+
+static void take_ping(size_t i, const valkeyReply *r, void *arg)
+{
+    (void)i;
+    *(bool *)arg = r->type == VALKEY_REPLY_INTEGER;
+}
+
+/*
+ * Through ready(), as every call: a link that failed waits out its second, one that
+ * reconnects logs the outage's end, and "ok" means the repair list is done too, so the
+ * cache is serving again. An error reply (LOADING, NOAUTH, ...) is not an answer.
+ */
+static int redis_ping(struct cache *base)
+{
+    struct redis_cache *rc = (struct redis_cache *)base;
+    struct link *l;
+    bool answered = false;
+    int err;
+
+    if ((err = ready(rc, &l)))
+        return err;
+    err = pipeline(rc, l, 1, add_ping, take_ping, &answered);
+    link_put(rc, l);
+    return err ? err : answered ? 0 : TALLY_EUNAVAIL;
+}
+
 /* ------------------------------------------------------------ open and free */
 
 static void redis_free(struct cache *base)
@@ -1091,17 +1127,15 @@ static void redis_free(struct cache *base)
     free(rc);
 }
 
-static const struct cache_ops redis_ops = {
-    .name = "redis",
-    .get = redis_get,
-    .fill = redis_fill,
-    .fill_flags = redis_fill_flags,
-    .begin = redis_begin,
-    .end = redis_end,
-    .take = redis_take,
-    .free = redis_free,
-    .invalidate = redis_invalidate,
-};
+/* The same calls under two names: what /v1/status shows as the cache's kind. */
+#define REDIS_OPS(kind)                                                                          \
+    {                                                                                            \
+        .name = kind, .get = redis_get, .fill = redis_fill, .fill_flags = redis_fill_flags,     \
+        .begin = redis_begin, .end = redis_end, .take = redis_take, .free = redis_free,          \
+        .invalidate = redis_invalidate, .ping = redis_ping,                                      \
+    }
+static const struct cache_ops redis_ops = REDIS_OPS("redis");
+static const struct cache_ops redis_cluster_ops = REDIS_OPS("redis-cluster");
 
 static const char *const known_options[] = {"ttl", "timeout_ms", LINK_URL_OPTIONS, NULL};
 
@@ -1148,7 +1182,7 @@ int cache_redis_open(const struct url *u, int workers, struct cache **out, char 
         free(rc);
         return TALLY_EINVAL;
     }
-    rc->base.ops = &redis_ops;
+    rc->base.ops = rc->cfg.cluster ? &redis_cluster_ops : &redis_ops;
     rc->ttl_ms = ttl_s * 1000;
     hash_scripts(rc);
     rc->m_auth_failed = metrics_counter("tally_redis_auth_failures_total",

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/json.h"
 #include "service/ratelimit.h"
@@ -31,6 +32,7 @@
 #include "util/xmalloc.h"
 #include "util/process.h"
 #include "util/hex.h"
+#include "util/version.h"
 #include "http/ui_assets.h"
 #include "util/banned.h"
 
@@ -406,6 +408,54 @@ static void h_metrics(struct ctx *c)
     c->res->status = 200;
     c->res->content_type = "text/plain; version=0.0.4";
     metrics_render(&c->res->body);
+}
+
+/* A part's state in /v1/status: tally's error code as a word. */
+static const char *status_word(int err)
+{
+    switch (err) {
+    case 0: return "ok";
+    case TALLY_EFULL: return "full";
+    case TALLY_ECLOSED: return "closed";
+    default: return "unavailable";
+    }
+}
+
+/*
+ * GET /v1/status: which tallyd this is and how its parts are, for the operator's page.
+ * Always a 200 when asked with the scope: a part that fails is in the body, not the status
+ * (that is /readyz's job). No URL, host or credential of a part: only its kind.
+ */
+static void h_status(struct ctx *c)
+{
+    struct interactive_status st;
+    struct strbuf *b = &c->res->body, instance = STRBUF_INIT;
+    char host[256];
+
+    interactive_status(c->svc, &st);
+    if (gethostname(host, sizeof(host)) != 0)
+        memcpy(host, "unknown", sizeof("unknown"));
+    host[sizeof(host) - 1] = '\0'; /* a truncated name need not end in one */
+    strbuf_addf(&instance, "%s:%ld", host, (long)getpid());
+    c->res->status = 200;
+    strbuf_addstr(b, "{\"version\":");
+    json_add_string(b, tally_version());
+    strbuf_addstr(b, ",\"commit\":");
+    json_add_string(b, tally_commit());
+    strbuf_addstr(b, ",\"instance\":");
+    json_add_string(b, instance.buf);
+    strbuf_addf(b, ",\"started\":%lld,\"uptime_s\":%lld,\"ready\":%s,\"draining\":%s",
+                (long long)st.started_ms, (long long)(st.uptime_ms / 1000),
+                st.ready ? "true" : "false", st.draining ? "true" : "false");
+    strbuf_addf(b, ",\"store\":{\"kind\":\"%s\",\"status\":\"%s\"}", st.store_kind,
+                status_word(st.store));
+    strbuf_addf(b, ",\"cache\":{\"kind\":\"%s\",\"status\":\"%s\"}", st.cache_kind,
+                st.cache_off ? "off" : status_word(st.cache));
+    strbuf_addf(b, ",\"bus\":{\"kind\":\"%s\",\"status\":\"%s\"}", st.bus_kind,
+                status_word(st.bus));
+    strbuf_addf(b, ",\"reads\":{\"status\":\"%s\",\"lost\":%lld}}",
+                st.reads_failing ? "failing" : "ok", (long long)st.reads_lost);
+    strbuf_release(&instance);
 }
 
 /* GET /v1/items/{biz}/{id} */
@@ -830,6 +880,8 @@ static const struct route routes[] = {
      "GET, HEAD",
      API_WORK_READ},
     {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD", API_WORK_READ},
+    /* Asks the store and the cache. */
+    {"status", "v1/status", {[API_GET] = h_status}, "GET, HEAD", API_WORK_READ},
     /* A page from memory: nothing to wait on. */
     {"ui", "ui", {[API_GET] = h_ui}, "GET, HEAD", API_WORK_LOOP},
 };
@@ -973,7 +1025,8 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
 /*
  * Who may do what: /healthz is open; anything else needs a valid credential first (so
  * that routes cannot be probed without one), then the route's scope: `metrics` for
- * /metrics, `read` for GET and HEAD of /v1, `write` for the rest; `admin` has them all.
+ * /metrics and /v1/status, `read` for GET and HEAD of the rest of /v1, `write` for the
+ * rest; `admin` has them all.
  */
 static bool authorized(struct ctx *c, int r, enum api_method m)
 {
@@ -993,9 +1046,10 @@ static bool authorized(struct ctx *c, int r, enum api_method m)
     }
     if (r == NROUTES)
         return true; /* a 404 follows */
-    need = routes[r].on[API_GET] == h_metrics ? AUTH_METRICS
-           : m == API_GET                     ? AUTH_READ
-                                              : AUTH_WRITE;
+    if (routes[r].on[API_GET] == h_metrics || routes[r].on[API_GET] == h_status)
+        need = AUTH_METRICS;
+    else
+        need = m == API_GET ? AUTH_READ : AUTH_WRITE;
     if (p->scopes & (need | AUTH_ADMIN))
         return true;
     fail_err(c, TALLY_EDENIED);

@@ -21,6 +21,8 @@ void interactive_init(struct interactive *svc, struct store *store, struct cache
     svc->bus = bus;
     svc->reads = NULL;
     atomic_init(&svc->draining, false);
+    svc->started_ms = clock_now_ms();
+    svc->started_us = clock_mono_us();
     svc->limits = NULL;
     svc->m_published =
         metrics_counter("tally_read_events_queued_total", "Read events accepted onto the bus.", "");
@@ -291,4 +293,22 @@ int interactive_ready(struct interactive *svc)
     if ((rc = interactive_health(svc)))
         return rc;
     return bus_ready(svc->bus);
+}
+
+void interactive_status(struct interactive *svc, struct interactive_status *out)
+{
+    out->started_ms = svc->started_ms;
+    out->uptime_ms = (clock_mono_us() - svc->started_us) / 1000;
+    out->draining = atomic_load(&svc->draining);
+    out->store_kind = svc->store->ops->name;
+    out->store = store_ping(svc->store);
+    out->cache_kind = cache_kind(svc->cache);
+    out->cache_off = !cache_has_ping(svc->cache);
+    out->cache = out->cache_off ? 0 : cache_ping(svc->cache);
+    out->bus_kind = svc->bus->ops->name;
+    out->bus = bus_ready(svc->bus);
+    out->reads_failing = svc->reads && readcount_failing(svc->reads);
+    out->reads_lost = readcount_lost_total();
+    /* interactive_ready's rule, on the answers above rather than a second round trip */
+    out->ready = !out->draining && !out->reads_failing && out->store == 0 && out->bus == 0;
 }

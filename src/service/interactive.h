@@ -39,6 +39,8 @@ struct interactive {
     struct readcount *reads; /* optional, set by main: while it cannot commit, health fails */
     struct ratelimit *limits; /* borrowed; NULL (the default): no rate limits; set by main */
     atomic_bool draining;     /* set by main at SIGTERM: /readyz answers 503 from then on */
+    int64_t started_ms;       /* wall clock at interactive_init, for /v1/status */
+    int64_t started_us;       /* the monotonic clock then: uptime never jumps with the wall's */
     struct metric *m_published, *m_rejected, *m_cache_errors;
 };
 
@@ -95,5 +97,30 @@ int interactive_history(struct interactive *svc, const struct item *it, enum cou
 int interactive_health(struct interactive *svc);
 /* For /readyz: not draining, the store answers, the bus would take a read. */
 int interactive_ready(struct interactive *svc);
+
+/*
+ * What /v1/status shows: each part's kind and its error code now (0: fine).
+ * Filled by interactive_status; strings are static, nothing to free.
+ */
+struct interactive_status {
+    int64_t started_ms, uptime_ms;
+    bool draining;
+    bool ready;             /* what /readyz would answer: 200 or not */
+    const char *store_kind; /* "sqlite", "mysql" */
+    int store;              /* store_ping: 0 or TALLY_EUNAVAIL */
+    const char *cache_kind; /* "none", "redis", "redis-cluster" */
+    bool cache_off;         /* "none": nothing to ask, cache is 0 */
+    int cache;              /* cache_ping: 0 or TALLY_EUNAVAIL */
+    const char *bus_kind;   /* "local", "kafka" */
+    int bus;                /* bus_ready: 0, TALLY_EFULL, TALLY_ECLOSED, TALLY_EUNAVAIL */
+    bool reads_failing;     /* the read consumer's last commit failed */
+    int64_t reads_lost;     /* accepted reads this process lost (tally_read_events_lost_total) */
+};
+
+/*
+ * Asks each part once: a store round trip and (Redis) a cache round trip, each
+ * bounded by its adapter's timeout, so call it from a worker, never a loop.
+ */
+void interactive_status(struct interactive *svc, struct interactive_status *out);
 
 #endif

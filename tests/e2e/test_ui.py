@@ -6,11 +6,13 @@ ui` installs both (chromium only when missing; Playwright into .cache/ui-venv, w
 file puts on sys.path when the running Python lacks Playwright and has the venv's version).
 The tests skip, saying why, when either is missing.
 
-What they check: the page shows the items and counts the test put in the store (top by
-likes and by reads), follows them when they change (the DOM is polled with a deadline,
-the page itself polls every 2 s), shows the rates, errors and "—" for the lag on the local
-bus, fits a phone's width; with --keys it asks for a token, says when one is refused,
-then shows the data, and the token never reaches the console.
+What they check: the page shows which tallyd it looks at (host:pid, version, commit,
+uptime) and a pill per part (store, cache, bus, reads), red for a cache that does not
+answer; the items and counts the test put in the store (top by likes and by reads), follows
+them when they change (the DOM is polled with a deadline, the page itself polls every 2 s),
+shows the rates, errors and "—" for the lag on the local bus, fits a phone's width; with
+--keys it asks for a token, says when one is refused, then shows the data, and the token
+never reaches the console.
 
 TALLY_UI_SCREENSHOT=PATH saves a screenshot of the loaded page there (docs/ui.png in the
 README comes from `TALLY_UI_SCREENSHOT=docs/ui.png`).
@@ -18,14 +20,16 @@ README comes from `TALLY_UI_SCREENSHOT=docs/ui.png`).
 import glob
 import hashlib
 import os
+import re
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 
 import pytest
 
-from tallyd import Tallyd
+from tallyd import BINARY, MYSQL, Tallyd, free_port
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "../.."))
 
@@ -187,6 +191,31 @@ def test_page_shows_the_data_and_follows_it(tallyd, page):
     wait_dom(page, "a page that fits 375 px",
              lambda p: p.evaluate("document.documentElement.scrollWidth") <= 375)
     assert not [m for m in page.console_lines if "pageerror" in m], page.console_lines
+
+
+def test_page_shows_the_instance_and_its_parts(spawn, page):
+    """The strip above the tiles: host:pid, version and commit, uptime, and a pill per part,
+    green when it is well and red when not (here a Redis where nothing listens)."""
+    out = subprocess.run([BINARY, "--version"], capture_output=True, text=True).stdout
+    version, commit = re.match(r"tallyd (\S+) \(([^;)]+)", out).groups()
+    t = spawn(cache=f"redis://127.0.0.1:{free_port()}").start()
+    page.goto(f"http://127.0.0.1:{t.port}/ui")
+    wait_dom(page, "the instance", lambda p: text(p, "#instance").endswith(f":{t.proc.pid}"))
+    assert text(page, "#version") == f"tally {version} ({commit})"
+    assert re.fullmatch(r"\d+s|\d+m \d+s", text(page, "#uptime")), text(page, "#uptime")
+    store = "mysql" if MYSQL else "sqlite"
+    assert text(page, "#part-store") == f"store {store}: ok"
+    assert "good" in page.get_attribute("#part-store", "class")
+    assert text(page, "#part-bus") == "bus local: ok"
+    assert text(page, "#part-ready") == "tallyd: ready"
+    assert text(page, "#part-reads") == "reads: ok"
+    assert text(page, "#part-cache") == "cache redis: unavailable"
+    assert "bad" in page.get_attribute("#part-cache", "class")
+    # The page polls: the uptime moves on without a reload.
+    first = text(page, "#uptime")
+    wait_dom(page, "the uptime moving", lambda p: text(p, "#uptime") != first)
+    assert not [m for m in page.console_lines if "pageerror" in m], page.console_lines
+    assert t.stop() == 0
 
 
 def new_key(name, scopes):
