@@ -186,6 +186,22 @@ int main(int argc, char **argv)
                                                     .retention_hours =
                                                         cfg.window_retention_ms / HOUR_MS});
     svc.reads = rc;
+    /* gRPC's port is bound before HTTP serves: a tallyd whose /healthz answers takes both. */
+    if (cfg.grpc_listen &&
+        !(grpc = grpc_server_bind(&(struct grpc_config){.host = cfg.grpc_host,
+                                                        .port = cfg.grpc_port,
+                                                        .threads = cfg.threads,
+                                                        .header_timeout_ms = cfg.header_timeout_ms,
+                                                        .idle_timeout_ms = cfg.idle_timeout_ms,
+                                                        .max_conns = cfg.max_conns,
+                                                        .auth = auth,
+                                                        .access_log = cfg.access_log,
+                                                        .tls_cert = cfg.tls_cert,
+                                                        .tls_key = cfg.tls_key},
+                                  &err))) {
+        status = fatal(err);
+        goto out;
+    }
     srv = http_server_start(&(struct http_config){.host = cfg.host,
                                                   .port = cfg.port,
                                                   .threads = cfg.threads,
@@ -203,24 +219,11 @@ int main(int argc, char **argv)
         status = fatal(err);
         goto out;
     }
-    if (cfg.grpc_listen &&
-        !(grpc = grpc_server_start(&(struct grpc_config){.host = cfg.grpc_host,
-                                                         .port = cfg.grpc_port,
-                                                         .threads = cfg.threads,
-                                                         .header_timeout_ms = cfg.header_timeout_ms,
-                                                         .idle_timeout_ms = cfg.idle_timeout_ms,
-                                                         .max_conns = cfg.max_conns,
-                                                         .auth = auth,
-                                                         .access_log = cfg.access_log,
-                                                         .tls_cert = cfg.tls_cert,
-                                                         .tls_key = cfg.tls_key},
-                                   srv, &svc, &err))) {
-        status = fatal(err);
-        goto out;
-    }
-    if (grpc)
+    if (grpc) {
+        grpc_server_start(grpc, srv, &svc);
         log_info("tallyd: gRPC on %s port %d%s", cfg.grpc_host, grpc_server_port(grpc),
                  cfg.tls_cert ? " (TLS)" : " (h2c)");
+    }
     url_redact(&shown, cfg.store);
     strbuf_addstr(&shown, ", cache ");
     url_redact(&shown, cfg.cache);

@@ -990,8 +990,7 @@ int grpc_server_reload_tls(struct grpc_server *srv, char **err)
     return 0;
 }
 
-struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http_server *http,
-                                      struct interactive *svc, char **err)
+struct grpc_server *grpc_server_bind(const struct grpc_config *cfg, char **err)
 {
     struct grpc_server *srv;
     SSL_CTX *tls = NULL;
@@ -1008,8 +1007,6 @@ struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http
     evthread_use_pthreads();
     srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
-    srv->svc = svc;
-    srv->http = http;
     srv->tls = tls;
     pthread_mutex_init(&srv->tls_lock, NULL);
     srv->fd = fd;
@@ -1018,7 +1015,15 @@ struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http
     TALLY_ASSERT(nghttp2_option_new(&srv->options) == 0);
     nghttp2_option_set_no_auto_window_update(srv->options, 1); /* give_back() does it */
     init_metrics(srv);
-    for (int i = 0; i < cfg->threads; i++) {
+    return srv;
+}
+
+void grpc_server_start(struct grpc_server *srv, struct http_server *http,
+                       struct interactive *svc)
+{
+    srv->svc = svc;
+    srv->http = http;
+    for (int i = 0; i < srv->cfg.threads; i++) {
         struct loop *l = &srv->loops[i];
 
         loop_init(l, srv);
@@ -1028,7 +1033,6 @@ struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http
         }
         srv->nloops++;
     }
-    return srv;
 }
 
 int grpc_server_port(const struct grpc_server *srv)

@@ -28,19 +28,24 @@ struct grpc_config {
 struct grpc_server;
 
 /*
- * Binds cfg->host:port and starts the loops. Calls run on http's worker pools (see
- * http_server_pool()), so http must outlive the gRPC server. NULL and *err (caller
- * frees) when the address cannot be bound or the certificate does not load.
+ * Binds cfg->host:port (connections wait in the kernel's backlog from then on) and loads
+ * the certificate. NULL and *err (caller frees) when the address cannot be bound or the
+ * certificate does not load. Bound before the HTTP server starts, so that a tallyd whose
+ * /healthz answers takes gRPC connections too.
  */
-struct grpc_server *grpc_server_start(const struct grpc_config *cfg, struct http_server *http,
-                                      struct interactive *svc, char **err);
+struct grpc_server *grpc_server_bind(const struct grpc_config *cfg, char **err);
+/* Starts the loops. Calls run on http's worker pools (see http_server_pool()), so http
+ * must outlive the gRPC server. */
+void grpc_server_start(struct grpc_server *srv, struct http_server *http,
+                       struct interactive *svc);
 /* Loads the TLS certificate and key again (SIGHUP); on failure the old ones stay. */
 int grpc_server_reload_tls(struct grpc_server *srv, char **err);
 int grpc_server_port(const struct grpc_server *srv);
 /*
  * Stops accepting, sends every connection GOAWAY, lets the calls in flight finish (for
  * a short grace), joins the loops, waits for the calls still in a pool and frees srv.
- * Before http_server_stop(). NULL is a no-op.
+ * Before http_server_stop(). NULL is a no-op; so is a server bound but never started,
+ * but for the freeing.
  */
 void grpc_server_stop(struct grpc_server *srv);
 
