@@ -388,17 +388,13 @@ static void h_live(struct ctx *c)
 /* Whether a load balancer should send traffic here: store, bus, and not draining. */
 static void h_ready(struct ctx *c)
 {
-    int err = interactive_ready(c->svc);
+    const char *why;
 
-    if (err == 0) {
+    if (interactive_ready(c->svc, &why) == 0) {
         c->res->status = 200;
         strbuf_addstr(&c->res->body, "{\"status\":\"ok\"}");
-    } else if (err == TALLY_ECLOSED) {
-        fail(c, 503, "unavailable", "stopping: draining connections");
-    } else if (err == TALLY_EFULL) {
-        fail(c, 503, "unavailable", "the read queue is full");
     } else {
-        fail(c, 503, "unavailable", "the store does not answer, or cannot commit");
+        fail(c, 503, "unavailable", why);
     }
 }
 

@@ -284,15 +284,24 @@ int interactive_health(struct interactive *svc)
     return store_ping(svc->store);
 }
 
-int interactive_ready(struct interactive *svc)
+int interactive_ready(struct interactive *svc, const char **why)
 {
     int rc;
 
-    if (atomic_load(&svc->draining))
+    if (atomic_load(&svc->draining)) {
+        *why = "stopping: draining connections";
         return TALLY_ECLOSED;
-    if ((rc = interactive_health(svc)))
+    }
+    if ((rc = interactive_health(svc))) {
+        *why = "the store does not answer, or cannot commit";
         return rc;
-    return bus_ready(svc->bus);
+    }
+    rc = bus_ready(svc->bus);
+    *why = rc == TALLY_EFULL ? "the read queue is full"
+           : rc ? "the bus cannot take reads yet (Kafka: no partitions assigned to this "
+                  "instance so far)"
+                : NULL;
+    return rc;
 }
 
 void interactive_status(struct interactive *svc, struct interactive_status *out)

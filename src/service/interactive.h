@@ -95,8 +95,9 @@ int interactive_history(struct interactive *svc, const struct item *it, enum cou
 
 /* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
-/* For /readyz: not draining, the store answers, the bus would take a read. */
-int interactive_ready(struct interactive *svc);
+/* For /readyz: not draining, the store answers, the bus would take a read; *why says
+ * which is not so (static text), NULL when all are. */
+int interactive_ready(struct interactive *svc, const char **why);
 
 /*
  * What /v1/status shows: each part's kind and its error code now (0: fine).
