@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         setup();
     if (size < 1)
         return 0;
-    m = grpc_method_at(data[0] % grpc_method_count());
+    m = grpc_method_at(data[0] % GRPC_METHODS);
     grpc_request_init(&g);
     api_response_init(&res);
     if (m->decode(data + 1, size - 1, &g, &why) == 0) {

@@ -256,6 +256,7 @@ static const struct grpc_method methods[] = {
      .any_status = true},
 };
 #define NMETHODS ((int)(sizeof(methods) / sizeof(methods[0])))
+_Static_assert(NMETHODS == GRPC_METHODS, "GRPC_METHODS counts the methods table");
 
 const struct grpc_method *grpc_method_find(const char *path)
 {
@@ -263,11 +264,6 @@ const struct grpc_method *grpc_method_find(const char *path)
         if (strcmp(methods[i].path, path) == 0)
             return &methods[i];
     return NULL;
-}
-
-int grpc_method_count(void)
-{
-    return NMETHODS;
 }
 
 const struct grpc_method *grpc_method_at(int i)
