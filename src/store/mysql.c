@@ -284,6 +284,8 @@ enum stmt {
     S_HIST_READ,
     S_HIST_LIKE,
     S_HIST_COLLECT,
+    S_LIKE_ITEMS,
+    S_COLLECT_ITEMS,
     STMT_COUNT
 };
 
@@ -353,12 +355,18 @@ static const char *const stmt_sql[STMT_COUNT] = {
     [S_HIST_READ] = HIST_SQL("read_cnt"),
     [S_HIST_LIKE] = HIST_SQL("like_cnt"),
     [S_HIST_COLLECT] = HIST_SQL("collect_cnt"),
+    /* A user's erasure: their rows' items, in the unique key's order (uk_user_item). */
+    [S_LIKE_ITEMS] = "SELECT biz, biz_id FROM user_like WHERE uid = ? ORDER BY biz, biz_id LIMIT ?",
+    [S_COLLECT_ITEMS] = "SELECT biz, biz_id FROM user_collection WHERE uid = ?"
+                        " ORDER BY biz, biz_id LIMIT ?",
 };
 
 /* Statements whose text depends on a count, prepared on first use per count. */
 enum sized {
     Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW,
-    Z_IDEM_GET, Z_SEEN_GET, Z_IDEM_PUT, Z_SEEN_PUT, SIZED_COUNT
+    Z_IDEM_GET, Z_SEEN_GET, Z_IDEM_PUT, Z_SEEN_PUT,
+    Z_ERASE_LOCK, Z_ERASE_DROP = Z_ERASE_LOCK + USER_TABLE_COUNT,
+    Z_ERASE_DEL = Z_ERASE_DROP + USER_TABLE_COUNT, SIZED_COUNT = Z_ERASE_DEL + USER_TABLE_COUNT
 };
 
 /* One connection. Used by one thread at a time, while checked out of the pool. */
@@ -1073,6 +1081,262 @@ static int mdb_set_collect(struct store *base, int64_t uid, int64_t cid, const s
     int rc = with_conn((struct mysql_store *)base, false, do_collect, &a);
 
     *changed = rc == 0 && a.changed;
+    return rc;
+}
+
+/* ------------------------------------------------------------ erasing a user */
+
+struct user_items_args {
+    int64_t uid, limit;
+    enum user_table t;
+    struct item *out;
+    size_t n;
+};
+
+static int do_user_items(struct conn *c, void *arg)
+{
+    struct user_items_args *a = arg;
+    MYSQL_STMT *st = c->stmt[a->t == USER_LIKES ? S_LIKE_ITEMS : S_COLLECT_ITEMS];
+    BINDS(p, 2);
+    BINDS(r, 2);
+    struct item it = {0};
+    int rc;
+
+    bind_i64(&p, &a->uid);
+    bind_i64(&p, &a->limit);
+    bind_str(&r, it.biz, ITEM_BIZ_MAX + 1);
+    bind_i64(&r, &it.id);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    a->n = 0;
+    while ((rc = fetch(c, st)) == 1) {
+        if (r.len[0] == 0 || r.len[0] > ITEM_BIZ_MAX || a->n >= (size_t)a->limit) {
+            log_error("mysql: user items: a row's biz is not a valid biz, or too many rows");
+            mysql_stmt_free_result(st);
+            return TALLY_EINTERNAL;
+        }
+        it.biz[r.len[0]] = '\0';
+        a->out[a->n++] = it;
+    }
+    return rc;
+}
+
+static int mdb_user_items(struct store *base, int64_t uid, enum user_table t, size_t limit,
+                          struct item *out, size_t *n)
+{
+    struct user_items_args a = {.uid = uid, .limit = (int64_t)limit, .t = t, .out = out};
+    int rc;
+
+    TALLY_ASSERT(limit <= STORE_ERASE_MAX);
+    rc = with_conn((struct mysql_store *)base, false, do_user_items, &a);
+    *n = rc ? 0 : a.n;
+    return rc;
+}
+
+/*
+ * The erasure's statements, per table: uid's rows on one biz's ids locked (FOR UPDATE, the
+ * like path's first lock too), those items' counts lowered, the rows deleted by primary
+ * key. The index is forced: on a small table the optimizer may otherwise scan the primary
+ * key, and a locking scan locks every row it reads, other users' included.
+ */
+static const char *const erase_table[USER_TABLE_COUNT] = {"user_like", "user_collection"};
+static const char *const erase_column[USER_TABLE_COUNT] = {"like_cnt", "collect_cnt"};
+
+static void build_erase_lock(struct strbuf *sql, enum user_table t, size_t n)
+{
+    strbuf_addf(sql, "SELECT id, biz_id, status FROM %s FORCE INDEX (uk_user_item)"
+                     " WHERE uid = ? AND biz = ? AND biz_id IN (", erase_table[t]);
+    add_marks(sql, n);
+    strbuf_addstr(sql, " FOR UPDATE");
+}
+
+static void build_erase_drop(struct strbuf *sql, enum user_table t, size_t n)
+{
+    strbuf_addf(sql, "UPDATE interactive FORCE INDEX (uk_biz) SET %s = %s - 1, utime = ?"
+                     " WHERE biz = ? AND biz_id IN (", erase_column[t], erase_column[t]);
+    add_marks(sql, n);
+}
+
+static void build_erase_del(struct strbuf *sql, enum user_table t, size_t n)
+{
+    strbuf_addf(sql, "DELETE FROM %s WHERE id IN (", erase_table[t]);
+    add_marks(sql, n);
+}
+
+static void build_erase_lock_likes(struct strbuf *sql, size_t n)
+{
+    build_erase_lock(sql, USER_LIKES, n);
+}
+static void build_erase_lock_collections(struct strbuf *sql, size_t n)
+{
+    build_erase_lock(sql, USER_COLLECTIONS, n);
+}
+static void build_erase_drop_likes(struct strbuf *sql, size_t n)
+{
+    build_erase_drop(sql, USER_LIKES, n);
+}
+static void build_erase_drop_collections(struct strbuf *sql, size_t n)
+{
+    build_erase_drop(sql, USER_COLLECTIONS, n);
+}
+static void build_erase_del_likes(struct strbuf *sql, size_t n)
+{
+    build_erase_del(sql, USER_LIKES, n);
+}
+static void build_erase_del_collections(struct strbuf *sql, size_t n)
+{
+    build_erase_del(sql, USER_COLLECTIONS, n);
+}
+
+_Static_assert(STORE_ERASE_MAX <= UPSERT_CHUNK, "an erasure's chunk is one sized statement");
+static void (*const erase_build[3][USER_TABLE_COUNT])(struct strbuf *, size_t) = {
+    {build_erase_lock_likes, build_erase_lock_collections},
+    {build_erase_drop_likes, build_erase_drop_collections},
+    {build_erase_del_likes, build_erase_del_collections},
+};
+enum erase_step { ERASE_LOCK, ERASE_DROP, ERASE_DEL };
+
+struct erase_args {
+    int64_t uid, now;
+    enum user_table t;
+    const struct item *items;
+    size_t n;
+    struct counts *delta;
+    size_t removed;
+    int64_t *row;  /* per item: the id of uid's row there, 0 when it has none */
+    bool *active;  /* per item: that row was active */
+};
+
+/*
+ * Deletes the rows found, already locked, one primary key per statement: given a list of
+ * ids, the optimizer may scan a small table whole instead, and a deleting scan locks every
+ * row it reads, so other users' writes would wait on (and deadlock with) the erasure.
+ */
+static int erase_del_rows(struct conn *c, struct erase_args *a, const int64_t *const *ids,
+                          size_t k)
+{
+    MYSQL_STMT *st;
+    BINDS(p, 1);
+    int rc;
+
+    if ((rc = sized(c, (enum sized)(Z_ERASE_DEL + (int)a->t), 1, erase_build[ERASE_DEL][a->t],
+                    &st)))
+        return rc;
+    for (size_t i = 0; i < k && rc == 0; i++) {
+        p.n = 0;
+        bind_i64(&p, ids[i]);
+        if ((rc = exec(c, st, &p, NULL)) == 0)
+            a->removed += (size_t)mysql_stmt_affected_rows(st);
+    }
+    return rc;
+}
+
+/*
+ * Runs one step over items[from, to), which share a biz: ERASE_LOCK reads uid's rows there
+ * (row, active); ERASE_DROP lowers the counts of the items whose row was active;
+ * ERASE_DEL deletes the rows found, adding them to removed.
+ */
+static int erase_step(struct conn *c, struct erase_args *a, enum erase_step step, size_t from,
+                      size_t to)
+{
+    const int64_t *ids[STORE_ERASE_MAX];
+    BINDS(p, STORE_ERASE_MAX + 3);
+    BINDS(r, 3);
+    MYSQL_STMT *st;
+    int64_t row = 0, id = 0, status = 0;
+    size_t k = 0;
+    int rc;
+
+    for (size_t i = from; i < to; i++) {
+        if (step == ERASE_LOCK || (step == ERASE_DROP && a->active[i]))
+            ids[k++] = &a->items[i].id;
+        else if (step == ERASE_DEL && a->row[i])
+            ids[k++] = &a->row[i];
+    }
+    if (k == 0)
+        return 0;
+    if (step == ERASE_DEL) /* one statement per row (erase_del_rows) */
+        return erase_del_rows(c, a, ids, k);
+    if ((rc = sized(c, (enum sized)(Z_ERASE_LOCK + (int)step * USER_TABLE_COUNT + (int)a->t), k,
+                    erase_build[step][a->t], &st)))
+        return rc;
+    bind_i64(&p, step == ERASE_LOCK ? &a->uid : &a->now);
+    bind_str(&p, a->items[from].biz, ITEM_BIZ_MAX + 1);
+    for (size_t i = 0; i < k; i++)
+        bind_i64(&p, ids[i]);
+    if (step == ERASE_DROP)
+        return exec(c, st, &p, NULL);
+    bind_i64(&r, &row);
+    bind_i64(&r, &id);
+    bind_i64(&r, &status);
+    if ((rc = exec(c, st, &p, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1) {
+        for (size_t i = from; i < to; i++) {
+            if (a->items[i].id == id) {
+                a->row[i] = row;
+                a->active[i] = status == 1;
+            }
+        }
+    }
+    return rc;
+}
+
+/*
+ * One chunk of an erasure, in the like path's lock order: uid's rows (FOR UPDATE), the
+ * items (ids ascending within each biz, bizes in the key's order), the marks shared, the
+ * windows, the hours (add_hourly); then the rows, already locked, are deleted. A deadlock
+ * reruns it from the start (with_conn), so everything it found is found again.
+ */
+static int do_erase(struct conn *c, void *arg)
+{
+    struct erase_args *a = arg;
+    enum count_field f = a->t == USER_LIKES ? FIELD_LIKE_CNT : FIELD_COLLECT_CNT;
+    struct store_row hours[STORE_ERASE_MAX];
+    size_t nhours = 0;
+    int rc = 0;
+
+    a->removed = 0;
+    memset(a->row, 0, a->n * sizeof(*a->row));
+    memset(a->active, 0, a->n * sizeof(*a->active));
+    memset(a->delta, 0, a->n * sizeof(*a->delta));
+    for (int step = ERASE_LOCK; step <= ERASE_DEL && rc == 0; step++) {
+        if (step == ERASE_DEL && (rc = add_hourly(c, hours, nhours)))
+            break;
+        for (size_t from = 0, to; from < a->n && rc == 0; from = to) {
+            for (to = from + 1; to < a->n && strcmp(a->items[to].biz, a->items[from].biz) == 0;)
+                to++;
+            rc = erase_step(c, a, (enum erase_step)step, from, to);
+        }
+        for (size_t i = 0; step == ERASE_LOCK && rc == 0 && i < a->n; i++) {
+            if (!a->active[i])
+                continue;
+            if (a->t == USER_LIKES)
+                a->delta[i].like_cnt = -1;
+            else
+                a->delta[i].collect_cnt = -1;
+            hours[nhours] = (struct store_row){.item = a->items[i], .key = store__hour_of(a->now)};
+            hours[nhours++].v[f] = -1;
+        }
+    }
+    return rc;
+}
+
+static int mdb_erase_rows(struct store *base, int64_t uid, enum user_table t,
+                          const struct item *items, size_t n, int64_t now_ms,
+                          struct counts *delta, size_t *removed)
+{
+    int64_t row[STORE_ERASE_MAX];
+    bool active[STORE_ERASE_MAX];
+    struct erase_args a = {.uid = uid, .now = now_ms, .t = t, .items = items, .n = n,
+                           .delta = delta, .row = row, .active = active};
+    int rc;
+
+    TALLY_ASSERT(n <= STORE_ERASE_MAX);
+    rc = n ? with_conn((struct mysql_store *)base, true, do_erase, &a) : 0;
+    if (rc)
+        memset(delta, 0, n * sizeof(*delta));
+    *removed = rc ? 0 : a.removed;
     return rc;
 }
 
@@ -2874,6 +3138,8 @@ static const struct store_ops mdb_ops = {
     .flags = mdb_flags,
     .set_like = mdb_set_like,
     .set_collect = mdb_set_collect,
+    .user_items = mdb_user_items,
+    .erase_rows = mdb_erase_rows,
     .list_likes = mdb_list_likes,
     .list_collection = mdb_list_collection,
     .top = mdb_top,

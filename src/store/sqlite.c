@@ -161,6 +161,10 @@ enum stmt {
     S_HIST_READ,
     S_HIST_LIKE,
     S_HIST_COLLECT,
+    S_LIKE_ITEMS,
+    S_COLLECT_ITEMS,
+    S_LIKE_ERASE,
+    S_COLLECT_ERASE,
     S_UPSERT_CHUNK,
     S_HOUR_CHUNK,
     S_WINDOW_CHUNK,
@@ -270,6 +274,13 @@ static const char *const stmt_sql[PREPARED_COUNT] = {
     [S_HIST_READ] = HIST_SQL("read_cnt"),
     [S_HIST_LIKE] = HIST_SQL("like_cnt"),
     [S_HIST_COLLECT] = HIST_SQL("collect_cnt"),
+    /* A user's erasure: their rows' items in the unique key's order, then row by row. */
+    [S_LIKE_ITEMS] = "SELECT biz, biz_id FROM user_like WHERE uid = ?1"
+                     " ORDER BY biz, biz_id LIMIT ?2",
+    [S_COLLECT_ITEMS] = "SELECT biz, biz_id FROM user_collection WHERE uid = ?1"
+                        " ORDER BY biz, biz_id LIMIT ?2",
+    [S_LIKE_ERASE] = "DELETE FROM user_like WHERE uid = ?1 AND biz = ?2 AND biz_id = ?3",
+    [S_COLLECT_ERASE] = "DELETE FROM user_collection WHERE uid = ?1 AND biz = ?2 AND biz_id = ?3",
 };
 
 /* One connection and its prepared statements. Used by one thread at a time:
@@ -766,6 +777,88 @@ out:
     if (rc)
         *changed = false;
     writer_put(s);
+    return rc;
+}
+
+static int column_biz(sqlite3_stmt *st, int at, struct item *it);
+
+static int sqlite_user_items(struct store *base, int64_t uid, enum user_table t, size_t limit,
+                             struct item *out, size_t *n)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct conn *c;
+    sqlite3_stmt *st;
+    int rc;
+
+    *n = 0;
+    if ((rc = reader_get(s, &c)))
+        return rc;
+    st = stmt(c, t == USER_LIKES ? S_LIKE_ITEMS : S_COLLECT_ITEMS);
+    sqlite3_bind_int64(st, 1, uid);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while (*n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = column_biz(st, 0, &out[*n])))
+            goto out;
+        out[(*n)++].id = sqlite3_column_int64(st, 1);
+    }
+    rc = map_err(c->db, rc, "user items");
+out:
+    sqlite3_reset(st);
+    reader_put(s, c);
+    return rc;
+}
+
+/*
+ * One chunk of an erasure under the writer lock: the single writer is the lock on uid's
+ * rows. Each row is read (its status), deleted, and when it was active its item loses it
+ * as an unlike would take it: the total now, the hour and windows of now_ms after.
+ */
+static int sqlite_erase_rows(struct store *base, int64_t uid, enum user_table t,
+                             const struct item *items, size_t n, int64_t now_ms,
+                             struct counts *delta, size_t *removed)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    enum count_field f = t == USER_LIKES ? FIELD_LIKE_CNT : FIELD_COLLECT_CNT;
+    struct store_row hours[STORE_ERASE_MAX];
+    size_t nhours = 0, gone = 0;
+    struct conn *c;
+    int rc, status;
+
+    TALLY_ASSERT(n <= STORE_ERASE_MAX);
+    memset(delta, 0, n * sizeof(*delta));
+    c = writer_get(s);
+    if ((rc = run(c, S_BEGIN_WRITE)))
+        goto out;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        sqlite3_stmt *st;
+
+        if ((rc = read_status(c, t == USER_LIKES ? S_LIKED : S_COLLECTED, uid, &items[i], &status,
+                              NULL)))
+            break;
+        st = stmt(c, t == USER_LIKES ? S_LIKE_ERASE : S_COLLECT_ERASE);
+        sqlite3_bind_int64(st, 1, uid);
+        bind_item(st, 2, &items[i]);
+        if ((rc = exec_stmt(c, st)))
+            break;
+        gone += (size_t)sqlite3_changes(c->db);
+        if (status != 1)
+            continue;
+        if (t == USER_LIKES)
+            delta[i].like_cnt = -1;
+        else
+            delta[i].collect_cnt = -1;
+        rc = bump(c, &items[i], delta[i].like_cnt, delta[i].collect_cnt, now_ms);
+        hours[nhours] = (struct store_row){.item = items[i], .key = store__hour_of(now_ms)};
+        hours[nhours++].v[f] = -1;
+    }
+    if (rc == 0)
+        rc = add_hourly(c, hours, nhours); /* sorted by item, as items are */
+out:
+    rc = finish(c, rc);
+    writer_put(s);
+    if (rc)
+        memset(delta, 0, n * sizeof(*delta));
+    *removed = rc ? 0 : gone;
     return rc;
 }
 
@@ -2164,6 +2257,8 @@ static const struct store_ops sqlite_ops = {
     .flags = sqlite_flags,
     .set_like = sqlite_set_like,
     .set_collect = sqlite_set_collect,
+    .user_items = sqlite_user_items,
+    .erase_rows = sqlite_erase_rows,
     .list_likes = sqlite_list_likes,
     .list_collection = sqlite_list_collection,
     .top = sqlite_top,

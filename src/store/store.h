@@ -10,7 +10,9 @@
  * Contract every adapter keeps:
  *   - A count moves only on a real transition (like 0->1, unlike 1->0,
  *     first collection, uncollection), in the same transaction as the row.
- *   - Rows are soft-deleted (status 0/1), never deleted.
+ *   - Rows are soft-deleted (status 0/1), never deleted, but by erase_rows
+ *     (a user's erasure), which lowers the counts of the active ones it
+ *     deletes in the same transaction.
  *   - apply_reads applies all deltas and all offsets in one transaction, or
  *     nothing; an offset whose expected value does not match makes the whole
  *     call fail with TALLY_ESTALE.
@@ -149,6 +151,13 @@ size_t store__window_sums(const struct store_row *rows, size_t n,
 /* For adapters: the hour (since the epoch) of a time in ms; floor, also before 1970. */
 int64_t store__hour_of(int64_t ms);
 
+/*
+ * A user's own rows, the tables an erasure deletes them from
+ * (interactive_erase_user), STORE_ERASE_MAX rows per transaction at most.
+ */
+enum user_table { USER_LIKES, USER_COLLECTIONS, USER_TABLE_COUNT };
+#define STORE_ERASE_MAX 256
+
 struct store;
 
 /* What a store's check (store_ops.check) tells its caller; every callback gets arg. */
@@ -180,6 +189,20 @@ struct store_ops {
     /* Put into collection cid (moving it from another one) or take out of cid. */
     int (*set_collect)(struct store *s, int64_t uid, int64_t cid, const struct item *it, bool on,
                        int64_t now_ms, bool *changed, struct item_state *out);
+    /*
+     * Erasing a user, a chunk at a time. user_items: up to limit (<= STORE_ERASE_MAX)
+     * distinct items on which uid has a row in table t, active or not, in the order
+     * of the table's unique key (uid, biz, biz_id). erase_rows: in one transaction, deletes uid's rows in t on items[0, n)
+     * (n <= STORE_ERASE_MAX), locking them first, and for each row that was active
+     * lowers the item's like_cnt (collect_cnt) by one, in its total and in the hour of
+     * now_ms and every window that holds it, as an unlike does; delta[i]: what
+     * items[i]'s counts moved by; *removed: rows deleted. An item where uid has no row
+     * is left alone, so a chunk run again changes nothing.
+     */
+    int (*user_items)(struct store *s, int64_t uid, enum user_table t, size_t limit,
+                      struct item *out, size_t *n);
+    int (*erase_rows)(struct store *s, int64_t uid, enum user_table t, const struct item *items,
+                      size_t n, int64_t now_ms, struct counts *delta, size_t *removed);
     /* Active likes of uid in biz, newest first, after cursor; up to limit entries. */
     int (*list_likes)(struct store *s, int64_t uid, const char *biz,
                       const struct list_cursor *after, size_t limit, struct list_entry *out,
@@ -336,6 +359,17 @@ static inline int store_set_collect(struct store *s, int64_t uid, int64_t cid,
                                     struct item_state *out)
 {
     return s->ops->set_collect(s, uid, cid, it, on, now_ms, changed, out);
+}
+static inline int store_user_items(struct store *s, int64_t uid, enum user_table t,
+                                   size_t limit, struct item *out, size_t *n)
+{
+    return s->ops->user_items(s, uid, t, limit, out, n);
+}
+static inline int store_erase_rows(struct store *s, int64_t uid, enum user_table t,
+                                   const struct item *items, size_t n, int64_t now_ms,
+                                   struct counts *delta, size_t *removed)
+{
+    return s->ops->erase_rows(s, uid, t, items, n, now_ms, delta, removed);
 }
 static inline int store_list_likes(struct store *s, int64_t uid, const char *biz,
                                    const struct list_cursor *after, size_t limit,
