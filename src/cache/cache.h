@@ -61,11 +61,12 @@ struct flag_lookup {
  * like the counters: begin() sets token; end() caches flags, the state the
  * write's transaction read after it, if no other write of that user was in
  * flight at any time between begin() and end(), and otherwise forgets the
- * item's flags.
+ * item's flags. item NULL: a write to every item of the user (an erasure):
+ * end() forgets all their flags, keeping the fence.
  */
 struct flag_write {
     int64_t uid;
-    const struct item *item;
+    const struct item *item; /* NULL: every item of uid */
     uint8_t flags;     /* for end(): FLAG_* after the commit */
     bool committed;    /* for end(): false when the write failed (flags unknown) */
     cache_token token; /* set by begin() */

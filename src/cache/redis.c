@@ -184,7 +184,8 @@ static const char *const scripts[SCRIPT_COUNT] = {
                   "end\n"
                   "if alone then return g end\n"
                   "return 0\n",
-    /* KEYS[1]: the user's hash; ARGV: fence TTL, token, field, flags ('' unknown), TTL. */
+    /* KEYS[1]: the user's hash; ARGV: fence TTL, token, field ('' every item: an
+     * erasure), flags ('' unknown), TTL. */
     [SC_UEND] = "local k = KEYS[1]\n"
                 "local left = redis.call('HINCRBY', k, 'inflight', -1)\n"
                 "if left <= 0 then redis.call('HDEL', k, 'until') end\n"
@@ -193,6 +194,12 @@ static const char *const scripts[SCRIPT_COUNT] = {
                 "  redis.call('DEL', k)\n"
                 "  redis.call('HSET', k, 'gen', g + 1, 'inflight', 0)\n"
                 "  redis.call('PEXPIRE', k, ARGV[1])\n"
+                "elseif ARGV[3] == '' then\n"
+                "  for _, f in ipairs(redis.call('HKEYS', k)) do\n"
+                "    if f ~= 'gen' and f ~= 'inflight' and f ~= 'until' then\n"
+                "      redis.call('HDEL', k, f)\n"
+                "    end\n"
+                "  end\n"
                 "elseif left == 0 and ARGV[4] ~= '' and redis.call('HGET', k, 'gen') == ARGV[2] then\n"
                 "  if redis.call('HLEN', k) > " USER_FLAGS_MAX " then\n"
                 "    redis.call('DEL', k)\n"
@@ -908,7 +915,10 @@ static void add_user_write(struct redis_cache *rc, struct write_args *a, struct 
         return;
     }
     link_cmd_arg(m, "%lld", (long long)u->token);
-    cmd_field(m, u->item);
+    if (u->item)
+        cmd_field(m, u->item);
+    else
+        link_cmd_arg(m, "%s", ""); /* every item of the user */
     if (u->committed)
         link_cmd_arg(m, "%u", (unsigned)u->flags);
     else

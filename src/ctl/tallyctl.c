@@ -7,6 +7,7 @@
  *   tallyctl export|import      every table that holds state as JSON Lines; import from
  *                               the course schema (data.c, course.c)
  *   tallyctl recount|check|backup   looking after a store (maint.c)
+ *   tallyctl erase-user UID     a user's likes and collections erased (erase.c)
  *   tallyctl reload --pid-file PATH  SIGHUP to the tallyd that holds PATH (util/pidfile.h)
  *
  * Usage errors print one line on stderr and exit 2; `tallyctl CMD --help` prints a
@@ -137,6 +138,7 @@ static const struct command commands[] = {
     {"recount", ctl_usage_recount, ctl_cmd_recount},
     {"check", ctl_usage_check, ctl_cmd_check},
     {"backup", ctl_usage_backup, ctl_cmd_backup},
+    {"erase-user", ctl_usage_erase_user, ctl_cmd_erase_user},
     {"reload",
      "usage: tallyctl reload --pid-file PATH\n"
      "\n"

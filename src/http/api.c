@@ -731,6 +731,35 @@ static bool param_ms(struct ctx *c, const char *key, int64_t *out)
     return false;
 }
 
+/*
+ * DELETE /v1/users/{uid}: erases the user's likes and collections (admin scope alone).
+ * A request does at most ERASE_CHUNKS chunks, so its time is bounded whatever the user
+ * holds; "done":false asks the caller to repeat it. The counts are this request's.
+ */
+#define ERASE_CHUNKS 4 /* 1,024 rows per request at most */
+static void h_erase_user(struct ctx *c)
+{
+    struct erase_result r;
+    int64_t uid;
+    int err;
+
+    if (!cap_id(c, 0, "uid", &uid))
+        return;
+    if ((err = interactive_erase_user(c->svc, uid, ERASE_CHUNKS, &r))) {
+        log_warn("erase of user %lld failed after %lld likes and %lld collections removed: %s",
+                 (long long)uid, (long long)r.removed[USER_LIKES],
+                 (long long)r.removed[USER_COLLECTIONS], tally_strerror(err));
+        fail_err(c, err);
+        return;
+    }
+    c->res->status = 200;
+    strbuf_addf(&c->res->body,
+                "{\"uid\":%lld,\"likes_removed\":%lld,\"collections_removed\":%lld,"
+                "\"done\":%s}",
+                (long long)uid, (long long)r.removed[USER_LIKES],
+                (long long)r.removed[USER_COLLECTIONS], r.done ? "true" : "false");
+}
+
 /* GET /v1/top/{biz}?by=F[&window=W] */
 static void h_top(struct ctx *c)
 {
@@ -875,6 +904,8 @@ static const struct route routes[] = {
      {[API_GET] = h_list_collection},
      "GET, HEAD",
      API_WORK_READ},
+    /* A user's erasure: chunks of store transactions (admin scope alone). */
+    {"erase_user", "v1/users/:uid", {[API_DELETE] = h_erase_user}, "DELETE", API_WORK_WRITE},
     {"top", "v1/top/:biz", {[API_GET] = h_top}, "GET, HEAD", API_WORK_READ},
     /* Asks the store and the cache. */
     {"status", "v1/status", {[API_GET] = h_status}, "GET, HEAD", API_WORK_READ},
@@ -1046,6 +1077,8 @@ static bool authorized(struct ctx *c, int r, enum api_method m)
         need = AUTH_METRICS;
     else
         need = m == API_GET ? AUTH_READ : AUTH_WRITE;
+    if (routes[r].on[API_DELETE] == h_erase_user)
+        need = AUTH_ADMIN; /* erasing a user's data: not for every writer */
     if (p->scopes & (need | AUTH_ADMIN))
         return true;
     fail_err(c, TALLY_EDENIED);

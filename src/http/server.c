@@ -204,6 +204,7 @@ struct loop {
     pthread_t thread;
 };
 
+#define ROUTE_SLOTS  24 /* routes (api_route_count) and the malformed requests' */
 #define STATUS_SLOTS 17
 static const int status_slots[STATUS_SLOTS] = {200, 202, 400, 401, 403, 404, 405, 408, 413,
                                                417, 429, 431, 500, 501, 503, 505, 0 /* other */};
@@ -226,8 +227,8 @@ struct http_server {
     atomic_ullong request_ids;
     int malformed_route; /* the metrics' route for requests that never reached the API */
     /* [route][status slot], created on first use; see count_request(). */
-    _Atomic(struct metric *) requests[17][STATUS_SLOTS];
-    struct metric *latency[17];
+    _Atomic(struct metric *) requests[ROUTE_SLOTS][STATUS_SLOTS];
+    struct metric *latency[ROUTE_SLOTS];
     struct metric *m_conns, *m_refused, *m_paused, *m_timeout_header, *m_timeout_idle,
         *m_timeout_write;
 };
@@ -1324,7 +1325,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     evutil_socket_t fd;
 
     TALLY_ASSERT(cfg->threads >= 1 && cfg->threads <= MAX_THREADS);
-    TALLY_ASSERT(api_route_count() + 1 <= 17);
+    TALLY_ASSERT(api_route_count() + 1 <= ROUTE_SLOTS);
     SSL_CTX *tls = NULL;
 
     if (cfg->tls_cert && !(tls = listener_tls_context(cfg->tls_cert, cfg->tls_key, NULL, err)))

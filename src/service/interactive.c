@@ -170,6 +170,52 @@ int interactive_collect(struct interactive *svc, int64_t uid, int64_t cid, const
     return rc;
 }
 
+/*
+ * One chunk of an erasure: the items are listed first (a read) so that the chunk can be
+ * fenced in the cache before its transaction, which then touches those items alone; a
+ * row added meanwhile on another item waits for the next chunk.
+ */
+static int erase_chunk(struct interactive *svc, int64_t uid, enum user_table t,
+                       const struct item *items, size_t n, struct erase_result *out)
+{
+    struct counts delta[STORE_ERASE_MAX];
+    struct flag_write user = {.uid = uid, .item = NULL}; /* every item of uid */
+    size_t removed = 0;
+    int rc;
+
+    cache_failed(svc, cache_begin(svc->cache, items, n, &user));
+    rc = store_erase_rows(svc->store, uid, t, items, n, clock_now_ms(), delta, &removed);
+    if (rc != TALLY_EUNAVAIL) { /* else it may still commit: the fence stays up (end_write) */
+        user.committed = rc == 0;
+        cache_failed(svc, cache_end(svc->cache, items, n, rc == 0 ? delta : NULL, &user));
+    }
+    out->chunks++;
+    out->removed[t] += (int64_t)removed;
+    return rc;
+}
+
+int interactive_erase_user(struct interactive *svc, int64_t uid, int64_t max_chunks,
+                           struct erase_result *out)
+{
+    struct item items[STORE_ERASE_MAX];
+    size_t n;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    for (int t = 0; t < USER_TABLE_COUNT; t++) {
+        do {
+            if (out->chunks == max_chunks)
+                return 0;
+            if ((rc = store_user_items(svc->store, uid, (enum user_table)t, STORE_ERASE_MAX,
+                                       items, &n)) ||
+                (n && (rc = erase_chunk(svc, uid, (enum user_table)t, items, n, out))))
+                return rc;
+        } while (n == STORE_ERASE_MAX); /* a short list was the last of the table */
+    }
+    out->done = true;
+    return 0;
+}
+
 int interactive_read(struct interactive *svc, const struct item *it, int64_t uid,
                      uint64_t viewer, uint64_t idem)
 {

@@ -93,6 +93,26 @@ int interactive_history(struct interactive *svc, const struct item *it, enum cou
                         int bucket_hours, int64_t from_ms, int64_t to_ms,
                         struct history_point *out, size_t *n);
 
+/* What one interactive_erase_user call did. */
+struct erase_result {
+    int64_t removed[USER_TABLE_COUNT]; /* rows deleted: likes, collections */
+    int64_t chunks;                    /* store transactions run, one per chunk */
+    bool done;                         /* no row of the user was left when it looked */
+};
+
+/*
+ * Erases uid's likes and collections, active and inactive alike (a data-protection
+ * request), a chunk of up to STORE_ERASE_MAX rows per store transaction and at most
+ * max_chunks chunks (then out->done is false: call again). Each chunk lowers its items'
+ * counts by the rows that were active, as unlikes would (totals, the hour, the windows),
+ * and is fenced in the cache like a like: begin before the transaction, end with its
+ * deltas after, and the user's cached flags forgotten. Running it again, or after a
+ * crash mid-way, finishes the job and changes nothing more. On an error *out says what
+ * was done before it. Touches only the store and the cache (tallyctl calls it too).
+ */
+int interactive_erase_user(struct interactive *svc, int64_t uid, int64_t max_chunks,
+                           struct erase_result *out);
+
 /* 0 when the store answers and the read consumer's last commit succeeded. */
 int interactive_health(struct interactive *svc);
 /* For /readyz: not draining, the store answers, the bus would take a read; *why says
