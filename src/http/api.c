@@ -1053,7 +1053,8 @@ enum api_work api_work_of(const struct interactive *svc, const struct api_reques
  * Who may do what: /healthz is open; anything else needs a valid credential first (so
  * that routes cannot be probed without one), then the route's scope: `metrics` for
  * /metrics and /v1/status, `read` for GET and HEAD of the rest of /v1, `write` for the
- * rest; `admin` has them all.
+ * rest but a user's erasure (DELETE /v1/users/{uid}), which is `admin`'s alone; `admin`
+ * has them all.
  */
 static bool authorized(struct ctx *c, int r, enum api_method m)
 {
