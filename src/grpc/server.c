@@ -719,6 +719,13 @@ static void on_read(struct bufferevent *bev, void *arg)
         bufferevent_disable(bev, EV_READ);
     } else {
         evbuffer_drain(in, (size_t)n);
+        if (c->nout > 0) {
+            /* What the frames just read call for (a PING's ACK, a WINDOW_UPDATE) goes out
+             * with the answer of a call in a pool, which flushes when it comes back: one
+             * write a call instead of two (gRPC clients PING after each answer they read). */
+            arm_timer(c);
+            return;
+        }
     }
     if (conn_flush(c) && evbuffer_get_length(bufferevent_get_output(bev)) > MAX_UNSENT) {
         c->read_paused = true; /* until the client reads its answers */
