@@ -22,6 +22,8 @@
 #   make fuzz            libFuzzer on the API, the HTTP layer, the gRPC methods, the Kafka
 #                        message parser and the URL parser (FUZZ_SECONDS each)
 #   make contract        Schemathesis against docs/openapi.yaml on a live tallyd (BUILD's)
+#   make image           the OCI image tally:VERSION of BUILD's tallyd and tallyctl, with podman,
+#                        on a base made from Debian 12's packages (scripts/image.sh)
 
 CC ?= cc
 ifeq ($(origin CC),default)
@@ -181,6 +183,11 @@ e2e: $(BUILD)/tallyd $(BUILD)/tallyctl $(BUILD)/tally-produce
 contract: $(BUILD)/tallyd
 	@scripts/deps.sh contract
 	python3 tests/contract/run.py --tallyd $(CURDIR)/$(BUILD)/tallyd --out $(CURDIR)/$(BUILD)/contract
+
+# The container image (deploy/image/, docs/operations.md "Container image").
+.PHONY: image
+image: $(BUILD)/tallyd $(BUILD)/tallyctl
+	@scripts/image.sh $(BUILD)
 
 # Everything, on SQLite and on MariaDB + Redis, plain and sanitized: see scripts/test.sh.
 test:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tally needs to build and test, only when missing.
-# Usage: scripts/deps.sh [build|services|cluster|bench|contract|dashboard|ui]
+# Usage: scripts/deps.sh [build|services|cluster|bench|contract|dashboard|ui|image]
 #
 # cluster: what scripts/cluster.sh needs beside the services' set: Galera, mariadb-backup and
 # socat for its state transfers, and HAProxy (socat also reads its stats socket). A system
@@ -17,6 +17,10 @@
 #
 # bench: wrk, gnuplot, and gRPC's C core (libgrpc-dev 1.51), only for the "hello" server that
 # bench/run.py compares tallyd's gRPC layer with (bench/grpc_core_hello.c); tallyd never links it.
+#
+# image: podman with Debian's runc (scripts/image.sh, tests/e2e/test_image.py; podman reads
+# deploy/image/containers.conf) and mmdebstrap for the image's base. Containers run as root
+# with --network host: no uidmap, slirp4netns or fuse-overlayfs.
 #
 # ui: Debian's chromium, and Playwright (pinned in tests/e2e/ui-requirements.txt) in a venv at
 # .cache/ui-venv made with the python3 that runs the tests (tests/e2e/test_ui.py puts its
@@ -37,6 +41,7 @@ case "${1:-build}" in
   contract) want=(python3) ;;
   dashboard) want=(prometheus) ;;
   ui) want=(chromium) ;;
+  image) want=(podman runc mmdebstrap) ;;
   *) echo "deps.sh: unknown set '$1'" >&2; exit 2 ;;
 esac
 
