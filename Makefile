@@ -13,6 +13,8 @@
 #   make cluster-down    stop them
 #   make test-cluster    the API and cache suites on those clusters, then the failover drills
 #                        (a node of each kind killed under load; docs/scaling.md)
+#   make dist            dist/: the source tarball of HEAD, a Debian package built from it,
+#                        SHA256SUMS (scripts/dist.sh; docs/operations.md)
 #   make SANITIZE=1      build into ./build-asan with AddressSanitizer + UBSan
 #   make SANITIZE=thread build into ./build-tsan with ThreadSanitizer (see docs/architecture.md)
 #   make soak            SOAK_MINUTES (10) of traffic and churn on servers of its own, then
@@ -251,5 +253,11 @@ cluster-up:
 cluster-down:
 	@scripts/cluster.sh down
 
+# Release artifacts from the commit at HEAD, never the working tree (scripts/dist.sh):
+# dist/tally-V.tar.gz, dist/tally_V-1_ARCH.deb built from that tarball, dist/SHA256SUMS.
+.PHONY: dist
+dist: deps
+	@scripts/dist.sh dist
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz dist
