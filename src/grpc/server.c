@@ -38,7 +38,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
@@ -55,6 +54,7 @@
 
 #include "grpc/methods.h"
 #include "http/json.h"
+#include "http/inbox.h"
 #include "http/listener.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -101,7 +101,7 @@ struct call {
     struct auth_principal principal;
     struct strbuf reply; /* the framed response message */
     size_t reply_sent;
-    struct call *next_done;
+    struct inbox_item done; /* its place in the loop's inbox, once back from a pool */
 };
 
 /* One client connection. Owned by its loop's thread. */
@@ -120,12 +120,11 @@ struct conn {
 struct loop {
     struct grpc_server *srv;
     struct event_base *base;
-    struct event *accept_ev, *resume_ev, *stop_ev, *done_ev;
+    struct event *accept_ev, *resume_ev, *stop_ev;
     bool stopping;
     struct conn *conns;
     int nconns;
-    pthread_mutex_t done_lock; /* owns done_head/done_tail, which workers append to */
-    struct call *done_head, *done_tail;
+    struct inbox done; /* calls the pools answered */
     pthread_t thread;
 };
 
@@ -137,8 +136,7 @@ struct grpc_server {
     struct http_server *http;
     int fd, port, nloops;
     struct loop loops[MAX_THREADS];
-    pthread_mutex_t tls_lock; /* owns tls; a reload swaps it while loops accept */
-    SSL_CTX *tls;
+    struct listener_tls tls;
     atomic_int nconns;
     atomic_int out; /* calls in the pools */
     _Atomic(struct metric *) calls[METHOD_SLOTS][GRPC_CODES];
@@ -372,18 +370,8 @@ static void call_done(struct call *k)
 {
     struct loop *l = k->conn->loop;
     struct grpc_server *srv = l->srv;
-    bool wake;
 
-    pthread_mutex_lock(&l->done_lock);
-    wake = l->done_head == NULL;
-    if (l->done_tail)
-        l->done_tail->next_done = k;
-    else
-        l->done_head = k;
-    l->done_tail = k;
-    pthread_mutex_unlock(&l->done_lock);
-    if (wake)
-        event_active(l->done_ev, EV_READ, 0);
+    inbox_post(&l->done, &k->done);
     atomic_fetch_sub(&srv->out, 1); /* the last touch of the server: stop may free it now */
 }
 
@@ -761,24 +749,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     conn_close(c);
 }
 
-static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
-{
-    struct grpc_server *srv = l->srv;
-    struct bufferevent *bev;
-    SSL *ssl;
-
-    if (!srv->tls)
-        return bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    pthread_mutex_lock(&srv->tls_lock);
-    ssl = SSL_new(srv->tls);
-    pthread_mutex_unlock(&srv->tls_lock);
-    TALLY_ASSERT(ssl); /* only out of memory */
-    bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct grpc_server *srv = l->srv;
@@ -794,7 +764,7 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->loop = l;
-    c->bev = new_bufferevent(l, fd);
+    c->bev = listener_bufferevent(&srv->tls, l->base, fd);
     c->timer = evtimer_new(l->base, on_timer, c);
     TALLY_ASSERT(c->bev && c->timer);
     strbuf_init(&c->caller, 0);
@@ -820,18 +790,14 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct loop *l = arg;
-    struct call *k;
+    struct inbox_item *it = inbox_take(&l->done);
 
     (void)fd, (void)what;
-    pthread_mutex_lock(&l->done_lock);
-    k = l->done_head;
-    l->done_head = l->done_tail = NULL;
-    pthread_mutex_unlock(&l->done_lock);
-    while (k) {
-        struct call *next = k->next_done;
+    while (it) {
+        struct inbox_item *next = it->next;
+        struct call *k = container_of(it, struct call, done);
         struct conn *c = k->conn;
 
-        k->next_done = NULL;
         k->out = false;
         c->nout--;
         if (k->closed) { /* the client reset it, or the connection went */
@@ -842,7 +808,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
             answer(k);
             conn_flush(c);
         }
-        k = next;
+        it = next;
     }
 }
 
@@ -931,9 +897,8 @@ static void loop_init(struct loop *l, struct grpc_server *srv)
     l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
     l->resume_ev = evtimer_new(l->base, on_resume, l);
     l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
-    l->done_ev = event_new(l->base, -1, EV_PERSIST, on_done, l);
-    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev && l->done_ev);
-    pthread_mutex_init(&l->done_lock, NULL);
+    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev);
+    inbox_init(&l->done, l->base, on_done, l);
     event_add(l->accept_ev, NULL);
 }
 
@@ -982,38 +947,26 @@ static nghttp2_session_callbacks *new_callbacks(void)
 
 int grpc_server_reload_tls(struct grpc_server *srv, char **err)
 {
-    SSL_CTX *ctx, *old;
-
-    if (!srv->tls)
-        return 0;
-    if (!(ctx = listener_tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, "h2", err)))
-        return TALLY_EINVAL;
-    pthread_mutex_lock(&srv->tls_lock);
-    old = srv->tls;
-    srv->tls = ctx;
-    pthread_mutex_unlock(&srv->tls_lock);
-    SSL_CTX_free(old);
-    return 0;
+    return listener_tls_reload(&srv->tls, err);
 }
 
 struct grpc_server *grpc_server_bind(const struct grpc_config *cfg, char **err)
 {
-    struct grpc_server *srv;
-    SSL_CTX *tls = NULL;
+    struct grpc_server *srv = xcalloc(1, sizeof(*srv));
     int fd;
 
     TALLY_ASSERT(cfg->threads >= 1 && cfg->threads <= MAX_THREADS);
-    if (cfg->tls_cert && !(tls = listener_tls_context(cfg->tls_cert, cfg->tls_key, "h2", err)))
+    if (listener_tls_init(&srv->tls, cfg->tls_cert, cfg->tls_key, "h2", err)) {
+        free(srv);
         return NULL;
+    }
     if ((fd = listener_open(cfg->host, cfg->port, err)) < 0) {
-        SSL_CTX_free(tls);
+        listener_tls_release(&srv->tls);
+        free(srv);
         return NULL;
     }
     evthread_use_pthreads();
-    srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
-    srv->tls = tls;
-    pthread_mutex_init(&srv->tls_lock, NULL);
     srv->fd = fd;
     srv->port = listener_port(fd);
     srv->callbacks = new_callbacks();
@@ -1073,14 +1026,12 @@ void grpc_server_stop(struct grpc_server *srv)
         event_free(l->accept_ev);
         event_free(l->resume_ev);
         event_free(l->stop_ev);
-        event_free(l->done_ev);
-        pthread_mutex_destroy(&l->done_lock);
+        inbox_release(&l->done);
         event_base_free(l->base);
     }
     close(srv->fd);
     nghttp2_session_callbacks_del(srv->callbacks);
     nghttp2_option_del(srv->options);
-    SSL_CTX_free(srv->tls);
-    pthread_mutex_destroy(&srv->tls_lock);
+    listener_tls_release(&srv->tls);
     free(srv);
 }

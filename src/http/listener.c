@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -14,6 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/error.h"
+#include "util/xmalloc.h"
 #include "util/banned.h"
 
 int listener_open(const char *host, int port, char **err)
@@ -120,4 +124,53 @@ SSL_CTX *listener_tls_context(const char *cert, const char *key, const char *alp
     SSL_CTX_free(ctx);
     *err = strbuf_detach(&msg, NULL);
     return NULL;
+}
+
+int listener_tls_init(struct listener_tls *t, const char *cert, const char *key, const char *alpn,
+                      char **err)
+{
+    *t = (struct listener_tls){.cert = cert, .key = key, .alpn = alpn};
+    if (cert && !(t->ctx = listener_tls_context(cert, key, alpn, err)))
+        return TALLY_EINVAL;
+    pthread_mutex_init(&t->lock, NULL);
+    return 0;
+}
+
+int listener_tls_reload(struct listener_tls *t, char **err)
+{
+    SSL_CTX *ctx, *old;
+
+    if (!t->cert)
+        return 0;
+    if (!(ctx = listener_tls_context(t->cert, t->key, t->alpn, err)))
+        return TALLY_EINVAL;
+    pthread_mutex_lock(&t->lock);
+    old = t->ctx;
+    t->ctx = ctx;
+    pthread_mutex_unlock(&t->lock);
+    SSL_CTX_free(old); /* connections made with it keep their own reference */
+    return 0;
+}
+
+void listener_tls_release(struct listener_tls *t)
+{
+    SSL_CTX_free(t->ctx);
+    pthread_mutex_destroy(&t->lock);
+}
+
+struct bufferevent *listener_bufferevent(struct listener_tls *t, struct event_base *base, int fd)
+{
+    struct bufferevent *bev;
+    SSL *ssl;
+
+    if (!t->cert)
+        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    pthread_mutex_lock(&t->lock);
+    ssl = SSL_new(t->ctx);
+    pthread_mutex_unlock(&t->lock);
+    TALLY_ASSERT(ssl); /* only out of memory */
+    bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }

@@ -92,6 +92,7 @@
 #include "http/api.h"
 #include "http/framing.h"
 #include "http/json.h"
+#include "http/inbox.h"
 #include "http/listener.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -151,7 +152,7 @@ struct job {
      * the job is out (the parser is paused). */
     const char *authorization;
     struct auth_principal *principal;
-    struct job *next_done;
+    struct inbox_item done; /* its place in the loop's inbox, once answered */
 };
 
 /* One client connection. Owned by its loop's thread. */
@@ -187,17 +188,16 @@ struct conn {
     struct job job;
 };
 
-/* One event loop. Owned by its thread once started; `stop_ev` and `done_ev` are the ways in. */
+/* One event loop. Owned by its thread once started; `stop_ev` and `done` are the ways in. */
 struct loop {
     struct http_server *srv;
     struct event_base *base;
-    struct event *accept_ev, *resume_ev, *stop_ev, *done_ev;
+    struct event *accept_ev, *resume_ev, *stop_ev;
     int backoff_ms;
     bool stopping;
     struct conn *conns;
     int nconns;
-    pthread_mutex_t done_lock; /* owns done_head/done_tail, which workers append to */
-    struct job *done_head, *done_tail;
+    struct inbox done; /* jobs the pools answered */
     struct strbuf head; /* scratch for response headers */
     time_t date_sec;
     char date[64];
@@ -219,8 +219,7 @@ struct http_server {
     struct loop loops[MAX_THREADS];
     struct workpool *pools[3]; /* indexed by enum api_work; [API_WORK_LOOP] unused */
     struct workpool *verify;   /* users' tokens' signature checks (auth_verify) */
-    pthread_mutex_t tls_lock; /* owns tls; a reload swaps it while loops accept */
-    SSL_CTX *tls;             /* NULL: plain HTTP */
+    struct listener_tls tls;
     atomic_int nconns;
     atomic_llong accept_logged_us;
     unsigned request_id_prefix; /* random per process, so that ids of two instances differ */
@@ -759,19 +758,7 @@ static bool split_target(struct conn *c, const char *url, size_t len, bool conne
 /* Hands a finished job back to its connection's loop. Any thread. */
 static void job_done(struct job *j)
 {
-    struct loop *l = j->loop;
-    bool wake;
-
-    pthread_mutex_lock(&l->done_lock);
-    wake = l->done_head == NULL;
-    if (l->done_tail)
-        l->done_tail->next_done = j;
-    else
-        l->done_head = j;
-    l->done_tail = j;
-    pthread_mutex_unlock(&l->done_lock);
-    if (wake)
-        event_active(l->done_ev, EV_READ, 0);
+    inbox_post(&j->loop->done, &j->done);
 }
 
 static void job_run(struct work *w)
@@ -1078,25 +1065,6 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* A plain socket, or TLS with the certificate in force when the connection came. */
-static struct bufferevent *new_bufferevent(struct loop *l, evutil_socket_t fd)
-{
-    struct http_server *srv = l->srv;
-    struct bufferevent *bev;
-    SSL *ssl = NULL;
-
-    if (!srv->cfg.tls_cert)
-        return bufferevent_socket_new(l->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    pthread_mutex_lock(&srv->tls_lock);
-    ssl = SSL_new(srv->tls);
-    pthread_mutex_unlock(&srv->tls_lock);
-    TALLY_ASSERT(ssl); /* only out of memory */
-    bev = bufferevent_openssl_socket_new(l->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 static void conn_new(struct loop *l, evutil_socket_t fd)
 {
     struct conn *c = xcalloc(1, sizeof(*c));
@@ -1107,7 +1075,7 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
 
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->loop = l;
-    c->bev = new_bufferevent(l, fd);
+    c->bev = listener_bufferevent(&srv->tls, l->base, fd);
     c->timer = evtimer_new(l->base, on_timer, c);
     TALLY_ASSERT(c->bev && c->timer);
     strbuf_init(&c->url, 0);
@@ -1145,18 +1113,14 @@ static void conn_new(struct loop *l, evutil_socket_t fd)
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     struct loop *l = arg;
-    struct job *j;
+    struct inbox_item *it = inbox_take(&l->done);
 
     (void)fd, (void)what;
-    pthread_mutex_lock(&l->done_lock);
-    j = l->done_head;
-    l->done_head = l->done_tail = NULL;
-    pthread_mutex_unlock(&l->done_lock);
-    while (j) {
-        struct job *next = j->next_done;
+    while (it) {
+        struct inbox_item *next = it->next;
+        struct job *j = container_of(it, struct job, done);
         struct conn *c = container_of(j, struct conn, job);
 
-        j->next_done = NULL;
         if (!c->bev) { /* the client went away meanwhile */
             api_response_release(&j->res);
             c->state = C_CLOSING;
@@ -1166,7 +1130,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
             api_response_release(&j->res); /* before the next request reuses the job */
             conn_process(c);
         }
-        j = next;
+        it = next;
     }
 }
 
@@ -1295,52 +1259,38 @@ static void loop_init(struct loop *l, struct http_server *srv)
     l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
     l->resume_ev = evtimer_new(l->base, on_resume, l);
     l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
-    l->done_ev = event_new(l->base, -1, EV_PERSIST, on_done, l);
-    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev && l->done_ev);
-    pthread_mutex_init(&l->done_lock, NULL);
+    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev);
+    inbox_init(&l->done, l->base, on_done, l);
     strbuf_init(&l->head, 256);
     event_add(l->accept_ev, NULL);
 }
 
 int http_server_reload_tls(struct http_server *srv, char **err)
 {
-    SSL_CTX *ctx, *old;
-
-    if (!srv->cfg.tls_cert)
-        return 0;
-    if (!(ctx = listener_tls_context(srv->cfg.tls_cert, srv->cfg.tls_key, NULL, err)))
-        return TALLY_EINVAL;
-    pthread_mutex_lock(&srv->tls_lock);
-    old = srv->tls;
-    srv->tls = ctx;
-    pthread_mutex_unlock(&srv->tls_lock);
-    SSL_CTX_free(old); /* connections made with it keep their own reference */
-    return 0;
+    return listener_tls_reload(&srv->tls, err);
 }
 
 struct http_server *http_server_start(const struct http_config *cfg, struct interactive *svc,
                                       char **err)
 {
-    struct http_server *srv;
+    struct http_server *srv = xcalloc(1, sizeof(*srv));
     evutil_socket_t fd;
 
     TALLY_ASSERT(cfg->threads >= 1 && cfg->threads <= MAX_THREADS);
     TALLY_ASSERT(api_route_count() + 1 <= ROUTE_SLOTS);
-    SSL_CTX *tls = NULL;
-
-    if (cfg->tls_cert && !(tls = listener_tls_context(cfg->tls_cert, cfg->tls_key, NULL, err)))
+    if (listener_tls_init(&srv->tls, cfg->tls_cert, cfg->tls_key, NULL, err)) {
+        free(srv);
         return NULL;
+    }
     if ((fd = listener_open(cfg->host, cfg->port, err)) < 0) {
-        SSL_CTX_free(tls);
+        listener_tls_release(&srv->tls);
+        free(srv);
         return NULL;
     }
     evthread_use_pthreads();
     http_parser_set_max_header_size(MAX_HEADER_BYTES);
-    srv = xcalloc(1, sizeof(*srv));
     srv->cfg = *cfg;
     srv->svc = svc;
-    srv->tls = tls;
-    pthread_mutex_init(&srv->tls_lock, NULL);
     srv->fd = fd;
     srv->port = listener_port(fd);
     srv->malformed_route = api_route_count();
@@ -1396,8 +1346,8 @@ void http_server_stop(struct http_server *srv)
         struct loop *l = &srv->loops[i];
 
         l->stopping = false; /* no loopbreak from the frees below */
-        for (struct job *j = l->done_head; j; j = j->next_done)
-            api_response_release(&j->res);
+        for (struct inbox_item *it = inbox_take(&l->done); it; it = it->next)
+            api_response_release(&container_of(it, struct job, done)->res);
         while (l->conns) {
             l->conns->state = C_CLOSING;
             conn_close(l->conns);
@@ -1405,13 +1355,11 @@ void http_server_stop(struct http_server *srv)
         event_free(l->accept_ev);
         event_free(l->resume_ev);
         event_free(l->stop_ev);
-        event_free(l->done_ev);
-        pthread_mutex_destroy(&l->done_lock);
+        inbox_release(&l->done);
         strbuf_release(&l->head);
         event_base_free(l->base);
     }
     close(srv->fd);
-    SSL_CTX_free(srv->tls);
-    pthread_mutex_destroy(&srv->tls_lock);
+    listener_tls_release(&srv->tls);
     free(srv);
 }
