@@ -69,8 +69,6 @@
 #define MAX_CALLS     100
 #define MAX_METADATA  (16 * 1024)
 #define MAX_UNSENT    (1024 * 1024)
-#define ACCEPT_BATCH  64
-#define ACCEPT_PAUSE_MS 100 /* out of descriptors or memory: accepting waits this long */
 #define STOP_GRACE_MS 2000
 #define FRAME_PREFIX  5 /* compressed flag, 4-byte big-endian length */
 /* Flow control: a call may send one whole message, and a byte more (so that one past the
@@ -120,7 +118,8 @@ struct conn {
 struct loop {
     struct grpc_server *srv;
     struct event_base *base;
-    struct event *accept_ev, *resume_ev, *stop_ev;
+    struct listener_accept accept;
+    struct event *stop_ev;
     bool stopping;
     struct conn *conns;
     int nconns;
@@ -137,13 +136,13 @@ struct grpc_server {
     int fd, port, nloops;
     struct loop loops[MAX_THREADS];
     struct listener_tls tls;
-    atomic_int nconns;
+    struct listener_limits limits; /* connections open, and what accepting counts */
     atomic_int out; /* calls in the pools */
     _Atomic(struct metric *) calls[METHOD_SLOTS][GRPC_CODES];
     struct metric *latency[METHOD_SLOTS];
     nghttp2_session_callbacks *callbacks;
     nghttp2_option *options;
-    struct metric *m_conns, *m_refused, *m_paused, *m_timeouts;
+    struct metric *m_timeouts;
 };
 
 /* ------------------------------------------------------------ metrics */
@@ -461,7 +460,8 @@ static void dispatch(struct call *k)
         return;
     }
     if (b[0] != 0) {
-        answer_status(k, GRPC_UNIMPLEMENTED, "compressed messages are not accepted (identity only)");
+        answer_status(k, GRPC_UNIMPLEMENTED,
+                      "compressed messages are not accepted (identity only)");
         return;
     }
     if ((code = k->method->decode(b + FRAME_PREFIX, k->body.len - FRAME_PREFIX, &k->g, &why))) {
@@ -665,8 +665,7 @@ static void conn_close(struct conn *c)
         c->bev = NULL;
         nghttp2_session_del(c->h2); /* calls no callback: the calls are ours to free */
         c->h2 = NULL;
-        atomic_fetch_sub(&srv->nconns, 1);
-        metric_set(srv->m_conns, atomic_load(&srv->nconns));
+        listener_conn_closed(&srv->limits);
         while (c->calls) {
             struct call *k = c->calls;
 
@@ -749,8 +748,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     conn_close(c);
 }
 
-static void conn_new(struct loop *l, evutil_socket_t fd)
+/* A connection the loop l (arg) accepted. */
+static void conn_new(void *arg, int fd)
 {
+    struct loop *l = arg;
     struct grpc_server *srv = l->srv;
     struct conn *c = xcalloc(1, sizeof(*c));
     struct timeval write_tv = {srv->cfg.idle_timeout_ms / 1000,
@@ -812,49 +813,6 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_accept(evutil_socket_t fd, short what, void *arg)
-{
-    struct loop *l = arg;
-    struct grpc_server *srv = l->srv;
-
-    (void)what;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (cfd < 0 && (errno == EINTR || errno == ECONNABORTED))
-            continue;
-        if (cfd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (cfd < 0) {
-            /* Out of descriptors or memory: the socket stays readable, so accepting again
-             * at once would spin. Pause; the kernel keeps the connections waiting. */
-            struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-
-            metric_add(srv->m_paused, 1);
-            event_del(l->accept_ev);
-            evtimer_add(l->resume_ev, &tv);
-            return;
-        }
-        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
-            atomic_fetch_sub(&srv->nconns, 1);
-            metric_add(srv->m_refused, 1);
-            close(cfd);
-            continue;
-        }
-        metric_set(srv->m_conns, atomic_load(&srv->nconns));
-        conn_new(l, cfd);
-    }
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-    struct loop *l = arg;
-
-    (void)fd, (void)what;
-    if (!l->stopping)
-        event_add(l->accept_ev, NULL);
-}
-
 /* Stopping: GOAWAY to every connection; each closes once its calls are answered. */
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
@@ -863,8 +821,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
     (void)fd, (void)what;
     l->stopping = true;
-    event_del(l->accept_ev);
-    evtimer_del(l->resume_ev);
+    listener_accept_stop(&l->accept);
     for (struct conn *c = l->conns, *next; c; c = next) {
         next = c->next;
         if (!c->bev)
@@ -894,12 +851,10 @@ static void loop_init(struct loop *l, struct grpc_server *srv)
     l->srv = srv;
     l->base = event_base_new();
     TALLY_ASSERT(l->base);
-    l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
-    l->resume_ev = evtimer_new(l->base, on_resume, l);
     l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
-    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev);
+    TALLY_ASSERT(l->stop_ev);
     inbox_init(&l->done, l->base, on_done, l);
-    event_add(l->accept_ev, NULL);
+    listener_accept_start(&l->accept, l->base, srv->fd, &srv->limits, conn_new, l);
 }
 
 /* ------------------------------------------------------------ the server */
@@ -919,11 +874,11 @@ static void init_metrics(struct grpc_server *srv)
                                             bounds, sizeof(bounds) / sizeof(bounds[0]));
         strbuf_release(&labels);
     }
-    srv->m_conns = metrics_gauge("tally_grpc_connections", "Open gRPC connections.", "");
-    srv->m_refused = metrics_counter("tally_grpc_connections_refused_total",
-                                     "gRPC connections closed on accept: --max-conns were open.",
-                                     "");
-    srv->m_paused = metrics_counter(
+    srv->limits.m_conns = metrics_gauge("tally_grpc_connections", "Open gRPC connections.", "");
+    srv->limits.m_refused = metrics_counter(
+        "tally_grpc_connections_refused_total",
+        "gRPC connections closed on accept: --max-conns were open.", "");
+    srv->limits.m_paused = metrics_counter(
         "tally_grpc_accept_paused_total",
         "Times accepting gRPC connections paused: the process was out of descriptors or memory.",
         "");
@@ -967,6 +922,7 @@ struct grpc_server *grpc_server_bind(const struct grpc_config *cfg, char **err)
     }
     evthread_use_pthreads();
     srv->cfg = *cfg;
+    srv->limits = (struct listener_limits){.name = "grpc", .max_conns = cfg->max_conns};
     srv->fd = fd;
     srv->port = listener_port(fd);
     srv->callbacks = new_callbacks();
@@ -1023,8 +979,7 @@ void grpc_server_stop(struct grpc_server *srv)
             else /* closed earlier with calls out: they are back now */
                 c->nout = 0, conn_close(c);
         }
-        event_free(l->accept_ev);
-        event_free(l->resume_ev);
+        listener_accept_release(&l->accept);
         event_free(l->stop_ev);
         inbox_release(&l->done);
         event_base_free(l->base);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -16,7 +17,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util/clock.h"
 #include "util/error.h"
+#include "util/log.h"
+#include "util/metrics.h"
 #include "util/xmalloc.h"
 #include "util/banned.h"
 
@@ -173,4 +177,92 @@ struct bufferevent *listener_bufferevent(struct listener_tls *t, struct event_ba
                                          BEV_OPT_CLOSE_ON_FREE);
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
     return bev;
+}
+
+#define ACCEPT_BATCH          64
+#define ACCEPT_BACKOFF_MIN_MS 10
+#define ACCEPT_BACKOFF_MAX_MS 1000
+
+static void log_accept_pause(struct listener_limits *lim, int err)
+{
+    int64_t now = clock_mono_us(), last = atomic_load(&lim->logged_us);
+
+    if (now - last >= 1000000 && atomic_compare_exchange_strong(&lim->logged_us, &last, now))
+        log_warn("%s: cannot accept: %s; pausing accepts (tally_%s_accept_paused_total)",
+                 lim->name, strerror(err), lim->name);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener_accept *a = arg;
+    struct listener_limits *lim = a->limits;
+
+    (void)what;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            metric_add(lim->m_paused, 1);
+            log_accept_pause(lim, errno);
+            a->backoff_ms = a->backoff_ms ? a->backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
+            if (a->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+                a->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+            event_del(a->ev);
+            struct timeval tv = {a->backoff_ms / 1000, (a->backoff_ms % 1000) * 1000};
+            evtimer_add(a->resume_ev, &tv);
+            return;
+        }
+        a->backoff_ms = 0;
+        if (atomic_fetch_add(&lim->nconns, 1) >= lim->max_conns) {
+            atomic_fetch_sub(&lim->nconns, 1);
+            metric_add(lim->m_refused, 1);
+            close(cfd);
+            continue;
+        }
+        metric_set(lim->m_conns, atomic_load(&lim->nconns));
+        a->conn_new(a->arg, cfd);
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener_accept *a = arg;
+
+    (void)fd, (void)what;
+    if (!a->stopped)
+        event_add(a->ev, NULL);
+}
+
+void listener_accept_start(struct listener_accept *a, struct event_base *base, int fd,
+                           struct listener_limits *limits, void (*conn_new)(void *, int),
+                           void *arg)
+{
+    *a = (struct listener_accept){.limits = limits, .conn_new = conn_new, .arg = arg};
+    a->ev = event_new(base, fd, EV_READ | EV_PERSIST, on_accept, a);
+    a->resume_ev = evtimer_new(base, on_resume, a);
+    TALLY_ASSERT(a->ev && a->resume_ev);
+    event_add(a->ev, NULL);
+}
+
+void listener_accept_stop(struct listener_accept *a)
+{
+    a->stopped = true;
+    event_del(a->ev);
+    evtimer_del(a->resume_ev);
+}
+
+void listener_accept_release(struct listener_accept *a)
+{
+    event_free(a->ev);
+    event_free(a->resume_ev);
+}
+
+void listener_conn_closed(struct listener_limits *limits)
+{
+    atomic_fetch_sub(&limits->nconns, 1);
+    metric_set(limits->m_conns, atomic_load(&limits->nconns));
 }

@@ -7,11 +7,15 @@
 
 #include <openssl/ssl.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 #include "util/strbuf.h"
 
 struct bufferevent;
+struct event;
 struct event_base;
+struct metric;
 
 /* A non-blocking listening socket on host:port (numeric; port 0: any free one), or -1
  * and *err (caller frees). */
@@ -47,5 +51,41 @@ void listener_tls_release(struct listener_tls *t);
 /* A bufferevent owning fd on base: a plain socket, or TLS accepting with the context in
  * force now. */
 struct bufferevent *listener_bufferevent(struct listener_tls *t, struct event_base *base, int fd);
+
+/*
+ * Accepting, shared by a server's loops: its connection limit and counters. Each loop
+ * accepts from the one listening socket with a struct listener_accept of its own.
+ *   - past max_conns a new connection is closed at once (m_refused);
+ *   - out of descriptors or memory, the loop stops accepting and tries again after 10 ms,
+ *     doubling to 1 s (m_paused, and a log line a second at most): the socket stays readable,
+ *     so accepting again at once would spin; the kernel keeps the connections waiting.
+ */
+struct listener_limits {
+    const char *name; /* "http", "grpc": for the log line */
+    int max_conns;
+    atomic_int nconns;
+    atomic_llong logged_us;
+    struct metric *m_conns, *m_refused, *m_paused; /* the server's: open, refused, pauses */
+};
+
+struct listener_accept {
+    struct listener_limits *limits;
+    struct event *ev, *resume_ev;
+    int backoff_ms;
+    bool stopped;
+    void (*conn_new)(void *arg, int fd); /* a connection accepted within the limit */
+    void *arg;
+};
+
+/* Starts accepting from fd on base; conn_new(arg, fd) takes each connection. */
+void listener_accept_start(struct listener_accept *a, struct event_base *base, int fd,
+                           struct listener_limits *limits, void (*conn_new)(void *, int),
+                           void *arg);
+/* Accepts no more (a stop). On the loop's thread. */
+void listener_accept_stop(struct listener_accept *a);
+/* Frees the events, once the loop has ended. */
+void listener_accept_release(struct listener_accept *a);
+/* One of the server's connections closed. */
+void listener_conn_closed(struct listener_limits *limits);
 
 #endif

@@ -107,9 +107,6 @@
 #define MAX_HEADER_BYTES (16 * 1024)
 #define MAX_PIPELINED    (64 * 1024)   /* unparsed input held while a request is answered */
 #define MAX_UNSENT       (1024 * 1024) /* unread responses before reading stops */
-#define ACCEPT_BATCH     64
-#define ACCEPT_BACKOFF_MIN_MS 10
-#define ACCEPT_BACKOFF_MAX_MS 1000
 #define LINGER_MS        500
 #define VERIFY_THREADS   2 /* the verifying pool's: signature checks of users' new tokens */
 #define STOP_GRACE_MS    2000
@@ -192,8 +189,8 @@ struct conn {
 struct loop {
     struct http_server *srv;
     struct event_base *base;
-    struct event *accept_ev, *resume_ev, *stop_ev;
-    int backoff_ms;
+    struct listener_accept accept;
+    struct event *stop_ev;
     bool stopping;
     struct conn *conns;
     int nconns;
@@ -220,15 +217,14 @@ struct http_server {
     struct workpool *pools[3]; /* indexed by enum api_work; [API_WORK_LOOP] unused */
     struct workpool *verify;   /* users' tokens' signature checks (auth_verify) */
     struct listener_tls tls;
-    atomic_int nconns;
-    atomic_llong accept_logged_us;
+    struct listener_limits limits; /* connections open, and what accepting counts */
     unsigned request_id_prefix; /* random per process, so that ids of two instances differ */
     atomic_ullong request_ids;
     int malformed_route; /* the metrics' route for requests that never reached the API */
     /* [route][status slot], created on first use; see count_request(). */
     _Atomic(struct metric *) requests[ROUTE_SLOTS][STATUS_SLOTS];
     struct metric *latency[ROUTE_SLOTS];
-    struct metric *m_conns, *m_refused, *m_paused, *m_timeout_header, *m_timeout_idle,
+    struct metric *m_timeout_header, *m_timeout_idle,
         *m_timeout_write;
 };
 
@@ -301,8 +297,7 @@ static void conn_close(struct conn *c)
     if (c->bev) {
         bufferevent_free(c->bev); /* closes the socket */
         c->bev = NULL;
-        atomic_fetch_sub(&l->srv->nconns, 1);
-        metric_set(l->srv->m_conns, atomic_load(&l->srv->nconns));
+        listener_conn_closed(&l->srv->limits);
     }
     if (c->state == C_WORKING)
         return; /* freed when the job comes back */
@@ -1065,8 +1060,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void conn_new(struct loop *l, evutil_socket_t fd)
+/* A connection the loop l (arg) accepted. */
+static void conn_new(void *arg, int fd)
 {
+    struct loop *l = arg;
     struct conn *c = xcalloc(1, sizeof(*c));
     struct http_server *srv = l->srv;
     struct timeval write_tv = {srv->cfg.idle_timeout_ms / 1000,
@@ -1134,62 +1131,6 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void log_accept_pause(struct http_server *srv, int err)
-{
-    int64_t now = clock_mono_us(), last = atomic_load(&srv->accept_logged_us);
-
-    if (now - last >= 1000000 && atomic_compare_exchange_strong(&srv->accept_logged_us, &last, now))
-        log_warn("http: cannot accept: %s; pausing accepts (tally_http_accept_paused_total)",
-                 strerror(err));
-}
-
-static void on_accept(evutil_socket_t fd, short what, void *arg)
-{
-    struct loop *l = arg;
-    struct http_server *srv = l->srv;
-
-    (void)what;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-        if (cfd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return;
-            /* Out of descriptors or memory: stop accepting for a while; the kernel
-             * keeps the connections waiting in the backlog. */
-            metric_add(srv->m_paused, 1);
-            log_accept_pause(srv, errno);
-            l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
-            if (l->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
-                l->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
-            event_del(l->accept_ev);
-            struct timeval tv = {l->backoff_ms / 1000, (l->backoff_ms % 1000) * 1000};
-            evtimer_add(l->resume_ev, &tv);
-            return;
-        }
-        l->backoff_ms = 0;
-        if (atomic_fetch_add(&srv->nconns, 1) >= srv->cfg.max_conns) {
-            atomic_fetch_sub(&srv->nconns, 1);
-            metric_add(srv->m_refused, 1);
-            close(cfd);
-            continue;
-        }
-        metric_set(srv->m_conns, atomic_load(&srv->nconns));
-        conn_new(l, cfd);
-    }
-}
-
-static void on_resume(evutil_socket_t fd, short what, void *arg)
-{
-    struct loop *l = arg;
-
-    (void)fd, (void)what;
-    if (!l->stopping)
-        event_add(l->accept_ev, NULL);
-}
-
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct loop *l = arg;
@@ -1198,8 +1139,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 
     (void)fd, (void)what;
     l->stopping = true;
-    event_del(l->accept_ev);
-    evtimer_del(l->resume_ev);
+    listener_accept_stop(&l->accept);
     while (c) { /* idle ones go now; the others after their reply */
         struct conn *next = c->next;
 
@@ -1238,10 +1178,11 @@ static void init_metrics(struct http_server *srv)
                                             bounds, sizeof(bounds) / sizeof(bounds[0]));
         strbuf_release(&labels);
     }
-    srv->m_conns = metrics_gauge("tally_http_connections", "Open HTTP connections.", "");
-    srv->m_refused = metrics_counter("tally_http_connections_refused_total",
-                                     "Connections closed on accept: --max-conns were open.", "");
-    srv->m_paused = metrics_counter(
+    srv->limits.m_conns = metrics_gauge("tally_http_connections", "Open HTTP connections.", "");
+    srv->limits.m_refused = metrics_counter(
+        "tally_http_connections_refused_total",
+        "Connections closed on accept: --max-conns were open.", "");
+    srv->limits.m_paused = metrics_counter(
         "tally_http_accept_paused_total",
         "Times accepting paused because the process was out of descriptors or memory.", "");
     srv->m_timeout_header = metrics_counter("tally_http_timeouts_total", timeouts,
@@ -1256,13 +1197,11 @@ static void loop_init(struct loop *l, struct http_server *srv)
     l->srv = srv;
     l->base = event_base_new();
     TALLY_ASSERT(l->base);
-    l->accept_ev = event_new(l->base, srv->fd, EV_READ | EV_PERSIST, on_accept, l);
-    l->resume_ev = evtimer_new(l->base, on_resume, l);
     l->stop_ev = event_new(l->base, -1, 0, on_stop, l);
-    TALLY_ASSERT(l->accept_ev && l->resume_ev && l->stop_ev);
+    TALLY_ASSERT(l->stop_ev);
     inbox_init(&l->done, l->base, on_done, l);
     strbuf_init(&l->head, 256);
-    event_add(l->accept_ev, NULL);
+    listener_accept_start(&l->accept, l->base, srv->fd, &srv->limits, conn_new, l);
 }
 
 int http_server_reload_tls(struct http_server *srv, char **err)
@@ -1291,6 +1230,7 @@ struct http_server *http_server_start(const struct http_config *cfg, struct inte
     http_parser_set_max_header_size(MAX_HEADER_BYTES);
     srv->cfg = *cfg;
     srv->svc = svc;
+    srv->limits = (struct listener_limits){.name = "http", .max_conns = cfg->max_conns};
     srv->fd = fd;
     srv->port = listener_port(fd);
     srv->malformed_route = api_route_count();
@@ -1352,8 +1292,7 @@ void http_server_stop(struct http_server *srv)
             l->conns->state = C_CLOSING;
             conn_close(l->conns);
         }
-        event_free(l->accept_ev);
-        event_free(l->resume_ev);
+        listener_accept_release(&l->accept);
         event_free(l->stop_ev);
         inbox_release(&l->done);
         strbuf_release(&l->head);
