@@ -63,7 +63,8 @@ int ctl_cmd_recount(int argc, char **argv);
 int ctl_cmd_check(int argc, char **argv);
 int ctl_cmd_backup(int argc, char **argv);
 int ctl_cmd_erase_user(int argc, char **argv);
+int ctl_cmd_probe(int argc, char **argv);
 extern const char ctl_usage_export[], ctl_usage_import[], ctl_usage_recount[], ctl_usage_check[],
-    ctl_usage_backup[], ctl_usage_erase_user[];
+    ctl_usage_backup[], ctl_usage_erase_user[], ctl_usage_probe[];
 
 #endif

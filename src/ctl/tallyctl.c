@@ -8,6 +8,7 @@
  *                               the course schema (data.c, course.c)
  *   tallyctl recount|check|backup   looking after a store (maint.c)
  *   tallyctl erase-user UID     a user's likes and collections erased (erase.c)
+ *   tallyctl probe URL          one GET of a probe, the verdict in the exit status (probe.c)
  *   tallyctl reload --pid-file PATH  SIGHUP to the tallyd that holds PATH (util/pidfile.h)
  *
  * Usage errors print one line on stderr and exit 2; `tallyctl CMD --help` prints a
@@ -139,6 +140,7 @@ static const struct command commands[] = {
     {"check", ctl_usage_check, ctl_cmd_check},
     {"backup", ctl_usage_backup, ctl_cmd_backup},
     {"erase-user", ctl_usage_erase_user, ctl_cmd_erase_user},
+    {"probe", ctl_usage_probe, ctl_cmd_probe},
     {"reload",
      "usage: tallyctl reload --pid-file PATH\n"
      "\n"

@@ -59,8 +59,7 @@ def test_compose_loads_and_holds_together(project):
     for name, s in services.items():
         repo, _, tag = s["image"].rpartition(":")
         assert repo and tag and tag != "latest", f"{name}: image not pinned by tag"
-        if name != "tally":
-            assert s.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        assert s.get("healthcheck", {}).get("test"), f"{name} has no health check"
         for dep, how in (s.get("depends_on") or {}).items():
             want = "service_healthy" if services[dep].get("healthcheck") else "service_started"
             assert how["condition"] == want, f"{name} waits for {dep} {how['condition']}"
@@ -80,6 +79,10 @@ def test_compose_loads_and_holds_together(project):
     tally = services["tally"]
     assert tally["user"] == f"{UID}:{UID}" and tally["read_only"]
     env = tally["environment"]
+    # Its health check is the image's own probe of /readyz on the port it listens on.
+    port = env["TALLY_LISTEN"].rpartition(":")[2]
+    assert tally["healthcheck"]["test"] == ["CMD", "/usr/local/bin/tallyctl", "probe",
+                                            f"http://127.0.0.1:{port}/readyz"]
     help_text = subprocess.run([BINARY, "--help"], capture_output=True, text=True).stdout
     with open(os.path.join(ROOT, "src/config.c")) as f:
         known = set(re.findall(r'"(TALLY_[A-Z_]+)"', f.read()))
@@ -130,6 +133,10 @@ def test_compose_tally_service_runs_as_written(project, image, container, db, tm
         mounts.append((str(path), sec["target"]))
     c = container(env={k: v for k, v in env.items() if k != "TALLY_LISTEN"}, mounts=mounts)
     wait_for(c.ready, "the compose tally's /readyz", timeout=60)
+    probe = svc["healthcheck"]["test"][1:]  # its health check, on the test's port
+    probe[-1] = probe[-1].replace(env["TALLY_LISTEN"].rpartition(":")[2], str(c.port), 1)
+    p = podman("exec", c.name, *probe, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
 
     assert c.api.get("/metrics", token="").status == 401
     assert c.api.get("/metrics", token=prom[0]).status == 200

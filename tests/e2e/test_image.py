@@ -83,7 +83,12 @@ class Container:
         self.name = f"tally-test-{os.getpid()}-{self.port}"
         args = ["run", "-d", "--name", self.name, "--read-only", "--read-only-tmpfs=false",
                 "--user", f"{UID}:{UID}", "--network", "host", "-v", f"{data}:/var/lib/tally",
-                "-e", f"TALLY_LISTEN=127.0.0.1:{self.port}"]
+                "-e", f"TALLY_LISTEN=127.0.0.1:{self.port}",
+                # The image's own probe, as an orchestrator's health check runs it (podman
+                # healthcheck run; no timer here: systemd is not running).
+                "--health-cmd", json.dumps(["/usr/local/bin/tallyctl", "probe",
+                                            f"http://127.0.0.1:{self.port}/readyz"]),
+                "--health-interval", "disable"]
         for k, v in (env or {}).items():
             args += ["-e", f"{k}={v}"]
         for host, inside in mounts:
@@ -174,6 +179,8 @@ def test_image_readme_tour_then_sigterm_delivers_every_read(image, container):
     # Partial batches wait 2 s, so reads are still in memory when the stop comes.
     c = container(env={"TALLY_FLUSH_MS": "2000"})
     wait_for(c.ready, "the container's /readyz")
+    p = podman("healthcheck", "run", c.name, check=False)  # tallyctl probe, inside the image
+    assert p.returncode == 0, p.stdout + p.stderr
     with open(README) as f:
         steps = tour_steps(f.read())
     assert len(steps) >= 10
