@@ -169,7 +169,7 @@ def test_a_request_that_never_ends_is_cut_at_the_deadline(grpc):
     c = Client(t.grpc_port)
     c.call(GET, message("article", 1)[:4], end=False)  # half a message, never finished
     start = time.monotonic()
-    c.pump(lambda: False, timeout=10)
+    c.pump(lambda: False, timeout=10)  # until tallyd closes it (or 10 s, and the assert fails)
     assert c.closed and time.monotonic() - start < 5
     assert t.metric("tally_grpc_timeouts_total") >= 1
     assert alive(t)
@@ -179,17 +179,17 @@ def test_an_idle_connection_is_closed(grpc):
     t = grpc("--idle-timeout-ms", "300")
     c = Client(t.grpc_port)
     assert code_of(c.status(c.call(GET, message("article", 1)))) == "0"
-    c.pump(lambda: False, timeout=5)
+    c.pump(lambda: False, timeout=5)  # until tallyd closes it (or 5 s, and the assert fails)
     assert c.closed
 
 
 def test_more_calls_than_announced_are_refused_and_the_rest_answered(grpc):
     t = grpc()
     c = Client(t.grpc_port)
-    c.h2.local_settings = h2.settings.Settings(client=True)  # keep our own view simple
     # Open 100 calls that stay open (no END_STREAM), then one more: HTTP/2 says no.
     sids = [c.call(GET, message("article", i + 1)[:3], end=False) for i in range(100)]
-    c.pump(lambda: False, timeout=0.5)
+    # tallyd's SETTINGS announce the limit; the client library then enforces it.
+    assert c.pump(lambda: c.h2.remote_settings.max_concurrent_streams == 100, 10)
     with pytest.raises(h2.exceptions.TooManyStreamsError):
         c.call(GET, message("article", 101))
     # Finish them: each is answered.
@@ -276,7 +276,9 @@ def test_stopping_answers_calls_in_flight_after_goaway(grpc, db):
     c = Client(t.grpc_port)
     with store_write_lock(db):
         sid = c.call(LIKE, message("article", 5, uid=9))
-        c.pump(lambda: False, timeout=0.3)  # it is in the write pool, waiting on the lock
+        # In flight: in the write pool, waiting on the lock (had it not reached the pool when
+        # the SIGTERM comes, the GOAWAY still names it and it is still answered below).
+        c.pump(lambda: False, timeout=0.3)
         t.proc.send_signal(15)
         assert c.pump(lambda: c.goaway is not None, 5), "no GOAWAY"
         assert c.goaway.last_stream_id >= sid  # the call in flight is still to be answered
