@@ -26,6 +26,8 @@
 
 #include "ctl/ctl.h"
 #include "http/auth.h"
+#include "store/mysql.h"
+#include "store/sqlite.h"
 #include "util/log.h"
 #include "util/pidfile.h"
 #include "util/strbuf.h"
@@ -172,7 +174,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "--version") == 0) { /* as tallyd --version says it */
-        printf("tallyctl %s (%s)\n", tally_version(), tally_commit());
+        printf("tallyctl %s (%s; store schema: sqlite %d, mysql %d)\n", tally_version(),
+               tally_commit(), store_sqlite_schema_version(), store_mysql_schema_version());
         return 0;
     }
     for (size_t i = 0; i < NCOMMANDS; i++) {
