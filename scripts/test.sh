@@ -14,8 +14,12 @@
 # 3-minute soak on the release build. Running every functional test plain as well as
 # sanitized doubled the run (35 minutes) for no failure the sanitized run would not show.
 # MariaDB, Redis and Kafka are started here and stopped on exit, also on failure.
-# The Kafka crash test consumes 1,000,000 events on the release build and 500,000 under the
-# sanitizers (which slow tallyd several times over).
+# The Kafka crash test consumes 1,000,000 events on the release build and 200,000 under the
+# sanitizers (which slow tallyd several times over; five kills still fit, and what they look
+# for is memory misuse on the restart paths, not scale). Suites marked `any_config` (they
+# depend on no store, cache or bus: tokens, the page, the dashboard, HTTP/2 framing, the
+# pid file, the probe, the unit files) run under the sanitizers on the embedded default
+# only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +38,7 @@ for sanitize in "" 1; do
   label=${sanitize:+" (ASan + UBSan)"}
   # On the release build only the tests marked `release`; sanitized, all of them.
   only=$([ -n "$sanitize" ] || echo "-m release")
-  export TALLY_CRASH_EVENTS=$([ -n "$sanitize" ] && echo 500000 || echo 1000000)
+  export TALLY_CRASH_EVENTS=$([ -n "$sanitize" ] && echo 200000 || echo 1000000)
   echo "== unit tests$label"
   make --no-print-directory ${sanitize:+SANITIZE=1} unit 2>&1 | tee -a "$summary"
   echo "== end-to-end, embedded default$label${only:+, release tests}"
@@ -45,7 +49,8 @@ for sanitize in "" 1; do
   echo "== contract (Schemathesis, docs/openapi.yaml), embedded default$label"
   make --no-print-directory ${sanitize:+SANITIZE=1} contract 2>&1 | tee -a "$summary"
   echo "== end-to-end, MariaDB + Redis$label${only:+, release tests}"
-  make --no-print-directory ${sanitize:+SANITIZE=1} E2E_ARGS="$only" e2e 2>&1 | tee -a "$summary"
+  make --no-print-directory ${sanitize:+SANITIZE=1} \
+    E2E_ARGS="${only:-"-m 'not any_config'"}" e2e 2>&1 | tee -a "$summary"
 done
 
 # ThreadSanitizer: the unit tests (against the servers, as above) and the end-to-end suites on

@@ -13,6 +13,9 @@ def pytest_configure(config):
         "markers", "release: also run on the release build (make test runs every test under "
         "ASan + UBSan, and only these plain: their figures, memory bounds and scale are the "
         "release build's; see scripts/test.sh)")
+    config.addinivalue_line(
+        "markers", "any_config: depends on no store, cache or bus (make test runs it under "
+        "the sanitizers on the embedded default only; see scripts/test.sh)")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -32,6 +32,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tallyd import BINARY, MYSQL
 
+# No store, cache or bus of its own to test: see conftest.py.
+pytestmark = pytest.mark.any_config
+
 TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
                                                    "../../build/tallyctl"))
 ISSUER = "https://id.example.test"

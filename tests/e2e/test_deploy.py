@@ -13,6 +13,9 @@ import pytest
 
 from tallyd import BINARY, free_port
 
+# No store, cache or bus of its own to test: see conftest.py.
+pytestmark = pytest.mark.any_config
+
 ROOT = os.path.join(os.path.dirname(__file__), "../..")
 UNIT = os.path.join(ROOT, "deploy/systemd/tallyd.service")
 ENV_EXAMPLE = os.path.join(ROOT, "deploy/systemd/tallyd.env.example")

@@ -381,9 +381,10 @@ def test_course_format_reads_by_the_same_uid_are_deduplicated(spawn, db, topic):
 def test_course_format_kill_9_during_consumption_counts_exactly_once(spawn, db, topic):
     """The crash test on the course's messages, malformed ones mixed in: kill -9 at random
     moments of consumption; the final count is exactly what was produced. A fifth of the
-    main crash test's events: the course's format changes only the parsing, which reaches
-    the same batches and offsets, and five kills fit in 200,000 events."""
-    events, items, malformed = CRASH_EVENTS // 5, 1000, 1000
+    main crash test's events, and at least 100,000: the course's format changes only the
+    parsing, which reaches the same batches and offsets, and five kills fit in 100,000
+    events even under the sanitizers."""
+    events, items, malformed = max(CRASH_EVENTS // 5, 100_000), 1000, 1000
     produce_course(topic, events, items, malformed)
     rng, kills, start = random.Random(7), 0, time.time()
     t = spawn("--bus", course_url(topic)).start()

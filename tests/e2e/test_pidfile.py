@@ -4,8 +4,13 @@ import os
 import signal
 import subprocess
 
+import pytest
+
 from tallyd import BINARY
 from test_auth import new_key, wait_until, write_keys
+
+# No store, cache or bus of its own to test: see conftest.py.
+pytestmark = pytest.mark.any_config
 
 TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
                                                    "../../build/tallyctl"))

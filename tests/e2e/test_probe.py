@@ -6,10 +6,14 @@ import ssl
 import subprocess
 import threading
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 
 from test_auth import (make_ca, make_server_cert, new_key, server, start_tls,  # noqa: F401
                        write_keys)
+
+# No store, cache or bus of its own to test: see conftest.py.
+pytestmark = pytest.mark.any_config
 
 TALLYCTL = os.environ.get("TALLYCTL", os.path.join(os.path.dirname(__file__),
                                                    "../../build/tallyctl"))

@@ -31,6 +31,9 @@ import pytest
 
 from tallyd import BINARY, MYSQL, Tallyd, free_port
 
+# No store, cache or bus of its own to test: see conftest.py.
+pytestmark = pytest.mark.any_config
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), "../.."))
 
 
