@@ -399,7 +399,12 @@ int ctl_cmd_export(int argc, char **argv)
         goto out;
     }
     ctl_progress_init(&e.progress);
-    rc = store_export(s, emit_line, &e);
+    /* The transitions likes queued for the windows go into them first (tallyd would within
+     * a second): an export holds every like in its hours and windows. */
+    for (bool more = true; more && rc == 0;)
+        rc = store_apply_transitions(s, &more);
+    if (rc == 0)
+        rc = store_export(s, emit_line, &e);
     ctl_progress_done(&e.progress);
     if (fflush(e.out) != 0 && !rc) {
         strbuf_addstr(&e.bad, "write failed");

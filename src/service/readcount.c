@@ -667,7 +667,15 @@ static void sweep(struct readcount *rc)
     bool more = false;
     int err;
 
-    err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
+    /* Likes' transitions first: one of an hour a window has let go is then added to the
+     * hour only, as a late read is. */
+    err = store_apply_transitions(rc->store, &more);
+    if (!err) {
+        bool left = false;
+
+        err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &left);
+        more = more || left;
+    }
     if (!err)
         err = memo_floor(rc, &floor_ms);
     /* Memos expire behind the floor (event time, like the decisions), with an hour's

@@ -187,14 +187,6 @@ int store__dead_cmp(const struct record *a, const struct record *b)
 
 /* ------------------------------------------------------------ hours */
 
-static int row_cmp(const void *a, const void *b)
-{
-    const struct store_row *x = a, *y = b;
-    int c = item_cmp(&x->item, &y->item);
-
-    return c ? c : cmp_i64(x->key, y->key);
-}
-
 static int64_t max_i64(int64_t a, int64_t b)
 {
     return a > b ? a : b;
@@ -214,9 +206,9 @@ size_t store__hour_rows(const struct record *r, size_t n, struct store_row **out
         rows[k].v[FIELD_COLLECT_CNT] = r[i].counts.collect_cnt;
         k++;
     }
-    qsort(rows, k, sizeof(*rows), row_cmp);
+    qsort(rows, k, sizeof(*rows), store__row_cmp);
     for (size_t i = 0; i < k; i++) {
-        if (m && row_cmp(&rows[m - 1], &rows[i]) == 0) {
+        if (m && store__row_cmp(&rows[m - 1], &rows[i]) == 0) {
             for (int f = 0; f < FIELD_COUNT; f++)
                 rows[m - 1].v[f] = max_i64(rows[m - 1].v[f], rows[i].v[f]);
             continue;
@@ -242,9 +234,9 @@ int store__hour_deltas(struct store_row *rows, size_t n, struct store_row *store
 {
     size_t k = 0;
 
-    qsort(stored, ns, sizeof(*stored), row_cmp);
+    qsort(stored, ns, sizeof(*stored), store__row_cmp);
     for (size_t i = 0; i < n; i++) {
-        const struct store_row *old = bsearch(&rows[i], stored, ns, sizeof(*stored), row_cmp);
+        const struct store_row *old = bsearch(&rows[i], stored, ns, sizeof(*stored), store__row_cmp);
         bool change = !old;
 
         for (int f = 0; f < FIELD_COUNT && old; f++) {
@@ -272,6 +264,7 @@ static const char *const check_tables[STORE__CHECK_PARTS] = {
     [STORE__CHECK_WINDOWS] = "interactive_window",
     [STORE__CHECK_HELD] = "interactive_window",
     [STORE__CHECK_MARKS] = "window_mark",
+    [STORE__CHECK_QUEUE] = "transition_queue",
     [STORE__CHECK_IDEM] = "read_idem",
     [STORE__CHECK_SEEN] = "read_seen",
     [STORE__CHECK_DEAD] = "read_dead_letter",
@@ -297,6 +290,8 @@ static const char *const check_columns[STORE__CHECK_PARTS][CHECK_COLUMNS] = {
                               "collect_cnt"},
     [STORE__CHECK_HELD] = {NULL},
     [STORE__CHECK_MARKS] = {NULL, NULL, NULL, "win", "hour"},
+    [STORE__CHECK_QUEUE] = {"biz", NULL, NULL, "id", "biz_id", "hour", "like_cnt",
+                            "collect_cnt"},
     [STORE__CHECK_IDEM] = {NULL, NULL, NULL, "k", "ms"},
     [STORE__CHECK_SEEN] = {NULL, NULL, NULL, "k", "ms"},
     [STORE__CHECK_DEAD] = {"biz", "?topic", "error", "id", "biz_id", "uid", "ts", "?part",
@@ -363,6 +358,10 @@ const struct store__check_sql store__check_sql[STORE__CHECK_PARTS] = {
                         "00a")},
     {STORE__CHECK_MARKS, "SELECT NULL, NULL, NULL, win, hour FROM window_mark WHERE ",
      " ORDER BY win LIMIT ?", BOTH("win > ?", "a")},
+    {STORE__CHECK_QUEUE,
+     "SELECT biz, NULL, NULL, id, biz_id, hour, like_cnt, collect_cnt FROM transition_queue"
+     " WHERE ",
+     BY_ID, SQLITE_AND_MARIADB(NULL, "id > ?", NULL, "a")},
     {STORE__CHECK_IDEM, "SELECT NULL, NULL, NULL, k, ms FROM read_idem WHERE ",
      " ORDER BY k LIMIT ?", BOTH("k > ?", "a")},
     {STORE__CHECK_SEEN, "SELECT NULL, NULL, NULL, k, ms FROM read_seen WHERE ",
@@ -562,7 +561,8 @@ static void key_memos(struct judge *j)
     strbuf_addf(&j->key, "k %lld", (long long)iv(j, 0));
 }
 
-static void key_dead(struct judge *j)
+/* A row with an id of its own, then its item's. */
+static void key_id_item(struct judge *j)
 {
     strbuf_addf(&j->key, "id %lld (", (long long)iv(j, 0));
     add_item(j, 1);
@@ -585,8 +585,9 @@ static void (*const check_keys[STORE__CHECK_PARTS])(struct judge *) = {
     [STORE__CHECK_ITEMS] = key_items,     [STORE__CHECK_LIKES] = key_likes,
     [STORE__CHECK_COLLECTIONS] = key_likes, [STORE__CHECK_HOURS] = key_hours,
     [STORE__CHECK_WINDOWS] = key_windows, [STORE__CHECK_HELD] = key_held,
-    [STORE__CHECK_MARKS] = key_marks,     [STORE__CHECK_IDEM] = key_memos,
-    [STORE__CHECK_SEEN] = key_memos,      [STORE__CHECK_DEAD] = key_dead,
+    [STORE__CHECK_MARKS] = key_marks,     [STORE__CHECK_QUEUE] = key_id_item,
+    [STORE__CHECK_IDEM] = key_memos,
+    [STORE__CHECK_SEEN] = key_memos,      [STORE__CHECK_DEAD] = key_id_item,
     [STORE__CHECK_OFFSETS] = key_offsets, [STORE__CHECK_VERSIONS] = key_versions,
 };
 
@@ -686,6 +687,12 @@ static int64_t sum_of(const struct judge *j, int i)
     return j->row->null[i] ? 0 : iv(j, i);
 }
 
+/* A like's or a collection's transition: one of the two 1 or -1, the other 0. */
+static bool one_transition(int64_t like, int64_t collect)
+{
+    return like == 0 ? collect == 1 || collect == -1 : collect == 0 && (like == 1 || like == -1);
+}
+
 void store__check_row(struct store__check *c, enum store__check_part p,
                       const struct store__check_row *row)
 {
@@ -746,6 +753,15 @@ void store__check_row(struct store__check *c, enum store__check_part p,
         if (!row->null[0] && !window_valid(iv(&j, 0)))
             wrong(&j, "not a window's length (1, 24, 168 or 720 hours)");
         judge_min(&j, 1, "hour", 0, HOUR_MAX);
+        break;
+    case STORE__CHECK_QUEUE:
+        judge_biz(&j);
+        judge_id(&j, 1, "biz_id");
+        judge_min(&j, 2, "hour", 0, HOUR_MAX);
+        if (!row->null[3] && !row->null[4] && !one_transition(iv(&j, 3), iv(&j, 4)))
+            wrong(&j, "like_cnt %lld, collect_cnt %lld is not one transition (one of them 1"
+                      " or -1, the other 0)",
+                  (long long)iv(&j, 3), (long long)iv(&j, 4));
         break;
     case STORE__CHECK_IDEM:
     case STORE__CHECK_SEEN:

@@ -161,6 +161,9 @@ int store__hour_deltas(struct store_row *rows, size_t n, struct store_row *store
  *               a problem only when its hours do not sum to 0.
  *   marks       window_mark: i0 win, i1 hour. A window's length, an hour in 0..HOUR_MAX.
  *               (A missing mark is never seen: opening the store, as check does, adds it.)
+ *   queue       transition_queue (MariaDB): t0 biz; i0 id, i1 biz_id, i2 hour, i3 like_cnt,
+ *               i4 collect_cnt. A valid biz and id, an hour in 0..HOUR_MAX, and one
+ *               transition: one of the two counts 1 or -1, the other 0.
  *   idem, seen  read_idem, read_seen: i0 k, i1 ms. ms >= 0 (an event's time).
  *   dead        read_dead_letter: t0 biz, t1 topic, t2 error; i0 id, i1 biz_id, i2 uid, i3 ts,
  *               i4 part, i5 msg_offset, i6 ctime. A valid biz and id; uid, ts, ctime >= 0;
@@ -184,6 +187,7 @@ enum store__check_part {
     STORE__CHECK_WINDOWS,
     STORE__CHECK_HELD,
     STORE__CHECK_MARKS,
+    STORE__CHECK_QUEUE,
     STORE__CHECK_IDEM,
     STORE__CHECK_SEEN,
     STORE__CHECK_DEAD,

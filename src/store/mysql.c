@@ -246,6 +246,27 @@ static const char *const migrations[] = {
     /* 6 -> 7: per partition, the newest event time committed (or the clock, while its
      * owner had read it to its end): memos expire behind the lowest (store.h). */
     "ALTER TABLE read_offsets ADD COLUMN IF NOT EXISTS event_ms BIGINT NOT NULL DEFAULT 0",
+    /*
+     * 7 -> 8: a like or collection writes its row, the item's counter and one row here;
+     * the readcount applier moves these rows into the hours and windows (S_QUEUE_*), so
+     * the user's transaction no longer updates an hourly row and four window rows, each
+     * a B-tree change in up to four indexes. An append to one index.
+     */
+    "CREATE TABLE IF NOT EXISTS transition_queue ("
+    "  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    "  biz VARCHAR(32) NOT NULL, biz_id BIGINT NOT NULL, hour BIGINT NOT NULL,"
+    "  like_cnt BIGINT NOT NULL, collect_cnt BIGINT NOT NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=ascii;"
+    "CREATE OR REPLACE PROCEDURE tally_transition(p_biz VARCHAR(32) CHARACTER SET ascii,"
+    "    p_id BIGINT, p_dlike BIGINT, p_dcollect BIGINT, p_now BIGINT, p_hour BIGINT)"
+    "BEGIN"
+    "  INSERT INTO interactive (biz, biz_id, read_cnt, like_cnt, collect_cnt, ctime, utime)"
+    "    VALUES (p_biz, p_id, 0, p_dlike, p_dcollect, p_now, p_now) ON DUPLICATE KEY UPDATE"
+    "    like_cnt = like_cnt + VALUES(like_cnt),"
+    "    collect_cnt = collect_cnt + VALUES(collect_cnt), utime = VALUES(utime);"
+    "  INSERT INTO transition_queue (biz, biz_id, hour, like_cnt, collect_cnt)"
+    "    VALUES (p_biz, p_id, p_hour, p_dlike, p_dcollect);"
+    "END",
 };
 
 static const char *const memo_table[MEMO_COUNT] = {"read_idem", "read_seen"};
@@ -278,6 +299,7 @@ enum stmt {
     S_HOUR_NEXT,
     S_WINDOW_SUB,
     S_HOUR_EXPIRE,
+    S_QUEUE_READ,
     S_TOPW_READ,
     S_TOPW_LIKE,
     S_TOPW_COLLECT,
@@ -290,6 +312,7 @@ enum stmt {
 };
 
 #define EXPIRE_ROWS 5000 /* hourly rows deleted per sweep step (also in S_HOUR_EXPIRE) */
+#define QUEUE_ROWS  4096 /* transitions moved per upkeep step (also in S_QUEUE_READ) */
 /* A range of the (biz, win, cnt DESC, biz_id) index, read in order, joined to the totals.
  * STRAIGHT_JOIN: left to itself the optimizer drives from interactive and sorts (1.3 s over
  * 100,000 items instead of under 1 ms). */
@@ -349,6 +372,8 @@ static const char *const stmt_sql[STMT_COUNT] = {
                      " like_cnt = interactive_window.like_cnt + VALUES(like_cnt),"
                      " collect_cnt = interactive_window.collect_cnt + VALUES(collect_cnt)",
     [S_HOUR_EXPIRE] = "DELETE FROM interactive_hour WHERE hour < ? LIMIT 5000",
+    [S_QUEUE_READ] = "SELECT id, biz, biz_id, hour, like_cnt, collect_cnt FROM transition_queue"
+                     " ORDER BY id LIMIT 4096",
     [S_TOPW_READ] = TOPW_SQL("read_cnt"),
     [S_TOPW_LIKE] = TOPW_SQL("like_cnt"),
     [S_TOPW_COLLECT] = TOPW_SQL("collect_cnt"),
@@ -363,7 +388,7 @@ static const char *const stmt_sql[STMT_COUNT] = {
 
 /* Statements whose text depends on a count, prepared on first use per count. */
 enum sized {
-    Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW,
+    Z_COUNTS, Z_LIKED, Z_COLLECTED, Z_UPSERT, Z_HOUR, Z_WINDOW, Z_QUEUE_DEL,
     Z_IDEM_GET, Z_SEEN_GET, Z_IDEM_PUT, Z_SEEN_PUT,
     Z_ERASE_LOCK, Z_ERASE_DROP = Z_ERASE_LOCK + USER_TABLE_COUNT,
     Z_ERASE_DEL = Z_ERASE_DROP + USER_TABLE_COUNT, SIZED_COUNT = Z_ERASE_DEL + USER_TABLE_COUNT
@@ -780,6 +805,12 @@ static void build_hour_upsert(struct strbuf *sql, size_t n)
 static void build_window_upsert(struct strbuf *sql, size_t n)
 {
     build_counts_upsert(sql, "interactive_window", "win", n);
+}
+
+static void build_queue_del(struct strbuf *sql, size_t n)
+{
+    strbuf_addstr(sql, "DELETE FROM transition_queue WHERE id IN (");
+    add_marks(sql, n);
 }
 
 /* ------------------------------------------------------------ transactions */
@@ -1885,6 +1916,98 @@ static int do_sweep_window(struct conn *c, void *arg)
     return 0;
 }
 
+/* A biz fetched into buf (len bytes): refuses what no tallyd wrote. */
+static int fetched_biz(const char *buf, unsigned long len, struct item *it)
+{
+    if (len == 0 || len > ITEM_BIZ_MAX) {
+        log_error("mysql: a row's biz is not a valid biz");
+        return TALLY_EINTERNAL;
+    }
+    memcpy(it->biz, buf, len);
+    it->biz[len] = '\0';
+    return 0;
+}
+
+struct drain_args {
+    int64_t *ids;
+    struct store_row *rows;
+    size_t n; /* transitions moved */
+};
+
+/* Deletes the queue's rows ids[0, n); *gone: how many there were. */
+static int delete_queued(struct conn *c, const int64_t *ids, size_t n, size_t *gone)
+{
+    BINDS(p, UPSERT_CHUNK);
+    int rc = 0;
+
+    *gone = 0;
+    for (size_t done = 0, k; done < n && rc == 0; done += k) {
+        MYSQL_STMT *st;
+
+        k = UPSERT_CHUNK; /* full chunks, then powers of two, as in do_apply */
+        while (k > n - done)
+            k /= 2;
+        if ((rc = sized(c, Z_QUEUE_DEL, k, build_queue_del, &st)))
+            break;
+        bind_reset(&p);
+        for (size_t i = done; i < done + k; i++)
+            bind_i64(&p, &ids[i]);
+        if ((rc = exec(c, st, &p, NULL)) == 0)
+            *gone += (size_t)mysql_stmt_affected_rows(st);
+    }
+    return rc;
+}
+
+/*
+ * Moves the oldest QUEUE_ROWS likes' and collections' transitions into the hours and the
+ * windows, as ingest adds reads, in its lock order (marks shared, windows, hours). The
+ * rows are read from the transaction's snapshot, then deleted by id before anything is
+ * added: if another tallyd deleted one of them meanwhile (it moved them), the transaction
+ * runs again from a new snapshot, so each transition is added exactly once. Deleting by
+ * id locks those rows only, never the gap new likes insert into.
+ */
+static int do_drain(struct conn *c, void *arg)
+{
+    struct drain_args *a = arg;
+    MYSQL_STMT *st = c->stmt[S_QUEUE_READ];
+    BINDS(r, 6);
+    char biz[ITEM_BIZ_MAX + 2] = "";
+    int64_t id, biz_id, hour, dlike, dcollect;
+    size_t gone;
+    int rc;
+
+    a->n = 0;
+    bind_i64(&r, &id);
+    bind_str(&r, biz, sizeof(biz));
+    bind_i64(&r, &biz_id);
+    bind_i64(&r, &hour);
+    bind_i64(&r, &dlike);
+    bind_i64(&r, &dcollect);
+    if ((rc = exec(c, st, NULL, &r)))
+        return rc;
+    while ((rc = fetch(c, st)) == 1) {
+        struct store_row *row = &a->rows[a->n];
+
+        if ((rc = fetched_biz(biz, r.len[1], &row->item))) {
+            mysql_stmt_free_result(st);
+            return rc;
+        }
+        row->item.id = biz_id;
+        row->key = hour;
+        row->v[FIELD_READ_CNT] = 0;
+        row->v[FIELD_LIKE_CNT] = dlike;
+        row->v[FIELD_COLLECT_CNT] = dcollect;
+        a->ids[a->n++] = id;
+    }
+    if (rc || a->n == 0)
+        return rc;
+    if ((rc = delete_queued(c, a->ids, a->n, &gone)))
+        return rc;
+    if (gone != a->n)
+        return E_RETRY;
+    return add_hourly(c, a->rows, store__merge_rows(a->rows, a->n));
+}
+
 static int do_expire(struct conn *c, void *arg)
 {
     int64_t *before = arg;
@@ -1917,6 +2040,18 @@ static int mdb_sweep_windows(struct store *base, int64_t now_ms, int64_t retenti
     }
     if (rc == 0 && (rc = with_conn(s, true, do_expire, &before)) == 0 && before)
         *more = true;
+    return rc;
+}
+
+static int mdb_apply_transitions(struct store *base, bool *more)
+{
+    struct drain_args d = {xcalloc(QUEUE_ROWS, sizeof(*d.ids)),
+                           xcalloc(QUEUE_ROWS, sizeof(*d.rows)), 0};
+    int rc = with_conn((struct mysql_store *)base, true, do_drain, &d);
+
+    *more = rc == 0 && d.n == QUEUE_ROWS;
+    free(d.ids);
+    free(d.rows);
     return rc;
 }
 
@@ -2095,18 +2230,6 @@ static int prepare_all(struct conn *c, const char *const *sql, size_t n, MYSQL_S
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = prepare(c, sql[i], strlen(sql[i]), &out[i]);
     return rc;
-}
-
-/* A biz fetched into buf (len bytes): refuses what no tallyd wrote. */
-static int fetched_biz(const char *buf, unsigned long len, struct item *it)
-{
-    if (len == 0 || len > ITEM_BIZ_MAX) {
-        log_error("mysql: a row's biz is not a valid biz");
-        return TALLY_EINTERNAL;
-    }
-    memcpy(it->biz, buf, len);
-    it->biz[len] = '\0';
-    return 0;
 }
 
 struct export_args {
@@ -3147,6 +3270,7 @@ static const struct store_ops mdb_ops = {
     .history = mdb_history,
     .apply_reads = mdb_apply_reads,
     .sweep_windows = mdb_sweep_windows,
+    .apply_transitions = mdb_apply_transitions,
     .expire_memos = mdb_expire_memos,
     .dead_letter = mdb_dead_letter,
     .load_offset = mdb_load_offset,

@@ -41,6 +41,30 @@ size_t store__window_sums(const struct store_row *rows, size_t n,
     return k;
 }
 
+int store__row_cmp(const void *a, const void *b)
+{
+    const struct store_row *x = a, *y = b;
+    int c = item_cmp(&x->item, &y->item);
+
+    return c ? c : (x->key > y->key) - (x->key < y->key);
+}
+
+size_t store__merge_rows(struct store_row *rows, size_t n)
+{
+    size_t k = 0;
+
+    qsort(rows, n, sizeof(*rows), store__row_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (k && store__row_cmp(&rows[k - 1], &rows[i]) == 0) {
+            for (int f = 0; f < FIELD_COUNT; f++)
+                rows[k - 1].v[f] += rows[i].v[f];
+            continue;
+        }
+        rows[k++] = rows[i];
+    }
+    return k;
+}
+
 int64_t store__hour_of(int64_t ms)
 {
     return ms >= 0 ? ms / HOUR_MS : -((-ms + HOUR_MS - 1) / HOUR_MS);

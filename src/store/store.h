@@ -148,6 +148,13 @@ struct store_row {
  */
 size_t store__window_sums(const struct store_row *rows, size_t n,
                           const int64_t mark[WINDOW_COUNT], struct store_row *out);
+/* For adapters: orders struct store_row by item, then key (for qsort and bsearch). */
+int store__row_cmp(const void *a, const void *b);
+/*
+ * For adapters: sorts rows[0, n) by item, then key, and sums the rows of one item and key
+ * into one. Returns how many are left.
+ */
+size_t store__merge_rows(struct store_row *rows, size_t n);
 /* For adapters: the hour (since the epoch) of a time in ms; floor, also before 1970. */
 int64_t store__hour_of(int64_t ms);
 
@@ -234,6 +241,13 @@ struct store_ops {
      * work is left for another call.
      */
     int (*sweep_windows)(struct store *s, int64_t now_ms, int64_t retention_hours, bool *more);
+    /*
+     * One bounded step that moves likes' and collections' transitions, queued by their
+     * writes, into the hours and the windows (each once); *more: whether some are left.
+     * NULL where a write adds them itself (SQLite). See "Trending windows" in
+     * docs/architecture.md.
+     */
+    int (*apply_transitions)(struct store *s, bool *more);
     /*
      * Records n read events the store refused (one read_dead_letter row each,
      * with error) and moves offsets of topic, atomically: a poisoned event is
@@ -413,6 +427,11 @@ static inline int store_sweep_windows(struct store *s, int64_t now_ms, int64_t r
                                       bool *more)
 {
     return s->ops->sweep_windows(s, now_ms, retention_hours, more);
+}
+static inline int store_apply_transitions(struct store *s, bool *more)
+{
+    *more = false;
+    return s->ops->apply_transitions ? s->ops->apply_transitions(s, more) : 0;
 }
 static inline int store_dead_letter(struct store *s, const struct read_event *ev, size_t n,
                                     const char *topic, const struct store_offset *offs,

@@ -95,6 +95,17 @@ class Database:
         finally:
             con.close()
 
+    def transitions_applied(self, timeout=30):
+        """Waits until tallyd moved every like's and collection's transition into the hours
+        and windows: MariaDB queues them (transition_queue, emptied by tallyd's upkeep
+        within about a second); SQLite's writes add them themselves."""
+        if not MYSQL:
+            return
+        deadline = time.monotonic() + timeout
+        while self.sql("SELECT count(*) FROM transition_queue")[0][0]:
+            assert time.monotonic() < deadline, f"transitions still queued after {timeout} s"
+            time.sleep(0.05)
+
     def drop(self):
         if MYSQL:
             self.sql(f"DROP DATABASE IF EXISTS {self.name}", db="mysql")

@@ -170,6 +170,7 @@ def fill_every_table(spawn, db):
         sent = act(t)
         assert wait_until(lambda: sum(t.metric(m) for m in DECIDED) == sent, 30), \
             [t.metric(m) for m in DECIDED]
+        db.transitions_applied()
         cur = h0 + dh  # every window's mark has reached the first hour it holds now
         assert wait_until(lambda: dict(db.sql("SELECT win, hour FROM window_mark")) ==
                           {w: cur - w + 1 for w in WINDOWS.values()}, 30)
@@ -428,10 +429,12 @@ def test_jsonl_round_trip_gives_an_identical_store(spawn, db, tmp_path):
     nothing."""
     fill_every_table(spawn, db)
     before = dump_all(db)
-    empty = [t for t, rows in before.items() if not rows]
+    # MariaDB's transition_queue is empty once tallyd moved the likes into their hours
+    # (export moves what is left first): it is never exported, and nothing to compare.
+    empty = [t for t, rows in before.items() if not rows and t != "transition_queue"]
     assert not empty, f"the fill left {empty} empty: comparing them would prove nothing"
     blank = [f"{t}.{c}" for t, columns in schema(db).items() for i, c in enumerate(columns)
-             if all(row[i] in (0, None, "", "NULL") for row in before[t])]
+             if before[t] and all(row[i] in (0, None, "", "NULL") for row in before[t])]
     assert not blank, f"the fill leaves {blank} at 0 or NULL: a column the export dropped" \
                       " would go unnoticed"
     dst = other_store(tmp_path, "b")

@@ -7,6 +7,7 @@ of the test's choosing, so no hour boundary passes during a test. Runs on SQLite
 MariaDB (TALLY_TEST_MYSQL); the Kafka test needs TALLY_TEST_KAFKA.
 """
 import collections
+import http.client
 import os
 import subprocess
 import threading
@@ -102,6 +103,7 @@ def test_test_clock_needs_its_flag_and_is_announced(spawn, db):
     assert f"shifted by {off} ms" in warned[0], warned
     h = (now_ms() + off) // HOUR
     assert t.request("PUT", "/v1/users/1/likes/article/1").status == 200
+    db.transitions_applied()
     assert history(t, 1, "like_cnt", "hour", frm=h * HOUR, to=(h + 1) * HOUR) == [(h * HOUR, 1)]
 
 
@@ -118,6 +120,7 @@ def test_likes_unlikes_and_reads_in_different_hours(spawn, db):
     for _ in range(4):
         assert t.request("POST", "/v1/items/article/1/reads").status == 202
     wait_for(lambda: total_reads(db) == 4, what="4 reads")
+    db.transitions_applied()
     assert top(t, "like_cnt", "1h") == [(1, 3)]
     assert history(t, 1, "read_cnt", "hour") == [(h0 * HOUR, 4)]
     assert t.stop() == 0
@@ -133,6 +136,7 @@ def test_likes_unlikes_and_reads_in_different_hours(spawn, db):
     # The 1h window lets hour h0 go once the sweeper has moved its mark past it.
     wait_for(lambda: db.sql("SELECT hour FROM window_mark WHERE win = 1") == [(h0 + 3,)],
              what="the 1h window's mark")
+    db.transitions_applied()
     assert top(t, "like_cnt", "1h") == [(2, 1)]  # item 1: -1 in this hour, not listed
     assert top(t, "like_cnt", "24h") == [(1, 2), (2, 1)]
     assert top(t, "collect_cnt", "24h") == []  # +1 at h0, -1 at h0+3
@@ -278,3 +282,84 @@ def test_upkeep_keeps_its_schedule_under_steady_traffic(spawn, db):
     report("upkeep_under_traffic", store="mysql" if MYSQL else "sqlite",
            left_1h_window_after_s=round(left_s, 2), reads=sent[0])
     assert t.stop() == 0
+
+
+@pytest.mark.skipif(not MYSQL, reason="MariaDB queues likes' transitions; SQLite's writes"
+                    " add them to the hours and windows themselves")
+def test_like_transitions_reach_hours_and_windows_once_through_kill_9(spawn, db):
+    """Likes and collections toggled from 8 threads on two tallyd that both move the queued
+    transitions into the hours and windows; one is killed with SIGKILL twice mid-traffic and
+    started again. Once the queue is empty every item's hourly like and collect counts add
+    up to its totals, which equal its active rows, and every window to its hours: no
+    transition was lost or moved twice."""
+    import random
+    import signal
+
+    off = mid_hour_offset(5)
+    env = {"TALLY_TEST_CLOCK_OFFSET_MS": str(off)}
+    a = spawn("--test-clock", env=env).start()
+    b = spawn("--test-clock", env=env).start()
+    stop, sent = threading.Event(), collections.Counter()
+    live = [a, b]
+
+    def toggler(seed):
+        rng, conns = random.Random(seed), {}
+        while not stop.is_set():
+            t = live[rng.randrange(2)]
+            uid, item = rng.randint(1, 40), rng.randint(1, 6)
+            verb = rng.choice(["PUT", "DELETE"])
+            path = (f"/v1/users/{uid}/likes/article/{item}" if rng.random() < 0.7 else
+                    f"/v1/users/{uid}/collections/1/items/article/{item}")
+            conn = conns.get(t) or conns.setdefault(t, t.connect())
+            try:
+                r = t.request(verb, path, conn=conn)
+                sent[r.status] += 1
+            except (OSError, http.client.HTTPException):
+                # The killed tallyd: the write may or may not have committed.
+                sent["lost"] += 1
+                conns.pop(t).close()
+                time.sleep(0.01)
+        for conn in conns.values():
+            conn.close()
+
+    threads = [threading.Thread(target=toggler, args=(i,)) for i in range(8)]
+    for th in threads:
+        th.start()
+    try:
+        for _ in range(2):
+            wait_for(lambda: sent[200] > 300, what="likes under way")
+            sent[200] = 0
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(timeout=10)
+            a = spawn("--test-clock", env=env).start()
+            live[0] = a
+        wait_for(lambda: sent[200] > 300, what="likes after the restarts")
+    finally:
+        stop.set()
+        for th in threads:
+            th.join()
+    db.transitions_applied()
+    assert set(sent) <= {200, "lost"}, sent
+
+    totals = {int(i): (int(lk), int(c)) for i, lk, c in db.sql(
+        "SELECT biz_id, like_cnt, collect_cnt FROM interactive WHERE biz = 'article'")}
+    active = {int(i): (int(lk), int(c)) for i, lk, c in db.sql(
+        "SELECT i.biz_id,"
+        " (SELECT count(*) FROM user_like l WHERE l.biz = i.biz AND l.biz_id = i.biz_id"
+        "  AND l.status = 1),"
+        " (SELECT count(*) FROM user_collection c WHERE c.biz = i.biz AND c.biz_id = i.biz_id"
+        "  AND c.status = 1) FROM interactive i WHERE i.biz = 'article'")}
+    hours = {int(i): (int(lk), int(c)) for i, lk, c in db.sql(
+        "SELECT biz_id, sum(like_cnt), sum(collect_cnt) FROM interactive_hour"
+        " WHERE biz = 'article' GROUP BY biz_id")}
+    windows = {(int(w), int(i)): (int(lk), int(c)) for w, i, lk, c in db.sql(
+        "SELECT win, biz_id, like_cnt, collect_cnt FROM interactive_window"
+        " WHERE biz = 'article'")}
+    assert totals == active
+    assert hours == totals
+    for w in WINDOWS.values():  # every hour of this test is in every window
+        assert {i: windows.get((w, i), (0, 0)) for i in totals} == totals, w
+    report("like_transitions_kill_9", config="mariadb", items=len(totals),
+           likes=sum(v[0] for v in totals.values()),
+           collections=sum(v[1] for v in totals.values()), writes_lost_to_kills=sent["lost"])
+    assert a.stop() == 0 and b.stop() == 0

@@ -875,7 +875,8 @@ class Soak:
 
     def settle(self):
         """Waits until every read on the topic is applied: the producers drained, no lag,
-        and the totals unchanged for STABLE_S seconds."""
+        and the totals unchanged for STABLE_S seconds; and every like's and collection's
+        transition moved from transition_queue into the hours and windows."""
         t0 = now()
         state = {"last": None, "since": now()}
 
@@ -883,7 +884,8 @@ class Soak:
             live = self.cluster.live()
             lag = sum(m.metric("tally_kafka_consumer_lag") or 0 for m in live)
             total = int(sql(self.db, "SELECT COALESCE(sum(read_cnt), 0) FROM interactive")[0][0])
-            if total != state["last"] or lag or not all(self.drained(m) for m in live):
+            queued = int(sql(self.db, "SELECT count(*) FROM transition_queue")[0][0])
+            if total != state["last"] or lag or queued or not all(self.drained(m) for m in live):
                 state["last"], state["since"] = total, now()
             return now() - state["since"] >= STABLE_S
         ok = wait_for(quiet, SETTLE_S, "every read to be applied", step=0.5)
