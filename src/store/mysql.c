@@ -1972,7 +1972,7 @@ static int do_drain(struct conn *c, void *arg)
     MYSQL_STMT *st = c->stmt[S_QUEUE_READ];
     BINDS(r, 6);
     char biz[ITEM_BIZ_MAX + 2] = "";
-    int64_t id, biz_id, hour, dlike, dcollect;
+    int64_t id = 0, biz_id = 0, hour = 0, dlike = 0, dcollect = 0;
     size_t gone;
     int rc;
 
