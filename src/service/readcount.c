@@ -50,6 +50,10 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define SWEEP_EVERY_MS 1000
+/* Likes' queued transitions are moved into the windows this often (where the store queues
+ * them): small steps, so neither a window lags a like by more than about this nor does a
+ * second's worth of them land on the store at once. */
+#define TRANSITIONS_EVERY_MS 100
 #define INTERNAL_TRIES 3 /* a TALLY_EINTERNAL is a bug: tried this often, then dead-lettered */
 
 enum dead_reason { DEAD_REJECTED, DEAD_INTERNAL, DEAD_COUNT };
@@ -106,6 +110,9 @@ struct readcount {
     int64_t newest_ms;       /* the newest event time committed by this process */
     int64_t next_sweep_us;    /* clock_mono_us() of the next window upkeep step */
     bool upkeep_failing;      /* the last step failed (logged on change) */
+    int64_t next_moves_us;    /* clock_mono_us() when queued transitions are next moved */
+    bool moves_failing;       /* the last move failed (logged on change) */
+    bool moved_last;          /* the applier's last step moved transitions (not upkeep) */
     /* Partitions the reader found read to their end with nothing held (caught_up), for
      * the applier to mark in the store at its next upkeep step; under lock. */
     int32_t *touch;
@@ -667,15 +674,7 @@ static void sweep(struct readcount *rc)
     bool more = false;
     int err;
 
-    /* Likes' transitions first: one of an hour a window has let go is then added to the
-     * hour only, as a late read is. */
-    err = store_apply_transitions(rc->store, &more);
-    if (!err) {
-        bool left = false;
-
-        err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &left);
-        more = more || left;
-    }
+    err = store_sweep_windows(rc->store, clock_now_ms(), rc->cfg.retention_hours, &more);
     if (!err)
         err = memo_floor(rc, &floor_ms);
     /* Memos expire behind the floor (event time, like the decisions), with an hour's
@@ -704,6 +703,41 @@ static bool sweep_due(const struct readcount *rc)
     return rc->cfg.retention_hours > 0 && clock_mono_us() >= rc->next_sweep_us;
 }
 
+/*
+ * One bounded step moving likes' queued transitions into the hours and windows (a store
+ * that queues them: store_has_transitions), every TRANSITIONS_EVERY_MS and at once while
+ * some are left. A transition of an hour a window has let go meanwhile goes to its hour
+ * only, as a late read does.
+ */
+static void move_transitions(struct readcount *rc)
+{
+    bool more = false;
+    int err = store_apply_transitions(rc->store, &more);
+
+    if (err && !rc->moves_failing)
+        log_warn("readcount: moving likes into their windows failed (%s); retrying",
+                 tally_strerror(err));
+    else if (!err && rc->moves_failing)
+        log_info("readcount: likes move into their windows again");
+    rc->moves_failing = err != 0;
+    rc->next_moves_us = clock_mono_us() + (more && !err ? 0 : TRANSITIONS_EVERY_MS * 1000);
+}
+
+static bool moves_due(const struct readcount *rc)
+{
+    return store_has_transitions(rc->store) && clock_mono_us() >= rc->next_moves_us;
+}
+
+/* When the applier must wake with no job: the next upkeep step or move, if any. */
+static int64_t next_wake_us(const struct readcount *rc)
+{
+    int64_t at = rc->cfg.retention_hours > 0 ? rc->next_sweep_us : INT64_MAX;
+
+    if (store_has_transitions(rc->store) && rc->next_moves_us < at)
+        at = rc->next_moves_us;
+    return at;
+}
+
 /* The applier thread: one job at a time; upkeep between jobs when due. */
 static void *applier_main(void *arg)
 {
@@ -723,15 +757,24 @@ static void *applier_main(void *arg)
         }
         if (rc->quit)
             break;
-        if (sweep_due(rc)) {
+        bool moves = moves_due(rc), sweeps = sweep_due(rc);
+
+        if (moves || sweeps) {
+            /* Taking turns while both are due, so that neither starves the other. */
+            moves = moves && (!sweeps || !rc->moved_last);
+            rc->moved_last = moves;
             pthread_mutex_unlock(&rc->lock);
-            sweep(rc);
+            if (moves)
+                move_transitions(rc);
+            else
+                sweep(rc);
             pthread_mutex_lock(&rc->lock);
             continue;
         }
-        if (rc->cfg.retention_hours > 0) {
-            struct timespec ts = {(time_t)(rc->next_sweep_us / 1000000),
-                                  (long)(rc->next_sweep_us % 1000000) * 1000L};
+        int64_t wake = next_wake_us(rc);
+
+        if (wake < INT64_MAX) {
+            struct timespec ts = {(time_t)(wake / 1000000), (long)(wake % 1000000) * 1000L};
             pthread_cond_timedwait(&rc->job_cond, &rc->lock, &ts);
         } else {
             pthread_cond_wait(&rc->job_cond, &rc->lock);

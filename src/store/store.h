@@ -428,6 +428,10 @@ static inline int store_sweep_windows(struct store *s, int64_t now_ms, int64_t r
 {
     return s->ops->sweep_windows(s, now_ms, retention_hours, more);
 }
+static inline bool store_has_transitions(const struct store *s)
+{
+    return s->ops->apply_transitions != NULL;
+}
 static inline int store_apply_transitions(struct store *s, bool *more)
 {
     *more = false;
