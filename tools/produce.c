@@ -28,6 +28,12 @@
  *   TALLY_PRODUCE_VIEWERS=V      message i reads as viewer "v<i % V>" instead of a uid
  *   TALLY_PRODUCE_KEYS=K:M       every M-th message (i % M == 0) carries the header
  *                                idempotency-key "k<i % K>"
+ *
+ * tally-produce --ceiling-sql COUNT ITEMS [uniform|zipf:S] prints, instead of producing, the
+ * bare minimum of the same job in SQL (the benchmark's store ceiling): the same COUNT events
+ * merged per 10,000 into one count per item, upserted into a plain table
+ * ceiling(biz, biz_id, cnt) by multi-row statements of up to 1,000 rows, a transaction a
+ * batch.
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -193,6 +199,47 @@ static int describe_topic(const char *brokers, const char *topic)
     return rc;
 }
 
+/* The item of message i: item (i % items) + 1, or drawn from the Zipf law cdf. */
+static long item_of(long i, long items, const double *cdf, unsigned long long *rng)
+{
+    return cdf ? zipf_draw(cdf, items, rng) : i % items + 1;
+}
+
+#define CEILING_BATCH 10000 /* events merged per transaction (tallyd's default --batch) */
+#define CEILING_ROWS  1000  /* rows per statement */
+
+/* --ceiling-sql: the events of a run, merged per batch and upserted as plain counts. */
+static int ceiling_sql(long count, long items, const double *cdf)
+{
+    long *n = calloc((size_t)items + 1, sizeof(*n)), *touched = malloc(CEILING_BATCH * sizeof(long));
+    unsigned long long rng = 42;
+
+    if (!n || !touched)
+        return 1;
+    for (long first = 0; first < count; first += CEILING_BATCH) {
+        long k = 0;
+
+        for (long i = first; i < count && i < first + CEILING_BATCH; i++) {
+            long id = item_of(i, items, cdf, &rng);
+
+            if (n[id]++ == 0)
+                touched[k++] = id;
+        }
+        printf("BEGIN;\n");
+        for (long j = 0; j < k; j++) {
+            printf("%s('article',%ld,%ld)", j % CEILING_ROWS ? "," :
+                   "INSERT INTO ceiling (biz, biz_id, cnt) VALUES ", touched[j], n[touched[j]]);
+            if (j % CEILING_ROWS == CEILING_ROWS - 1 || j == k - 1)
+                printf(" ON DUPLICATE KEY UPDATE cnt = cnt + VALUES(cnt);\n");
+            n[touched[j]] = 0;
+        }
+        printf("COMMIT;\n");
+    }
+    free(n);
+    free(touched);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static const char *const bad[] = {"not json",
@@ -239,6 +286,19 @@ int main(int argc, char **argv)
         rd_kafka_destroy(rk);
         return ok ? 0 : 1;
     }
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "--ceiling-sql") == 0) {
+        count = strtol(argv[2], NULL, 10);
+        items = strtol(argv[3], NULL, 10);
+        if (count < 0 || items < 1) {
+            fprintf(stderr, "tally-produce: COUNT and ITEMS must be positive\n");
+            return 2;
+        }
+        if (argc == 5 && strncmp(argv[4], "zipf:", 5) == 0)
+            cdf = zipf_cdf(items, strtod(argv[4] + 5, NULL));
+        int rc = ceiling_sql(count, items, cdf);
+        free(cdf);
+        return rc;
+    }
     if (argc == 5 && strcmp(argv[2], "--create") == 0)
         return create_topic(argv[1], argv[3], (int)strtol(argv[4], NULL, 10));
     if (argc == 4 && strcmp(argv[2], "--partitions") == 0)
@@ -247,7 +307,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tally-produce [--format course] BROKERS TOPIC COUNT ITEMS "
                         "[uniform|zipf:S] [MALFORMED]\n       tally-produce BROKERS --check\n"
                         "       tally-produce BROKERS --create TOPIC PARTITIONS\n"
-                        "       tally-produce BROKERS --partitions TOPIC\n");
+                        "       tally-produce BROKERS --partitions TOPIC\n"
+                        "       tally-produce --ceiling-sql COUNT ITEMS [uniform|zipf:S]\n");
         return 2;
     }
     count = strtol(argv[3], NULL, 10);
@@ -275,7 +336,7 @@ int main(int argc, char **argv)
     rk = producer(argv[1], "true");
     for (long i = 0; i < count; i++) {
         char idem[32], who[48];
-        long id = cdf ? zipf_draw(cdf, items, &rng) : i % items + 1;
+        long id = item_of(i, items, cdf, &rng);
 
         snprintf(key, sizeof(key), "article:%ld", id);
         long long ts = ts_span ? ts_base - (long long)i * 2654435761LL % ts_span : 1700000000000LL + i;
