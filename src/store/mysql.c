@@ -248,7 +248,7 @@ static const char *const migrations[] = {
     "ALTER TABLE read_offsets ADD COLUMN IF NOT EXISTS event_ms BIGINT NOT NULL DEFAULT 0",
     /*
      * 7 -> 8: a like or collection writes its row, the item's counter and one row here;
-     * the readcount applier moves these rows into the hours and windows (S_QUEUE_*), so
+     * the readcount applier moves these rows into the hours and windows (do_drain), so
      * the user's transaction no longer updates an hourly row and four window rows, each
      * a B-tree change in up to four indexes. An append to one index.
      */
@@ -2022,6 +2022,7 @@ static int do_drain(struct conn *c, void *arg)
     while ((rc = fetch(c, st)) == 1) {
         struct store_row *row = &a->rows[a->n];
 
+        TALLY_ASSERT(a->n < QUEUE_ROWS); /* S_QUEUE_READ's LIMIT */
         if ((rc = fetched_biz(biz, r.len[1], &row->item))) {
             mysql_stmt_free_result(st);
             return rc;
