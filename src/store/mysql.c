@@ -726,6 +726,19 @@ static int fetch(struct conn *c, MYSQL_STMT *st)
     return rc == MYSQL_NO_DATA ? 0 : stmt_err(c, st, "fetch");
 }
 
+/*
+ * The next chunk of a multi-row statement over `left` rows: full chunks of UPSERT_CHUNK,
+ * then powers of two, so that a connection prepares at most log2(UPSERT_CHUNK) + 1 sizes.
+ */
+static size_t chunk_of(size_t left)
+{
+    size_t k = UPSERT_CHUNK;
+
+    while (k > left)
+        k /= 2;
+    return k;
+}
+
 /* A statement whose SQL depends on n, built by `build` on first use. */
 static int sized(struct conn *c, enum sized z, size_t n, void (*build)(struct strbuf *, size_t),
                  MYSQL_STMT **out)
@@ -1019,9 +1032,7 @@ static int upsert_counts(struct conn *c, bool window, const struct store_row *r,
     for (size_t done = 0, k; done < n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
-        k = UPSERT_CHUNK; /* full chunks, then powers of two, as in do_apply */
-        while (k > n - done)
-            k /= 2;
+        k = chunk_of(n - done);
         if ((rc = sized(c, window ? Z_WINDOW : Z_HOUR, k,
                         window ? build_window_upsert : build_hour_upsert, &st)))
             break;
@@ -1550,9 +1561,7 @@ static int memo_lookup(struct conn *c, enum read_memo m, struct memo *keys, size
     for (size_t done = 0, k; done < n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
-        k = UPSERT_CHUNK;
-        while (k > n - done)
-            k /= 2;
+        k = chunk_of(n - done);
         if ((rc = sized(c, m == MEMO_IDEM ? Z_IDEM_GET : Z_SEEN_GET, k,
                         m == MEMO_IDEM ? build_idem_get : build_seen_get, &st)))
             break;
@@ -1587,9 +1596,7 @@ static int memo_write(struct conn *c, enum read_memo m, const struct memo *rows,
     for (size_t done = 0, k; done < n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
-        k = UPSERT_CHUNK;
-        while (k > n - done)
-            k /= 2;
+        k = chunk_of(n - done);
         if ((rc = sized(c, m == MEMO_IDEM ? Z_IDEM_PUT : Z_SEEN_PUT, k,
                         m == MEMO_IDEM ? build_idem_put : build_seen_put, &st)))
             break;
@@ -1669,12 +1676,7 @@ static int do_apply(struct conn *c, void *arg)
     for (size_t done = 0, k; done < b->n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
-        /* Full chunks, then the rest in powers of two: at most 9 statement sizes are
-         * ever prepared per connection, whatever the batch sizes. */
-        k = UPSERT_CHUNK;
-        while (k > b->n - done)
-            k /= 2;
-
+        k = chunk_of(b->n - done);
         if ((rc = sized(c, Z_UPSERT, k, build_upsert, &st)))
             break;
         p.n = 0;
@@ -1978,9 +1980,7 @@ static int delete_queued(struct conn *c, const int64_t *ids, size_t n, size_t *g
     for (size_t done = 0, k; done < n && rc == 0; done += k) {
         MYSQL_STMT *st;
 
-        k = UPSERT_CHUNK; /* full chunks, then powers of two, as in do_apply */
-        while (k > n - done)
-            k /= 2;
+        k = chunk_of(n - done);
         if ((rc = sized(c, Z_QUEUE_DEL, k, build_queue_del, &st)))
             break;
         bind_reset(&p);

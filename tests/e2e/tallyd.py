@@ -97,8 +97,8 @@ class Database:
 
     def transitions_applied(self, timeout=30):
         """Waits until tallyd moved every like's and collection's transition into the hours
-        and windows: MariaDB queues them (transition_queue, emptied by tallyd's upkeep
-        within about a second); SQLite's writes add them themselves."""
+        and windows: MariaDB queues them (transition_queue, emptied by tallyd every 100 ms);
+        SQLite's writes add them themselves. Polls every 50 ms up to the deadline."""
         if not MYSQL:
             return
         deadline = time.monotonic() + timeout

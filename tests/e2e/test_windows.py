@@ -318,7 +318,8 @@ def test_like_transitions_reach_hours_and_windows_once_through_kill_9(spawn, db)
                 # The killed tallyd: the write may or may not have committed.
                 sent["lost"] += 1
                 conns.pop(t).close()
-                time.sleep(0.01)
+                time.sleep(0.01)  # not a wait: a pause, so that a thread that drew the
+                # killed tallyd does not spin on refused connections until it is replaced
         for conn in conns.values():
             conn.close()
 
